@@ -1,0 +1,1 @@
+"""Subcommands of the ``edsr-jax`` CLI (see ``edsr_jax.cli``)."""

@@ -1,0 +1,120 @@
+"""Model zoo: parameter counts, structure, pixel-shuffle order, dtypes, residual-scale folding."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from edsr_jax import models
+
+# REFERENCE section 1: exact parameter counts (mean shift excluded).
+PARAM_COUNTS = {
+    ("edsr_baseline", 2): 1_369_859,
+    ("edsr_baseline", 3): 1_554_499,
+    ("edsr_baseline", 4): 1_517_571,
+    ("edsr", 2): 40_729_603,
+    ("edsr", 3): 43_680_003,
+    ("edsr", 4): 43_089_923,
+    ("mdsr_baseline", None): 3_227_203,
+    ("mdsr", None): 7_953_987,
+}
+
+
+@pytest.mark.parametrize("preset,scale", list(PARAM_COUNTS))
+def test_parameter_counts_match_reference(preset, scale):
+    model = getattr(models, preset)(scale) if scale else getattr(models, preset)()
+    shapes = jax.eval_shape(lambda: models.init(model, jax.random.key(0)))
+    assert models.count_params(shapes["params"]) == PARAM_COUNTS[(preset, scale)]
+    assert set(shapes) == {"params"}  # mean shift is a constant, not a variable
+
+
+def test_pixel_shuffle_matches_pytorch_order_by_hand():
+    # 1x1 image, 2*2*2 channels: PyTorch puts channel c*r*r + i*r + j at (i, j) of output channel c.
+    r, c = 2, 2
+    x = jnp.arange(c * r * r, dtype=jnp.float32).reshape(1, 1, 1, c * r * r)
+    y = models.pixel_shuffle(x, r)
+    assert y.shape == (1, 2, 2, 2)
+    expected = np.array([[[0, 4], [1, 5]], [[2, 6], [3, 7]]], np.float32)  # [i][j][c]
+    np.testing.assert_array_equal(np.asarray(y[0]), expected)
+
+
+def test_pixel_shuffle_general_formula():
+    r, c, h, w = 3, 2, 2, 3
+    x = np.random.default_rng(0).normal(size=(1, h, w, c * r * r)).astype(np.float32)
+    y = np.asarray(models.pixel_shuffle(jnp.asarray(x), r))
+    for cc in range(c):
+        for i in range(r):
+            for j in range(r):
+                np.testing.assert_array_equal(y[0, i::r, j::r, cc], x[0, :, :, cc * r * r + i * r + j])
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_edsr_output_shape_and_range_convention(scale):
+    model = models.EDSR(scale=scale, num_blocks=2, num_features=8)
+    variables = models.init(model, jax.random.key(0))
+    x = jnp.full((2, 5, 7, 3), 128.0)
+    y = model.apply(variables, x)
+    assert y.shape == (2, 5 * scale, 7 * scale, 3) and y.dtype == jnp.float32
+    # A zero network is the identity on the mean shift: output = DIV2K mean * 255 everywhere.
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, variables)
+    np.testing.assert_allclose(
+        np.asarray(model.apply(zeros, x))[0, 0, 0], 255 * np.array(models.DIV2K_RGB_MEAN), rtol=1e-6
+    )
+
+
+def test_mdsr_init_creates_every_scale_and_apply_selects_one():
+    model = models.MDSR(num_blocks=2, num_features=8)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 6, 6, 3)), scale=3)
+    names = set(variables["params"])
+    for s in (2, 3, 4):
+        assert {f"pre_process_x{s}_0", f"pre_process_x{s}_1", f"upsample_x{s}"} <= names
+    assert variables["params"]["pre_process_x2_0"]["conv1"]["kernel"].shape == (5, 5, 8, 8)
+    x = jnp.full((1, 6, 6, 3), 50.0)
+    for s in (2, 3, 4):
+        assert model.apply(variables, x, scale=s).shape == (1, 6 * s, 6 * s, 3)
+    with pytest.raises(ValueError, match="serves scales"):
+        model.apply(variables, x, scale=8)
+
+
+def test_pytorch_default_initialisation_bounds():
+    model = models.EDSR(scale=2, num_blocks=1, num_features=16)
+    p = models.init(model, jax.random.key(1))["params"]
+    for leaf, fan_in in [(p["head"]["kernel"], 27), (p["head"]["bias"], 27), (p["tail"]["kernel"], 144)]:
+        bound = 1 / np.sqrt(fan_in)
+        assert float(jnp.abs(leaf).max()) <= bound
+        assert float(jnp.abs(leaf).max()) > 0.8 * bound  # uniform over the whole range, not lecun_normal
+
+
+def test_bfloat16_compute_keeps_float32_params_and_output():
+    model = models.edsr_baseline(2, dtype=jnp.bfloat16).clone(num_blocks=2, num_features=16)
+    variables = models.init(model, jax.random.key(0))
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(variables))
+    x = jax.random.uniform(jax.random.key(2), (1, 8, 8, 3), maxval=255.0)
+    y16 = model.apply(variables, x)
+    y32 = model.clone(dtype=jnp.float32).apply(variables, x)
+    assert y16.dtype == jnp.float32
+    assert float(jnp.abs(y16 - y32).max()) < 3.0  # bf16 rounding on a [0, 255] output
+
+
+@pytest.mark.parametrize("model", [
+    models.EDSR(scale=2, num_blocks=3, num_features=16, res_scale=0.1),
+    models.MDSR(num_blocks=2, num_features=8, res_scale=0.5),
+])
+def test_fold_residual_scaling_keeps_outputs(model):
+    variables = models.init(model, jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(3), (1, 9, 7, 3), maxval=255.0)
+    folded_model, folded = models.fold_residual_scaling(model, variables)
+    assert folded_model.res_scale == 1.0
+    for s in models.model_scales(model):
+        y = model.apply(variables, x, scale=s)
+        y2 = folded_model.apply(folded, x, scale=s)
+        np.testing.assert_allclose(np.asarray(y2), np.asarray(y), rtol=1e-4, atol=1e-4 * 255)
+    # the unfolded model with folded weights is different: the fold really changed conv2
+    assert not np.allclose(np.asarray(model.apply(folded, x, scale=s)), np.asarray(y), atol=1e-3)
+
+
+def test_spec_round_trip():
+    for model in (models.edsr(3), models.mdsr_baseline()):
+        assert models.from_spec(models.model_spec(model)) == model
+    with pytest.raises(ValueError, match="unknown architecture"):
+        models.from_spec({"arch": "srcnn", "num_blocks": 1, "num_features": 1})
