@@ -1,0 +1,469 @@
+"""Image sources for training and evaluation: decode every LR/HR pair once into a cache.
+
+Every source ends as an :class:`ImagePairs`: the HR images and, per scale, the LR images, as uint8
+RGB arrays in [0, 255], decoded once (PNG decoding per patch costs ~80 ms per DIV2K pair, see
+``experiments/RESULTS.md``). The cache lives in memory, or in flat ``.npy`` files under
+``config.data.cache_dir`` that later runs (and other processes on the same host) memory-map.
+
+Sources (``config.data.source``):
+
+* ``"tfds"``: TensorFlow Datasets ``div2k/{degradation}_x{s}`` (one builder per scale); image
+  numbers index the ``train`` split (1..800) and the ``validation`` split (801..900) in TFDS order.
+* ``"div2k_folder"``: the official DIV2K layout under ``data_dir``
+  (``DIV2K_train_HR/0001.png``, ``DIV2K_train_LR_bicubic/X2/0001x2.png``, ``DIV2K_valid_*`` for
+  801..900, ``_LR_unknown`` for ``degradation="unknown"``); missing bicubic LR images are made
+  with the MATLAB-exact resize.
+* ``"folder"``: any folder of HR images (sorted by file name, numbered from 1); LR made with the
+  MATLAB-exact resize.
+* ``"skimage"``: the photographs bundled with scikit-image (no download), split by the fixed name
+  lists :data:`SKIMAGE_TRAIN` and :data:`SKIMAGE_VAL`.
+
+TensorFlow and TFDS are imported only by the TFDS source.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from edsr_jax.errors import UserError
+
+SOURCES = ("tfds", "div2k_folder", "folder", "skimage")
+DEGRADATIONS = ("bicubic", "unknown")
+# DIV2K numbering: images 1..800 are the train split, 801..900 the validation split.
+DIV2K_NUM_TRAIN = 800
+DIV2K_NUM_TOTAL = 900
+# File endings the "folder" source reads.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# scikit-image sample photographs (file names in skimage's data folder, no download). Grayscale
+# ones are replicated to RGB. The validation photos are never trained on.
+SKIMAGE_FILES = {
+    "astronaut": "astronaut.png",
+    "chelsea": "chelsea.png",
+    "coffee": "coffee.png",
+    "rocket": "rocket.jpg",
+    "motorcycle_left": "motorcycle_left.png",
+    "motorcycle_right": "motorcycle_right.png",
+    "hubble_deep_field": "hubble_deep_field.jpg",
+    "retina": "retina.jpg",
+    "ihc": "ihc.png",
+    "camera": "camera.png",
+    "moon": "moon.png",
+    "coins": "coins.png",
+    "grass": "grass.png",
+    "gravel": "gravel.png",
+    "brick": "brick.png",
+}
+SKIMAGE_TRAIN: tuple[str, ...] = (
+    "rocket", "motorcycle_left", "motorcycle_right", "hubble_deep_field", "retina", "ihc",
+    "camera", "moon", "coins", "grass", "gravel", "brick",
+)  # fmt: skip
+SKIMAGE_VAL: tuple[str, ...] = ("astronaut", "chelsea", "coffee")
+# Bumped when the cache file layout or the decoding changes, so old cache files are not reused.
+CACHE_VERSION = 1
+# Threads that decode images (PIL and the resize release the GIL for most of their work).
+MAX_DECODE_THREADS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagePairs:
+    """Decoded images of one shard: ``hr[i]`` with ``lr[s][i]`` for every scale ``s``.
+
+    Attributes:
+        names: one name per image (file name, DIV2K number or photo name), for messages.
+        hr: HR images, uint8 (H, W, 3); ``lr[s][i].shape[:2] * s <= hr[i].shape[:2]`` and LR pixel
+            (y, x) covers HR pixels (y*s .. y*s+s-1, x*s .. x*s+s-1) (top-left aligned).
+        lr: scale -> LR images, uint8 (h, w, 3).
+    """
+
+    names: tuple[str, ...]
+    hr: tuple[np.ndarray, ...]
+    lr: dict[int, tuple[np.ndarray, ...]]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the decoded images take."""
+        return sum(a.nbytes for a in self.hr) + sum(a.nbytes for v in self.lr.values() for a in v)
+
+
+def shard_numbers(numbers: Sequence, process_index: int, process_count: int) -> list:
+    """The contiguous chunk of ``numbers`` that process ``process_index`` of ``process_count`` reads.
+
+    Raises:
+        UserError: fewer images than processes, or a bad process index.
+    """
+    if not 0 <= process_index < process_count:
+        raise UserError(f"process_index must be in [0, {process_count}), got {process_index}")
+    if len(numbers) < process_count:
+        raise UserError(
+            f"{len(numbers)} images cannot be shared by {process_count} processes (each needs one)"
+        )
+    bounds = np.linspace(0, len(numbers), process_count + 1).round().astype(int)
+    return list(numbers[bounds[process_index] : bounds[process_index + 1]])
+
+
+def image_numbers(image_range: Sequence[int]) -> list[int]:
+    """1-based image numbers ``first..last`` (inclusive) of a ``(first, last)`` range."""
+    first, last = (int(v) for v in image_range)
+    if not 1 <= first <= last:
+        raise UserError(f"an image range must be (first, last) with 1 <= first <= last, got {image_range}")
+    return list(range(first, last + 1))
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """Reads an image file as uint8 RGB (H, W, 3): grayscale replicated, alpha dropped, 16-bit scaled."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                a = np.asarray(im, dtype=np.float64)
+                a = np.clip(np.round(a / 257.0), 0, 255).astype(np.uint8)
+                return np.repeat(a[..., None], 3, axis=-1)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
+        raise UserError(f"cannot read image {path}: {e}") from e
+
+
+def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
+    """The MATLAB-exact bicubic LR image of ``hr`` (cropped to a multiple of ``scale``)."""
+    from edsr_jax.image import downscale  # numpy only
+
+    return downscale(hr, scale, boundary="replicate")
+
+
+def check_pair(name: str, hr: np.ndarray, lr: np.ndarray, scale: int) -> None:
+    """Raises a UserError naming ``name`` when an LR image is larger than its HR image / ``scale``."""
+    for a, what in ((hr, "HR"), (lr, "LR")):
+        if a.dtype != np.uint8 or a.ndim != 3 or a.shape[-1] != 3:
+            raise UserError(f"{name}: {what} image must be uint8 (H, W, 3), got {a.dtype} {a.shape}")
+    if lr.shape[0] * scale > hr.shape[0] or lr.shape[1] * scale > hr.shape[1]:
+        raise UserError(
+            f"{name}: LR image {lr.shape[1]}x{lr.shape[0]} times scale {scale} is larger than "
+            f"its HR image {hr.shape[1]}x{hr.shape[0]}"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# One loader per source: (numbers or names) -> list of (name, load_fn) where load_fn() returns
+# (hr, {scale: lr}). Loading runs on a thread pool.
+# ----------------------------------------------------------------------------------------------
+
+Loader = Callable[[], tuple[np.ndarray, dict[int, np.ndarray]]]
+
+
+def _hr_then_lr(read_hr: Callable[[], np.ndarray], lr_paths: dict[int, str | None]) -> Loader:
+    """A loader reading the HR image and each LR file, resizing where the LR path is None."""
+
+    def load():
+        hr = read_hr()
+        return hr, {s: read_rgb(p) if p else make_lr(hr, s) for s, p in lr_paths.items()}
+
+    return load
+
+
+def div2k_folder_loaders(
+    data_dir: str, numbers: Sequence[int], scales: Sequence[int], degradation: str
+) -> list[tuple[str, Loader]]:
+    """Loaders for DIV2K image numbers in the official folder layout under ``data_dir``.
+
+    Raises:
+        UserError: a missing HR file, or a missing LR file for ``degradation="unknown"``.
+    """
+    out = []
+    for n in numbers:
+        if not 1 <= n <= DIV2K_NUM_TOTAL:
+            raise UserError(f"DIV2K image numbers are 1..{DIV2K_NUM_TOTAL}, got {n}")
+        part = "train" if n <= DIV2K_NUM_TRAIN else "valid"
+        hr_path = os.path.join(data_dir, f"DIV2K_{part}_HR", f"{n:04d}.png")
+        if not os.path.isfile(hr_path):
+            raise UserError(f"DIV2K HR image not found: {hr_path} (data_dir={data_dir})")
+        lr_paths = {}
+        for s in scales:
+            p = os.path.join(data_dir, f"DIV2K_{part}_LR_{degradation}", f"X{s}", f"{n:04d}x{s}.png")
+            if not os.path.isfile(p):
+                if degradation != "bicubic":
+                    raise UserError(f"DIV2K LR image not found: {p} (only bicubic LR can be made)")
+                p = None
+            lr_paths[s] = p
+        out.append((hr_path, _hr_then_lr(lambda path=hr_path: read_rgb(path), lr_paths)))
+    return out
+
+
+def folder_files(data_dir: str) -> list[str]:
+    """The image files directly in ``data_dir``, sorted by name (image number i is entry i - 1)."""
+    if not os.path.isdir(data_dir):
+        raise UserError(f"image folder not found: {data_dir}")
+    names = sorted(f for f in os.listdir(data_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not names:
+        raise UserError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {data_dir}")
+    return [os.path.join(data_dir, f) for f in names]
+
+
+def folder_loaders(data_dir: str, numbers: Sequence[int], scales: Sequence[int]) -> list[tuple[str, Loader]]:
+    """Loaders for images ``numbers`` (1-based, sorted by name) of a folder of HR images."""
+    files = folder_files(data_dir)
+    if max(numbers) > len(files):
+        raise UserError(f"image range goes up to {max(numbers)} but {data_dir} holds {len(files)} images")
+    paths = [files[n - 1] for n in numbers]
+    return [(p, _hr_then_lr(lambda p=p: read_rgb(p), dict.fromkeys(scales))) for p in paths]
+
+
+def skimage_loaders(names: Sequence[str], scales: Sequence[int]) -> list[tuple[str, Loader]]:
+    """Loaders for scikit-image sample photographs by name (keys of :data:`SKIMAGE_FILES`)."""
+    import skimage.data
+
+    root = os.path.dirname(skimage.data.__file__)
+    out = []
+    for name in names:
+        if name not in SKIMAGE_FILES:
+            raise UserError(f"unknown scikit-image photograph {name!r}; known: {sorted(SKIMAGE_FILES)}")
+        path = os.path.join(root, SKIMAGE_FILES[name])
+        out.append((name, _hr_then_lr(lambda path=path: read_rgb(path), dict.fromkeys(scales))))
+    return out
+
+
+def tfds_name_for_scale(tfds_name: str, degradation: str, scale: int) -> str:
+    """``div2k/bicubic_x2`` style name for ``scale`` (the ``_x{n}`` suffix of ``tfds_name`` replaced)."""
+    name = tfds_name or f"div2k/{degradation}_x{scale}"
+    if not re.search(r"_x\d+$", name):
+        raise UserError(f"tfds_name must end in _x<scale> (e.g. div2k/bicubic_x2), got {name!r}")
+    return re.sub(r"_x\d+$", f"_x{scale}", name)
+
+
+def _tfds_split(numbers: Sequence[int]) -> str:
+    """TFDS split slice holding the contiguous DIV2K numbers (train 1..800, validation 801..900)."""
+    first, last = min(numbers), max(numbers)
+    if last - first + 1 != len(numbers):
+        raise UserError(f"TFDS images must be a contiguous range, got {len(numbers)} in {first}..{last}")
+    if last <= DIV2K_NUM_TRAIN:
+        return f"train[{first - 1}:{last}]"
+    if first > DIV2K_NUM_TRAIN and last <= DIV2K_NUM_TOTAL:
+        return f"validation[{first - 1 - DIV2K_NUM_TRAIN}:{last - DIV2K_NUM_TRAIN}]"
+    raise UserError(
+        f"a TFDS image range must lie in 1..800 (train) or 801..900 (validation), got {first}..{last}"
+    )
+
+
+def load_tfds(
+    tfds_name: str, data_dir: str | None, numbers: Sequence[int], scales: Sequence[int], degradation: str
+) -> list[tuple[str, np.ndarray, dict[int, np.ndarray]]]:
+    """Reads DIV2K pairs from TFDS, one builder per scale; HR comes from the first scale's builder.
+
+    Raises:
+        UserError: the dataset is not prepared in ``data_dir``, or builders disagree on counts.
+    """
+    import tensorflow_datasets as tfds
+
+    split = _tfds_split(numbers)
+    hrs, lrs = None, {}
+    for s in scales:
+        name = tfds_name_for_scale(tfds_name, degradation, s)
+        try:
+            builder = tfds.builder(name, data_dir=data_dir)
+            ds = builder.as_dataset(split=split, shuffle_files=False)
+        except (AssertionError, OSError, ValueError) as e:
+            raise UserError(
+                f"TFDS dataset {name} is not available in data_dir={data_dir}: {e}. Prepare it once with "
+                f"tfds.builder({name!r}, data_dir=...).download_and_prepare(download_config="
+                "tfds.download.DownloadConfig(manual_dir=<folder with the official DIV2K zips>))"
+            ) from e
+        examples = list(ds.as_numpy_iterator())
+        if hrs is None:
+            hrs = [ex["hr"] for ex in examples]
+        elif len(examples) != len(hrs):
+            raise UserError(f"{name} {split} has {len(examples)} images, the first scale had {len(hrs)}")
+        lrs[s] = [ex["lr"] for ex in examples]
+    base = tfds_name_for_scale(tfds_name, degradation, scales[0])
+    return [
+        (f"{base}:{split}#{i}", hr, {s: lrs[s][i] for s in scales}) for i, hr in enumerate(hrs or [])
+    ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding, checking and caching.
+# ----------------------------------------------------------------------------------------------
+
+
+def _keep(name: str, lrs: dict[int, np.ndarray], min_lr: int, skip_small: str) -> bool:
+    """False (with a warning) for an image with an LR side below ``min_lr`` when skipping, else raise."""
+    small = {s: lr.shape[:2] for s, lr in lrs.items() if min(lr.shape[:2]) < min_lr}
+    if not small:
+        return True
+    s, (h, w) = next(iter(small.items()))
+    message = f"{name}: x{s} LR image is {w}x{h}, smaller than the {min_lr}x{min_lr} LR patch"
+    if skip_small == "skip":
+        warnings.warn(message + "; skipped", stacklevel=3)
+        return False
+    if skip_small != "error":
+        raise UserError(f"skip_small must be 'error' or 'skip', got {skip_small!r}")
+    raise UserError(message + " (set config.data.skip_small='skip' to leave such images out)")
+
+
+def run_loaders(items: list[tuple[str, Loader]]) -> list[tuple[str, np.ndarray, dict[int, np.ndarray]]]:
+    """Runs (name, loader) pairs on a thread pool; returns (name, hr, {scale: lr}) in input order."""
+    with concurrent.futures.ThreadPoolExecutor(min(MAX_DECODE_THREADS, max(1, len(items)))) as pool:
+        loaded = list(pool.map(lambda item: item[1](), items))
+    return [(name, hr, lrs) for (name, _), (hr, lrs) in zip(items, loaded, strict=True)]
+
+
+def check_all(
+    decoded: list, scales: Sequence[int], min_lr: int, skip_small: str
+) -> list[tuple[str, np.ndarray, dict[int, np.ndarray]]]:
+    """Checks every (name, hr, {scale: lr}) pair; drops (warning) or rejects too-small images.
+
+    Args:
+        decoded: (name, hr, {scale: lr}) triples.
+        scales: the scales every image must have.
+        min_lr: smallest LR side allowed (the LR patch size; 1 for evaluation).
+        skip_small: "error" or "skip".
+
+    Returns:
+        The kept triples, in input order.
+
+    Raises:
+        UserError: a malformed pair, or a too-small image when ``skip_small == "error"``.
+    """
+    out = []
+    for name, hr, lrs in decoded:
+        for s in scales:
+            check_pair(name, hr, lrs[s], s)
+        if _keep(name, lrs, min_lr, skip_small):
+            out.append((name, hr, lrs))
+    return out
+
+
+def to_pairs(decoded: list, scales: Sequence[int]) -> ImagePairs:
+    """Packs decoded (name, hr, {scale: lr}) triples into an :class:`ImagePairs`."""
+    return ImagePairs(
+        names=tuple(d[0] for d in decoded),
+        hr=tuple(d[1] for d in decoded),
+        lr={s: tuple(d[2][s] for d in decoded) for s in scales},
+    )
+
+
+def from_pairs(pairs: ImagePairs) -> list[tuple[str, np.ndarray, dict[int, np.ndarray]]]:
+    """The (name, hr, {scale: lr}) triples of an :class:`ImagePairs`."""
+    return [
+        (name, pairs.hr[i], {s: v[i] for s, v in pairs.lr.items()}) for i, name in enumerate(pairs.names)
+    ]
+
+
+def save_cache(pairs: ImagePairs, folder: str) -> None:
+    """Writes ``pairs`` as flat ``.npy`` buffers plus ``index.json`` into ``folder`` (atomically)."""
+    tmp = f"{folder}.tmp{os.getpid()}"
+    os.makedirs(tmp, exist_ok=True)
+    index = {"names": list(pairs.names), "hr": [a.shape for a in pairs.hr]}
+    groups = {"hr": pairs.hr} | {f"lr_x{s}": v for s, v in pairs.lr.items()}
+    index.update({k: [list(a.shape) for a in v] for k, v in groups.items()})
+    for key, arrays in groups.items():
+        flat = np.lib.format.open_memmap(
+            os.path.join(tmp, f"{key}.npy"), mode="w+", dtype=np.uint8, shape=(sum(a.size for a in arrays),)
+        )
+        offset = 0
+        for a in arrays:
+            flat[offset : offset + a.size] = a.reshape(-1)
+            offset += a.size
+        flat.flush()
+        del flat
+    with open(os.path.join(tmp, "index.json"), "w") as f:
+        json.dump(index, f)
+    try:
+        os.rename(tmp, folder)
+    except OSError:  # another process wrote it first
+        pass
+
+
+def load_cache(folder: str, scales: Sequence[int]) -> ImagePairs:
+    """Memory-maps a cache written by :func:`save_cache` (no copy; pages shared between processes)."""
+    with open(os.path.join(folder, "index.json")) as f:
+        index = json.load(f)
+
+    def views(key):
+        flat = np.load(os.path.join(folder, f"{key}.npy"), mmap_mode="r")
+        out, offset = [], 0
+        for shape in index[key]:
+            size = int(np.prod(shape))
+            out.append(flat[offset : offset + size].reshape(shape))
+            offset += size
+        return tuple(out)
+
+    return ImagePairs(
+        names=tuple(index["names"]), hr=views("hr"), lr={s: views(f"lr_x{s}") for s in scales}
+    )
+
+
+def cache_folder(cache_dir: str, description: dict) -> str:
+    """The cache folder for a source description (a hash of everything that changes the pixels)."""
+    text = json.dumps({"version": CACHE_VERSION, **description}, sort_keys=True, default=str)
+    return os.path.join(cache_dir, "pairs-" + hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+def load_pairs(
+    data_config, split: str, scales: Sequence[int], min_lr: int,
+    process_index: int = 0, process_count: int = 1,
+) -> ImagePairs:  # fmt: skip
+    """Decodes (or reads from the cache) this process's shard of a split.
+
+    Args:
+        data_config: ``config.data`` (source, tfds_name, data_dir, degradation, train_range,
+            val_range, cache_dir, skip_small).
+        split: "train" or "val".
+        scales: scales whose LR images are needed.
+        min_lr: smallest LR side allowed (the LR patch size for training, 1 for evaluation).
+        process_index: this process; it reads a contiguous, disjoint chunk of the split.
+        process_count: number of processes sharing the split.
+
+    Returns:
+        The decoded :class:`ImagePairs` of this process's shard.
+
+    Raises:
+        UserError: an unknown source/split/degradation, missing files, or too-small images.
+    """
+    source, degradation = data_config.source, data_config.degradation
+    if source not in SOURCES:
+        raise UserError(f"config.data.source must be one of {SOURCES}, got {source!r}")
+    if degradation not in DEGRADATIONS:
+        raise UserError(f"config.data.degradation must be one of {DEGRADATIONS}, got {degradation!r}")
+    if split not in ("train", "val"):
+        raise UserError(f"split must be 'train' or 'val', got {split!r}")
+    if source == "skimage":
+        ids = list(SKIMAGE_TRAIN if split == "train" else SKIMAGE_VAL)
+    else:
+        ids = image_numbers(data_config.train_range if split == "train" else data_config.val_range)
+    ids = shard_numbers(ids, process_index, process_count)
+    description = {
+        "source": source, "ids": ids, "scales": sorted(scales), "degradation": degradation,
+        "data_dir": os.path.abspath(data_config.data_dir) if data_config.data_dir else None,
+        "tfds_name": data_config.tfds_name if source == "tfds" else None,
+    }  # fmt: skip
+    folder = cache_folder(data_config.cache_dir, description) if data_config.cache_dir else None
+    if folder and os.path.isfile(os.path.join(folder, "index.json")):
+        decoded = from_pairs(load_cache(folder, scales))
+        return to_pairs(check_all(decoded, scales, min_lr, data_config.skip_small), scales)
+
+    if source == "tfds":
+        items = load_tfds(data_config.tfds_name, data_config.data_dir, ids, scales, degradation)
+    elif source == "div2k_folder":
+        items = div2k_folder_loaders(data_config.data_dir, ids, scales, degradation)
+    elif source == "folder":
+        items = folder_loaders(data_config.data_dir, ids, scales)
+    else:
+        items = skimage_loaders(ids, scales)
+    decoded = items if source == "tfds" else run_loaders(items)
+    if folder:
+        # The cache holds every image; the size check runs on each load, so a new patch size
+        # needs no rebuild.
+        save_cache(to_pairs(check_all(decoded, scales, 0, "error"), scales), folder)
+    return to_pairs(check_all(decoded, scales, min_lr, data_config.skip_small), scales)
