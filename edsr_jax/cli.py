@@ -15,6 +15,7 @@ import sys
 # subcommand name -> module under edsr_jax.commands
 COMMANDS = {
     "info": "info",
+    "convert-torch": "convert_torch",
 }
 
 EXIT_USAGE = 2
