@@ -1,0 +1,296 @@
+"""Inference: self-ensemble x8 (EDSR+/MDSR+), tiled inference for large images, jit-cached upscalers.
+
+* :func:`self_ensemble` averages a network over the 8 dihedral transforms of its input (all
+  compositions of flip-W, flip-H and transpose), each output transformed back (REFERENCE s. 4).
+* :func:`tiled` runs a network on fixed-size overlapping tiles and keeps only each tile's
+  interior, so memory is bounded by the tile size and every tile has the same shape (one compile).
+  With an overlap of at least the receptive radius the result equals the untiled one.
+* :func:`make_upscaler` wraps a model and its variables into ``upscale(lr_uint8) -> sr_float``:
+  images are zero-padded to a size bucket (or cut into tiles) so that many image sizes share a
+  few compiled programs, and the padding is made exact by zeroing every convolution's input
+  outside the image (what the model's own SAME zero padding does at the image border).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from edsr_jax.errors import UserError
+
+# Whole-image inference pads H and W up to a multiple of this (LR pixels): a bounded number of
+# compiled shapes for a folder of differently sized images.
+BUCKET = 16
+# Number of dihedral transforms used by the self-ensemble.
+NUM_TRANSFORMS = 8
+
+
+# --- self-ensemble ------------------------------------------------------------------------------
+
+
+def dihedral(x, k: int):
+    """Transform ``k`` (0..7) of an (..., H, W, C) array: flip W (bit 0), flip H (bit 1), transpose (bit 2)."""
+    if k & 1:
+        x = x[..., ::-1, :]
+    if k & 2:
+        x = x[..., ::-1, :, :]
+    if k & 4:
+        x = x.swapaxes(-3, -2)
+    return x
+
+
+def undo_dihedral(x, k: int):
+    """Inverse of :func:`dihedral` (the same steps in reverse order)."""
+    if k & 4:
+        x = x.swapaxes(-3, -2)
+    if k & 2:
+        x = x[..., ::-1, :, :]
+    if k & 1:
+        x = x[..., ::-1, :]
+    return x
+
+
+def self_ensemble(fn: Callable, x):
+    """Mean of ``undo_k(fn(transform_k(x)))`` over the 8 dihedral transforms (jittable).
+
+    Args:
+      fn: maps an NHWC float batch to an NHWC float batch (e.g. a model's forward pass); it is
+        called on (N, H, W, C) and, for the transposed inputs, (N, W, H, C).
+      x: NHWC input.
+
+    Returns:
+      The averaged output, float32 (or wider).
+    """
+    import jax.numpy as jnp
+
+    total = None
+    for k in range(NUM_TRANSFORMS):
+        y = undo_dihedral(fn(dihedral(x, k)), k)
+        y = jnp.asarray(y).astype(jnp.promote_types(jnp.float32, jnp.asarray(y).dtype))
+        total = y if total is None else total + y
+    return total / NUM_TRANSFORMS
+
+
+# --- receptive field ----------------------------------------------------------------------------
+
+
+def receptive_radius(model) -> int:
+    """How many LR pixels away an output pixel can see, for an EDSR or MDSR (rounded up).
+
+    Every 3x3 conv adds 1 pixel at its resolution: head, 2 per residual block, the body's last
+    conv and the first upsampler conv work on LR pixels; a x4 upsampler's second conv works at x2
+    and the tail at the output resolution (1/s LR pixel each). MDSR's two 5x5 pre-processing
+    blocks add 2 x 2 x 2 = 8.
+
+    Args:
+      model: an ``edsr_jax.models.EDSR`` or ``MDSR``.
+
+    Returns:
+      The radius in LR pixels (an overlap at least this large makes tiling exact).
+    """
+    from edsr_jax import models
+
+    lr_convs = 1 + 2 * int(model.num_blocks) + 1 + 1  # head, blocks, body_end, first upsample conv
+    extra = 0.0
+    for s in models.model_scales(model):
+        up = 0.5 if s == 4 else 0.0  # second x2 stage
+        extra = max(extra, up + 1.0 / s)  # + tail at the output resolution
+    pre = 8 if isinstance(model, models.MDSR) else 0
+    return int(math.ceil(lr_convs + pre + extra))
+
+
+# --- tiling -------------------------------------------------------------------------------------
+
+
+def _tile_starts(length: int, padded: int, tile: int, core: int, overlap: int) -> list[tuple[int, int, int]]:
+    """(tile_start, core_start, core_end) along one axis; tiles stay inside [0, padded)."""
+    out = []
+    for core_start in range(0, length, core):
+        core_end = min(core_start + core, length)
+        start = min(max(core_start - overlap, 0), padded - tile)
+        out.append((start, core_start, core_end))
+    return out
+
+
+def tiled(fn: Callable, x, *, scale: int, tile: int, overlap: int, with_valid: bool = False) -> np.ndarray:
+    """Run ``fn`` on fixed ``tile x tile`` LR tiles and stitch the interiors of the outputs.
+
+    Tiles are placed on a grid with stride ``tile - 2 * overlap`` and shifted to stay inside the
+    image; each output pixel is taken from a tile where it lies at least ``overlap`` LR pixels
+    from every cut edge (image borders are not cuts). An image smaller than the tile is padded at
+    the bottom/right: with ``with_valid=True`` ``fn`` is told which part is image and can ignore
+    the rest exactly (see :func:`make_upscaler`); otherwise the edge pixels are replicated, which
+    changes the output near those borders. Tiles run one at a time; only the output image is
+    held in host memory.
+
+    Args:
+      fn: ``fn(tile) -> out`` (NHWC, out ``scale`` times larger); with ``with_valid``,
+        ``fn(tile, valid)`` where ``valid`` is int32 ``[top, bottom, left, right]``: the rows and
+        columns of the tile that hold image pixels.
+      x: NHWC input (numpy or JAX).
+      scale: output/input size ratio.
+      tile: tile size in LR pixels.
+      overlap: context kept around each tile's interior (at least the receptive radius).
+      with_valid: pass ``valid`` to ``fn`` and pad with zeros.
+
+    Returns:
+      float32 numpy array (N, H * scale, W * scale, C_out).
+
+    Raises:
+      UserError: ``tile <= 2 * overlap``.
+    """
+    x = np.asarray(x, np.float32)
+    n, h, w, _ = x.shape
+    tile, overlap = int(tile), int(overlap)
+    core = tile - 2 * overlap
+    if core < 1:
+        raise UserError(f"tile size {tile} must be larger than twice the overlap {overlap} (receptive radius)")
+    hp, wp = max(h, tile), max(w, tile)
+    if (hp, wp) != (h, w):
+        mode = "constant" if with_valid else "edge"
+        x = np.pad(x, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)), mode=mode)
+    out = None
+    for ty, cy0, cy1 in _tile_starts(h, hp, tile, core, overlap):
+        for tx, cx0, cx1 in _tile_starts(w, wp, tile, core, overlap):
+            patch = x[:, ty : ty + tile, tx : tx + tile]
+            if with_valid:
+                valid = np.array([0, min(tile, h - ty), 0, min(tile, w - tx)], np.int32)
+                y = fn(patch, valid)
+            else:
+                y = fn(patch)
+            y = np.asarray(y, np.float32)
+            if out is None:
+                out = np.empty((n, h * scale, w * scale, y.shape[-1]), np.float32)
+            out[:, cy0 * scale : cy1 * scale, cx0 * scale : cx1 * scale] = y[
+                :, (cy0 - ty) * scale : (cy1 - ty) * scale, (cx0 - tx) * scale : (cx1 - tx) * scale
+            ]
+    return out
+
+
+# --- model wrapper ------------------------------------------------------------------------------
+
+
+def _conv_input_mask(valid, lr_hw: tuple[int, int]):
+    """A flax method interceptor that zeroes every ``nn.Conv`` input outside ``valid``.
+
+    ``valid`` is ``[top, bottom, left, right]`` in LR pixels of an input of size ``lr_hw``; at a
+    conv working at r times the LR resolution the bounds are multiplied by r.
+    """
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    def interceptor(next_fun, args, kwargs, context):
+        if not (isinstance(context.module, nn.Conv) and context.method_name == "__call__"):
+            return next_fun(*args, **kwargs)
+        feat = args[0]
+        r = feat.shape[1] // lr_hw[0]
+        if feat.shape[1] != r * lr_hw[0] or feat.shape[2] != r * lr_hw[1]:
+            raise ValueError(f"conv input {tuple(feat.shape)} is not a multiple of the LR size {lr_hw}")
+        rows = jnp.arange(feat.shape[1])
+        cols = jnp.arange(feat.shape[2])
+        keep_r = (rows >= valid[0] * r) & (rows < valid[1] * r)
+        keep_c = (cols >= valid[2] * r) & (cols < valid[3] * r)
+        mask = (keep_r[:, None] & keep_c[None, :]).astype(feat.dtype)[None, :, :, None]
+        return next_fun(feat * mask, *args[1:], **kwargs)
+
+    return interceptor
+
+
+def masked_forward(model, scale: int) -> Callable:
+    """``f(variables, x, valid)``: the model on NHWC ``x`` where only ``valid`` holds image pixels.
+
+    Equal (up to float rounding) to running the model on the ``valid`` crop alone, because each
+    convolution sees zeros outside it, exactly like the SAME zero padding at a real image border.
+    Not jitted (the caller jits).
+    """
+    import flax.linen as nn
+
+    def forward(variables, x, valid):
+        with nn.intercept_methods(_conv_input_mask(valid, (x.shape[1], x.shape[2]))):
+            return model.apply(variables, x, scale=scale)
+
+    return forward
+
+
+class Upscaler:
+    """``upscaler(lr) -> sr``: a model, its variables and the inference options, jit-cached.
+
+    Call it on an (H, W, 3) image in [0, 255] (uint8 or float); it returns float32
+    (H * scale, W * scale, 3), not quantised. ``traces`` counts how many times the forward pass
+    was traced (compiled), which stays bounded over many image sizes.
+    """
+
+    def __init__(self, model, variables, scale: int, *, self_ensemble: bool, tile: int | None,
+                 overlap: int, bucket: int = BUCKET):
+        import jax
+
+        self.model, self.variables, self.scale = model, variables, int(scale)
+        self.self_ensemble, self.tile, self.overlap, self.bucket = self_ensemble, tile, overlap, bucket
+        self.traces = 0
+        forward = masked_forward(model, self.scale)
+
+        def counted(variables, x, valid):
+            self.traces += 1  # runs only while tracing
+            return forward(variables, x, valid).astype("float32")
+
+        self._forward = jax.jit(counted)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """One pass (no ensemble) on a float32 (1, H, W, 3) array."""
+        fn = lambda patch, valid: self._forward(self.variables, patch, valid)
+        if self.tile is not None:
+            return tiled(fn, x, scale=self.scale, tile=self.tile, overlap=self.overlap, with_valid=True)
+        _, h, w, _ = x.shape
+        hp, wp = -(-h // self.bucket) * self.bucket, -(-w // self.bucket) * self.bucket
+        padded = np.pad(x, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)))
+        y = fn(padded, np.array([0, h, 0, w], np.int32))
+        return np.asarray(y)[:, : h * self.scale, : w * self.scale]
+
+    def __call__(self, lr) -> np.ndarray:
+        lr = np.asarray(lr)
+        if lr.ndim != 3 or lr.shape[-1] != 3:
+            raise UserError(f"upscaler expects an (H, W, 3) RGB image, got shape {tuple(lr.shape)}")
+        x = lr.astype(np.float32)[None]
+        if not self.self_ensemble:
+            return self._run(x)[0]
+        total = np.zeros((lr.shape[0] * self.scale, lr.shape[1] * self.scale, 3), np.float32)
+        for k in range(NUM_TRANSFORMS):
+            total += undo_dihedral(self._run(np.ascontiguousarray(dihedral(x, k)))[0], k)
+        return total / NUM_TRANSFORMS
+
+
+def make_upscaler(model, variables, scale: int, *, self_ensemble: bool = False, tile: int | None = None,
+                  overlap: int | None = None, dtype=None) -> Upscaler:
+    """An :class:`Upscaler` for ``model`` at ``scale``.
+
+    Args:
+      model: an EDSR or MDSR.
+      variables: its variables (``{"params": ...}``).
+      scale: the upscaling factor (one of the model's scales).
+      self_ensemble: average over the 8 dihedral transforms (EDSR+/MDSR+).
+      tile: run on ``tile x tile`` LR tiles (bounded memory, one compile); None: whole images
+        padded to a multiple of ``BUCKET``.
+      overlap: context around each tile's interior; default :func:`receptive_radius` (exact).
+      dtype: computation dtype, e.g. ``jnp.bfloat16`` (parameters stay as given; output float32).
+
+    Returns:
+      The upscaler.
+
+    Raises:
+      UserError: a scale the model does not have, or a tile too small for the overlap.
+    """
+    from edsr_jax import models
+
+    scales = models.model_scales(model)
+    if int(scale) not in scales:
+        raise UserError(f"this model upscales by {', '.join(f'x{s}' for s in scales)}, not x{scale}")
+    if dtype is not None:
+        model = model.clone(dtype=dtype)
+    overlap = receptive_radius(model) if overlap is None else int(overlap)
+    if tile is not None and int(tile) <= 2 * overlap:
+        raise UserError(f"tile size {tile} must be larger than twice the overlap {overlap} "
+                        f"(the model's receptive radius); use at least {2 * overlap + 16}")
+    return Upscaler(model, variables, int(scale), self_ensemble=self_ensemble,
+                    tile=None if tile is None else int(tile), overlap=overlap)
