@@ -15,6 +15,8 @@ import sys
 # subcommand name -> module under edsr_jax.commands
 COMMANDS = {
     "info": "info",
+    "eval": "eval",
+    "downscale": "downscale",
     "convert-torch": "convert_torch",
 }
 
