@@ -1,0 +1,309 @@
+"""Training checkpoints: one Orbax ``CheckpointManager`` per workdir, under ``WORKDIR/checkpoints``.
+
+Each checkpoint is a step folder with three items:
+
+* ``params``: the model parameters (float32), restorable on their own for evaluation;
+* ``train``: optimizer state, step and RNG key (with ``params`` this is the whole ``TrainState``);
+* ``meta``: JSON with the step, the data position (equal to the step: the input pipeline's batch
+  ``k`` is a pure function of the seed and ``k``) and the model spec.
+
+Saves are asynchronous; a step folder only appears under its final name once every file is written
+(Orbax writes into a temporary folder and renames it), so a run killed mid-save leaves at most a
+temporary folder that is never restored. The manager keeps the last ``keep`` checkpoints plus the
+one with the best validation PSNR (checkpoints saved with ``metrics={"val_psnr": ...}``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+from edsr_jax.errors import UserError
+
+# Folder of a workdir that holds the step folders (shared with edsr_jax.checkpoint).
+CHECKPOINTS_DIR = "checkpoints"
+# The metric that ranks checkpoints for "best" (higher is better).
+BEST_METRIC = "val_psnr"
+# Item names inside a step folder.
+PARAMS_ITEM, TRAIN_ITEM, META_ITEM = "params", "train", "meta"
+
+
+def checkpoint_dir(workdir: str | os.PathLike) -> str:
+    """The checkpoint folder of a training workdir."""
+    return os.path.join(os.path.abspath(os.fspath(workdir)), CHECKPOINTS_DIR)
+
+
+def create_manager(
+    directory: str | os.PathLike,
+    *,
+    keep: int = 3,
+    keep_best: bool = True,
+    async_save: bool = True,
+    read_only: bool = False,
+) -> ocp.CheckpointManager:
+    """A ``CheckpointManager`` that keeps the last ``keep`` checkpoints and the best by val PSNR.
+
+    Saving cadence is decided by the caller (``save(..., force)``), not by the manager.
+
+    Args:
+      directory: the checkpoint folder (see :func:`checkpoint_dir`).
+      keep: how many of the most recent checkpoints to keep (at least 1).
+      keep_best: also keep the checkpoint with the highest ``val_psnr`` metric.
+      async_save: write checkpoints in a background thread.
+      read_only: open existing checkpoints without creating or deleting anything.
+
+    Returns:
+      The manager; close it (or call ``wait_until_finished``) before the process exits.
+
+    Raises:
+      ValueError: ``keep`` is less than 1.
+    """
+    if keep < 1:
+        raise ValueError(f"keep_checkpoints must be at least 1, got {keep}")
+    policies = [checkpoint_managers.LatestN(n=keep)]
+    if keep_best:
+        policies.append(
+            checkpoint_managers.BestN(
+                get_metric_fn=_best_metric, n=1, keep_checkpoints_without_metrics=False
+            )
+        )
+    options = ocp.CheckpointManagerOptions(
+        create=not read_only,
+        read_only=read_only,
+        enable_async_checkpointing=async_save,
+        preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+        cleanup_tmp_directories=not read_only,
+    )
+    return ocp.CheckpointManager(
+        os.fspath(directory), item_names=(PARAMS_ITEM, TRAIN_ITEM, META_ITEM), options=options
+    )
+
+
+def _best_metric(metrics: Any) -> float:
+    value = (metrics or {}).get(BEST_METRIC)
+    return float("-inf") if value is None else float(value)
+
+
+def save(
+    manager: ocp.CheckpointManager,
+    state: Any,
+    *,
+    meta: dict | None = None,
+    metrics: dict | None = None,
+) -> bool:
+    """Starts an (asynchronous) save of ``state`` at ``state.step``.
+
+    Args:
+      manager: from :func:`create_manager`.
+      state: a ``TrainState`` (``params``, ``opt_state``, ``step``, ``rng``).
+      meta: extra JSON-able facts stored beside the arrays (e.g. the model spec).
+      metrics: e.g. ``{"val_psnr": 30.1}``; ranks the checkpoint for "best".
+
+    Returns:
+      Whether a save was started (False when this step is already saved).
+    """
+    step = int(jax.device_get(state.step))
+    if step in manager.all_steps():
+        return False
+    info = {"step": step, "data_position": step, **(meta or {})}
+    args = ocp.args.Composite(
+        **{
+            PARAMS_ITEM: ocp.args.StandardSave(state.params),
+            TRAIN_ITEM: ocp.args.StandardSave(_train_part(state)),
+            META_ITEM: ocp.args.JsonSave(info),
+        }
+    )
+    clean = None if metrics is None else {k: float(v) for k, v in metrics.items()}
+    return manager.save(step, args=args, metrics=clean, force=True)
+
+
+def _train_part(state: Any) -> dict:
+    return {"opt_state": state.opt_state, "step": state.step, "rng": state.rng}
+
+
+def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | None = None) -> Any:
+    """Restores the whole training state of ``step`` (default: the latest complete checkpoint).
+
+    Args:
+      manager: from :func:`create_manager`.
+      abstract_state: a ``TrainState`` of ``jax.ShapeDtypeStruct`` with shardings (the target).
+      step: which checkpoint; None for the latest.
+
+    Returns:
+      The restored ``TrainState``, sharded like ``abstract_state``; None if there is no checkpoint.
+    """
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        return None
+    args = ocp.args.Composite(
+        **{
+            PARAMS_ITEM: ocp.args.StandardRestore(abstract_state.params),
+            TRAIN_ITEM: ocp.args.StandardRestore(_train_part(abstract_state)),
+        }
+    )
+    restored = manager.restore(step, args=args)
+    train = restored[TRAIN_ITEM]
+    return abstract_state.replace(
+        params=restored[PARAMS_ITEM], opt_state=train["opt_state"], step=train["step"], rng=train["rng"]
+    )
+
+
+def best_step(manager: ocp.CheckpointManager) -> int | None:
+    """The kept step with the highest ``val_psnr`` (None if no checkpoint has that metric)."""
+    scored = []
+    for step in manager.all_steps():
+        value = (manager.metrics(step) or {}).get(BEST_METRIC)
+        if value is not None and np.isfinite(value):
+            scored.append((float(value), step))
+    return max(scored)[1] if scored else None
+
+
+def resolve_step(manager: ocp.CheckpointManager, which: str | int = "latest") -> int:
+    """Turns ``"latest"``, ``"best"`` or a step number into a step that exists.
+
+    Raises:
+      UserError: there is no checkpoint, no scored checkpoint for "best", or the step is not kept.
+    """
+    steps = sorted(manager.all_steps())
+    where = os.fspath(manager.directory)
+    if not steps:
+        raise UserError(f"no complete checkpoint in {where}")
+    if which == "latest":
+        return steps[-1]
+    if which == "best":
+        step = best_step(manager)
+        if step is None:
+            raise UserError(f"no checkpoint in {where} has a validation score ({BEST_METRIC}) for 'best'")
+        return step
+    try:
+        step = int(which)
+    except (TypeError, ValueError):
+        raise UserError(f"which must be 'latest', 'best' or a step number, got {which!r}") from None
+    if step not in steps:
+        raise UserError(f"no checkpoint for step {step} in {where}; kept steps: {steps}")
+    return step
+
+
+def restore_params(directory: str | os.PathLike, abstract_params: Any, which: str | int = "latest"):
+    """Restores only the parameters of one complete checkpoint (for evaluation and init_from).
+
+    Args:
+      directory: a checkpoint folder (see :func:`checkpoint_dir`).
+      abstract_params: ``jax.ShapeDtypeStruct`` tree of the parameters (e.g. from ``eval_shape``).
+      which: ``"latest"``, ``"best"`` or a step number.
+
+    Returns:
+      ``(params, step)``.
+
+    Raises:
+      UserError: no such checkpoint.
+    """
+    manager = create_manager(directory, read_only=True, async_save=False)
+    try:
+        step = resolve_step(manager, which)
+        args = ocp.args.Composite(**{PARAMS_ITEM: ocp.args.StandardRestore(abstract_params)})
+        params = manager.restore(step, args=args)[PARAMS_ITEM]
+    finally:
+        manager.close()
+    return params, step
+
+
+def read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
+    """The JSON ``meta`` item of a checkpoint."""
+    restored = manager.restore(step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()}))
+    return dict(restored[META_ITEM])
+
+
+class PreemptionGuard:
+    """Turns SIGTERM into a request to save and stop at the next step boundary.
+
+    Use as a context manager around the training loop; the previous handler comes back on exit.
+    With several processes, Orbax's preemption sync point makes every process stop at the same step.
+    """
+
+    def __init__(self, manager: ocp.CheckpointManager | None = None):
+        self._manager = manager
+        self._requested = threading.Event()
+        self._previous = None
+
+    def __enter__(self) -> PreemptionGuard:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def _on_sigterm(self, signum, frame) -> None:
+        del signum, frame
+        self._requested.set()
+
+    def request(self) -> None:
+        """Asks the loop to stop (what SIGTERM does)."""
+        self._requested.set()
+
+    def should_stop(self, step: int) -> bool:
+        """Whether to save and stop after ``step``."""
+        if jax.process_count() > 1 and self._manager is not None:
+            return bool(self._manager.reached_preemption(step))
+        return self._requested.is_set()
+
+
+# --- the workdir's model.json ---------------------------------------------------------------------
+
+
+def prepare_workdir(workdir: str, spec: dict, config_summary: dict, *, write: bool = True) -> None:
+    """Checks that ``workdir`` belongs to this model; writes ``workdir/model.json`` if missing.
+
+    ``model.json`` has the exported-model format of :mod:`edsr_jax.checkpoint` (``spec`` plus
+    ``metadata``), so ``edsr_jax.load_model(workdir)`` can rebuild the model.
+
+    Args:
+      workdir: the training directory.
+      spec: ``models.model_spec`` of the model being trained.
+      config_summary: JSON-able facts stored under ``metadata.config``.
+      write: create the file (False on processes other than 0).
+
+    Raises:
+      UserError: the workdir holds a model.json of a different architecture, or is a file.
+    """
+    from edsr_jax import checkpoint
+
+    if os.path.isfile(workdir):
+        raise UserError(f"--workdir {workdir} is a file, not a directory")
+    path = os.path.join(workdir, checkpoint.MODEL_JSON)
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                stored = json.load(f).get("spec")
+        except (OSError, ValueError, AttributeError) as e:
+            raise UserError(f"cannot read {path} ({e}); move it away or use another --workdir") from None
+        if stored != spec:
+            raise UserError(
+                f"{workdir} holds a run of a different model ({stored}) than this config ({spec}); "
+                "use another --workdir"
+            )
+        return
+    if not write:
+        return
+    os.makedirs(workdir, exist_ok=True)
+    document = {
+        "format": checkpoint.MODEL_FORMAT,
+        "format_version": checkpoint.FORMAT_VERSION,
+        "spec": spec,
+        "metadata": {"source": "training", "config": config_summary},
+    }
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
