@@ -17,6 +17,7 @@ COMMANDS = {
     "info": "info",
     "eval": "eval",
     "downscale": "downscale",
+    "train": "train",
     "convert-torch": "convert_torch",
 }
 
