@@ -17,6 +17,7 @@ training exists, a training workdir (``checkpoints/``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -247,8 +248,15 @@ def _model_from_json(file: Path, dtype: Any) -> models.SRModel:
 
 def expected_param_shapes(model: models.SRModel) -> dict[str, tuple[int, ...]]:
     """``{"block_0/conv1/kernel": shape, ...}`` for ``model``, computed without running it."""
+    return dict(_param_shapes_of_spec(json.dumps(models.model_spec(model), sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=32)
+def _param_shapes_of_spec(spec_json: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Cached by spec: tracing a deep model (MDSR B80: three branches) takes seconds."""
+    model = models.from_spec(json.loads(spec_json))
     shapes = jax.eval_shape(lambda: models.init(model, jax.random.key(0)))
-    return flatten_shapes(shapes["params"])
+    return tuple(flatten_shapes(shapes["params"]).items())
 
 
 def flatten_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
