@@ -93,6 +93,17 @@ def test_the_three_flips_give_the_eight_dihedral_transforms():
     assert len(outs) == 8
 
 
+@pytest.mark.parametrize("size", [1, 5, 6])
+def test_write_augmented_equals_augment_pair_for_all_eight_transforms(size):
+    patch = np.random.default_rng(size).integers(0, 256, (size + 3, size + 4, 3), dtype=np.uint8)
+    view = patch[1 : 1 + size, 2 : 2 + size]  # a non-contiguous crop, as the sampler passes
+    for f in range(8):
+        flags = (bool(f & 1), bool(f & 2), bool(f & 4))
+        out = np.zeros((size, size, 3), np.uint8)
+        input_pipeline.write_augmented(out, view, *flags)
+        np.testing.assert_array_equal(out, input_pipeline.augment_pair(view, view, *flags)[0])
+
+
 def test_image_schedule_visits_every_image_patches_per_image_times_per_pass():
     n, ppi, b = 5, 3, 4
     seen = np.concatenate([input_pipeline.image_schedule(7, k, b, n, ppi) for k in range(n * ppi // b + 5)])
