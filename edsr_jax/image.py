@@ -207,6 +207,23 @@ def imresize_jax(
     Raises:
       ValueError: a bad shape, scale or boundary.
     """
+    if isinstance(scale, list):
+        scale = tuple(scale)
+    if output_shape is not None:
+        output_shape = tuple(int(v) for v in output_shape)
+    return _jitted_imresize()(image, scale, boundary=boundary, output_shape=output_shape,
+                              compute_dtype=compute_dtype)
+
+
+@functools.lru_cache(maxsize=1)
+def _jitted_imresize():
+    """The jitted implementation (cached; a jit inside a caller's jit is inlined)."""
+    import jax
+
+    return jax.jit(_imresize_jax, static_argnames=("scale", "boundary", "output_shape", "compute_dtype"))
+
+
+def _imresize_jax(image, scale, *, boundary, output_shape, compute_dtype):
     import jax.numpy as jnp
 
     batched = image.ndim == 4
@@ -220,13 +237,11 @@ def imresize_jax(
     x = image.astype(compute_dtype)
     for axis in _pass_order(scales):
         idx, w = contributions(image.shape[h_axis + axis], out_hw[axis], scales[axis], boundary)
-        shape = [1] * x.ndim
-        shape[h_axis + axis] = w.shape[0]
-        out = None
-        for t in range(w.shape[1]):
-            term = jnp.take(x, jnp.asarray(idx[:, t]), axis=h_axis + axis)
-            term = term * jnp.asarray(w[:, t], compute_dtype).reshape(shape)
-            out = term if out is None else out + term
+        ax = h_axis + axis
+        taps = jnp.take(x, jnp.asarray(idx), axis=ax)  # (..., out, P, ...): one gather per pass
+        shape = [1] * taps.ndim
+        shape[ax], shape[ax + 1] = w.shape
+        out = jnp.sum(taps * jnp.asarray(w, compute_dtype).reshape(shape), axis=ax + 1)
         x = jnp.clip(jnp.floor(out + 0.5), 0, 255) if is_uint8 else out
     return x.astype(image.dtype)
 
