@@ -58,7 +58,7 @@ def create_manager(
       keep: how many of the most recent checkpoints to keep (at least 1).
       keep_best: also keep the checkpoint with the highest ``val_psnr`` metric.
       async_save: write checkpoints in a background thread.
-      read_only: open existing checkpoints without creating or deleting anything.
+      read_only: for restoring only: creates no folder and removes no temporary folders.
 
     Returns:
       The manager; close it (or call ``wait_until_finished``) before the process exits.
@@ -76,10 +76,11 @@ def create_manager(
             )
         )
     options = ocp.CheckpointManagerOptions(
-        create=not read_only,
-        read_only=read_only,
+        create=not read_only,  # (Orbax's own read_only mode logs warnings on every open)
         enable_async_checkpointing=async_save,
         preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+        best_fn=_best_metric,  # makes Orbax store each checkpoint's metrics (ranking: BestN above)
+        best_mode="max",
         cleanup_tmp_directories=not read_only,
     )
     return ocp.CheckpointManager(
@@ -121,12 +122,41 @@ def save(
             META_ITEM: ocp.args.JsonSave(info),
         }
     )
-    clean = None if metrics is None else {k: float(v) for k, v in metrics.items()}
+    clean = {k: float(v) for k, v in (metrics or {}).items()}  # {} ranks below any score
     return manager.save(step, args=args, metrics=clean, force=True)
 
 
 def _train_part(state: Any) -> dict:
     return {"opt_state": state.opt_state, "step": state.step, "rng": state.rng}
+
+
+def is_complete(manager: ocp.CheckpointManager, step: int) -> bool:
+    """Whether a step folder holds a committed checkpoint with every item.
+
+    Orbax finalises a save by renaming its temporary folder, so a crash leaves only a temporary
+    folder, which Orbax ignores; this also rejects a step folder that lost files afterwards (a
+    partial copy): it needs a commit timestamp in ``_CHECKPOINT_METADATA`` and all three items.
+    """
+    folder = os.path.join(os.fspath(manager.directory), str(step))
+    try:
+        with open(os.path.join(folder, "_CHECKPOINT_METADATA"), encoding="utf-8") as f:
+            committed = json.load(f).get("commit_timestamp_nsecs") is not None
+    except (OSError, ValueError, AttributeError):
+        return False
+    return committed and all(os.path.isdir(os.path.join(folder, i)) for i in (PARAMS_ITEM, TRAIN_ITEM, META_ITEM))
+
+
+def complete_steps(manager: ocp.CheckpointManager) -> list[int]:
+    """The steps of complete checkpoints, ascending."""
+    return [s for s in sorted(manager.all_steps()) if is_complete(manager, s)]
+
+
+def discard_incomplete(manager: ocp.CheckpointManager) -> list[int]:
+    """Deletes step folders that are not complete checkpoints (so their steps can be saved again)."""
+    bad = [s for s in sorted(manager.all_steps()) if not is_complete(manager, s)]
+    for step in bad:
+        manager.delete(step)
+    return bad
 
 
 def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | None = None) -> Any:
@@ -140,9 +170,11 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | Non
     Returns:
       The restored ``TrainState``, sharded like ``abstract_state``; None if there is no checkpoint.
     """
-    step = manager.latest_step() if step is None else step
     if step is None:
-        return None
+        steps = complete_steps(manager)
+        if not steps:
+            return None
+        step = steps[-1]
     args = ocp.args.Composite(
         **{
             PARAMS_ITEM: ocp.args.StandardRestore(abstract_state.params),
@@ -159,7 +191,7 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | Non
 def best_step(manager: ocp.CheckpointManager) -> int | None:
     """The kept step with the highest ``val_psnr`` (None if no checkpoint has that metric)."""
     scored = []
-    for step in manager.all_steps():
+    for step in complete_steps(manager):
         value = (manager.metrics(step) or {}).get(BEST_METRIC)
         if value is not None and np.isfinite(value):
             scored.append((float(value), step))
@@ -172,7 +204,7 @@ def resolve_step(manager: ocp.CheckpointManager, which: str | int = "latest") ->
     Raises:
       UserError: there is no checkpoint, no scored checkpoint for "best", or the step is not kept.
     """
-    steps = sorted(manager.all_steps())
+    steps = complete_steps(manager)
     where = os.fspath(manager.directory)
     if not steps:
         raise UserError(f"no complete checkpoint in {where}")

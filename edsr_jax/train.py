@@ -460,6 +460,9 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
         keep=int(config.keep_checkpoints),
         async_save=bool(config.async_checkpoints),
     )
+    if is_chief:
+        for step in checkpointing.discard_incomplete(manager):
+            log(f"deleted the incomplete checkpoint folder of step {step}")
     restored = checkpointing.restore(manager, abstract_state(state, shardings))
     if restored is not None:
         state = restored
