@@ -154,14 +154,18 @@ def _discard(path: Path) -> None:
 # --- loading ------------------------------------------------------------------------------------
 
 
-def load_model(path: str | os.PathLike, *, dtype: Any = None) -> tuple[models.SRModel, dict]:
+def load_model(
+    path: str | os.PathLike, *, dtype: Any = None, which: str | int = "latest"
+) -> tuple[models.SRModel, dict]:
     """Restores a model that this package wrote.
 
     Args:
       path: an exported model directory (``save_model``, ``edsr-jax convert-torch``) or its
-        ``model.json``.
+        ``model.json``, or a training workdir (``edsr-jax train``).
       dtype: computation dtype of the returned model (e.g. ``jnp.bfloat16``); parameters stay
         float32.
+      which: for a training workdir, the checkpoint: ``"latest"``, ``"best"`` (highest validation
+        PSNR) or a step number. Only complete checkpoints are considered.
 
     Returns:
       ``(model, variables)`` with ``variables = {"params": ...}`` as JAX arrays on the default
@@ -181,13 +185,10 @@ def load_model(path: str | os.PathLike, *, dtype: Any = None) -> tuple[models.SR
                 f"{PARAMS_DIR}/); convert PyTorch .pt files with `edsr-jax convert-torch` first"
             )
         path = path.parent
+    if (path / TRAINING_CHECKPOINTS_DIR).is_dir() and not (path / PARAMS_DIR).is_dir():
+        return _load_training(path, dtype, which)
     if (path / MODEL_JSON).exists():
         return _load_exported(path, dtype)
-    if (path / TRAINING_CHECKPOINTS_DIR).is_dir():
-        raise UserError(
-            f"{path} looks like a training workdir ({TRAINING_CHECKPOINTS_DIR}/ but no {MODEL_JSON}): "
-            "training workdirs are not supported yet"
-        )
     contents = sorted(p.name for p in path.iterdir())
     if not contents:
         raise UserError(f"no model at {path}: the directory is empty")
@@ -195,6 +196,23 @@ def load_model(path: str | os.PathLike, *, dtype: Any = None) -> tuple[models.SR
         f"no model at {path}: no {MODEL_JSON} in it (found {_listing(contents)}); "
         "expected a directory written by save_model or `edsr-jax convert-torch`"
     )
+
+
+def _load_training(path: Path, dtype: Any, which: str | int) -> tuple[models.SRModel, dict]:
+    """A training workdir: the architecture from its model.json, parameters from one checkpoint."""
+    if not (path / MODEL_JSON).exists():
+        raise UserError(
+            f"{path} looks like a training workdir ({TRAINING_CHECKPOINTS_DIR}/ but no {MODEL_JSON}): "
+            "not written by `edsr-jax train`?"
+        )
+    from edsr_jax import checkpointing
+
+    model = _model_from_json(path / MODEL_JSON, dtype)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.eval_shape(lambda: models.init(model, jax.random.key(0)))["params"]
+    abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract)
+    params, _ = checkpointing.restore_params(path / TRAINING_CHECKPOINTS_DIR, abstract, which)
+    return model, {"params": params}
 
 
 def _load_exported(path: Path, dtype: Any) -> tuple[models.SRModel, dict]:
