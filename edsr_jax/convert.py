@@ -125,7 +125,7 @@ def _describe(obj: Any, torch) -> str:
 def _strip_prefixes(state_dict: dict) -> dict:
     for prefix in STRIP_PREFIXES:
         if all(k.startswith(prefix) for k in state_dict):
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+            state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
     return state_dict
 
 

@@ -45,8 +45,9 @@ class ResBlock(nn.Module):
 
     def __init__(self, features: int, kernel_size: int, res_scale: float = 1.0):
         super().__init__()
-        self.body = nn.Sequential(conv(features, features, kernel_size), nn.ReLU(True),
-                                  conv(features, features, kernel_size))
+        self.body = nn.Sequential(
+            conv(features, features, kernel_size), nn.ReLU(True), conv(features, features, kernel_size)
+        )
         self.res_scale = res_scale
 
     def forward(self, x):
