@@ -8,7 +8,9 @@ RGB arrays in [0, 255], decoded once (PNG decoding per patch costs ~80 ms per DI
 Sources (``config.data.source``):
 
 * ``"tfds"``: TensorFlow Datasets ``div2k/{degradation}_x{s}`` (one builder per scale); image
-  numbers index the ``train`` split (1..800) and the ``validation`` split (801..900) in TFDS order.
+  numbers are positions in the ``train`` split (1..800) and the ``validation`` split (801..900)
+  in TFDS's fixed (hashed) order, so a partial range is not the same files as in the folder
+  sources (the full splits are the same images).
 * ``"div2k_folder"``: the official DIV2K layout under ``data_dir``
   (``DIV2K_train_HR/0001.png``, ``DIV2K_train_LR_bicubic/X2/0001x2.png``, ``DIV2K_valid_*`` for
   801..900, ``_LR_unknown`` for ``degradation="unknown"``); missing bicubic LR images are made
@@ -256,39 +258,61 @@ def _tfds_split(numbers: Sequence[int]) -> str:
     )
 
 
-def load_tfds(
-    tfds_name: str, data_dir: str | None, numbers: Sequence[int], scales: Sequence[int], degradation: str
-) -> list[tuple[str, np.ndarray, dict[int, np.ndarray]]]:
-    """Reads DIV2K pairs from TFDS, one builder per scale; HR comes from the first scale's builder.
+def _tfds_encoded(name: str, data_dir: str | None, split: str) -> list[tuple[bytes, bytes]]:
+    """(HR, LR) encoded PNG bytes of a TFDS split, in TFDS order (decoded later, once, on threads).
 
     Raises:
-        UserError: the dataset is not prepared in ``data_dir``, or builders disagree on counts.
+        UserError: the dataset is not prepared in ``data_dir``.
     """
     import tensorflow_datasets as tfds
 
+    skip = {"hr": tfds.decode.SkipDecoding(), "lr": tfds.decode.SkipDecoding()}
+    try:
+        ds = tfds.builder(name, data_dir=data_dir).as_dataset(split=split, shuffle_files=False, decoders=skip)
+        return [(ex["hr"], ex["lr"]) for ex in ds.as_numpy_iterator()]
+    except (AssertionError, OSError, ValueError) as e:
+        raise UserError(
+            f"TFDS dataset {name} is not available in data_dir={data_dir}: {e}. Prepare it once with "
+            f"tfds.builder({name!r}, data_dir=...).download_and_prepare(download_config="
+            "tfds.download.DownloadConfig(manual_dir=<folder with the official DIV2K zips>))"
+        ) from e
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 RGB (H, W, 3)."""
+    import tensorflow as tf
+
+    return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+
+
+def tfds_loaders(
+    tfds_name: str, data_dir: str | None, numbers: Sequence[int], scales: Sequence[int], degradation: str
+) -> list[tuple[str, Loader]]:
+    """Loaders for DIV2K pairs from TFDS, one builder per scale.
+
+    TFDS stores each configuration in its own hashed order, so "image n" is position n of the
+    first scale's split; the other scales' LR images are found by the bytes of their HR image.
+
+    Raises:
+        UserError: the dataset is not prepared, or another scale lacks one of the HR images.
+    """
     split = _tfds_split(numbers)
-    hrs, lrs = None, {}
-    for s in scales:
-        name = tfds_name_for_scale(tfds_name, degradation, s)
-        try:
-            builder = tfds.builder(name, data_dir=data_dir)
-            ds = builder.as_dataset(split=split, shuffle_files=False)
-        except (AssertionError, OSError, ValueError) as e:
-            raise UserError(
-                f"TFDS dataset {name} is not available in data_dir={data_dir}: {e}. Prepare it once with "
-                f"tfds.builder({name!r}, data_dir=...).download_and_prepare(download_config="
-                "tfds.download.DownloadConfig(manual_dir=<folder with the official DIV2K zips>))"
-            ) from e
-        examples = list(ds.as_numpy_iterator())
-        if hrs is None:
-            hrs = [ex["hr"] for ex in examples]
-        elif len(examples) != len(hrs):
-            raise UserError(f"{name} {split} has {len(examples)} images, the first scale had {len(hrs)}")
-        lrs[s] = [ex["lr"] for ex in examples]
-    base = tfds_name_for_scale(tfds_name, degradation, scales[0])
-    return [
-        (f"{base}:{split}#{i}", hr, {s: lrs[s][i] for s in scales}) for i, hr in enumerate(hrs or [])
-    ]
+    names = [tfds_name_for_scale(tfds_name, degradation, s) for s in scales]
+    first = _tfds_encoded(names[0], data_dir, split)
+    keys = [hashlib.sha1(hr).hexdigest() for hr, _ in first]
+    lr_bytes = {scales[0]: [lr for _, lr in first]}
+    for name, s in zip(names[1:], scales[1:], strict=True):
+        full_split = split.split("[")[0]
+        by_key = {hashlib.sha1(hr).hexdigest(): lr for hr, lr in _tfds_encoded(name, data_dir, full_split)}
+        missing = sum(k not in by_key for k in keys)
+        if missing:
+            raise UserError(f"{name} {full_split} lacks {missing} of the HR images of {names[0]} {split}")
+        lr_bytes[s] = [by_key[k] for k in keys]
+
+    def loader(i):
+        return lambda: (_decode_png(first[i][0]), {s: _decode_png(lr_bytes[s][i]) for s in scales})
+
+    return [(f"{names[0]}:{split}#{i}", loader(i)) for i in range(len(first))]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -454,14 +478,14 @@ def load_pairs(
         return to_pairs(check_all(decoded, scales, min_lr, data_config.skip_small), scales)
 
     if source == "tfds":
-        items = load_tfds(data_config.tfds_name, data_config.data_dir, ids, scales, degradation)
+        items = tfds_loaders(data_config.tfds_name, data_config.data_dir, ids, scales, degradation)
     elif source == "div2k_folder":
         items = div2k_folder_loaders(data_config.data_dir, ids, scales, degradation)
     elif source == "folder":
         items = folder_loaders(data_config.data_dir, ids, scales)
     else:
         items = skimage_loaders(ids, scales)
-    decoded = items if source == "tfds" else run_loaders(items)
+    decoded = run_loaders(items)
     if folder:
         # The cache holds every image; the size check runs on each load, so a new patch size
         # needs no rebuild.

@@ -259,27 +259,46 @@ def test_set5_patches_downscale_to_their_matlab_lr_and_missing_lr_is_made(set5_d
     np.testing.assert_array_equal(batch_made["hr"], batch["hr"])
 
 
-def test_tfds_source_with_paired_mock_data_and_sharded_slices():
-    tfds = pytest.importorskip("tensorflow_datasets")
+def mock_div2k(calls, n=8):
+    """``as_dataset_fn`` for tfds.testing.mock_data: paired DIV2K-like examples of every scale.
+
+    Image i has LR (10 + i, 12) at x6; each scale's HR is the nearest-upsampled image, as in the
+    real builder each configuration lists the images in its own order (reversed here for x3).
+    Like TFDS with ``SkipDecoding``, it yields PNG bytes when decoders are passed.
+    """
+    import io
+
     import tensorflow as tf
 
-    calls = []
+    def png(a):
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="PNG")
+        return buf.getvalue()
 
-    def as_dataset(self, split, **kwargs):
+    def as_dataset(self, split, decoders=None, **kwargs):
         calls.append((self.name, self.builder_config.name, str(split)))
-        first, last = map(int, re.search(r"\[(\d+):(\d+)\]", str(split)).groups())
         s = int(self.builder_config.name[-1])
+        m = re.search(r"\[(\d+):(\d+)\]", str(split))
+        first, last = map(int, m.groups()) if m else (0, n)
+        order = list(range(n))[::-1] if s == 3 else list(range(n))
 
         def gen():
-            for i in range(first, last):
-                lr = np.random.default_rng(i).integers(0, 256, (10 + i, 12, 3), dtype=np.uint8)
-                yield {"lr": lr, "hr": nearest_up(lr, s)}
+            for i in order[first:last]:
+                hr = nearest_up(np.random.default_rng(i).integers(0, 256, (10 + i, 12, 3), dtype=np.uint8), 6)
+                ex = {"hr": hr, "lr": hr[::s, ::s]}
+                yield {k: png(v) for k, v in ex.items()} if decoders else ex
 
-        spec = tf.TensorSpec((None, None, 3), tf.uint8)
+        spec = tf.TensorSpec((), tf.string) if decoders else tf.TensorSpec((None, None, 3), tf.uint8)
         return tf.data.Dataset.from_generator(gen, output_signature={"lr": spec, "hr": spec})
 
+    return as_dataset
+
+
+def test_tfds_source_with_paired_mock_data_and_sharded_slices():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    calls = []
     cfg = make_config(source="tfds", tfds_name="div2k/bicubic_x2", train_range=(3, 6))
-    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+    with tfds.testing.mock_data(as_dataset_fn=mock_div2k(calls)):
         batch = next(input_pipeline.create_train_iterator(cfg, process_index=1, process_count=2))
         evals = input_pipeline.create_eval_samples(cfg)
     assert ("div2k", "bicubic_x2", "train[4:6]") in calls  # process 1 of 2 reads images 5..6
@@ -287,7 +306,20 @@ def test_tfds_source_with_paired_mock_data_and_sharded_slices():
     assert batch["lr"].shape == (4, 8, 8, 3)
     for lr, hr in zip(batch["lr"], batch["hr"], strict=True):
         np.testing.assert_array_equal(hr, nearest_up(lr, 2))
-    assert [lr.shape for _, lr, _ in evals[2]] == [(10, 12, 3), (11, 12, 3)]
+    assert [lr.shape for _, lr, _ in evals[2]] == [(30, 36, 3), (33, 36, 3)]
+
+
+def test_tfds_mdsr_pairs_scales_by_hr_image_across_builder_orders():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    calls = []
+    cfg = make_config(source="tfds", tfds_name="div2k/bicubic_x2", train_range=(1, 3))
+    cfg.scales = (2, 3)
+    with tfds.testing.mock_data(as_dataset_fn=mock_div2k(calls)):
+        pairs = data_sources.load_pairs(cfg.data, "train", (2, 3), 8)
+    assert ("div2k", "bicubic_x3", "train") in calls
+    for hr, lr2, lr3 in zip(pairs.hr, pairs.lr[2], pairs.lr[3], strict=True):
+        np.testing.assert_array_equal(hr, nearest_up(lr2, 2))
+        np.testing.assert_array_equal(hr, nearest_up(lr3, 3))
 
 
 def test_small_image_error_names_the_file_and_skip_warns(tmp_path):
