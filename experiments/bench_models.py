@@ -1,0 +1,331 @@
+"""Speed of EDSR inference and training in edsr-jax, optionally side by side with PyTorch.
+
+Workloads (per model): ``infer`` (one LR image, default 256x256), ``ensemble`` (the same image
+with the x8 self-ensemble), ``tiled`` (a 2K DIV2K-sized LR image, 1020x678 at x2, through
+``edsr_jax.inference.make_upscaler(tile=...)``), ``train16`` and ``train4`` (the real
+``edsr_jax.train`` step, batch 16 or 4 of 48x48 LR uint8 patches, Adam on L1).
+
+For each it prints seconds (median and min over alternating repeats), LR pixels/s, achieved
+GFLOP/s from an analytic count of the convolution FLOPs (``2*H*W*k*k*Cin*Cout`` per conv forward;
+a training step counts 3x the forward: forward + input and weight gradients) and the fraction of
+``--peak-gflops``. With ``--compare-torch`` the same architecture runs in PyTorch (eager,
+``torch.set_num_threads`` = the cores this process may use) with the same weights, in the same
+process, alternating with JAX run by run, and the ratio JAX/PyTorch is printed (< 1: JAX faster).
+
+Examples::
+
+    python experiments/bench_models.py --compare-torch                     # baseline, all workloads
+    python experiments/bench_models.py --models edsr --quick --compare-torch
+    python experiments/bench_models.py --workloads train16 --repeats 5 --json out.json
+
+``import edsr_jax`` comes first, so the library's XLA CPU defaults apply (set
+``EDSR_JAX_NO_XLA_DEFAULTS=1`` to measure stock XLA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import types
+from collections.abc import Callable
+
+import edsr_jax  # noqa: F401  (first: applies the XLA CPU defaults before the backend starts)
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from edsr_jax import inference, models
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Presets this script knows: (num_blocks, num_features, res_scale).
+ARCHS = {"edsr_baseline": (16, 64, 1.0), "edsr": (32, 256, 0.1)}
+WORKLOADS = ("infer", "ensemble", "tiled", "train16", "train4")
+
+
+# --- FLOP count -------------------------------------------------------------------------------
+
+
+def conv_flops(h: int, w: int, cin: int, cout: int, k: int = 3) -> float:
+    """Multiply-add FLOPs (2 per MAC) of one stride-1 SAME conv forward on an h x w map."""
+    return 2.0 * h * w * k * k * cin * cout
+
+
+def edsr_forward_flops(h: int, w: int, scale: int, num_blocks: int, num_features: int) -> float:
+    """Conv FLOPs of one EDSR forward pass on one h x w LR image (mean shift/adds/ReLU ignored)."""
+    f = num_features
+    total = conv_flops(h, w, 3, f)  # head
+    total += (2 * num_blocks + 1) * conv_flops(h, w, f, f)  # blocks + body_end
+    stages = (2, 2) if scale == 4 else (scale,)
+    hh, ww = h, w
+    for r in stages:
+        total += conv_flops(hh, ww, f, r * r * f)
+        hh, ww = hh * r, ww * r
+    return total + conv_flops(hh, ww, f, 3)  # tail at the output resolution
+
+
+# --- timing -----------------------------------------------------------------------------------
+
+
+def time_alternating(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Runs each fn once untimed, then ``repeats`` rounds of all fns in turn; returns the seconds."""
+    for fn in fns.values():
+        fn()
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for rep in range(repeats):
+        order = list(fns) if rep % 2 == 0 else list(fns)[::-1]
+        for name in order:
+            t0 = time.perf_counter()
+            fns[name]()
+            out[name].append(time.perf_counter() - t0)
+    return out
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+def build_models(arch: str, scale: int, with_torch: bool, seed: int = 0):
+    """(jax_model, variables, torch_model or None) with the same weights when torch is used."""
+    blocks, feats, res_scale = ARCHS[arch]
+    if not with_torch:
+        model = models.EDSR(scale=scale, num_blocks=blocks, num_features=feats, res_scale=res_scale)
+        return model, models.init(model, jax.random.PRNGKey(seed)), None
+    sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
+    import torch_reference  # the repository's independent PyTorch EDSR (official key names)
+
+    from edsr_jax import convert
+
+    net = torch_reference.randomize_(torch_reference.build_model("edsr", scale, blocks, feats, res_scale), seed)
+    state = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    model, variables = convert.convert_state_dict(state)
+    variables = jax.tree.map(jnp.asarray, variables)
+    return model, variables, net
+
+
+# --- workloads: each returns {"jax": fn, "torch": fn or absent}, LR pixels, FLOPs -------------
+
+
+def _torch_dihedral(x, k: int, inverse: bool = False):
+    """inference.dihedral for NCHW torch tensors (flip W = dim 3, flip H = dim 2)."""
+    steps = [(1, lambda t: t.flip(3)), (2, lambda t: t.flip(2)), (4, lambda t: t.transpose(2, 3))]
+    for bit, op in reversed(steps) if inverse else steps:
+        if k & bit:
+            x = op(x)
+    return x
+
+
+def infer_workload(model, variables, net, size: int, ensemble: bool, dtype):
+    """One size x size LR image, plain or x8 self-ensemble, jitted as one program."""
+    m = model.clone(dtype=dtype)
+    rng = np.random.default_rng(0)
+    x_np = rng.uniform(0, 255, (1, size, size, 3)).astype(np.float32)
+    x = jax.device_put(x_np)
+
+    def fwd(v, t):
+        return m.apply(v, t)
+
+    f = jax.jit(lambda v, t: inference.self_ensemble(lambda u: fwd(v, u), t) if ensemble else fwd(v, t))
+    fns = {"jax": lambda: f(variables, x).block_until_ready()}
+    if net is not None:
+        import torch
+
+        xt = torch.from_numpy(x_np).permute(0, 3, 1, 2).contiguous()
+
+        def torch_run():
+            with torch.inference_mode():
+                if not ensemble:
+                    return net(xt)
+                total = 0
+                for k in range(inference.NUM_TRANSFORMS):
+                    total = total + _torch_dihedral(net(_torch_dihedral(xt, k)), k, inverse=True)
+                return total / inference.NUM_TRANSFORMS
+
+        fns["torch"] = torch_run
+    passes = inference.NUM_TRANSFORMS if ensemble else 1
+    return fns, size * size, passes * edsr_forward_flops(size, size, model.scale, model.num_blocks, model.num_features)
+
+
+def tiled_workload(model, variables, net, hw: tuple[int, int], tile: int, dtype):
+    """A large LR image through make_upscaler(tile=...); PyTorch runs the same tile grid."""
+    h, w = hw
+    scale = model.scale
+    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    up = inference.make_upscaler(model, variables, scale, tile=tile, dtype=dtype)
+    tiles = len(inference._tile_starts(h, max(h, tile), tile, tile - 2 * up.overlap, up.overlap)) * len(
+        inference._tile_starts(w, max(w, tile), tile, tile - 2 * up.overlap, up.overlap)
+    )
+    fns = {"jax": lambda: up(image)}
+    if net is not None:
+        import torch
+
+        def torch_tile(patch):
+            with torch.inference_mode():
+                t = torch.from_numpy(np.ascontiguousarray(patch)).permute(0, 3, 1, 2)
+                return net(t).permute(0, 2, 3, 1).numpy()
+
+        x = image.astype(np.float32)[None]
+        fns["torch"] = lambda: inference.tiled(torch_tile, x, scale=scale, tile=tile, overlap=up.overlap)
+    flops = tiles * edsr_forward_flops(tile, tile, scale, model.num_blocks, model.num_features)
+    return fns, h * w, flops
+
+
+def train_workload(model, variables, net, batch: int, patch: int, dtype):
+    """The real edsr_jax.train step (jit, donated state) and a PyTorch Adam/L1 step."""
+    import optax
+
+    from edsr_jax import sharding, train
+
+    m = model.clone(dtype=dtype)
+    scale = model.scale
+    cfg = types.SimpleNamespace(adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8)
+    tx = train.create_optimizer(cfg, m)
+    lr_fn = optax.constant_schedule(1e-4)
+    mesh = sharding.create_mesh(jax.devices()[:1])
+    state, shardings = train.create_train_state(m, tx, mesh, jax.random.PRNGKey(0))
+    state = state.replace(params=jax.device_put(variables["params"], sharding.replicated(mesh)))
+    rng = np.random.default_rng(0)
+    lr_np = rng.integers(0, 256, (batch, patch, patch, 3), dtype=np.uint8)
+    hr_np = rng.integers(0, 256, (batch, patch * scale, patch * scale, 3), dtype=np.uint8)
+    data = sharding.make_global_batch({"lr": lr_np, "hr": hr_np}, mesh)
+    step = train.compile_train_step(m, tx, lr_fn, mesh, shardings, scale)
+    t0 = time.perf_counter()
+    lowered = step.lower(state, data)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    holder = {"state": state}
+
+    def jax_run():
+        holder["state"], metrics = compiled(holder["state"], data)
+        return jax.block_until_ready(metrics["loss"])
+
+    t3 = time.perf_counter()
+    jax_run()
+    compile_info = {"lower_s": t1 - t0, "compile_s": t2 - t1, "first_step_s": time.perf_counter() - t3}
+    fns = {"jax": jax_run}
+    if net is not None:
+        import torch
+
+        tnet = _torch_copy(net).train()
+        opt = torch.optim.Adam(tnet.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
+        lr_t = torch.from_numpy(lr_np).permute(0, 3, 1, 2).contiguous()
+        hr_t = torch.from_numpy(hr_np).permute(0, 3, 1, 2).contiguous()
+
+        def torch_run():
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.l1_loss(tnet(lr_t.float()), hr_t.float())
+            loss.backward()
+            opt.step()
+            return loss.item()
+
+        fns["torch"] = torch_run
+    flops = 3 * batch * edsr_forward_flops(patch, patch, scale, model.num_blocks, model.num_features)
+    return fns, batch * patch * patch, flops, compile_info
+
+
+def _torch_copy(net):
+    import copy
+
+    return copy.deepcopy(net)
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="edsr_baseline", help=f"comma-separated, from {sorted(ARCHS)}")
+    p.add_argument("--scale", type=int, default=2)
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, from {WORKLOADS}")
+    p.add_argument("--infer-size", type=int, default=256, help="LR side of the single image")
+    p.add_argument("--tiled-size", default="1020x678", help="LR WxH of the tiled image")
+    p.add_argument("--tile", type=int, default=512, help="LR tile side for the tiled workload")
+    p.add_argument("--patch", type=int, default=48, help="LR patch side of the training batch")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per engine (after 1 warm-up)")
+    p.add_argument("--peak-gflops", type=float, default=76.0, help="the machine's fp32 FMA peak")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="JAX compute dtype")
+    p.add_argument("--compare-torch", action="store_true", help="also run PyTorch, alternating")
+    p.add_argument("--quick", action="store_true", help="small sizes: 64x64 image, 256x170 tiled, "
+                   "tile 128, train batch 4 of 24x24, 2 repeats")
+    p.add_argument("--json", default="", help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.infer_size, args.tiled_size, args.tile, args.patch, args.repeats = 64, "256x170", 128, 24, 2
+        args.workloads = ",".join(w for w in args.workloads.split(",") if w != "train16")
+    for name in args.models.split(","):
+        if name not in ARCHS:
+            p.error(f"--models: unknown model {name!r}; choose from {sorted(ARCHS)}")
+    for name in args.workloads.split(","):
+        if name not in WORKLOADS:
+            p.error(f"--workloads: unknown workload {name!r}; choose from {WORKLOADS}")
+    return args
+
+
+def _fmt_row(arch, work, engine, times, pixels, flops, peak):
+    med, best = statistics.median(times), min(times)
+    gf = flops / med / 1e9
+    return (f"{arch:14s} {work:9s} {engine:6s} {med:8.3f} {best:8.3f} {pixels / med:11.0f} "
+            f"{gf:8.1f} {100 * gf / peak:6.1f}%")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch = None
+    if args.compare_torch:
+        import torch
+
+        torch.set_num_threads(cores())
+    dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
+    tw, th = (int(v) for v in args.tiled_size.lower().split("x"))
+    print(f"# {platform.processor() or platform.machine()}, {cores()} cores, jax {jax.__version__} "
+          f"({jax.default_backend()}), XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
+          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ""))
+    print(f"# load before: {os.getloadavg()}")
+    print(f"{'model':14s} {'workload':9s} {'engine':6s} {'median_s':>8s} {'min_s':>8s} {'LR_px/s':>11s} "
+          f"{'GFLOP/s':>8s} {'peak':>7s}")
+    results = []
+    for arch in args.models.split(","):
+        model, variables, net = build_models(arch, args.scale, args.compare_torch)
+        for work in args.workloads.split(","):
+            extra = {}
+            if work in ("infer", "ensemble"):
+                fns, pixels, flops = infer_workload(model, variables, net, args.infer_size, work == "ensemble", dtype)
+            elif work == "tiled":
+                fns, pixels, flops = tiled_workload(model, variables, net, (th, tw), args.tile, dtype)
+            else:
+                batch = 16 if work == "train16" else 4
+                fns, pixels, flops, extra = train_workload(model, variables, net, batch, args.patch, dtype)
+            times = time_alternating(fns, args.repeats)
+            for engine, ts in times.items():
+                print(_fmt_row(arch, work, engine, ts, pixels, flops, args.peak_gflops), flush=True)
+            row = {"model": arch, "workload": work, "times": times, "lr_pixels": pixels, "flops": flops, **extra}
+            if "torch" in times:
+                ratio = statistics.median(times["jax"]) / statistics.median(times["torch"])
+                ratio_min = min(times["jax"]) / min(times["torch"])
+                row["ratio_jax_torch"] = ratio
+                print(f"{'':14s} {work:9s} ratio jax/torch: median {ratio:.3f}, min {ratio_min:.3f}")
+            if extra:
+                print(f"{'':14s} {work:9s} first step: lower {extra['lower_s']:.2f} s, compile "
+                      f"{extra['compile_s']:.2f} s, first run {extra['first_step_s']:.2f} s")
+            results.append(row)
+    print(f"# load after: {os.getloadavg()}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"args": vars(args), "results": results}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
