@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -406,7 +407,7 @@ def save_cache(pairs: ImagePairs, folder: str) -> None:
     try:
         os.rename(tmp, folder)
     except OSError:  # another process wrote it first
-        pass
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_cache(folder: str, scales: Sequence[int]) -> ImagePairs:
