@@ -31,7 +31,7 @@ NUM_TRANSFORMS = 8
 
 
 def dihedral(x, k: int):
-    """Transform ``k`` (0..7) of an (..., H, W, C) array: flip W (bit 0), flip H (bit 1), transpose (bit 2)."""
+    """Transform ``k`` (0..7) of (..., H, W, C): flip W (bit 0), flip H (bit 1), transpose (bit 2)."""
     if k & 1:
         x = x[..., ::-1, :]
     if k & 2:
@@ -146,7 +146,7 @@ def tiled(fn: Callable, x, *, scale: int, tile: int, overlap: int, with_valid: b
     tile, overlap = int(tile), int(overlap)
     core = tile - 2 * overlap
     if core < 1:
-        raise UserError(f"tile size {tile} must be larger than twice the overlap {overlap} (receptive radius)")
+        raise UserError(f"tile size {tile} must be larger than twice the overlap {overlap}")
     hp, wp = max(h, tile), max(w, tile)
     if (hp, wp) != (h, w):
         mode = "constant" if with_valid else "edge"

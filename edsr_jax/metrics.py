@@ -96,7 +96,8 @@ def _xp(x):
         return np, np.float64
     import jax.numpy as jnp
 
-    return jnp, jnp.promote_types(jnp.float32, x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+    wide = jnp.issubdtype(x.dtype, jnp.floating)
+    return jnp, jnp.promote_types(jnp.float32, x.dtype) if wide else jnp.float32
 
 
 def quantize(x):

@@ -87,7 +87,8 @@ def test_missing_or_empty_sets_name_the_folder(tmp_path):
         benchmarks.load_benchmark(str(tmp_path), "Nope", 2)
     with pytest.raises(UserError, match=r"Empty.HR"):
         benchmarks.load_benchmark(str(tmp_path), "Empty", 2)
-    code = cli.main(["eval", "--data-dir", str(tmp_path), "--datasets", "Nope", "--scales", "2", "--method", "bicubic"])
+    args = ["--datasets", "Nope", "--scales", "2", "--method", "bicubic"]
+    code = cli.main(["eval", "--data-dir", str(tmp_path), *args])
     assert code == 2
 
 

@@ -60,7 +60,8 @@ def test_self_ensemble_equals_mean_of_eight_separate_passes(tiny):
     expected = np.mean(separate, axis=0)[0]
     assert np.abs(separate[0] - separate[5]).max() > 0.1  # the transforms do change the output
     scale = np.abs(expected).max()
-    got = np.asarray(jax.jit(lambda z: inference.self_ensemble(lambda t: model.apply(variables, t), z))(batch))[0]
+    ensemble = jax.jit(lambda z: inference.self_ensemble(lambda t: model.apply(variables, t), z))
+    got = np.asarray(ensemble(batch))[0]
     assert np.abs(got - expected).max() <= 1e-4 * scale
     up = inference.make_upscaler(model, variables, 2, self_ensemble=True)
     assert np.abs(up(x) - expected).max() <= 1e-4 * scale

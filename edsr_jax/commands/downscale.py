@@ -47,7 +47,7 @@ def plan(input_path: str, output: str, scale: int) -> list[tuple[str, str]]:
         if not sources:
             raise UserError(f"no image files in folder {input_path}")
         if os.path.splitext(output)[1].lower() in imageio.IMAGE_EXTENSIONS and not os.path.isdir(output):
-            raise UserError(f"INPUT {input_path} is a folder, so OUTPUT must be a folder, got file name {output}")
+            raise UserError(f"INPUT {input_path} is a folder, so OUTPUT must be a folder, got {output}")
         return [(src, os.path.join(output, lr_name(src, scale))) for src in sources]
     if not os.path.exists(input_path):
         raise UserError(f"input not found: {input_path}")
@@ -69,7 +69,7 @@ def run(args) -> int:
     for src, dst in jobs:
         hr = imageio.read_image(src)
         if min(hr.shape[:2]) < args.scale:
-            raise UserError(f"image {src} ({hr.shape[0]}x{hr.shape[1]}) is smaller than the scale {args.scale}")
+            raise UserError(f"image {src} ({hr.shape[0]}x{hr.shape[1]}) is smaller than scale {args.scale}")
         lr = image.downscale(hr, args.scale, boundary=args.boundary, crop=not args.no_modcrop)
         imageio.write_image(dst, lr)
     print(f"wrote {len(jobs)} image{'s' if len(jobs) != 1 else ''} (x1/{args.scale}, {args.boundary}) "

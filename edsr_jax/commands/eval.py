@@ -20,12 +20,12 @@ METHODS = ("bicubic",)
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data-dir", required=True,
-                        help="folder holding the sets in EDSR layout: <DIR>/<Set>/HR, <DIR>/<Set>/LR_bicubic/X<s>")
+                        help="folder of sets in EDSR layout: <DIR>/<Set>/HR, <DIR>/<Set>/LR_bicubic/X<s>")
     parser.add_argument("--datasets", default="Set5,Set14,B100,Urban100",
                         help="comma-separated set (folder) names (default: %(default)s)")
     parser.add_argument("--scales", default="2,3,4", help="comma-separated scales (default: %(default)s)")
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--checkpoint", help="an exported model or training workdir (anything load_model takes)")
+    what.add_argument("--checkpoint", help="an exported model or training workdir (what load_model takes)")
     what.add_argument("--method", choices=METHODS, help="a classical baseline instead of a model")
     parser.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble (EDSR+/MDSR+)")
     parser.add_argument("--tile", type=int, default=None,
@@ -34,7 +34,7 @@ def add_arguments(parser) -> None:
                         help="auto: DIV2K* sets on RGB with shave scale+6, others on Y with shave scale")
     parser.add_argument("--boundary", choices=("replicate", "mirror"), default="replicate",
                         help="edge handling when LR files are missing and made here (default: MATLAB's)")
-    parser.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--json", dest="json_path", default=None, help="also write the results as JSON here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -68,8 +68,9 @@ def _upscaler_factory(args, scales):
     missing = [s for s in scales if s not in available]
     if missing:
         have = ", ".join(f"x{s}" for s in available)
-        raise UserError(f"checkpoint {args.checkpoint} upscales by {have} only; requested "
-                        f"{', '.join(f'x{s}' for s in missing)} (pass --scales {','.join(map(str, available))})")
+        wanted = ", ".join(f"x{s}" for s in missing)
+        raise UserError(f"checkpoint {args.checkpoint} upscales by {have} only; requested {wanted} "
+                        f"(pass --scales {','.join(map(str, available))})")
 
     def factory(s):
         return inference.make_upscaler(model, variables, s, self_ensemble=args.self_ensemble, tile=args.tile)
