@@ -38,6 +38,8 @@ FORMAT_VERSION = 1
 # File and folder names inside an exported model directory.
 MODEL_JSON = "model.json"
 PARAMS_DIR = "params"
+# Files an Orbax PyTree checkpoint (OCDBT layout, as save_model writes it) cannot be read without.
+ORBAX_REQUIRED_FILES = ("_METADATA", "manifest.ocdbt")
 # The folder a training workdir keeps its Orbax CheckpointManager checkpoints in.
 TRAINING_CHECKPOINTS_DIR = "checkpoints"
 # How many offending keys an error message lists before "and N more".
@@ -225,10 +227,17 @@ def _load_exported(path: Path, dtype: Any) -> tuple[models.SRModel, dict]:
 
     checkpointer = ocp.PyTreeCheckpointer()
     params_dir = params_dir.absolute()  # Orbax misreads relative paths
+    # Checked first: Orbax reports a missing file late, with asyncio noise on stderr.
+    absent = [name for name in ORBAX_REQUIRED_FILES if not (params_dir / name).exists()]
+    if absent:
+        raise UserError(f"the parameters in {params_dir} are incomplete: {', '.join(absent)} missing")
     try:
-        stored = checkpointer.metadata(params_dir).item_metadata.tree
+        item_metadata = checkpointer.metadata(params_dir).item_metadata
     except Exception as e:  # Orbax raises many types for unreadable folders
         raise UserError(f"cannot read the parameters in {params_dir}: {_quote(e)}") from None
+    if item_metadata is None:
+        raise UserError(f"cannot read the parameters in {params_dir}: Orbax found no readable metadata")
+    stored = item_metadata.tree
     if not isinstance(stored, dict) or "params" not in stored:
         raise UserError(f"the parameters in {params_dir} have no 'params' entry (not an edsr-jax model)")
     check_params_match(model, stored["params"], where=f"the parameters in {params_dir}")
