@@ -6,11 +6,11 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import BENCHMARKS, require_shared
 from PIL import Image
 
 from edsr_jax import benchmarks, cli, evaluate, imageio, inference, metrics, models
 from edsr_jax.errors import UserError
-from tests.conftest import BENCHMARKS, require_shared
 
 # The paper protocol's Set5 Bicubic row (REFERENCE section 6): scale -> (PSNR, SSIM).
 SET5_BICUBIC = {2: (33.67, 0.9303), 3: (30.40, 0.8689), 4: (28.43, 0.8111)}
@@ -119,7 +119,7 @@ def test_write_image_is_atomic_and_round_trips(tmp_path):
 
 def test_evaluate_images_with_a_model_upscaler(set5_dir):
     model = models.EDSR(scale=4, num_blocks=1, num_features=4)
-    from tests.test_inference import numpy_init
+    from test_inference import numpy_init
 
     up = inference.make_upscaler(model, numpy_init(model), 4)
     samples = benchmarks.load_benchmark(os.path.dirname(set5_dir), "Set5", 4)[1:3]
@@ -148,8 +148,9 @@ def test_downscale_command_writes_edsr_names_bit_exact(set5_dir, tmp_path):
 
 
 def test_eval_with_a_checkpoint_and_a_scale_it_lacks(set5_dir, tmp_path, capsys):
+    from test_inference import numpy_init
+
     from edsr_jax import checkpoint
-    from tests.test_inference import numpy_init
 
     model = models.EDSR(scale=2, num_blocks=1, num_features=4)
     checkpoint.save_model(str(tmp_path / "model"), model, numpy_init(model))
