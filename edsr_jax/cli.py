@@ -19,6 +19,7 @@ COMMANDS = {
     "downscale": "downscale",
     "train": "train",
     "convert-torch": "convert_torch",
+    "demo": "demo",
 }
 
 EXIT_USAGE = 2

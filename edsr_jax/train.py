@@ -420,7 +420,9 @@ def _validation(config, model, params, step, writer, log) -> dict[str, float]:
     return {checkpointing.BEST_METRIC: float(np.mean(psnrs))} if psnrs else {}
 
 
-def train_and_evaluate(config, workdir: str) -> TrainState:
+def train_and_evaluate(
+    config, workdir: str, *, on_step: Callable[[int], bool | None] | None = None
+) -> TrainState:
     """Trains (or resumes) ``config`` in ``workdir``; returns the final state.
 
     Writes ``workdir/model.json``, Orbax checkpoints under ``workdir/checkpoints`` (every
@@ -431,9 +433,11 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
     Args:
       config: an ``ml_collections.ConfigDict`` (see ``configs/default.py``).
       workdir: the run's directory.
+      on_step: called with the step number after every step (e.g. a progress bar); a true return
+        value saves a checkpoint and stops, as SIGTERM does.
 
     Returns:
-      The final (or, after SIGTERM, the saved) ``TrainState``.
+      The final (or, after SIGTERM or ``on_step``'s stop, the saved) ``TrainState``.
 
     Raises:
       UserError: bad configuration, or a workdir of a different model.
@@ -507,6 +511,8 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
                 step += 1
                 history.append((step, step_metrics))
                 report(step)
+                if on_step is not None and on_step(step):
+                    guard.request()
                 stop = guard.should_stop(step)
                 evaluate_now = step == total or (eval_every > 0 and step % eval_every == 0)
                 save_now = stop or evaluate_now or (ckpt_every > 0 and step % ckpt_every == 0)

@@ -1,0 +1,436 @@
+"""The embedded demo: train a small EDSR x2 on CPU in minutes, beat bicubic, show it in a picture.
+
+No download: it trains on the photographs that scikit-image installs with its package data
+(:data:`edsr_jax.data_sources.SKIMAGE_TRAIN`) and scores on held-out ones
+(:data:`~edsr_jax.data_sources.SKIMAGE_VAL`), plus Set5 when a benchmark folder is given. What
+makes a few hundred CPU steps enough (``experiments/RESULTS.md``, "Demo"): PyTorch-style
+initialisation, peak learning rate 1e-3 with 5 % warm-up and cosine decay, and no mostly-flat
+training patches.
+
+Reproducibility: the length of the run is a number of steps. With ``steps`` given the run is a
+pure function of the config (initialisation and every batch come from the seed). With a time
+budget instead, :func:`plan_steps` measures a few training steps first and plans as many steps as
+fit in the budget; the cosine schedule is defined over those planned steps, and the plan is printed
+and stored in ``WORKDIR/demo.json`` so that ``--steps N`` repeats the run exactly. A run slower
+than planned (a busy machine) is stopped, with a checkpoint, at :data:`DEADLINE_FACTOR` times the
+budget.
+
+Everything lands in the workdir, a training workdir like ``edsr-jax train`` writes (so
+``edsr-jax eval --checkpoint W`` and ``edsr-jax upscale --checkpoint W`` take it), plus
+``demo.json`` (plan and results) and ``demo_comparison.png`` (bicubic | EDSR | HR crops).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from edsr_jax.errors import UserError
+
+# The demo's upscaling factor.
+SCALE = 2
+# Default wall-clock seconds of training when no step count is given.
+DEFAULT_SECONDS = 400.0
+# A budgeted run is stopped (and saved) once training took this many times the budget.
+DEADLINE_FACTOR = 1.2
+# Fewest steps a budgeted run plans (below this the model does not get past bicubic).
+MIN_STEPS = 20
+# Training steps timed by plan_steps after one untimed step.
+CALIBRATION_STEPS = 3
+# Files the demo writes into the workdir besides the training files.
+DEMO_JSON = "demo.json"
+FIGURE_PNG = "demo_comparison.png"
+# Side of the HR crops in the figure, and their enlargement (nearest neighbour) for viewing.
+FIGURE_CROP = 96
+FIGURE_ZOOM = 2
+# Benchmark sets scored when a benchmark folder is given (if present in it).
+BENCHMARK_SETS = ("Set5",)
+# Name of the held-out photographs in the table.
+HELD_OUT = "held-out"
+
+
+def demo_config(num_train_steps: int = 800) -> "ml_collections.ConfigDict":  # noqa: F821
+    """The demo's training config (``configs/demo.py`` returns it too).
+
+    A baseline-shaped EDSR x2 (4 residual blocks, 48 features, residual scaling 1) on 32x32 LR
+    patches, batch 16, L1 loss, Adam at 1e-3 with 5 % linear warm-up and cosine decay to 0.
+
+    Args:
+      num_train_steps: length of the run (the cosine schedule spans it).
+
+    Returns:
+      A config for :func:`edsr_jax.train.train_and_evaluate`.
+    """
+    config = _default_config()
+    config.model.num_blocks = 4
+    config.model.num_features = 48
+    config.scales = (SCALE,)
+    config.batch_size = 16
+    config.patch_size = 32
+    config.data.source = "skimage"
+    config.data.patches_per_image = 16
+    config.data.flat_patch_threshold = 4.0
+    config.data.prefetch = 2
+    config.num_train_steps = int(num_train_steps)
+    config.learning_rate = 1e-3
+    config.lr_schedule = "cosine"
+    config.warmup_fraction = 0.05
+    config.log_every_steps = 10**9  # the demo shows a progress bar instead of log lines
+    config.checkpoint_every_steps = 0  # only at the end (and on a deadline stop)
+    config.keep_checkpoints = 1
+    config.async_checkpoints = False
+    config.eval_every_steps = 0  # validation at the end only
+    config.eval.num_images = 0  # all held-out photographs
+    config.eval.protocol = "benchmark"  # Y channel, shave = scale, like the demo's table
+    return config
+
+
+def _default_config() -> "ml_collections.ConfigDict":  # noqa: F821
+    """``configs/default.py``'s config, read from the checkout this package was installed from.
+
+    Raises:
+      UserError: the file is not there (a non-editable install).
+    """
+    from edsr_jax.commands import train as train_command
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "default.py")
+    if not os.path.isfile(path):
+        raise UserError(f"{path} not found: the demo needs a checkout installed with `pip install -e .`")
+    return train_command.load_config(path)
+
+
+# --- planning the run -----------------------------------------------------------------------------
+
+
+def measure_step_seconds(config, steps: int = CALIBRATION_STEPS, progress: Callable[[], None] | None = None) -> float:
+    """Seconds per training step of ``config``'s model on this machine, now.
+
+    Compiles the training step, runs it once untimed, then times ``steps`` more on a random batch
+    (the same shapes and work as real batches; the state is thrown away).
+
+    Args:
+      config: a training config.
+      steps: timed steps.
+      progress: called after the compile and after each timed step.
+
+    Returns:
+      The mean wall-clock seconds of one step.
+    """
+    import jax
+
+    from edsr_jax import sharding, train
+
+    mesh = sharding.create_mesh()
+    model = train.create_model(config)
+    tx = train.create_optimizer(config, model)
+    state, shardings = train.create_train_state(model, tx, mesh, jax.random.PRNGKey(0))
+    step_fn = train.compile_train_step(
+        model, tx, train.create_learning_rate_fn(config), mesh, shardings, SCALE
+    )
+    rng = np.random.default_rng(0)
+    b, p = int(config.batch_size), int(config.patch_size)
+    batch = {
+        "lr": rng.integers(0, 256, (b, p, p, 3), dtype=np.uint8),
+        "hr": rng.integers(0, 256, (b, p * SCALE, p * SCALE, 3), dtype=np.uint8),
+    }
+    batch = jax.device_put(batch, sharding.batch_sharding(mesh))
+    state, metrics = step_fn(state, batch)
+    jax.block_until_ready(metrics)
+    if progress:
+        progress()
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = step_fn(state, batch)
+        jax.block_until_ready(metrics)
+        if progress:
+            progress()
+    return (time.perf_counter() - start) / steps
+
+
+def plan_steps(seconds: float, seconds_per_step: float) -> int:
+    """How many steps fit in ``seconds`` (at least :data:`MIN_STEPS`)."""
+    return max(MIN_STEPS, int(seconds / max(seconds_per_step, 1e-9)))
+
+
+def _read_demo_json(workdir: str) -> dict:
+    path = os.path.join(workdir, DEMO_JSON)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path} ({e}); use another --workdir") from None
+
+
+def _write_json(path: str, payload: dict) -> None:
+    """JSON written atomically (temporary name, then rename)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+# --- evaluation and the figure ---------------------------------------------------------------------
+
+
+def evaluation_sets(config, data_dir: str | None) -> list[tuple[str, list]]:
+    """``[(name, samples)]``: the held-out photographs, then the benchmark sets in ``data_dir``.
+
+    Raises:
+      UserError: ``data_dir`` is given but holds none of :data:`BENCHMARK_SETS`.
+    """
+    from edsr_jax import benchmarks, input_pipeline
+
+    held_out = [
+        benchmarks.Sample(name=name, lr=lr, hr=hr)
+        for name, lr, hr in input_pipeline.create_eval_samples(config, "val")[SCALE]
+    ]
+    sets = [(HELD_OUT, held_out)]
+    if data_dir:
+        if not os.path.isdir(data_dir):
+            raise UserError(f"--data-dir {data_dir} is not a folder")
+        present = [n for n in BENCHMARK_SETS if os.path.isdir(os.path.join(data_dir, n))]
+        if not present:
+            raise UserError(f"--data-dir {data_dir} holds none of {', '.join(BENCHMARK_SETS)} "
+                            "(expected e.g. DIR/Set5/HR/*.png)")
+        sets += [(n, benchmarks.load_benchmark(data_dir, n, SCALE)) for n in present]
+    return sets
+
+
+def score_sets(
+    sets: Sequence[tuple[str, list]], upscale_fn: Callable, progress: Callable[[], None] | None = None
+) -> tuple[list[dict], dict]:
+    """Bicubic and the model on every set (Y-PSNR/SSIM, shave = scale).
+
+    Returns:
+      ``(rows, outputs)``: one row per set ``{"dataset", "images", "bicubic": {psnr, ssim},
+      "edsr": {psnr, ssim}, "gain_db", "per_image": [...]}``, and ``{(set, image): (bicubic uint8,
+      sr uint8, hr uint8)}`` for the figure.
+    """
+    from edsr_jax import evaluate, metrics
+
+    outputs: dict = {}
+    rows = []
+    for name, samples in sets:
+        bic_images, sr_images = {}, {}
+
+        def recording(fn, store):
+            def wrapped(lr):
+                out = np.asarray(fn(lr))
+                store[id(lr)] = np.asarray(metrics.quantize(out), np.uint8)
+                return out
+
+            return wrapped
+
+        bic = evaluate.evaluate_images(recording(evaluate.bicubic(SCALE), bic_images), samples,
+                                       scale=SCALE, progress=progress)
+        sr = evaluate.evaluate_images(recording(upscale_fn, sr_images), samples, scale=SCALE,
+                                      progress=progress)
+        for s in samples:
+            outputs[(name, s.name)] = (bic_images[id(s.lr)], sr_images[id(s.lr)], s.hr)
+        rows.append({
+            "dataset": name,
+            "images": len(samples),
+            "bicubic": {"psnr": bic["psnr"], "ssim": bic["ssim"]},
+            "edsr": {"psnr": sr["psnr"], "ssim": sr["ssim"]},
+            "gain_db": sr["psnr"] - bic["psnr"],
+            "per_image": [
+                {"name": b["name"], "bicubic_psnr": b["psnr"], "edsr_psnr": e["psnr"]}
+                for b, e in zip(bic["images"], sr["images"], strict=True)
+            ],
+        })  # fmt: skip
+    return rows, outputs
+
+
+def format_results(rows: Sequence[dict]) -> str:
+    """The demo's table: per set, bicubic and EDSR PSNR/SSIM and the gain in dB."""
+    lines = [f"{'dataset':<10} {'images':>6} {'bicubic PSNR/SSIM':>18} {'EDSR PSNR/SSIM':>17} {'gain':>8}"]
+    for r in rows:
+        b, e = r["bicubic"], r["edsr"]
+        lines.append(f"{r['dataset']:<10} {r['images']:>6d} {b['psnr']:>10.2f} / {b['ssim']:.4f} "
+                     f"{e['psnr']:>9.2f} / {e['ssim']:.4f} {r['gain_db']:>+6.2f} dB")
+    return "\n".join(lines)
+
+
+def detail_window(reference: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left corner of the ``size`` square where ``reference`` (an error map) sums highest."""
+    h, w = reference.shape[:2]
+    size = min(size, h, w)
+    stride = max(1, size // 4)
+    best, corner = -1.0, (0, 0)
+    integral = np.pad(reference.astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    for y in range(0, h - size + 1, stride):
+        for x in range(0, w - size + 1, stride):
+            total = integral[y + size, x + size] - integral[y, x + size] - integral[y + size, x] + integral[y, x]
+            if total > best:
+                best, corner = total, (y, x)
+    return corner
+
+
+def comparison_figure(panels: Sequence[dict], crop: int = FIGURE_CROP, zoom: int = FIGURE_ZOOM) -> np.ndarray:
+    """One row per image: bicubic | EDSR | HR crops (enlarged), captions with PSNR.
+
+    The crop is where bicubic is furthest from HR (hard regions: edges and texture), chosen without
+    looking at the model's output.
+
+    Args:
+      panels: ``{"title", "bicubic", "sr", "hr", "bicubic_psnr", "edsr_psnr"}`` per row (uint8
+        images of one size).
+      crop: HR crop side.
+      zoom: nearest-neighbour enlargement of the crops.
+
+    Returns:
+      The figure, uint8 (H, W, 3).
+    """
+    from PIL import Image, ImageDraw
+
+    caption_h, pad = 14, 6
+    cells = []
+    for p in panels:
+        error = np.abs(p["bicubic"].astype(np.int32) - p["hr"].astype(np.int32)).sum(-1)
+        y, x = detail_window(error, crop)
+        side = min(crop, *p["hr"].shape[:2])
+        tiles = [a[y : y + side, x : x + side] for a in (p["bicubic"], p["sr"], p["hr"])]
+        captions = [f"bicubic {p['bicubic_psnr']:.2f} dB", f"EDSR {p['edsr_psnr']:.2f} dB", f"HR: {p['title']}"]
+        cells.append((tiles, captions))
+    cell = crop * zoom
+    width = 3 * cell + 4 * pad
+    header = 2 * caption_h
+    height = header + len(cells) * (cell + caption_h + pad) + pad
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad, 2), f"x{SCALE}: bicubic | EDSR | HR (crops x{zoom}); PSNR on the whole image (Y, shave {SCALE})",
+              fill=(0, 0, 0))
+    for r, (tiles, captions) in enumerate(cells):
+        top = header + r * (cell + caption_h + pad)
+        for c, (tile, caption) in enumerate(zip(tiles, captions, strict=True)):
+            left = pad + c * (cell + pad)
+            draw.text((left, top), caption, fill=(0, 0, 0))
+            img = Image.fromarray(np.ascontiguousarray(tile)).resize(
+                (tile.shape[1] * zoom, tile.shape[0] * zoom), Image.NEAREST
+            )
+            canvas.paste(img, (left, top + caption_h))
+    return np.asarray(canvas)
+
+
+def figure_panels(rows: Sequence[dict], outputs: dict) -> list[dict]:
+    """Per set, the image with the largest gain (the figure's rows)."""
+    panels = []
+    for r in rows:
+        best = max(r["per_image"], key=lambda i: i["edsr_psnr"] - i["bicubic_psnr"])
+        bic, sr, hr = outputs[(r["dataset"], best["name"])]
+        panels.append({"title": f"{r['dataset']}/{best['name']}", "bicubic": bic, "sr": sr, "hr": hr,
+                       "bicubic_psnr": best["bicubic_psnr"], "edsr_psnr": best["edsr_psnr"]})
+    return panels
+
+
+# --- the demo -------------------------------------------------------------------------------------
+
+
+def _bar(enabled: bool, total: int, desc: str, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def run_demo(
+    workdir: str,
+    *,
+    data_dir: str | None = None,
+    steps: int | None = None,
+    seconds: float = DEFAULT_SECONDS,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Trains the demo model in ``workdir``, scores it against bicubic, writes the figure.
+
+    Rerunning on a finished workdir re-scores it without training; an interrupted run resumes
+    with the step count it planned (stored in ``demo.json``).
+
+    Args:
+      workdir: the run's folder (created).
+      data_dir: a benchmark folder holding ``Set5`` (EDSR layout) to score as well, or None.
+      steps: train exactly this many steps; None: as many as fit in ``seconds``.
+      seconds: training time budget when ``steps`` is None.
+      progress: show progress bars (stderr).
+      log: where text lines go.
+
+    Returns:
+      What ``demo.json`` holds: the plan, ``"results"`` (rows of :func:`score_sets`, without
+      per-image outputs), ``"figure"`` and timings.
+
+    Raises:
+      UserError: bad arguments, or a workdir of another run.
+    """
+    import edsr_jax
+    from edsr_jax import imageio, inference, models, train
+
+    t0 = time.monotonic()
+    if steps is not None and int(steps) < 1:
+        raise UserError(f"--steps must be at least 1, got {steps}")
+    if steps is None and not seconds > 0:
+        raise UserError(f"--seconds must be positive, got {seconds}")
+    workdir = os.path.abspath(workdir)
+    if os.path.isfile(workdir):
+        raise UserError(f"--workdir {workdir} is a file, not a folder")
+    os.makedirs(workdir, exist_ok=True)
+    stored = _read_demo_json(workdir)
+    if stored.get("steps") and steps is not None and int(steps) != int(stored["steps"]) and \
+            os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise UserError(f"{workdir} holds a demo run of {stored['steps']} steps, not {steps}; "
+                        "use another --workdir")
+    plan = {"steps": int(steps) if steps is not None else stored.get("steps"), "budget_seconds": None,
+            "measured_seconds_per_step": stored.get("measured_seconds_per_step")}
+    deadline = None
+    if plan["steps"] is None:
+        bar = _bar(progress, CALIBRATION_STEPS + 1, "measuring step time (compile + steps)", "step")
+        with bar:
+            sps = measure_step_seconds(demo_config(), progress=bar.update)
+        plan.update(steps=plan_steps(seconds, sps), budget_seconds=float(seconds), measured_seconds_per_step=sps)
+        deadline = DEADLINE_FACTOR * float(seconds)
+        log(f"planned {plan['steps']} steps ({sps:.2f} s/step measured, budget {seconds:.0f} s); "
+            f"repeat this run exactly with --steps {plan['steps']}")
+    config = demo_config(plan["steps"])
+    _write_json(os.path.join(workdir, DEMO_JSON), {**stored, **plan})
+
+    t_train = time.monotonic()
+    bar = _bar(progress, plan["steps"], "training", "step")
+
+    def on_step(step: int) -> bool:
+        bar.update(step - bar.n)
+        return deadline is not None and time.monotonic() - t_train > deadline
+
+    with bar:
+        state = train.train_and_evaluate(config, workdir, on_step=on_step)
+    trained = int(state.step)
+    train_seconds = time.monotonic() - t_train
+    if trained < plan["steps"]:
+        log(f"stopped at step {trained} of {plan['steps']}: training passed {DEADLINE_FACTOR} x the budget "
+            "(busy machine?); rerun the same command to finish")
+
+    model, variables = edsr_jax.load_model(workdir)
+    log(f"model: EDSR x{SCALE}, {config.model.num_blocks} blocks, {config.model.num_features} features, "
+        f"{models.count_params(variables['params']):,} parameters, trained {trained} steps "
+        f"in {train_seconds:.0f} s")
+    sets = evaluation_sets(config, data_dir)
+    upscale_fn = inference.make_upscaler(model, variables, SCALE)
+    bar = _bar(progress, 2 * sum(len(s) for _, s in sets), "evaluating (bicubic, EDSR)", "img")
+    with bar:
+        rows, outputs = score_sets(sets, upscale_fn, progress=bar.update)
+    figure_path = os.path.join(workdir, FIGURE_PNG)
+    imageio.write_image(figure_path, comparison_figure(figure_panels(rows, outputs)))
+    log(format_results(rows))
+    log(f"PSNR/SSIM on Y, shave {SCALE} (the benchmark protocol); figure: {figure_path}")
+    log(f"checkpoint: {workdir} (edsr-jax eval --checkpoint {workdir} ..., "
+        f"edsr-jax upscale --checkpoint {workdir} IN OUT)")
+    summary = {**stored, **plan, "trained_steps": trained, "train_seconds": train_seconds,
+               "total_seconds": time.monotonic() - t0, "results": rows, "figure": FIGURE_PNG}
+    _write_json(os.path.join(workdir, DEMO_JSON), summary)
+    return summary
