@@ -20,6 +20,7 @@ COMMANDS = {
     "train": "train",
     "convert-torch": "convert_torch",
     "demo": "demo",
+    "upscale": "upscale",
 }
 
 EXIT_USAGE = 2

@@ -140,7 +140,7 @@ def write_image(path: str, array: np.ndarray) -> None:
 
     Args:
       path: destination; the format comes from the extension (``.png`` recommended: lossless).
-      array: uint8, HxW (gray), HxWx3 (RGB) or HxWx4 (RGBA).
+      array: uint8, HxW (gray), HxWx2 (gray + alpha), HxWx3 (RGB) or HxWx4 (RGBA).
 
     Raises:
       UserError: a bad array, an unknown extension, or a folder that does not exist.
@@ -150,8 +150,8 @@ def write_image(path: str, array: np.ndarray) -> None:
 
     path = os.fspath(path)
     array = np.asarray(array)
-    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3, 4))):
-        raise UserError(f"write_image needs a uint8 HxW, HxWx3 or HxWx4 array, got {array.dtype} "
+    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 2, 3, 4))):
+        raise UserError(f"write_image needs a uint8 HxW, HxWx2, HxWx3 or HxWx4 array, got {array.dtype} "
                         f"{tuple(array.shape)} for {path}")
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
