@@ -1,0 +1,167 @@
+"""``edsr-jax upscale``: output sizes and modes for every kind of image, and clean one-line errors."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edsr_jax import cli, models, upscale
+from edsr_jax.checkpoint import save_model
+
+SCALE = 2
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny exported EDSR x2 (B1, F8)."""
+    import jax
+
+    model = models.EDSR(scale=SCALE, num_blocks=1, num_features=8)
+    path = str(tmp_path_factory.mktemp("model") / "edsr_x2")
+    save_model(path, model, models.init(model, jax.random.key(0)))
+    return path
+
+
+def _images(folder):
+    """One file per kind of input: name -> (HxW of the input, expected output mode)."""
+    rng = np.random.default_rng(0)
+    rgb = lambda h, w: rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(rng.integers(0, 256, (10, 13), dtype=np.uint8)).save(folder / "gray.png")
+    Image.fromarray(rng.integers(0, 256, (10, 13, 4), dtype=np.uint8)).save(folder / "rgba.png")
+    Image.fromarray(rng.integers(0, 256, (10, 13, 2), dtype=np.uint8)).save(folder / "gray_alpha.png")
+    Image.fromarray(rgb(10, 13)).convert("P").save(folder / "palette.png")
+    Image.fromarray(rgb(10, 13)).save(folder / "photo.jpg", quality=90)
+    Image.fromarray(rgb(10, 13)).save(folder / "photo.bmp")
+    Image.fromarray(rgb(10, 13)).save(folder / "photo.webp")
+    Image.fromarray(rng.integers(0, 65536, (10, 13)).astype(np.uint16)).save(folder / "deep16.png")
+    Image.fromarray(rng.integers(0, 65536, (10, 13)).astype(np.uint16)).save(folder / "deep16.tif")
+    Image.fromarray(rgb(1, 1)).save(folder / "one.png")
+    return {
+        "gray.png": ((10, 13), "L"), "rgba.png": ((10, 13), "RGBA"), "gray_alpha.png": ((10, 13), "LA"),
+        "palette.png": ((10, 13), "RGB"), "photo.jpg": ((10, 13), "RGB"), "photo.bmp": ((10, 13), "RGB"),
+        "photo.webp": ((10, 13), "RGB"), "deep16.png": ((10, 13), "L"), "deep16.tif": ((10, 13), "L"),
+        "one.png": ((1, 1), "RGB"),
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def folder_run(checkpoint, tmp_path_factory):
+    """One folder run over every kind of image: (exit code, input folder, output folder, expected)."""
+    src = tmp_path_factory.mktemp("in")
+    expected = _images(src)
+    dst = tmp_path_factory.mktemp("out") / "x2"
+    code = cli.main(["upscale", "--checkpoint", checkpoint, "--no-progress", str(src), str(dst)])
+    return code, src, dst, expected
+
+
+def test_folder_of_every_kind_gives_correctly_sized_outputs_in_the_right_modes(folder_run):
+    code, _, dst, expected = folder_run
+    assert code == 0
+    assert sorted(os.listdir(dst)) == sorted(expected)
+    for name, ((h, w), mode) in expected.items():
+        with Image.open(dst / name) as im:
+            assert im.size == (w * SCALE, h * SCALE), name
+            assert im.mode == mode, name
+
+
+def test_grayscale_alpha_and_16bit_are_carried_correctly(folder_run):
+    _, src, dst, _ = folder_run
+    # Alpha is bicubic-upscaled, not run through the network.
+    alpha_in = np.asarray(Image.open(src / "rgba.png"))[..., 3]
+    from edsr_jax import image
+
+    assert np.array_equal(np.asarray(Image.open(dst / "rgba.png"))[..., 3], image.imresize(alpha_in, SCALE))
+    # 16-bit grayscale is processed as 8-bit (value / 257, rounded), and written back as 8-bit "L".
+    raw16 = upscale.imageio.load_raw(str(src / "deep16.png"))
+    parts = upscale.decompose(raw16)
+    assert parts.gray and parts.rgb.dtype == np.uint8
+    assert np.array_equal(parts.rgb[..., 0], np.clip(np.floor(raw16.array / 257.0 + 0.5), 0, 255))
+
+
+def test_large_images_are_tiled_by_default_and_tiling_is_exact(checkpoint):
+    from edsr_jax import checkpoint as ckpt
+
+    model, variables = ckpt.load_model(checkpoint)
+    ups = upscale.Upscalers(model, variables, SCALE)
+    assert ups.tile_for(10, 10) is None
+    assert ups.tile_for(1000, 1000) == upscale.DEFAULT_TILE
+    assert upscale.Upscalers(model, variables, SCALE, tile=0).tile_for(4000, 4000) is None
+    lr = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    tiled = upscale.Upscalers(model, variables, SCALE, tile=24)(lr)
+    whole = upscale.Upscalers(model, variables, SCALE, tile=0)(lr)
+    assert tiled.shape == (80, 100, 3)
+    assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
+
+
+def _run_error(capsys, args):
+    code = cli.main(["upscale", *args])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "truncated", "not_an_image"])
+def test_bad_input_files_are_one_line_errors_with_no_output(kind, checkpoint, tmp_path, capsys):
+    src = tmp_path / "in.png"
+    if kind == "empty":
+        src.write_bytes(b"")
+    elif kind == "truncated":
+        Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 7).save(src)
+        src.write_bytes(src.read_bytes()[:60])
+    elif kind == "not_an_image":
+        src.write_text("hello, not a PNG")
+    out = tmp_path / "out" / "x.png"
+    code, err = _run_error(capsys, ["--checkpoint", checkpoint, str(src), str(out)])
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "in.png" in err
+    assert not out.exists()
+    assert not (out.parent.exists() and os.listdir(out.parent))  # no temporary file left either
+
+
+def test_folder_with_a_bad_file_writes_the_others_and_lists_the_failure(checkpoint, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.zeros((6, 7, 3), np.uint8)).save(src / "good.png")
+    (src / "broken.jpg").write_text("not a jpeg")
+    dst = tmp_path / "out"
+    code, err = _run_error(capsys, ["--checkpoint", checkpoint, "--no-progress", str(src), str(dst)])
+    assert code == 2
+    assert sorted(os.listdir(dst)) == ["good.png"]
+    assert "broken.jpg" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty"])
+def test_missing_or_empty_checkpoint_is_a_one_line_error(kind, tmp_path, capsys):
+    ckpt = tmp_path / "model"
+    if kind == "empty":
+        ckpt.mkdir()
+    src = tmp_path / "a.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(src)
+    out = tmp_path / "b.png"
+    code, err = _run_error(capsys, ["--checkpoint", str(ckpt), str(src), str(out)])
+    assert code == 2
+    assert len(err.splitlines()) == 1 and str(ckpt) in err
+    assert not out.exists()
+
+
+def test_a_scale_the_model_lacks_names_the_scales_it_has(checkpoint, tmp_path, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(src)
+    out = tmp_path / "b.png"
+    code, err = _run_error(capsys, ["--checkpoint", checkpoint, "--scale", "4", str(src), str(out)])
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "x2" in err and "x4" in err
+    assert not out.exists()
+
+
+def test_unknown_output_extension_fails_before_any_work(checkpoint, tmp_path, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(src)
+    code, err = _run_error(capsys, ["--checkpoint", checkpoint, str(src), str(tmp_path / "b.xyz")])
+    assert code == 2 and ".xyz" in err
+
+
+def test_debug_shows_the_traceback(checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        cli.main(["upscale", "--debug", "--checkpoint", checkpoint, str(tmp_path / "nope.png"), "x.png"])
