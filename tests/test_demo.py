@@ -1,0 +1,128 @@
+"""The embedded demo (shrunk to a tiny model and 3 steps), its config, and the experiment scripts."""
+
+import glob
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import edsr_jax
+from edsr_jax import cli, demo, models
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _fake_benchmarks(root):
+    """A benchmark folder with a two-image ``Set5`` (LR images made by the loader)."""
+    rng = np.random.default_rng(0)
+    hr = root / "Set5" / "HR"
+    hr.mkdir(parents=True)
+    for name in ("a", "b"):
+        smooth = np.cumsum(rng.integers(0, 9, (36, 44, 3)), axis=1) % 256
+        Image.fromarray(smooth.astype(np.uint8)).save(hr / f"{name}.png")
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """``edsr-jax demo --steps 3`` with the model shrunk to B1/F8: (exit code, workdir, stdout, data)."""
+    mp = pytest.MonkeyPatch()
+    original = demo.demo_config
+
+    def tiny_config(num_train_steps=800):
+        config = original(num_train_steps)
+        config.model.num_blocks, config.model.num_features = 1, 8
+        return config
+
+    mp.setattr(demo, "demo_config", tiny_config)
+    root = tmp_path_factory.mktemp("demo")
+    data_dir = _fake_benchmarks(root / "bench")
+    workdir = str(root / "run")
+    capture = tmp_path_factory.mktemp("out") / "stdout.txt"
+    import contextlib
+
+    with open(capture, "w") as f, contextlib.redirect_stdout(f):
+        code = cli.main(["demo", "--workdir", workdir, "--steps", "3", "--data-dir", data_dir, "--no-progress"])
+    mp.undo()
+    return code, workdir, capture.read_text(), data_dir
+
+
+def test_demo_prints_the_table_and_writes_figure_and_summary(demo_run):
+    code, workdir, out, _ = demo_run
+    assert code == 0
+    assert "bicubic PSNR/SSIM" in out and "EDSR PSNR/SSIM" in out
+    assert any(line.startswith("held-out") for line in out.splitlines())
+    assert any(line.startswith("Set5") for line in out.splitlines())
+    with Image.open(os.path.join(workdir, demo.FIGURE_PNG)) as fig:
+        assert fig.mode == "RGB"
+        # one row per set (held-out, Set5), three crops per row
+        assert fig.size[0] >= 3 * demo.FIGURE_CROP * demo.FIGURE_ZOOM
+        assert fig.size[1] >= 2 * demo.FIGURE_CROP * demo.FIGURE_ZOOM
+    with open(os.path.join(workdir, demo.DEMO_JSON)) as f:
+        summary = json.load(f)
+    assert summary["steps"] == 3 and summary["trained_steps"] == 3
+    rows = {r["dataset"]: r for r in summary["results"]}
+    assert rows["held-out"]["images"] == 3 and rows["Set5"]["images"] == 2
+    for r in rows.values():
+        assert r["gain_db"] == pytest.approx(r["edsr"]["psnr"] - r["bicubic"]["psnr"])
+
+
+def test_demo_checkpoint_loads_and_works_with_eval_and_upscale(demo_run, tmp_path):
+    code, workdir, _, data_dir = demo_run
+    assert code == 0
+    model, variables = edsr_jax.load_model(workdir)
+    assert isinstance(model, models.EDSR) and model.scale == 2
+    out = str(tmp_path / "eval.json")
+    assert cli.main(["eval", "--checkpoint", workdir, "--data-dir", data_dir, "--datasets", "Set5",
+                     "--scales", "2", "--json", out, "--no-progress"]) == 0
+    with open(out) as f:
+        assert len(json.load(f)["results"][0]["images"]) == 2
+    Image.fromarray(np.zeros((5, 9, 3), np.uint8)).save(tmp_path / "in.png")
+    assert cli.main(["upscale", "--checkpoint", workdir, str(tmp_path / "in.png"), str(tmp_path / "o.png")]) == 0
+    assert Image.open(tmp_path / "o.png").size == (18, 10)
+
+
+def test_demo_refuses_a_workdir_of_another_length(demo_run, capsys):
+    _, workdir, _, _ = demo_run
+    assert cli.main(["demo", "--workdir", workdir, "--steps", "5", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "3 steps" in err and len(err.strip().splitlines()) == 1
+
+
+def test_demo_config_is_the_measured_recipe():
+    config = demo.demo_config(100)
+    assert (config.model.num_blocks, config.model.num_features, config.model.res_scale) == (4, 48, 1.0)
+    assert config.scales == (2,) and config.data.source == "skimage"
+    assert config.learning_rate == 1e-3 and config.lr_schedule == "cosine" and config.warmup_fraction == 0.05
+    assert config.data.flat_patch_threshold > 0 and config.num_train_steps == 100
+    from edsr_jax.commands import train as train_command
+
+    from_file = train_command.load_config(os.path.join(REPO, "configs", "demo.py"))
+    assert from_file.to_dict() == demo.demo_config(800).to_dict()
+
+
+def test_plan_steps_fits_the_budget_with_a_floor():
+    assert demo.plan_steps(400, 0.5) == 800
+    assert demo.plan_steps(400, 0.77) == 519
+    assert demo.plan_steps(1, 10.0) == demo.MIN_STEPS
+
+
+def test_figure_crop_is_where_bicubic_errs_most():
+    error = np.zeros((100, 120))
+    error[60:80, 90:110] = 1.0
+    y, x = demo.detail_window(error, 24)
+    assert y <= 60 and y + 24 >= 80 and x <= 90 and x + 24 >= 110
+
+
+@pytest.mark.parametrize("script", sorted(glob.glob(os.path.join(REPO, "experiments", "*.sh"))))
+def test_experiment_scripts_parse(script):
+    result = subprocess.run(["bash", "-n", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_experiment_scripts_exist():
+    names = {os.path.basename(p) for p in glob.glob(os.path.join(REPO, "experiments", "*.sh"))}
+    assert {"train_edsr_div2k.sh", "train_mdsr_div2k.sh", "reproduce_table3.sh"} <= names
