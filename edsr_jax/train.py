@@ -444,6 +444,8 @@ def train_and_evaluate(
       RuntimeError: the loss or gradient norm became non-finite (the step and values are named).
     """
     sharding.maybe_initialize_distributed(bool(config.distributed))
+    if config.compilation_cache_dir:  # (JAX also reads JAX_COMPILATION_CACHE_DIR itself)
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(config.compilation_cache_dir))
     from clu import metric_writers, parameter_overview, periodic_actions
 
     from edsr_jax import input_pipeline
