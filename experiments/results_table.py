@@ -22,10 +22,12 @@ PAPER = {
     ("Set5", 4): {"paper EDSR": "32.46 / 0.8968", "paper EDSR+": "32.62 / 0.8984"},
     ("Set14", 2): {"paper EDSR": "33.92"}, ("Set14", 3): {"paper EDSR": "30.52"},
     ("Set14", 4): {"paper EDSR": "28.80"},
-    ("B100", 2): {"paper EDSR": "32.32"}, ("B100", 3): {"paper EDSR": "29.25"}, ("B100", 4): {"paper EDSR": "27.71"},
+    ("B100", 2): {"paper EDSR": "32.32"}, ("B100", 3): {"paper EDSR": "29.25"},
+    ("B100", 4): {"paper EDSR": "27.71"},
     ("Urban100", 2): {"paper EDSR": "32.93"}, ("Urban100", 3): {"paper EDSR": "28.80"},
     ("Urban100", 4): {"paper EDSR": "26.64"},
-    ("DIV2K", 2): {"paper EDSR": "35.03"}, ("DIV2K", 3): {"paper EDSR": "31.26"}, ("DIV2K", 4): {"paper EDSR": "29.25"},
+    ("DIV2K", 2): {"paper EDSR": "35.03"}, ("DIV2K", 3): {"paper EDSR": "31.26"},
+    ("DIV2K", 4): {"paper EDSR": "29.25"},
 }  # fmt: skip
 PAPER_COLUMNS = ("paper EDSR", "paper EDSR+")
 # Preferred column order (models); others follow alphabetically.

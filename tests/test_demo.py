@@ -45,7 +45,9 @@ def demo_run(tmp_path_factory):
     import contextlib
 
     with open(capture, "w") as f, contextlib.redirect_stdout(f):
-        code = cli.main(["demo", "--workdir", workdir, "--steps", "3", "--data-dir", data_dir, "--no-progress"])
+        code = cli.main(
+            ["demo", "--workdir", workdir, "--steps", "3", "--data-dir", data_dir, "--no-progress"]
+        )
     mp.undo()
     return code, workdir, capture.read_text(), data_dir
 
@@ -81,7 +83,8 @@ def test_demo_checkpoint_loads_and_works_with_eval_and_upscale(demo_run, tmp_pat
     with open(out) as f:
         assert len(json.load(f)["results"][0]["images"]) == 2
     Image.fromarray(np.zeros((5, 9, 3), np.uint8)).save(tmp_path / "in.png")
-    assert cli.main(["upscale", "--checkpoint", workdir, str(tmp_path / "in.png"), str(tmp_path / "o.png")]) == 0
+    src, dst = str(tmp_path / "in.png"), str(tmp_path / "o.png")
+    assert cli.main(["upscale", "--checkpoint", workdir, src, dst]) == 0
     assert Image.open(tmp_path / "o.png").size == (18, 10)
 
 

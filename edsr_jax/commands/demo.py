@@ -2,7 +2,7 @@
 
 Examples::
 
-    edsr-jax demo                                   # ~7 minutes of training, then the table
+    edsr-jax demo                                   # 7.5 minutes to the end of training, then the table
     edsr-jax demo --workdir runs/demo --data-dir ../shared/data/benchmarks   # also scores Set5
     edsr-jax demo --steps 800                       # a fixed length: the same result anywhere
 """
@@ -20,9 +20,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data-dir", default=None,
                         help="benchmark folder in EDSR layout holding Set5 (DIR/Set5/HR) to score as well")
     parser.add_argument("--steps", type=int, default=None,
-                        help="train exactly this many steps (reproducible); default: as many as fit in --seconds")
+                        help="train exactly this many steps (reproducible); "
+                             "default: as many as fit in --seconds")
     parser.add_argument("--seconds", type=float, default=demo.DEFAULT_SECONDS,
-                        help="training time budget used to plan the steps (default: %(default)s)")
+                        help="time budget in seconds from the start to the end of training, used to plan "
+                             "the steps; evaluation adds under a minute (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

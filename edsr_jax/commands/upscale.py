@@ -66,6 +66,7 @@ def run(args) -> int:
         print(f"edsr-jax upscale: error: {message}", file=sys.stderr)
     print(f"wrote {len(jobs) - len(failures)} of {len(jobs)} images to {args.output} (x{scale})")
     if failures:
-        print(f"edsr-jax upscale: {len(failures)} of {len(jobs)} images failed (listed above)", file=sys.stderr)
+        print(f"edsr-jax upscale: {len(failures)} of {len(jobs)} images failed (listed above)",
+              file=sys.stderr)
         return EXIT_FAILED
     return 0
