@@ -71,9 +71,7 @@ def create_manager(
     policies = [checkpoint_managers.LatestN(n=keep)]
     if keep_best:
         policies.append(
-            checkpoint_managers.BestN(
-                get_metric_fn=_best_metric, n=1, keep_checkpoints_without_metrics=False
-            )
+            checkpoint_managers.BestN(get_metric_fn=_best_metric, n=1, keep_checkpoints_without_metrics=False)
         )
     options = ocp.CheckpointManagerOptions(
         create=not read_only,  # (Orbax's own read_only mode logs warnings on every open)
@@ -143,7 +141,9 @@ def is_complete(manager: ocp.CheckpointManager, step: int) -> bool:
             committed = json.load(f).get("commit_timestamp_nsecs") is not None
     except (OSError, ValueError, AttributeError):
         return False
-    return committed and all(os.path.isdir(os.path.join(folder, i)) for i in (PARAMS_ITEM, TRAIN_ITEM, META_ITEM))
+    return committed and all(
+        os.path.isdir(os.path.join(folder, i)) for i in (PARAMS_ITEM, TRAIN_ITEM, META_ITEM)
+    )
 
 
 def complete_steps(manager: ocp.CheckpointManager) -> list[int]:

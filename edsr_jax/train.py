@@ -20,7 +20,6 @@ Facts the code relies on:
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import time
@@ -122,7 +121,12 @@ def param_group(name: str) -> str:
 
 def param_labels(params: Mapping) -> dict:
     """A tree like ``params`` whose leaves are the group of each parameter."""
-    return {name: jax.tree.map(lambda _, g=param_group(name): g, sub) for name, sub in params.items()}
+    return {name: _fill(sub, param_group(name)) for name, sub in params.items()}
+
+
+def _fill(tree: Any, value: str) -> Any:
+    """A tree like ``tree`` with every leaf replaced by ``value``."""
+    return jax.tree.map(lambda _: value, tree)
 
 
 def optimizer_groups(model: models.SRModel) -> tuple[str, ...]:
@@ -412,9 +416,7 @@ def _validation(config, model, params, step, writer, log) -> dict[str, float]:
             )
     writer.write_scalars(step, results)
     crop = int(config.eval.image_crop)
-    writer.write_images(
-        step, {f"val/x{s}": summary_image(*ex, s, crop)[None] for s, ex in examples.items()}
-    )
+    writer.write_images(step, {f"val/x{s}": summary_image(*ex, s, crop)[None] for s, ex in examples.items()})
     log(f"step {step}  " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(results.items())))
     psnrs = [v for k, v in results.items() if k.startswith("val/psnr_")]
     return {checkpointing.BEST_METRIC: float(np.mean(psnrs))} if psnrs else {}
@@ -487,7 +489,8 @@ def train_and_evaluate(
         with open(os.path.join(workdir, PARAMETERS_TXT), "w", encoding="utf-8") as f:
             f.write(overview + "\n")
         log(f"{spec}: {models.count_params(state.params):,} parameters ({PARAMETERS_TXT}); "
-            f"{mesh.devices.size} device(s), {jax.process_count()} process(es); steps {start} -> {total}")  # fmt: skip
+            f"{mesh.devices.size} device(s), {jax.process_count()} process(es); "
+            f"steps {start} -> {total}")  # fmt: skip
         if start == 0:
             writer.write_hparams(_flatten(config.to_dict()))
     report = periodic_actions.ReportProgress(

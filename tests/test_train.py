@@ -44,7 +44,11 @@ def compilation_cache(tmp_path_factory):
 
 
 def tiny_config(cache_dir, **overrides):
-    fields = {**TINY, "data.cache_dir": cache_dir, **{k.replace("__", "."): str(v) for k, v in overrides.items()}}
+    fields = {
+        **TINY,
+        "data.cache_dir": cache_dir,
+        **{k.replace("__", "."): str(v) for k, v in overrides.items()},
+    }
     config = train_command.load_config(TEST_CONFIG)
     return train_command.apply_overrides(config, list(fields.items()))
 
@@ -75,14 +79,18 @@ def test_train_and_evaluate_writes_checkpoints_events_and_a_loadable_model(tmp_p
 
 
 def test_resume_after_sigterm_is_bit_identical(tmp_path, cache_dir, monkeypatch):
-    reference = train.train_and_evaluate(tiny_config(cache_dir, lr_schedule="step", lr_decay_steps=2), str(tmp_path / "a"))
+    reference = train.train_and_evaluate(
+        tiny_config(cache_dir, lr_schedule="step", lr_decay_steps=2), str(tmp_path / "a")
+    )
     config = tiny_config(cache_dir, lr_schedule="step", lr_decay_steps=2)
     workdir = str(tmp_path / "b")
     # SIGTERM arriving during step 3: the guard answers at the step boundary.
     monkeypatch.setattr(checkpointing.PreemptionGuard, "should_stop", lambda self, step: step == 3)
     stopped = train.train_and_evaluate(config, workdir)
     assert int(stopped.step) == 3
-    assert 3 in checkpointing.complete_steps(checkpointing.create_manager(os.path.join(workdir, "checkpoints")))
+    assert 3 in checkpointing.complete_steps(
+        checkpointing.create_manager(os.path.join(workdir, "checkpoints"))
+    )
     monkeypatch.undo()
     resumed = train.train_and_evaluate(config, workdir)
     assert int(resumed.step) == 6
@@ -96,13 +104,16 @@ def test_one_step_on_8_devices_equals_one_device_and_the_schedule_reads_the_stat
     tx = train.create_optimizer(config, model)
     lr_fn = train.create_learning_rate_fn(config)
     rng = np.random.default_rng(0)
-    batch = {"lr": rng.integers(0, 256, (8, 6, 6, 3), np.uint8), "hr": rng.integers(0, 256, (8, 12, 12, 3), np.uint8)}
+    batch = {
+        "lr": rng.integers(0, 256, (8, 6, 6, 3), np.uint8),
+        "hr": rng.integers(0, 256, (8, 12, 12, 3), np.uint8),
+    }
     state8, _ = train.create_train_state(model, tx, sharding.create_mesh(), jax.random.PRNGKey(0))
     state8 = state8.replace(step=jnp.asarray(7, jnp.int32))  # as if resumed at step 7
     results = []
     for n in (1, 8):
         mesh = sharding.create_mesh(jax.devices()[:n])
-        shardings = jax.tree.map(lambda _: sharding.replicated(mesh), state8)
+        shardings = jax.tree.map(lambda _, m=mesh: sharding.replicated(m), state8)
         state = jax.device_put(jax.device_get(state8), shardings)  # the same start on both meshes
         step = train.compile_train_step(model, tx, lr_fn, mesh, shardings, scale=2)
         placed = {k: jax.device_put(v, sharding.batch_sharding(mesh)) for k, v in batch.items()}
@@ -110,7 +121,9 @@ def test_one_step_on_8_devices_equals_one_device_and_the_schedule_reads_the_stat
         state, metrics = step(state, placed)
         assert len(state.params["head"]["kernel"].sharding.device_set) == n
         assert int(state.step) == 9
-        assert float(first["learning_rate"]) == pytest.approx(float(lr_fn(7))) != pytest.approx(float(lr_fn(0)))
+        assert (
+            float(first["learning_rate"]) == pytest.approx(float(lr_fn(7))) != pytest.approx(float(lr_fn(0)))
+        )
         results.append((params_of(state), float(metrics["loss"])))
     (p1, loss1), (p8, loss8) = results
     assert loss8 == pytest.approx(loss1, rel=1e-5)
@@ -145,7 +158,9 @@ def test_mdsr_step_leaves_other_scales_bit_identical():
             assert_trees_equal(new, old)
         else:  # the shared trunk and x2's own modules
             assert all(not np.array_equal(x, y) for x, y in zip(old, new, strict=True)), name
-    assert int(groups_after["x2"].inner_state.count) == 1 and int(groups_after["shared"].inner_state.count) == 3
+    assert (
+        int(groups_after["x2"].inner_state.count) == 1 and int(groups_after["shared"].inner_state.count) == 3
+    )
 
 
 def test_init_from_x2_copies_matching_tensors_into_x4(tmp_path, cache_dir, capsys):
@@ -159,8 +174,12 @@ def test_init_from_x2_copies_matching_tensors_into_x4(tmp_path, cache_dir, capsy
     params, copied, not_copied = train.copy_matching(target, train.load_init_params(str(tmp_path / "x2")))
     assert sorted(not_copied) == ["upsample/conv_1/bias", "upsample/conv_1/kernel"]
     assert "upsample/conv_0/kernel" in copied and "tail/kernel" in copied and len(copied) == 12
-    np.testing.assert_array_equal(params["block_0"]["conv1"]["kernel"], x2_params["block_0"]["conv1"]["kernel"])
-    np.testing.assert_array_equal(params["upsample"]["conv_1"]["kernel"], target["upsample"]["conv_1"]["kernel"])
+    np.testing.assert_array_equal(
+        params["block_0"]["conv1"]["kernel"], x2_params["block_0"]["conv1"]["kernel"]
+    )
+    np.testing.assert_array_equal(
+        params["upsample"]["conv_1"]["kernel"], target["upsample"]["conv_1"]["kernel"]
+    )
     # Through the program: a fresh workdir starts from the copied tensors.
     config = tiny_config(cache_dir, scales="4", init_from=str(tmp_path / "x2"), num_train_steps=0)
     state = train.train_and_evaluate(config, str(tmp_path / "x4"))
@@ -179,7 +198,9 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_good_checkpoints(tmp_path
 
 
 def test_batch_not_divisible_by_devices_names_the_numbers():
-    with pytest.raises(ValueError, match=r"batch_size=12 must be a positive multiple of the number of devices \(8"):
+    with pytest.raises(
+        ValueError, match=r"batch_size=12 must be a positive multiple of the number of devices \(8"
+    ):
         sharding.check_batch_size(12, sharding.create_mesh())
 
 
@@ -205,7 +226,16 @@ def test_cli_sigkill_then_rerun_is_bit_identical(tmp_path, cache_dir, compilatio
     reference = train.train_and_evaluate(tiny_config(cache_dir, **overrides), str(tmp_path / "ref"))
     workdir = tmp_path / "cli"
     fields = {**TINY, "data.cache_dir": cache_dir, **{k: str(v) for k, v in overrides.items()}}
-    command = [sys.executable, "-m", "edsr_jax.cli", "train", "--config", TEST_CONFIG, "--workdir", str(workdir)]
+    command = [
+        sys.executable,
+        "-m",
+        "edsr_jax.cli",
+        "train",
+        "--config",
+        TEST_CONFIG,
+        "--workdir",
+        str(workdir),
+    ]
     command += [f"--config.{k}={v}" for k, v in fields.items()]
     env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": compilation_cache}  # XLA_FLAGS: 8 devices
 

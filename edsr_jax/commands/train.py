@@ -140,13 +140,19 @@ def apply_overrides(config, pairs: list[tuple[str, str]]):
             if part not in known:
                 where = ".".join(parts[:depth]) or "config"
                 close = difflib.get_close_matches(part, known, n=3)
-                hint = f"; did you mean {', '.join(close)}?" if close else f"; {where} has {', '.join(sorted(known))}"
+                hint = (
+                    f"; did you mean {', '.join(close)}?"
+                    if close
+                    else f"; {where} has {', '.join(sorted(known))}"
+                )
                 raise UserError(f"unknown config field --config.{key} ({part!r} not in {where}){hint}")
             if depth < len(parts) - 1:
                 node = node[part]
         current = node[parts[-1]]
         if hasattr(current, "keys"):
-            raise UserError(f"--config.{key} is a group of fields, set one of {', '.join(sorted(current.keys()))}")
+            raise UserError(
+                f"--config.{key} is a group of fields, set one of {', '.join(sorted(current.keys()))}"
+            )
         node[parts[-1]] = convert_value(key, text, current)
     return config
 
