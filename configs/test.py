@@ -7,9 +7,10 @@ the trained model.
 
     edsr-jax train --config configs/test.py --workdir /tmp/edsr_test
 
-Expected: finishes in about a minute on a 2-core CPU (image decoding and compilation included);
-the training loss falls from about 30 to below 15; validation PSNR (RGB, shave 8) is a few dB
-below bicubic at this length: it is a smoke test, not a result.
+Expected: about a minute on a shared 2-core CPU (TensorFlow import, image decoding and
+compilation included; the steps themselves run at 13-20 steps/s); the training loss (L1, 0..255)
+falls from about 42 (steps 1-10) to about 14 (steps 51-60); validation PSNR (RGB, shave 8) about
+25.0 dB at step 60. A smoke test of the whole program, not a result.
 """
 
 from configs import default as default_lib
