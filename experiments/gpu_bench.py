@@ -280,6 +280,7 @@ def main(argv=None) -> int:
         results["tiled"] = bench_tiled(args)
     results["tensorflow_imported"] = "tensorflow" in sys.modules
     if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as fh:
             json.dump(results, fh, indent=1)
         print(f"# wrote {args.out}")
