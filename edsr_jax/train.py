@@ -409,8 +409,9 @@ def _validation(config, model, params, step, writer, log) -> dict[str, float]:
     if config.eval.benchmark_dir:
         from edsr_jax import benchmarks
 
+        root = config.eval.benchmark_dir
         for name in config.eval.benchmarks:
-            bench = {s: benchmarks.load_benchmark(config.eval.benchmark_dir, name, s) for s in samples}
+            bench = {s: [(x.name, x.lr, x.hr) for x in benchmarks.load_benchmark(root, name, s)] for s in samples}
             results.update(
                 evaluate(model, params, bench, protocol="benchmark", prefix=name, self_ensemble=ensemble)[0]
             )
