@@ -411,7 +411,8 @@ def _validation(config, model, params, step, writer, log) -> dict[str, float]:
 
         root = config.eval.benchmark_dir
         for name in config.eval.benchmarks:
-            bench = {s: [(x.name, x.lr, x.hr) for x in benchmarks.load_benchmark(root, name, s)] for s in samples}
+            load = functools.partial(benchmarks.load_benchmark, root, name)
+            bench = {s: [(x.name, x.lr, x.hr) for x in load(s)] for s in samples}
             results.update(
                 evaluate(model, params, bench, protocol="benchmark", prefix=name, self_ensemble=ensemble)[0]
             )
