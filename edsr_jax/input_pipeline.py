@@ -35,9 +35,8 @@ from collections.abc import Iterator, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
-from edsr_jax import data_sources
+from edsr_jax import data_sources, sharding
 from edsr_jax.errors import UserError
 
 # Independent random streams derived from the same seed.
@@ -310,49 +309,22 @@ def create_eval_samples(config, split: str = "val") -> dict[int, list[tuple[str,
     return out
 
 
-def make_global_batch(batch: dict, mesh: jax.sharding.Mesh, data_axis: str = "data") -> dict:
-    """Per-process numpy batches -> global ``jax.Array``s split over ``data_axis`` of ``mesh``.
-
-    Args:
-        batch: this process's {"lr", "hr", "scale"} batch.
-        mesh: the device mesh.
-        data_axis: mesh axis the batch dimension is split over.
-
-    Returns:
-        {"lr": jax.Array, "hr": jax.Array (global batch, sharded), "scale": int}.
-
-    Raises:
-        UserError: the global batch is not divisible by the size of ``data_axis``.
-    """
-    global_batch = batch["lr"].shape[0] * jax.process_count()
-    if global_batch % mesh.shape[data_axis]:
-        raise UserError(
-            f"global batch {global_batch} is not divisible by the {mesh.shape[data_axis]} devices "
-            f"of mesh axis {data_axis!r}"
-        )
-    sharding = NamedSharding(mesh, PartitionSpec(data_axis))
-    out = {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k])) for k in ("lr", "hr")}
-    out["scale"] = int(batch["scale"])
-    return out
-
-
 def prefetch_to_device(
-    iterator: Iterator[dict], size: int, mesh: jax.sharding.Mesh, data_axis: str = "data"
+    iterator: Iterator[dict], size: int, mesh: jax.sharding.Mesh
 ) -> Iterator[dict]:
     """Keeps ``size`` global batches on their way to the devices (transfers overlap compute).
 
     Args:
         iterator: per-process numpy batches.
         size: batches kept in flight while the caller works on the current one.
-        mesh: the device mesh.
-        data_axis: mesh axis the batch is split over.
+        mesh: the device mesh (batches are split over its ``data`` axis).
 
     Returns:
-        Iterator of :func:`make_global_batch` results, in order.
+        Iterator of ``sharding.make_global_batch`` results, in order.
     """
     queue = collections.deque()
     for batch in iterator:
-        queue.append(make_global_batch(batch, mesh, data_axis))
+        queue.append(sharding.make_global_batch(batch, mesh))
         if len(queue) > size:
             yield queue.popleft()
     while queue:

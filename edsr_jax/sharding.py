@@ -15,6 +15,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from edsr_jax.errors import UserError
+
 # The one mesh axis: data parallelism over all devices.
 DATA_AXIS = "data"
 # Environment variables that ask for jax.distributed.initialize() (set by the user or a launcher).
@@ -78,24 +80,34 @@ def check_batch_size(global_batch: int, mesh: Mesh, process_count: int | None = 
     return global_batch // n_proc
 
 
-def make_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+def make_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
     """Turns this process's share of a batch into global arrays split over ``data``.
 
     Args:
-      batch: numpy arrays whose first axis holds this process's examples; non-array entries
-        (e.g. ``scale``) are dropped.
+      batch: numpy arrays whose first axis holds this process's examples; scalar entries
+        (e.g. the Python int ``scale``) pass through unchanged.
       mesh: the training mesh.
 
     Returns:
-      The same keys (arrays only) as ``jax.Array`` with global first axis
+      The same keys; arrays become ``jax.Array`` with global first axis
       ``local batch * process count``.
+
+    Raises:
+      UserError: when the global batch does not split evenly over the mesh's devices.
     """
     sharding = batch_sharding(mesh)
     n_proc = jax.process_count()
+    n_dev = mesh.shape[DATA_AXIS]
     out = {}
     for key, value in batch.items():
-        if not isinstance(value, np.ndarray | jax.Array) or np.ndim(value) == 0:
+        if np.ndim(value) == 0:
+            out[key] = value
             continue
         global_shape = (value.shape[0] * n_proc, *value.shape[1:])
+        if global_shape[0] % n_dev:
+            raise UserError(
+                f"global batch {global_shape[0]} ({key!r}: {value.shape[0]} per process x {n_proc} "
+                f"process(es)) is not divisible by the {n_dev} devices of mesh axis {DATA_AXIS!r}"
+            )
         out[key] = jax.make_array_from_process_local_data(sharding, np.asarray(value), global_shape)
     return out
