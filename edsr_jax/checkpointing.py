@@ -169,12 +169,43 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | Non
 
     Returns:
       The restored ``TrainState``, sharded like ``abstract_state``; None if there is no checkpoint.
+      Without ``step``, a latest checkpoint that cannot be read (garbled or truncated files) is
+      moved aside to ``unreadable-<step>`` with a warning naming it, and the one before is used.
+
+    Raises:
+      UserError: every complete checkpoint is unreadable.
     """
-    if step is None:
-        steps = complete_steps(manager)
-        if not steps:
-            return None
-        step = steps[-1]
+    if step is not None:
+        return _restore_step(manager, abstract_state, step)
+    steps = complete_steps(manager)
+    for candidate in reversed(steps):
+        try:
+            return _restore_step(manager, abstract_state, candidate)
+        except Exception as e:  # (Orbax and TensorStore raise many types for damaged files)
+            _set_aside_unreadable(manager, candidate, e)
+    if steps:
+        raise UserError(f"no checkpoint in {manager.directory} can be read (steps {steps}); see the warnings")
+    return None
+
+
+def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
+    """Warns about an unreadable checkpoint and renames it so that its step can be saved again."""
+    import warnings
+
+    folder = epath.Path(manager.directory) / str(step)
+    reason = " ".join(str(error).split())[:200] or type(error).__name__
+    aside = folder.parent / f"unreadable-{step}"
+    if jax.process_index() == 0 and not aside.exists():
+        folder.rename(aside)
+        manager.reload()
+    warnings.warn(
+        f"checkpoint {folder} cannot be read ({type(error).__name__}: {reason}); moved it to {aside} "
+        "and using the previous checkpoint",
+        stacklevel=3,
+    )
+
+
+def _restore_step(manager: ocp.CheckpointManager, abstract_state: Any, step: int) -> Any:
     args = ocp.args.Composite(
         **{
             PARAMS_ITEM: ocp.args.StandardRestore(abstract_state.params),

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from edsr_jax import checkpointing, models, sharding
+from edsr_jax import checkpointing, config_checks, models, sharding
 from edsr_jax.errors import UserError
 
 # Computation dtypes a config may name.
@@ -447,6 +447,7 @@ def train_and_evaluate(
       UserError: bad configuration, or a workdir of a different model.
       RuntimeError: the loss or gradient norm became non-finite (the step and values are named).
     """
+    config_checks.check_config(config)  # before anything is created
     sharding.maybe_initialize_distributed(bool(config.distributed))
     if config.compilation_cache_dir:  # (JAX also reads JAX_COMPILATION_CACHE_DIR itself)
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(config.compilation_cache_dir))

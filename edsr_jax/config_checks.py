@@ -1,0 +1,80 @@
+"""Checks a training config's values before anything is created (no workdir, no compile).
+
+Without them a bad value fails late (after the workdir, the model and TensorFlow are set up), or
+not at all (``num_train_steps=-5`` "finishes" at step 0; ``log_every_steps=0`` divides by zero).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from edsr_jax.errors import UserError
+
+# (dotted field, test, what the test requires): the numeric rules of a training config.
+_RULES = (
+    ("num_train_steps", lambda v: v >= 0, ">= 0"),
+    ("batch_size", lambda v: v >= 1, ">= 1"),
+    ("patch_size", lambda v: v >= 1, ">= 1 (LR pixels)"),
+    ("model.num_blocks", lambda v: v >= 0, ">= 0"),
+    ("model.num_features", lambda v: v >= 1, ">= 1"),
+    ("model.res_scale", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    ("learning_rate", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    ("lr_decay_steps", lambda v: v >= 1, ">= 1"),
+    ("lr_decay_factor", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    ("warmup_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("log_every_steps", lambda v: v >= 1, ">= 1"),
+    ("checkpoint_every_steps", lambda v: v >= 0, ">= 0 (0: only at evaluations and the end)"),
+    ("eval_every_steps", lambda v: v >= 0, ">= 0 (0: only at the end)"),
+    ("keep_checkpoints", lambda v: v >= 1, ">= 1"),
+    ("data.patches_per_image", lambda v: v >= 1, ">= 1"),
+    ("eval.num_images", lambda v: v >= 0, ">= 0 (0: all)"),
+)
+# (dotted field, allowed values): the names a training config may use.
+_CHOICES = (
+    ("model.arch", ("edsr", "mdsr")),
+    ("dtype", ("float32", "bfloat16")),
+    ("lr_schedule", ("step", "cosine")),
+    ("data.source", ("tfds", "div2k_folder", "folder", "skimage")),
+    ("data.skip_small", ("error", "skip")),
+    ("eval.protocol", ("div2k", "benchmark")),
+)
+
+
+def _get(config: Any, dotted: str) -> Any:
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def problems(config: Any) -> list[str]:
+    """Every value of ``config`` that breaks a rule, as ``"field=value (must be ...)"``."""
+    found = []
+    for field, ok, rule in _RULES:
+        value = _get(config, field)
+        try:
+            good = not isinstance(value, bool) and ok(value)
+        except TypeError:
+            good = False
+        if not good:
+            found.append(f"{field}={value!r} (must be {rule})")
+    for field, allowed in _CHOICES:
+        value = _get(config, field)
+        if value not in allowed:
+            found.append(f"{field}={value!r} (must be one of {', '.join(allowed)})")
+    return found
+
+
+def check_config(config: Any) -> None:
+    """Raises if any value of a training config is invalid.
+
+    Args:
+      config: an ``ml_collections.ConfigDict`` with the fields of ``configs/default.py``.
+
+    Raises:
+      UserError: naming every invalid field, its value and the rule it breaks.
+    """
+    found = problems(config)
+    if found:
+        raise UserError(f"invalid config: {'; '.join(found)}")
