@@ -192,6 +192,8 @@ def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exce
     """Warns about an unreadable checkpoint and renames it so that its step can be saved again."""
     import warnings
 
+    from etils import epath  # (a local or gs:// checkpoint folder)
+
     folder = epath.Path(manager.directory) / str(step)
     reason = " ".join(str(error).split())[:200] or type(error).__name__
     aside = folder.parent / f"unreadable-{step}"
