@@ -1,0 +1,301 @@
+"""Multi-host training for real: two jax.distributed processes on localhost (CPU, gloo collectives).
+
+Phase 1 (together): processes 0 and 1 of a 2-process run (2 devices each) train steps 1-2 and stop
+(checkpoint at 2); one reference process with 4 devices trains steps 1-4 on the same global batch.
+Phase 2: both processes rerun, resume from the checkpoint and train steps 3-4. The workers
+(tests/multihost_worker.py) run without TensorFlow and clu, as on a JAX-only GPU machine.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from edsr_jax import data_sources, sharding
+from edsr_jax.commands import train as train_command
+from edsr_jax.errors import UserError
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+WORKER = os.path.join(TESTS, "multihost_worker.py")
+STEPS, STOP = 4, 2
+# Seconds a phase of worker processes may take before the test kills them.
+PHASE_TIMEOUT = 200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def worker_env(devices: int, cache: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "TPU_"))}
+    env.pop("JAX_COORDINATOR_ADDRESS", None)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"  # not pytest's 8
+    env["JAX_COMPILATION_CACHE_DIR"] = cache
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def run_phase(jobs: list[tuple[list[str], dict, str]]) -> None:
+    """Starts every ``(argv, env, log)`` at once; waits; kills all process groups on any failure."""
+    procs = []
+    try:
+        for argv, env, log in jobs:
+            with open(log, "w") as out:
+                procs.append(subprocess.Popen(
+                    [sys.executable, WORKER, *argv], env=env, stdout=out, stderr=subprocess.STDOUT,
+                    cwd=ROOT, start_new_session=True,
+                ))  # fmt: skip
+        deadline = time.time() + PHASE_TIMEOUT
+        while any(p.poll() is None for p in procs) and time.time() < deadline:
+            if any(p.poll() not in (None, 0) for p in procs):
+                break  # one failed: the others would wait for it forever
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    for p, (_, _, log) in zip(procs, jobs, strict=True):
+        with open(log) as f:
+            text = f.read()
+        assert p.returncode == 0, f"worker exited with {p.returncode}:\n{text[-3000:]}"
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Records of phase 1 (a0, a1: steps 1-2; ref: steps 1-4) and phase 2 (b0, b1: steps 3-4)."""
+    tmp = tmp_path_factory.mktemp("multihost")
+    image_cache, xla_cache = str(tmp / "images"), str(tmp / "xla")
+    common = ["--without-tensorflow", "--steps", str(STEPS), "--cache-dir", image_cache]
+    two = worker_env(2, xla_cache)
+
+    def pair(name, extra):
+        address = f"127.0.0.1:{free_port()}"
+        return [
+            ([*common, *extra, "--workdir", str(tmp / "multi"), "--out", str(tmp / f"{name}{i}.json"),
+              "--coordinator", address, "--num-processes", "2", "--process-id", str(i)],
+             two, str(tmp / f"{name}{i}.log"))
+            for i in range(2)
+        ]  # fmt: skip
+
+    reference = ([*common, "--workdir", str(tmp / "single"), "--out", str(tmp / "ref.json"),
+                  "--emulate-processes", "2"], worker_env(4, xla_cache), str(tmp / "ref.log"))  # fmt: skip
+    start = time.time()
+    run_phase([*pair("a", ["--stop-at", str(STOP)]), reference])
+    steps_after_phase_1 = sorted(os.listdir(tmp / "multi" / "checkpoints"))
+    run_phase(pair("b", []))
+    out = {name: load(tmp / f"{name}.json") for name in ("a0", "a1", "b0", "b1", "ref")}
+    out.update(tmp=tmp, seconds=time.time() - start, steps_after_phase_1=steps_after_phase_1)
+    return out
+
+
+# --- checks (also run on wrong records, to show they can fail) -------------------------------------
+
+
+def check_disjoint_shards(records: list[dict], process_count: int) -> None:
+    """Each process loaded exactly its own contiguous shard, and fed only patches of those images."""
+    assert not set(records[0]["shard"]) & set(records[1]["shard"]), "processes share training images"
+    for i, record in enumerate(records):
+        expected = data_sources.shard_numbers(list(data_sources.SKIMAGE_TRAIN), i, process_count)
+        assert record["shard"] == expected, f"process {i} loaded {record['shard']}, its shard is {expected}"
+        for step, fed in record["fed"].items():
+            sampled = record["sampled"][step][str(i)]
+            assert set(sampled["names"]) <= set(expected), f"step {step} of process {i}: {sampled['names']}"
+            assert fed == sampled["hash"], f"step {step}: process {i} fed other data than it sampled"
+
+
+def check_identical_params(records: list[dict]) -> None:
+    """Every process holds bit-identical parameters after every step."""
+    steps = [set(r["params"]) for r in records]
+    assert steps[0] == steps[1] and steps[0], steps
+    for step in sorted(steps[0], key=int):
+        shas = [r["params"][step]["sha"] for r in records]
+        assert len(set(shas)) == 1, f"parameters differ between processes after step {step}: {shas}"
+
+
+def swap_shards(records: list[dict]) -> list[dict]:
+    """The records as if process 0 had been given process 1's shard and vice versa."""
+    a, b = (json.loads(json.dumps(r)) for r in records)
+    a["shard"], b["shard"] = b["shard"], a["shard"]
+    for step in a["sampled"]:
+        if step in b["sampled"]:
+            a["sampled"][step]["0"], b["sampled"][step]["1"] = b["sampled"][step]["1"], a["sampled"][step]["0"]
+    a["fed"], b["fed"] = b["fed"], a["fed"]
+    return [a, b]
+
+
+@pytest.mark.timeout(2 * PHASE_TIMEOUT + 40)
+def test_two_processes_read_disjoint_shards_and_a_swap_is_caught(runs):
+    assert runs["a0"]["process_count"] == 2 and runs["a0"]["local_devices"] == 2 and runs["a0"]["devices"] == 4
+    for phase in ("a", "b"):
+        check_disjoint_shards([runs[f"{phase}0"], runs[f"{phase}1"]], 2)
+    with pytest.raises(AssertionError, match="process 0 loaded"):
+        check_disjoint_shards(swap_shards([runs["a0"], runs["a1"]]), 2)
+    given_other = [runs["a0"], json.loads(json.dumps(runs["a0"]))]  # process 1 handed process 0's shard
+    with pytest.raises(AssertionError, match="processes share training images"):
+        check_disjoint_shards(given_other, 2)
+
+
+def test_parameters_are_identical_on_both_processes_after_every_step(runs):
+    check_identical_params([runs["a0"], runs["a1"]])
+    check_identical_params([runs["b0"], runs["b1"]])
+    assert sorted(runs["a0"]["params"], key=int) == ["1", "2"]  # stopped at 2 on both processes
+    assert sorted(runs["b0"]["params"], key=int) == ["3", "4"]  # resumed at 2 on both processes
+    diverged = json.loads(json.dumps(runs["a1"]))
+    diverged["params"]["2"]["sha"] = "0" * 16
+    with pytest.raises(AssertionError, match="parameters differ between processes after step 2"):
+        check_identical_params([runs["a0"], diverged])
+
+
+def test_two_processes_equal_one_process_with_the_same_global_batch(runs):
+    ref = runs["ref"]
+    assert ref["process_count"] == 1 and ref["devices"] == 4
+    for phase, steps in (("a", ("1", "2")), ("b", ("3", "4"))):
+        for step in steps:
+            for i in range(2):  # the reference fed exactly what the two processes fed
+                assert ref["sampled"][step][str(i)]["hash"] == runs[f"{phase}{i}"]["sampled"][step][str(i)]["hash"]
+            assert runs[f"{phase}0"]["params"][step]["sum"] == pytest.approx(ref["params"][step]["sum"], rel=1e-5)
+    tmp = runs["tmp"]
+    final_multi, final_single = np.load(tmp / "b0.json.npz"), np.load(tmp / "ref.json.npz")
+    assert sorted(final_multi.files) == sorted(final_single.files)
+    for name in final_single.files:
+        np.testing.assert_allclose(final_multi[name], final_single[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def data_bytes(item_folder) -> int:
+    """Bytes of array data Orbax wrote for an item (all processes' OCDBT data files)."""
+    return sum(
+        os.path.getsize(os.path.join(folder, f))
+        for folder, _, files in os.walk(item_folder)
+        for f in files
+        if os.path.basename(folder) == "d"
+    )
+
+
+def test_checkpoints_are_written_once_and_both_processes_resume_from_them(runs):
+    tmp = runs["tmp"]
+    multi, single = tmp / "multi", tmp / "single"
+    assert runs["steps_after_phase_1"] == [str(STOP)]
+    assert sorted(os.listdir(multi / "checkpoints")) == ["2", "4"]  # one folder per step, no leftovers
+    for item in ("params", "train"):  # each byte once: about one single-process copy, not two
+        two, one = data_bytes(multi / "checkpoints" / "4" / item), data_bytes(single / "checkpoints" / "4" / item)
+        assert 0.5 * one < two < 1.3 * one, (item, two, one)
+    assert {f for f in os.listdir(multi) if not f.startswith(".")} == {"checkpoints", "model.json", "parameters.txt"}
+    logs = {n: open(tmp / f"b{n}.log").read() for n in range(2)}
+    assert f"resumed from {multi / 'checkpoints'} at step {STOP}" in logs[0]
+    assert "resumed from" not in logs[1] and "step 4/4" not in logs[1]  # only process 0 logs
+    assert runs["b1"]["final_step"] == STEPS
+    import edsr_jax
+
+    _, variables = edsr_jax.load_model(str(multi))  # the 2-process checkpoint, read by one process
+    final = np.load(tmp / "b0.json.npz")
+    np.testing.assert_array_equal(np.asarray(variables["params"]["head"]["kernel"]), final["['head']['kernel']"])
+
+
+# --- settings from flags and the environment ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, None),
+        ({"SLURM_NTASKS": "8", "SLURM_PROCID": "3", "SLURM_STEP_NODELIST": "n[1-2]"}, "SLURM"),
+        ({"SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_STEP_NODELIST": "n1"}, None),  # one task
+        ({"SLURM_NTASKS": "8", "SLURM_PROCID": "0"}, None),  # sbatch's script, not an srun step
+        ({"OMPI_COMM_WORLD_SIZE": "4"}, "Open MPI"),
+        ({"TPU_WORKER_HOSTNAMES": "t-0,t-1"}, "Cloud TPU"),
+        ({"TPU_WORKER_HOSTNAMES": "t-0"}, None),
+        ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}, "JAX_COORDINATOR_ADDRESS"),
+        ({"EDSR_JAX_DISTRIBUTED": "1"}, "EDSR_JAX_DISTRIBUTED"),
+        ({"EDSR_JAX_DISTRIBUTED": "0", "OMPI_COMM_WORLD_SIZE": "4"}, None),
+    ],
+)
+def test_launcher_detection_from_the_environment(environ, expected):
+    assert sharding.detect_launcher(environ) == expected
+
+
+def test_cli_flags_reach_jax_distributed_initialize(monkeypatch):
+    import argparse
+
+    import jax
+
+    parser = argparse.ArgumentParser()
+    train_command.add_arguments(parser)
+    args = parser.parse_args(
+        ["--config", "c.py", "--workdir", "w", "--coordinator", "h:1234", "--num-processes", "4",
+         "--process-id", "2", "--local-devices", "0,1", "--config.batch_size=8"]
+    )  # fmt: skip
+    assert args.overrides == ["--config.batch_size=8"]
+    seen = {}
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **k: seen.update(k))
+    assert sharding.maybe_initialize_distributed(
+        coordinator_address=args.coordinator, num_processes=args.num_processes, process_id=args.process_id,
+        local_device_ids=train_command.parse_device_ids(args.local_devices),
+    )  # fmt: skip
+    assert seen == {"coordinator_address": "h:1234", "num_processes": 4, "process_id": 2, "local_device_ids": [0, 1]}
+    with pytest.raises(UserError, match=r"--process-id must be in \[0, 4\) for --num-processes 4, got 4"):
+        sharding.maybe_initialize_distributed(num_processes=4, process_id=4)
+    with pytest.raises(UserError, match="--local-devices must be comma-separated device ids"):
+        train_command.parse_device_ids("gpu0")
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **k: (_ for _ in ()).throw(ValueError("no address")))
+    monkeypatch.setenv("EDSR_JAX_DISTRIBUTED", "1")
+    with pytest.raises(UserError, match=r"cannot start the multi-process runtime \(no address\)"):
+        sharding.maybe_initialize_distributed()
+    monkeypatch.setenv("EDSR_JAX_DISTRIBUTED", "0")
+    assert not sharding.maybe_initialize_distributed()  # nothing asked for it: a one-process run
+
+
+# --- without TensorFlow and clu ------------------------------------------------------------------------
+
+
+def test_training_writers_and_batches_fall_back_without_clu_and_tensorflow(monkeypatch, tmp_path):
+    from edsr_jax import input_pipeline, train
+
+    monkeypatch.setitem(sys.modules, "clu", None)  # `import clu...` raises ImportError
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    monkeypatch.setattr(train, "_WARNED_NO_CLU", [])
+    monkeypatch.setattr(input_pipeline, "_WARNED_NO_TF", [])
+    with pytest.warns(UserWarning, match="TensorBoard summaries are off"):
+        writer, report = train.create_writer(str(tmp_path), True, 10, 1)
+    writer.write_scalars(1, {"loss": 1.0})
+    writer.write_hparams({"a": 1})
+    report(1)
+    writer.flush()
+    assert os.listdir(tmp_path) == []  # console only
+    assert "total 3" in train.parameter_overview({"a": np.zeros((3,), np.float32)})
+
+    calls = []
+
+    def sample_step(step):
+        calls.append(int(step))
+        return np.full((1, 2, 2, 3), step, np.uint8), np.zeros((1, 4, 4, 3), np.uint8), np.int64(2)
+
+    batches = input_pipeline.thread_batches(sample_step, 5, prefetch=1, num_threads=2)
+    assert [int(next(batches)[0][0, 0, 0, 0]) for _ in range(4)] == [5, 6, 7, 8]  # in order, from 5
+    assert max(calls) <= 8 + 3  # samples ahead by at most prefetch + threads
+
+    with pytest.raises(ImportError):
+        input_pipeline.make_dataset(sample_step, 0, 1)
+
+
+@pytest.mark.parametrize("script", ["train_tpu_pod.sh", "train_slurm_gpu.sh"])
+def test_launch_scripts_are_valid_bash_and_document_batch_scaling(script):
+    path = os.path.join(ROOT, "experiments", script)
+    subprocess.run(["bash", "-n", path], check=True)
+    text = open(path).read()
+    assert "batch_size" in text and "learning_rate" in text and "edsr-jax train" in text
