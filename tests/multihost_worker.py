@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         for name in ("tensorflow", "clu", "tensorflow_datasets"):
             sys.modules[name] = None
     sys.path.insert(0, ROOT)
-    import edsr_jax  # noqa: F401  (XLA CPU defaults first)
+    import edsr_jax  # noqa: F401, I001  (XLA CPU defaults first)
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -110,7 +110,9 @@ def main(argv=None) -> int:
         n = args.emulate_processes
 
         def joined_iterator(config, *, start_step=0):
-            parts = [create(config, start_step=start_step, process_index=i, process_count=n) for i in range(n)]
+            parts = [
+                create(config, start_step=start_step, process_index=i, process_count=n) for i in range(n)
+            ]
             for batches in zip(*parts, strict=False):
                 yield {
                     "lr": np.concatenate([b["lr"] for b in batches]),
@@ -151,7 +153,9 @@ def main(argv=None) -> int:
     state = train.train_and_evaluate(config, args.workdir, on_step=stop)
     record["final_step"] = int(jax.device_get(state.step.addressable_data(0)))
     flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
-    np.savez(args.out + ".npz", **{jax.tree_util.keystr(p): np.asarray(a.addressable_data(0)) for p, a in flat})
+    np.savez(
+        args.out + ".npz", **{jax.tree_util.keystr(p): np.asarray(a.addressable_data(0)) for p, a in flat}
+    )
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1, sort_keys=True)
     return 0

@@ -4,6 +4,7 @@ Phase 1 (together): processes 0 and 1 of a 2-process run (2 devices each) train 
 (checkpoint at 2); one reference process with 4 devices trains steps 1-4 on the same global batch.
 Phase 2: both processes rerun, resume from the checkpoint and train steps 3-4. The workers
 (tests/multihost_worker.py) run without TensorFlow and clu, as on a JAX-only GPU machine.
+The fixture takes 50-110 s (cold XLA compiles on 2 shared cores), hence ``slow``.
 """
 
 import json
@@ -133,14 +134,20 @@ def swap_shards(records: list[dict]) -> list[dict]:
     a["shard"], b["shard"] = b["shard"], a["shard"]
     for step in a["sampled"]:
         if step in b["sampled"]:
-            a["sampled"][step]["0"], b["sampled"][step]["1"] = b["sampled"][step]["1"], a["sampled"][step]["0"]
+            a["sampled"][step]["0"], b["sampled"][step]["1"] = (
+                b["sampled"][step]["1"],
+                a["sampled"][step]["0"],
+            )
     a["fed"], b["fed"] = b["fed"], a["fed"]
     return [a, b]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(2 * PHASE_TIMEOUT + 40)
 def test_two_processes_read_disjoint_shards_and_a_swap_is_caught(runs):
-    assert runs["a0"]["process_count"] == 2 and runs["a0"]["local_devices"] == 2 and runs["a0"]["devices"] == 4
+    assert (
+        runs["a0"]["process_count"] == 2 and runs["a0"]["local_devices"] == 2 and runs["a0"]["devices"] == 4
+    )
     for phase in ("a", "b"):
         check_disjoint_shards([runs[f"{phase}0"], runs[f"{phase}1"]], 2)
     with pytest.raises(AssertionError, match="process 0 loaded"):
@@ -150,6 +157,7 @@ def test_two_processes_read_disjoint_shards_and_a_swap_is_caught(runs):
         check_disjoint_shards(given_other, 2)
 
 
+@pytest.mark.slow
 def test_parameters_are_identical_on_both_processes_after_every_step(runs):
     check_identical_params([runs["a0"], runs["a1"]])
     check_identical_params([runs["b0"], runs["b1"]])
@@ -161,14 +169,20 @@ def test_parameters_are_identical_on_both_processes_after_every_step(runs):
         check_identical_params([runs["a0"], diverged])
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_with_the_same_global_batch(runs):
     ref = runs["ref"]
     assert ref["process_count"] == 1 and ref["devices"] == 4
     for phase, steps in (("a", ("1", "2")), ("b", ("3", "4"))):
         for step in steps:
             for i in range(2):  # the reference fed exactly what the two processes fed
-                assert ref["sampled"][step][str(i)]["hash"] == runs[f"{phase}{i}"]["sampled"][step][str(i)]["hash"]
-            assert runs[f"{phase}0"]["params"][step]["sum"] == pytest.approx(ref["params"][step]["sum"], rel=1e-5)
+                assert (
+                    ref["sampled"][step][str(i)]["hash"]
+                    == runs[f"{phase}{i}"]["sampled"][step][str(i)]["hash"]
+                )
+            assert runs[f"{phase}0"]["params"][step]["sum"] == pytest.approx(
+                ref["params"][step]["sum"], rel=1e-5
+            )
     tmp = runs["tmp"]
     final_multi, final_single = np.load(tmp / "b0.json.npz"), np.load(tmp / "ref.json.npz")
     assert sorted(final_multi.files) == sorted(final_single.files)
@@ -186,15 +200,23 @@ def data_bytes(item_folder) -> int:
     )
 
 
+@pytest.mark.slow
 def test_checkpoints_are_written_once_and_both_processes_resume_from_them(runs):
     tmp = runs["tmp"]
     multi, single = tmp / "multi", tmp / "single"
     assert runs["steps_after_phase_1"] == [str(STOP)]
     assert sorted(os.listdir(multi / "checkpoints")) == ["2", "4"]  # one folder per step, no leftovers
     for item in ("params", "train"):  # each byte once: about one single-process copy, not two
-        two, one = data_bytes(multi / "checkpoints" / "4" / item), data_bytes(single / "checkpoints" / "4" / item)
+        two, one = (
+            data_bytes(multi / "checkpoints" / "4" / item),
+            data_bytes(single / "checkpoints" / "4" / item),
+        )
         assert 0.5 * one < two < 1.3 * one, (item, two, one)
-    assert {f for f in os.listdir(multi) if not f.startswith(".")} == {"checkpoints", "model.json", "parameters.txt"}
+    assert {f for f in os.listdir(multi) if not f.startswith(".")} == {
+        "checkpoints",
+        "model.json",
+        "parameters.txt",
+    }
     logs = {n: open(tmp / f"b{n}.log").read() for n in range(2)}
     assert f"resumed from {multi / 'checkpoints'} at step {STOP}" in logs[0]
     assert "resumed from" not in logs[1] and "step 4/4" not in logs[1]  # only process 0 logs
@@ -203,7 +225,9 @@ def test_checkpoints_are_written_once_and_both_processes_resume_from_them(runs):
 
     _, variables = edsr_jax.load_model(str(multi))  # the 2-process checkpoint, read by one process
     final = np.load(tmp / "b0.json.npz")
-    np.testing.assert_array_equal(np.asarray(variables["params"]["head"]["kernel"]), final["['head']['kernel']"])
+    np.testing.assert_array_equal(
+        np.asarray(variables["params"]["head"]["kernel"]), final["['head']['kernel']"]
+    )
 
 
 # --- settings from flags and the environment ---------------------------------------------------------
@@ -247,12 +271,19 @@ def test_cli_flags_reach_jax_distributed_initialize(monkeypatch):
         coordinator_address=args.coordinator, num_processes=args.num_processes, process_id=args.process_id,
         local_device_ids=train_command.parse_device_ids(args.local_devices),
     )  # fmt: skip
-    assert seen == {"coordinator_address": "h:1234", "num_processes": 4, "process_id": 2, "local_device_ids": [0, 1]}
+    assert seen == {
+        "coordinator_address": "h:1234",
+        "num_processes": 4,
+        "process_id": 2,
+        "local_device_ids": [0, 1],
+    }
     with pytest.raises(UserError, match=r"--process-id must be in \[0, 4\) for --num-processes 4, got 4"):
         sharding.maybe_initialize_distributed(num_processes=4, process_id=4)
     with pytest.raises(UserError, match="--local-devices must be comma-separated device ids"):
         train_command.parse_device_ids("gpu0")
-    monkeypatch.setattr(jax.distributed, "initialize", lambda **k: (_ for _ in ()).throw(ValueError("no address")))
+    monkeypatch.setattr(
+        jax.distributed, "initialize", lambda **k: (_ for _ in ()).throw(ValueError("no address"))
+    )
     monkeypatch.setenv("EDSR_JAX_DISTRIBUTED", "1")
     with pytest.raises(UserError, match=r"cannot start the multi-process runtime \(no address\)"):
         sharding.maybe_initialize_distributed()
