@@ -34,11 +34,11 @@ import time
 import types
 from collections.abc import Callable
 
-import edsr_jax  # noqa: F401  (first: applies the XLA CPU defaults before the backend starts)
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import edsr_jax  # noqa: F401  (first: applies the XLA CPU defaults before the backend starts)
 from edsr_jax import inference, models
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -107,7 +107,9 @@ def build_models(arch: str, scale: int, with_torch: bool, seed: int = 0):
 
     from edsr_jax import convert
 
-    net = torch_reference.randomize_(torch_reference.build_model("edsr", scale, blocks, feats, res_scale), seed)
+    net = torch_reference.randomize_(
+        torch_reference.build_model("edsr", scale, blocks, feats, res_scale), seed
+    )
     state = {k: v.detach().numpy() for k, v in net.state_dict().items()}
     model, variables = convert.convert_state_dict(state)
     variables = jax.tree.map(jnp.asarray, variables)
@@ -154,7 +156,11 @@ def infer_workload(model, variables, net, size: int, ensemble: bool, dtype):
 
         fns["torch"] = torch_run
     passes = inference.NUM_TRANSFORMS if ensemble else 1
-    return fns, size * size, passes * edsr_forward_flops(size, size, model.scale, model.num_blocks, model.num_features)
+    return (
+        fns,
+        size * size,
+        passes * edsr_forward_flops(size, size, model.scale, model.num_blocks, model.num_features),
+    )
 
 
 def tiled_workload(model, variables, net, hw: tuple[int, int], tile: int, dtype):
@@ -259,8 +265,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--peak-gflops", type=float, default=76.0, help="the machine's fp32 FMA peak")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="JAX compute dtype")
     p.add_argument("--compare-torch", action="store_true", help="also run PyTorch, alternating")
-    p.add_argument("--quick", action="store_true", help="small sizes: 64x64 image, 128x96 tiled, "
-                   "tile 128, train batch 4 of 24x24, 2 repeats")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes: 64x64 image, 128x96 tiled, tile 128, train batch 4 of 24x24, 2 repeats",
+    )
     p.add_argument("--json", default="", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     if args.quick:
@@ -278,8 +287,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _fmt_row(arch, work, engine, times, pixels, flops, peak):
     med, best = statistics.median(times), min(times)
     gf = flops / med / 1e9
-    return (f"{arch:14s} {work:9s} {engine:6s} {med:8.3f} {best:8.3f} {pixels / med:11.0f} "
-            f"{gf:8.1f} {100 * gf / peak:6.1f}%")
+    return (
+        f"{arch:14s} {work:9s} {engine:6s} {med:8.3f} {best:8.3f} {pixels / med:11.0f} "
+        f"{gf:8.1f} {100 * gf / peak:6.1f}%"
+    )
 
 
 def main(argv=None) -> int:
@@ -291,19 +302,25 @@ def main(argv=None) -> int:
         torch.set_num_threads(cores())
     dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
     tw, th = (int(v) for v in args.tiled_size.lower().split("x"))
-    print(f"# {platform.processor() or platform.machine()}, {cores()} cores, jax {jax.__version__} "
-          f"({jax.default_backend()}), XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
-          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ""))
+    print(
+        f"# {platform.processor() or platform.machine()}, {cores()} cores, jax {jax.__version__} "
+        f"({jax.default_backend()}), XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
+        + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "")
+    )
     print(f"# load before: {os.getloadavg()}")
-    print(f"{'model':14s} {'workload':9s} {'engine':6s} {'median_s':>8s} {'min_s':>8s} {'LR_px/s':>11s} "
-          f"{'GFLOP/s':>8s} {'peak':>7s}")
+    print(
+        f"{'model':14s} {'workload':9s} {'engine':6s} {'median_s':>8s} {'min_s':>8s} {'LR_px/s':>11s} "
+        f"{'GFLOP/s':>8s} {'peak':>7s}"
+    )
     results = []
     for arch in args.models.split(","):
         model, variables, net = build_models(arch, args.scale, args.compare_torch)
         for work in args.workloads.split(","):
             extra = {}
             if work in ("infer", "ensemble"):
-                fns, pixels, flops = infer_workload(model, variables, net, args.infer_size, work == "ensemble", dtype)
+                fns, pixels, flops = infer_workload(
+                    model, variables, net, args.infer_size, work == "ensemble", dtype
+                )
             elif work == "tiled":
                 fns, pixels, flops = tiled_workload(model, variables, net, (th, tw), args.tile, dtype)
             else:
@@ -312,15 +329,24 @@ def main(argv=None) -> int:
             times = time_alternating(fns, args.repeats)
             for engine, ts in times.items():
                 print(_fmt_row(arch, work, engine, ts, pixels, flops, args.peak_gflops), flush=True)
-            row = {"model": arch, "workload": work, "times": times, "lr_pixels": pixels, "flops": flops, **extra}
+            row = {
+                "model": arch,
+                "workload": work,
+                "times": times,
+                "lr_pixels": pixels,
+                "flops": flops,
+                **extra,
+            }
             if "torch" in times:
                 ratio = statistics.median(times["jax"]) / statistics.median(times["torch"])
                 ratio_min = min(times["jax"]) / min(times["torch"])
                 row["ratio_jax_torch"] = ratio
                 print(f"{'':14s} {work:9s} ratio jax/torch: median {ratio:.3f}, min {ratio_min:.3f}")
             if extra:
-                print(f"{'':14s} {work:9s} first step: lower {extra['lower_s']:.2f} s, compile "
-                      f"{extra['compile_s']:.2f} s, first run {extra['first_step_s']:.2f} s")
+                print(
+                    f"{'':14s} {work:9s} first step: lower {extra['lower_s']:.2f} s, compile "
+                    f"{extra['compile_s']:.2f} s, first run {extra['first_step_s']:.2f} s"
+                )
             results.append(row)
     print(f"# load after: {os.getloadavg()}")
     if args.json:

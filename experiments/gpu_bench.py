@@ -1,4 +1,4 @@
-"""GPU figures for issue 7: EDSR (full) x2 training throughput in JAX vs PyTorch, MFU, input share, tiled memory.
+"""GPU figures for issue 7: EDSR x2 training speed in JAX vs PyTorch, MFU, input share, tiled memory.
 
 Measures, on one accelerator, with batches that are already in memory:
 
@@ -32,12 +32,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 sys.path.insert(0, os.path.join(REPO_ROOT, "experiments"))
 
-import edsr_jax  # noqa: E402,F401  (first, before any JAX backend starts)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-
 from bench_models import edsr_forward_flops  # noqa: E402
+
+import edsr_jax  # noqa: E402,F401  (first, before any JAX backend starts)
 from edsr_jax import data_sources, inference, input_pipeline, models, sharding, train  # noqa: E402
 
 # Dense peak TFLOP/s (bf16 tensor core, TF32 tensor core, plain fp32) of data-centre GPUs (SXM).
@@ -106,13 +106,21 @@ def make_torch_step(arch, batch: int, patch: int, mode: str):
     torch.backends.cudnn.allow_tf32 = mode == "tf32"
     torch.backends.cudnn.benchmark = True
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    net = torch_reference.build_model("edsr", arch["scale"], arch["num_blocks"], arch["num_features"],
-                                      arch["res_scale"]).train().to(dev, memory_format=torch.channels_last)
+    net = (
+        torch_reference.build_model(
+            "edsr", arch["scale"], arch["num_blocks"], arch["num_features"], arch["res_scale"]
+        )
+        .train()
+        .to(dev, memory_format=torch.channels_last)
+    )
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
     s = arch["scale"]
     lr = torch.randint(0, 256, (batch, 3, patch, patch), dtype=torch.uint8, device=dev)
     hr = torch.randint(0, 256, (batch, 3, patch * s, patch * s), dtype=torch.uint8, device=dev)
-    lr, hr = lr.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last)
+    lr, hr = (
+        lr.contiguous(memory_format=torch.channels_last),
+        hr.contiguous(memory_format=torch.channels_last),
+    )
 
     def run():
         opt.zero_grad(set_to_none=True)
@@ -129,8 +137,11 @@ def make_torch_step(arch, batch: int, patch: int, mode: str):
 def bench_train(args, arch) -> list[dict]:
     """Step times of JAX fp32/bf16 and PyTorch fp32/tf32/amp_bf16."""
     model = models.EDSR(**arch)
-    flops = 3 * args.batch * edsr_forward_flops(args.patch, args.patch, arch["scale"], arch["num_blocks"],
-                                                arch["num_features"])
+    flops = (
+        3
+        * args.batch
+        * edsr_forward_flops(args.patch, args.patch, arch["scale"], arch["num_blocks"], arch["num_features"])
+    )
     peaks = device_peaks()
     rows = []
     engines = [("jax", "float32"), ("jax", "bfloat16")]
@@ -139,26 +150,43 @@ def bench_train(args, arch) -> list[dict]:
     for engine, mode in engines:
         first = None
         if engine == "jax":
-            run, first, _ = make_jax_step(model, args.batch, args.patch, jnp.bfloat16 if mode == "bfloat16" else jnp.float32)
+            run, first, _ = make_jax_step(
+                model, args.batch, args.patch, jnp.bfloat16 if mode == "bfloat16" else jnp.float32
+            )
         else:
             run = make_torch_step(arch, args.batch, args.patch, mode)
         times = timed_steps(run, args.steps)
         med = statistics.median(times)
-        peak = None if peaks is None else {"bfloat16": peaks[0], "amp_bf16": peaks[0], "tf32": peaks[1]}.get(mode, peaks[2])
+        peak = (
+            None
+            if peaks is None
+            else {"bfloat16": peaks[0], "amp_bf16": peaks[0], "tf32": peaks[1]}.get(mode, peaks[2])
+        )
         peak = args.peak_tflops or peak
-        row = {"engine": engine, "mode": mode, "step_s": med, "steps_per_s": 1 / med,
-               "lr_pixels_per_s": args.batch * args.patch**2 / med, "tflops": flops / med / 1e12,
-               "mfu": None if not peak else flops / med / 1e12 / peak, "peak_tflops": peak,
-               "first_step_s": first}
+        row = {
+            "engine": engine,
+            "mode": mode,
+            "step_s": med,
+            "steps_per_s": 1 / med,
+            "lr_pixels_per_s": args.batch * args.patch**2 / med,
+            "tflops": flops / med / 1e12,
+            "mfu": None if not peak else flops / med / 1e12 / peak,
+            "peak_tflops": peak,
+            "first_step_s": first,
+        }
         rows.append(row)
         mfu = "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%"
-        print(f"train {engine:5s} {mode:9s} {med * 1e3:9.2f} ms/step {row['tflops']:8.2f} TFLOP/s MFU {mfu}"
-              + (f" (first step incl. compile {first:.1f} s)" if first else ""), flush=True)
+        print(
+            f"train {engine:5s} {mode:9s} {med * 1e3:9.2f} ms/step {row['tflops']:8.2f} TFLOP/s MFU {mfu}"
+            + (f" (first step incl. compile {first:.1f} s)" if first else ""),
+            flush=True,
+        )
         del run
     by = {(r["engine"], r["mode"]): r["step_s"] for r in rows}
     if ("torch", "amp_bf16") in by:
-        print(f"speed-up jax bf16 vs torch AMP bf16: {by[('torch', 'amp_bf16')] / by[('jax', 'bfloat16')]:.2f}x; "
-              f"jax fp32 vs torch tf32: {by[('torch', 'tf32')] / by[('jax', 'float32')]:.2f}x")
+        bf16 = by[("torch", "amp_bf16")] / by[("jax", "bfloat16")]
+        fp32 = by[("torch", "tf32")] / by[("jax", "float32")]
+        print(f"speed-up jax bf16 vs torch AMP bf16: {bf16:.2f}x; jax fp32 vs torch tf32: {fp32:.2f}x")
     return rows
 
 
@@ -182,16 +210,19 @@ def bench_input(args, arch) -> dict:
     def host_batches(start):
         step = start
         while True:
-            lr, hr = input_pipeline.sample_batch(pairs, seed=0, step=step, batch=args.batch, patch=args.patch,
-                                                 scale=s, patches_per_image=16)
+            lr, hr = input_pipeline.sample_batch(
+                pairs, seed=0, step=step, batch=args.batch, patch=args.patch, scale=s, patches_per_image=16
+            )
             yield {"lr": lr, "hr": hr, "scale": s}
             step += 1
 
     t0 = time.perf_counter()
     for step in range(args.steps):
-        input_pipeline.sample_batch(pairs, seed=0, step=step, batch=args.batch, patch=args.patch, scale=s,
-                                    patches_per_image=16)
+        input_pipeline.sample_batch(
+            pairs, seed=0, step=step, batch=args.batch, patch=args.patch, scale=s, patches_per_image=16
+        )
     sample_s = (time.perf_counter() - t0) / args.steps
+
     # Neither loop waits per step (as in training): host sampling overlaps device compute.
     def loop(next_batch):
         for _ in range(2):
@@ -207,8 +238,11 @@ def bench_input(args, arch) -> dict:
     it = input_pipeline.prefetch_to_device(host_batches(0), train.DEVICE_PREFETCH, mesh)
     fed = loop(lambda: {k: v for k, v in next(it).items() if k != "scale"})
     share = max(0.0, (fed - resident) / fed)
-    print(f"input: sampler {sample_s * 1e3:.2f} ms/batch on the host; step {resident * 1e3:.2f} ms resident, "
-          f"{fed * 1e3:.2f} ms fed -> input share {100 * share:.1f}% (bf16 step)", flush=True)
+    print(
+        f"input: sampler {sample_s * 1e3:.2f} ms/batch on the host; step {resident * 1e3:.2f} ms resident, "
+        f"{fed * 1e3:.2f} ms fed -> input share {100 * share:.1f}% (bf16 step)",
+        flush=True,
+    )
     return {"sample_s": sample_s, "resident_step_s": resident, "fed_step_s": fed, "input_share": share}
 
 
@@ -232,12 +266,21 @@ def bench_tiled(args) -> list[dict]:
             secs = time.perf_counter() - t0
             stats = dev.memory_stats() or {}
             peak = stats.get("peak_bytes_in_use")
-            row = {"tile": tile, "dtype": "bfloat16" if dtype else "float32", "seconds": secs,
-                   "peak_bytes": peak, "peak_before": before, "out_shape": list(out.shape)}
+            row = {
+                "tile": tile,
+                "dtype": "bfloat16" if dtype else "float32",
+                "seconds": secs,
+                "peak_bytes": peak,
+                "peak_before": before,
+                "out_shape": list(out.shape),
+            }
             rows.append(row)
             gib = "n/a" if peak is None else f"{peak / 2**30:.2f} GiB"
-            print(f"tiled x4 {w // 4}x{h // 4} tile {tile} {row['dtype']:8s}: {secs:.2f} s, peak device memory "
-                  f"{gib} (process-wide peak)", flush=True)
+            print(
+                f"tiled x4 {w // 4}x{h // 4} tile {tile} {row['dtype']:8s}: {secs:.2f} s, peak device memory "
+                f"{gib} (process-wide peak)",
+                flush=True,
+            )
     return rows
 
 
@@ -268,8 +311,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    print(f"# jax {jax.__version__}, devices {jax.devices()}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
-          f"tensorflow imported: {'tensorflow' in sys.modules}", flush=True)
+    print(
+        f"# jax {jax.__version__}, devices {jax.devices()}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
+        f"tensorflow imported: {'tensorflow' in sys.modules}",
+        flush=True,
+    )
     results = {"devices": [d.device_kind for d in jax.devices()], "dry_run": args.dry_run, "arch": args.arch}
     parts = args.parts.split(",")
     if "train" in parts:
