@@ -13,9 +13,12 @@ budget instead (``seconds``: from the demo's start to the end of training), the 
 training steps first (:func:`measure_step_seconds`) and plans as many steps as fit in what is left
 of the budget (:func:`plan_steps`); the cosine schedule is defined over those planned steps, and
 the plan is printed and stored in ``WORKDIR/demo.json`` so that ``--steps N`` repeats the run
-exactly. A run slower than planned (a machine that got busier) is stopped, with a checkpoint, once
-:data:`DEADLINE_FACTOR` times the budget has passed; evaluation then takes well under a minute, so
-the default budget keeps the whole command under 10 minutes on a 2-core CPU.
+exactly. When the steps turn out slower than measured (the machine got busier), :class:`Pacer`
+re-plans: it stops at a checkpoint and resumes with a shorter plan, so the cosine schedule still
+decays to 0 inside the budget (a run stopped in the middle of its schedule, at a high learning
+rate, ends below bicubic). The segments are recorded in ``demo.json``. As a last resort training
+stops at :data:`DEADLINE_FACTOR` times the budget; evaluation then takes about a minute, so the
+default budget keeps the whole command under 10 minutes on a 2-core CPU.
 
 Everything lands in the workdir, a training workdir like ``edsr-jax train`` writes (so
 ``edsr-jax eval --checkpoint W`` and ``edsr-jax upscale --checkpoint W`` take it), plus
@@ -37,16 +40,27 @@ from edsr_jax.errors import UserError
 # The demo's upscaling factor.
 SCALE = 2
 # Default time budget (seconds from the demo's start to the end of training) without --steps.
-DEFAULT_SECONDS = 450.0
+DEFAULT_SECONDS = 420.0
 # Allowance for train_and_evaluate's set-up before its first step (TensorFlow import, decoding the
 # photographs, compiling), measured at 15-50 s on a busy 2-core machine.
 TRAINING_SETUP_SECONDS = 30.0
 # A budgeted run is stopped (and saved) once this many times the budget has passed.
 DEADLINE_FACTOR = 1.1
+# Re-plan when the projected end of training passes the budget by this factor...
+REPLAN_TOLERANCE = 1.05
+# ... judged on at least this many steps since the segment's first step.
+REPLAN_MIN_STEPS = 10
+# Allowance for stopping and resuming (checkpoint save, restore, data, compile) when re-planning.
+RESTART_SECONDS = 30.0
+# Fewest steps a re-planned segment keeps (its cosine tail).
+MIN_TAIL_STEPS = 10
 # Fewest steps a budgeted run plans (below this the model does not get past bicubic).
 MIN_STEPS = 20
-# Training steps timed by plan_steps after one untimed step.
-CALIBRATION_STEPS = 3
+# Training steps timed by measure_step_seconds after one untimed step.
+CALIBRATION_STEPS = 5
+# The plan assumes steps this much slower than measured: the training loop also runs the input
+# pipeline on the same cores, and a shared machine's load drifts.
+PLAN_MARGIN = 1.15
 # Files the demo writes into the workdir besides the training files.
 DEMO_JSON = "demo.json"
 FIGURE_PNG = "demo_comparison.png"
@@ -160,8 +174,46 @@ def measure_step_seconds(
 
 
 def plan_steps(seconds: float, seconds_per_step: float) -> int:
-    """How many steps fit in ``seconds`` (at least :data:`MIN_STEPS`)."""
-    return max(MIN_STEPS, int(seconds / max(seconds_per_step, 1e-9)))
+    """How many steps fit in ``seconds`` at ``PLAN_MARGIN`` times the measured step time (>= MIN_STEPS)."""
+    return max(MIN_STEPS, int(seconds / max(PLAN_MARGIN * seconds_per_step, 1e-9)))
+
+
+class Pacer:
+    """An ``on_step`` hook that keeps a budgeted run inside its time budget.
+
+    After :data:`REPLAN_MIN_STEPS` steps of a segment it projects the end of training from the
+    segment's step rate; past ``REPLAN_TOLERANCE`` times the budget it asks to stop and sets
+    ``new_total``: the step count that fits what is left (the run then resumes with a cosine
+    schedule over ``new_total`` steps). Past ``DEADLINE_FACTOR`` times the budget it stops for good.
+    """
+
+    def __init__(self, t0: float, seconds: float, total: int, clock: Callable[[], float] = time.monotonic):
+        self.t0, self.seconds, self.total, self.clock = t0, float(seconds), int(total), clock
+        self.new_total: int | None = None
+        self.rate: float | None = None
+        self._start: tuple[float, int] | None = None
+
+    def __call__(self, step: int) -> bool:
+        now = self.clock()
+        if self._start is None:  # the first step of a segment includes set-up and compilation
+            self._start = (now, step)
+            return False
+        elapsed = now - self.t0
+        if elapsed > DEADLINE_FACTOR * self.seconds:
+            self.new_total = None
+            return True
+        done = step - self._start[1]
+        if done < REPLAN_MIN_STEPS:
+            return False
+        self.rate = (now - self._start[0]) / done
+        if elapsed + (self.total - step) * self.rate <= REPLAN_TOLERANCE * self.seconds:
+            return False
+        left = self.seconds - elapsed - RESTART_SECONDS
+        new_total = step + max(MIN_TAIL_STEPS, int(left / self.rate))
+        if new_total >= self.total:
+            return False
+        self.new_total = new_total
+        return True
 
 
 def _read_demo_json(workdir: str) -> dict:
@@ -398,30 +450,40 @@ def run_demo(
                         "use another --workdir")
     plan = {"steps": int(steps) if steps is not None else stored.get("steps"), "budget_seconds": None,
             "measured_seconds_per_step": stored.get("measured_seconds_per_step")}
-    deadline = None
-    if plan["steps"] is None:
+    budgeted = plan["steps"] is None
+    if budgeted:
         bar = _bar(progress, CALIBRATION_STEPS + 1, "measuring step time (compile + steps)", "step")
         with bar:
             sps = measure_step_seconds(demo_config(), progress=bar.update)
         left = float(seconds) - (time.monotonic() - t0) - TRAINING_SETUP_SECONDS
         plan.update(steps=plan_steps(left, sps), budget_seconds=float(seconds), measured_seconds_per_step=sps)
-        deadline = DEADLINE_FACTOR * float(seconds)
         log(f"planned {plan['steps']} steps ({sps:.2f} s/step measured, budget {seconds:.0f} s to the end "
             f"of training); "
             f"repeat this run exactly with --steps {plan['steps']}")
-    config = demo_config(plan["steps"])
+    plan["segments"] = stored.get("segments", [])
     _write_json(os.path.join(workdir, DEMO_JSON), {**stored, **plan})
 
     t_train = time.monotonic()
     bar = _bar(progress, plan["steps"], "training", "step")
-
-    def on_step(step: int) -> bool:
-        bar.update(step - bar.n)
-        return deadline is not None and time.monotonic() - t0 > deadline
-
     with bar:
-        state = train.train_and_evaluate(config, workdir, on_step=on_step)
-    trained = int(state.step)
+        while True:
+            config = demo_config(plan["steps"])
+            pacer = Pacer(t0, seconds, plan["steps"]) if budgeted else None
+
+            def on_step(step: int, pacer=pacer) -> bool:
+                bar.update(step - bar.n)
+                return pacer is not None and pacer(step)
+
+            state = train.train_and_evaluate(config, workdir, on_step=on_step)
+            trained = int(state.step)
+            if pacer is None or pacer.new_total is None or trained >= plan["steps"]:
+                break
+            plan["segments"].append({"planned_steps": plan["steps"], "stopped_at": trained})
+            log(f"steps take {pacer.rate:.2f} s, slower than measured (busy machine?): re-planned from "
+                f"{plan['steps']} to {pacer.new_total} steps at step {trained} (the schedule ends there)")
+            plan["steps"] = bar.total = pacer.new_total
+            bar.refresh()
+            _write_json(os.path.join(workdir, DEMO_JSON), {**stored, **plan})
     train_seconds = time.monotonic() - t_train
     if trained < plan["steps"]:
         log(f"stopped at step {trained} of {plan['steps']}: {DEADLINE_FACTOR} x the time budget passed "

@@ -108,9 +108,25 @@ def test_demo_config_is_the_measured_recipe():
 
 
 def test_plan_steps_fits_the_budget_with_a_floor():
-    assert demo.plan_steps(400, 0.5) == 800
-    assert demo.plan_steps(400, 0.77) == 519
+    assert demo.plan_steps(400, 0.5) == int(800 / demo.PLAN_MARGIN)
+    assert demo.plan_steps(400 * demo.PLAN_MARGIN, 0.77) == 519
     assert demo.plan_steps(1, 10.0) == demo.MIN_STEPS
+
+
+def test_pacer_shortens_the_plan_when_steps_are_slower_than_measured():
+    now = [10.0]
+    pacer = demo.Pacer(t0=0.0, seconds=100.0, total=1000, clock=lambda: now[0])
+    assert pacer(1) is False  # a segment's first step (compilation) is not timed
+    for step in range(2, 12):  # 1 s per step: 1000 steps cannot fit in 100 s
+        now[0] += 1.0
+        stop = pacer(step)
+    assert stop is True
+    # 20 s gone, 30 s kept for the restart: 50 s left at 1 s/step
+    assert pacer.new_total == 11 + int(100 - 20 - demo.RESTART_SECONDS)
+    on_time = demo.Pacer(t0=0.0, seconds=100.0, total=60, clock=lambda: now[0])
+    assert not any(on_time(step) for step in range(12, 40))  # no clock advance: on schedule
+    now[0] = demo.DEADLINE_FACTOR * 100.0 + 1.0
+    assert on_time(41) is True and on_time.new_total is None  # past the deadline: stop for good
 
 
 def test_figure_crop_is_where_bicubic_errs_most():
