@@ -21,6 +21,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -142,7 +143,9 @@ def _add_mean(x: jax.Array) -> jax.Array:
 def _make_trunk(module):
     """The shared body modules: ``num_blocks`` ResBlocks then one conv (the skip is the caller's)."""
     blocks = [
-        ResBlock(module.num_features, 3, module.res_scale, module.dtype, module.param_dtype, name=f"block_{i}")
+        ResBlock(
+            module.num_features, 3, module.res_scale, module.dtype, module.param_dtype, name=f"block_{i}"
+        )
         for i in range(module.num_blocks)
     ]
     return blocks + [_conv(module.num_features, 3, module, "body_end")]
@@ -285,9 +288,39 @@ PRESETS = {
 
 
 def init(model: SRModel, rng: jax.Array, lr_size: int = 8):
-    """Initialise ``model`` on a dummy ``(1, lr_size, lr_size, 3)`` input; returns the variables."""
+    """Initialises every parameter of ``model`` like PyTorch's ``nn.Conv2d`` (the official init).
+
+    Equivalent in distribution to ``model.init(rng, x, scale=...)`` (each kernel and bias
+    ~ U(+-1/sqrt(fan_in)) of its conv), but draws all values with ONE uniform call and scales them
+    per tensor: XLA compiles one random-number kernel instead of one per parameter shape, which cuts
+    the compile time of a (jitted) initialiser on CPU from ~10-20 s to about a second.
+
+    Args:
+      model: an EDSR or MDSR.
+      rng: a JAX PRNG key.
+      lr_size: side of the dummy input used to trace the parameter shapes (any value works).
+
+    Returns:
+      ``{"params": ...}`` in ``model.param_dtype``.
+    """
     x = jnp.zeros((1, lr_size, lr_size, 3), jnp.float32)
-    return model.init(rng, x, scale=model_scales(model)[0])
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), x, scale=model_scales(model)[0])
+    )["params"]
+    flat = flax.traverse_util.flatten_dict(shapes)
+    bounds = {}
+    for path in flat:
+        kernel = flat[(*path[:-1], "kernel")]  # a bias takes the fan_in of its conv's kernel
+        bounds[path] = 1.0 / math.sqrt(int(np.prod(kernel.shape[:-1])))
+    total = sum(int(np.prod(leaf.shape)) for leaf in flat.values())
+    draws = jax.random.uniform(rng, (total,), jnp.float32, -1.0, 1.0)
+    params, offset = {}, 0
+    for path, leaf in flat.items():
+        size = int(np.prod(leaf.shape))
+        value = draws[offset : offset + size].reshape(leaf.shape) * bounds[path]
+        params[path] = value.astype(leaf.dtype)
+        offset += size
+    return {"params": flax.traverse_util.unflatten_dict(params)}
 
 
 def model_scales(model: SRModel) -> tuple[int, ...]:

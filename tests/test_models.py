@@ -118,3 +118,16 @@ def test_spec_round_trip():
         assert models.from_spec(models.model_spec(model)) == model
     with pytest.raises(ValueError, match="unknown architecture"):
         models.from_spec({"arch": "srcnn", "num_blocks": 1, "num_features": 1})
+
+
+def test_fast_init_has_flax_structure_and_is_deterministic():
+    model = models.MDSR(num_blocks=1, num_features=8)
+    x = jnp.zeros((1, 8, 8, 3))
+    reference = jax.eval_shape(lambda: model.init(jax.random.key(0), x, scale=2))
+    a = models.init(model, jax.random.key(5))
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(reference)
+    assert jax.tree.map(lambda t: t.shape, a) == jax.tree.map(lambda t: t.shape, reference)
+    b = models.init(model, jax.random.key(5))
+    assert all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+    c = models.init(model, jax.random.key(6))
+    assert not np.array_equal(a["params"]["tail"]["kernel"], c["params"]["tail"]["kernel"])
