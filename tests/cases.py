@@ -1,0 +1,561 @@
+"""The bad and awkward inputs every command is tested against, and what edsr-jax does with each.
+
+One table serves two readers: ``tests/test_bad_inputs.py`` runs every case through the CLI and
+checks the promised behaviour, and ``experiments/what_happens_table.py`` turns it into the README's
+"What happens when..." table (a test keeps the two equal).
+
+Arguments name their files with placeholders: ``{in}`` (the input the case's ``make`` writes),
+``{out}`` (an output path that must stay absent on failure), ``{model}`` (a tiny exported EDSR x2),
+``{tmp}`` (the case's own empty folder), ``{config}`` (``configs/test.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+# Model scale of the tiny exported model the upscale/eval cases use.
+MODEL_SCALE = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One situation.
+
+    Attributes:
+      id: short test id.
+      command: the ``edsr-jax`` subcommand.
+      situation: README column 1 ("What happens when ...").
+      outcome: README column 2 (what edsr-jax does).
+      make: the builder (name in :data:`BUILDERS`) that writes ``{in}``, or None.
+      args: the command's arguments with placeholders.
+      error: a regex the one-line error must match (naming the culprit); None: success.
+      size: expected output ``(width, height)`` on success.
+      mode: expected Pillow mode of the output on success.
+    """
+
+    id: str
+    command: str
+    situation: str
+    outcome: str
+    make: str | None
+    args: tuple[str, ...]
+    error: str | None = None
+    size: tuple[int, int] | None = None
+    mode: str | None = None
+
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def _save(array: np.ndarray, path: str, **kwargs) -> None:
+    from PIL import Image
+
+    Image.fromarray(array).save(path, **kwargs)
+
+
+def _rgb(h: int, w: int) -> np.ndarray:
+    return _rng().integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def make_rgb(path: str) -> None:
+    _save(_rgb(10, 13), path)
+
+
+def make_zero_bytes(path: str) -> None:
+    open(path, "wb").close()
+
+
+def make_truncated(path: str) -> None:
+    _save(_rgb(64, 64), path)
+    with open(path, "r+b") as f:
+        f.truncate(60)
+
+
+def make_text(path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("hello, I am not an image\n")
+
+
+def make_gray(path: str) -> None:
+    _save(_rng().integers(0, 256, (10, 13), dtype=np.uint8), path)
+
+
+def make_rgba(path: str) -> None:
+    _save(_rng().integers(0, 256, (10, 13, 4), dtype=np.uint8), path)
+
+
+def make_palette(path: str) -> None:
+    from PIL import Image
+
+    Image.fromarray(_rgb(10, 13)).convert("P").save(path)
+
+
+def make_gray16(path: str) -> None:
+    _save(_rng().integers(0, 65536, (10, 13)).astype(np.uint16), path)
+
+
+def make_cmyk(path: str) -> None:
+    from PIL import Image
+
+    Image.fromarray(_rgb(10, 13)).convert("CMYK").save(path, quality=95)
+
+
+def make_one_pixel(path: str) -> None:
+    _save(_rgb(1, 1), path)
+
+
+def make_huge(path: str) -> None:
+    # 520 x 530 LR pixels: above the 512 x 512 default, so it is cut into 256-pixel tiles.
+    _save(np.zeros((530, 520, 3), np.uint8) + np.arange(520, dtype=np.uint8)[None, :, None], path)
+
+
+def make_empty_folder(path: str) -> None:
+    os.makedirs(path)
+
+
+def make_folder_with_a_file(path: str) -> None:
+    os.makedirs(path)
+    make_text(os.path.join(path, "notes.txt"))
+
+
+def make_pt_of_other_tensors(path: str) -> None:
+    import torch
+
+    torch.save({"encoder.weight": torch.zeros(2, 2)}, path)
+
+
+BUILDERS: dict[str, Callable[[str], None]] = {
+    name[len("make_") :]: fn for name, fn in dict(globals()).items() if name.startswith("make_")
+}
+
+_U = ("--checkpoint", "{model}", "--no-progress")  # upscale's model arguments
+_T = ("--config", "{config}", "--workdir", "{out}", "--config.model.num_blocks=1",
+      "--config.model.num_features=8", "--config.batch_size=8", "--config.patch_size=12")  # fmt: skip
+_ONE_LINE = "a one-line error naming"
+
+CASES: tuple[Case, ...] = (
+    # --- upscale: inputs ------------------------------------------------------------------------
+    Case(
+        "missing",
+        "upscale",
+        "the input file does not exist",
+        f"{_ONE_LINE} the path; exit 2",
+        None,
+        (*_U, "{in}.png", "{out}.png"),
+        error=r"input not found: .*in\.png",
+    ),
+    Case(
+        "zero_bytes",
+        "upscale",
+        "the input is a zero-byte file",
+        f"{_ONE_LINE} the file; exit 2",
+        "zero_bytes",
+        (*_U, "{in}.png", "{out}.png"),
+        error=r"in\.png",
+    ),
+    Case(
+        "truncated",
+        "upscale",
+        "the input PNG is truncated (half-downloaded)",
+        f"{_ONE_LINE} the file; exit 2; no output file",
+        "truncated",
+        (*_U, "{in}.png", "{out}.png"),
+        error=r"in\.png",
+    ),
+    Case(
+        "not_an_image",
+        "upscale",
+        "the input is a text file named `.png`",
+        f"{_ONE_LINE} the file; exit 2",
+        "text",
+        (*_U, "{in}.png", "{out}.png"),
+        error=r"in\.png",
+    ),
+    Case(
+        "grayscale",
+        "upscale",
+        "the input is grayscale (`L`)",
+        "upscaled through the model as RGB, written back as 8-bit grayscale",
+        "gray",
+        (*_U, "{in}.png", "{out}.png"),
+        size=(26, 20),
+        mode="L",
+    ),
+    Case(
+        "rgba",
+        "upscale",
+        "the input has an alpha channel (`RGBA`)",
+        "colour through the model; alpha upscaled by bicubic; written as RGBA (PNG/TIFF/WebP)",
+        "rgba",
+        (*_U, "{in}.png", "{out}.png"),
+        size=(26, 20),
+        mode="RGBA",
+    ),
+    Case(
+        "rgba_to_jpeg",
+        "upscale",
+        "an `RGBA` input is written to `.jpg`",
+        "the alpha is dropped (JPEG has none); RGB output",
+        "rgba",
+        (*_U, "{in}.png", "{out}.jpg"),
+        size=(26, 20),
+        mode="RGB",
+    ),
+    Case(
+        "palette",
+        "upscale",
+        "the input is a palette image (`P`)",
+        "expanded to RGB, upscaled, written as RGB",
+        "palette",
+        (*_U, "{in}.png", "{out}.png"),
+        size=(26, 20),
+        mode="RGB",
+    ),
+    Case(
+        "gray16",
+        "upscale",
+        "the input is 16-bit grayscale",
+        "processed as 8-bit (value / 257), written as 8-bit grayscale",
+        "gray16",
+        (*_U, "{in}.png", "{out}.png"),
+        size=(26, 20),
+        mode="L",
+    ),
+    Case(
+        "cmyk",
+        "upscale",
+        "the input is a CMYK JPEG",
+        "converted to RGB, written as RGB",
+        "cmyk",
+        (*_U, "{in}.jpg", "{out}.png"),
+        size=(26, 20),
+        mode="RGB",
+    ),
+    Case(
+        "one_pixel",
+        "upscale",
+        "the input is 1x1 pixel",
+        "a 2x2 output (x2)",
+        "one_pixel",
+        (*_U, "{in}.png", "{out}.png"),
+        size=(2, 2),
+        mode="RGB",
+    ),
+    Case(
+        "huge",
+        "upscale",
+        "the input is large (over 512x512 LR pixels)",
+        "cut into overlapping 256-pixel tiles (exact, bounded memory); full-size output",
+        "huge",
+        (*_U, "{in}.png", "{out}.png"),
+        size=(1040, 1060),
+        mode="RGB",
+    ),
+    Case(
+        "empty_folder",
+        "upscale",
+        "the input folder holds no images",
+        f"{_ONE_LINE} the folder; exit 2",
+        "empty_folder",
+        (*_U, "{in}", "{out}"),
+        error=r"no image files .* in .*in",
+    ),
+    Case(
+        "same_file",
+        "upscale",
+        "the output is the input file itself",
+        "refused before any work; the input is untouched",
+        "rgb",
+        (*_U, "{in}.png", "{in}.png"),
+        error=r"refusing to overwrite the input .*in\.png",
+    ),
+    Case(
+        "bad_extension",
+        "upscale",
+        "the output has an unknown extension (`.xyz`)",
+        f"{_ONE_LINE} the extension; exit 2",
+        "rgb",
+        (*_U, "{in}.png", "{out}.xyz"),
+        error=r"'\.xyz'",
+    ),
+    Case(
+        "negative_tile",
+        "upscale",
+        "`--tile` is negative",
+        f"{_ONE_LINE} the value",
+        "rgb",
+        (*_U, "--tile", "-4", "{in}.png", "{out}.png"),
+        error=r"--tile .* got -4",
+    ),
+    # --- upscale / eval: models -----------------------------------------------------------------
+    Case(
+        "wrong_scale",
+        "upscale",
+        "`--scale` is one the model lacks (x3 for an x2 model)",
+        f"{_ONE_LINE} the scales the model has; exit 2",
+        "rgb",
+        (*_U, "--scale", "3", "{in}.png", "{out}.png"),
+        error=r"upscales by x2 only, not x3",
+    ),
+    Case(
+        "checkpoint_is_pt",
+        "upscale",
+        "`--checkpoint` is an official `.pt` file",
+        f"{_ONE_LINE} the file (convert it with `edsr-jax convert-torch` first)",
+        "rgb",
+        ("--checkpoint", "{tmp}/edsr_x2.pt", "{in}.png", "{out}.png"),
+        error=r"edsr_x2\.pt",
+    ),
+    Case(
+        "checkpoint_is_other_folder",
+        "upscale",
+        "`--checkpoint` is a folder that holds no model",
+        f"{_ONE_LINE} the folder",
+        "folder_with_a_file",
+        ("--checkpoint", "{in}", "{tmp}/a.png", "{out}.png"),
+        error=r"in\b",
+    ),
+    Case(
+        "eval_checkpoint_missing",
+        "eval",
+        "`eval --checkpoint` does not exist",
+        f"{_ONE_LINE} the path",
+        None,
+        ("--data-dir", "{tmp}", "--datasets", "Set5", "--scales", "2", "--checkpoint", "{in}"),
+        error=r"no model at .*in",
+    ),
+    Case(
+        "eval_unknown_dataset",
+        "eval",
+        "`eval --datasets` names an unknown or absent set",
+        f"{_ONE_LINE} the set and the folder",
+        None,
+        ("--data-dir", "{tmp}", "--datasets", "Set6", "--scales", "2", "--method", "bicubic"),
+        error=r"Set6",
+    ),
+    Case(
+        "eval_missing_data_dir",
+        "eval",
+        "`eval --data-dir` does not exist",
+        f"{_ONE_LINE} the folder",
+        None,
+        ("--data-dir", "{in}", "--datasets", "Set5", "--scales", "2", "--method", "bicubic"),
+        error=r"in\b",
+    ),
+    # --- downscale --------------------------------------------------------------------------------
+    Case(
+        "downscale_missing",
+        "downscale",
+        "`downscale` input does not exist",
+        f"{_ONE_LINE} the path",
+        None,
+        ("--scale", "2", "{in}.png", "{out}.png"),
+        error=r"input not found: .*in\.png",
+    ),
+    Case(
+        "downscale_not_an_image",
+        "downscale",
+        "`downscale` input is not an image",
+        f"{_ONE_LINE} the file; no output",
+        "text",
+        ("--scale", "2", "{in}.png", "{out}.png"),
+        error=r"in\.png",
+    ),
+    Case(
+        "downscale_too_small",
+        "downscale",
+        "`downscale` input is smaller than the scale (1x1, x2)",
+        f"{_ONE_LINE} the file and its size",
+        "one_pixel",
+        ("--scale", "2", "{in}.png", "{out}.png"),
+        error=r"in\.png \(1x1\) is smaller than scale 2",
+    ),
+    Case(
+        "downscale_zero_scale",
+        "downscale",
+        "`downscale --scale 0`",
+        f"{_ONE_LINE} the value",
+        "rgb",
+        ("--scale", "0", "{in}.png", "{out}.png"),
+        error=r"--scale .* got 0",
+    ),
+    Case(
+        "downscale_gray16",
+        "downscale",
+        "`downscale` input is 16-bit grayscale",
+        "read as 8-bit, replicated to RGB, downscaled",
+        "gray16",
+        ("--scale", "2", "{in}.png", "{out}.png"),
+        size=(6, 5),
+        mode="RGB",
+    ),
+    # --- convert-torch ----------------------------------------------------------------------------
+    Case(
+        "convert_missing",
+        "convert-torch",
+        "`convert-torch` file does not exist",
+        f"{_ONE_LINE} the path",
+        None,
+        ("{in}.pt", "--out", "{out}"),
+        error=r"in\.pt",
+    ),
+    Case(
+        "convert_zero_bytes",
+        "convert-torch",
+        "`convert-torch` file is empty",
+        f"{_ONE_LINE} the file",
+        "zero_bytes",
+        ("{in}.pt", "--out", "{out}"),
+        error=r"in\.pt",
+    ),
+    Case(
+        "convert_not_torch",
+        "convert-torch",
+        "`convert-torch` file is not a PyTorch file",
+        f"{_ONE_LINE} the file",
+        "text",
+        ("{in}.pt", "--out", "{out}"),
+        error=r"in\.pt",
+    ),
+    Case(
+        "convert_other_model",
+        "convert-torch",
+        "`convert-torch` file holds another network's tensors",
+        f"{_ONE_LINE} what is missing; nothing written",
+        "pt_of_other_tensors",
+        ("{in}.pt", "--out", "{out}"),
+        error=r"(?i)edsr|mdsr|head|tensor",
+    ),
+    # --- train: configs ---------------------------------------------------------------------------
+    Case(
+        "config_missing",
+        "train",
+        "`train --config` does not exist",
+        f"{_ONE_LINE} the file",
+        None,
+        ("--config", "{in}.py", "--workdir", "{out}"),
+        error=r"config file .*in\.py does not exist",
+    ),
+    Case(
+        "negative_steps",
+        "train",
+        "`--config.num_train_steps=-5`",
+        f"{_ONE_LINE} the field, value and rule, before anything is written",
+        None,
+        (*_T, "--config.num_train_steps=-5"),
+        error=r"num_train_steps=-5 \(must be >= 0\)",
+    ),
+    Case(
+        "patch_zero",
+        "train",
+        "`--config.patch_size=0`",
+        f"{_ONE_LINE} the field and rule",
+        None,
+        (*_T, "--config.patch_size=0"),
+        error=r"patch_size=0 \(must be >= 1",
+    ),
+    Case(
+        "log_every_zero",
+        "train",
+        "`--config.log_every_steps=0`",
+        f"{_ONE_LINE} the field and rule",
+        None,
+        (*_T, "--config.log_every_steps=0"),
+        error=r"log_every_steps=0",
+    ),
+    Case(
+        "unknown_arch",
+        "train",
+        "`--config.model.arch=srgan` (unknown model)",
+        f"{_ONE_LINE} the value and the known models",
+        None,
+        (*_T, "--config.model.arch=srgan"),
+        error=r"model\.arch='srgan'.*edsr, mdsr",
+    ),
+    Case(
+        "unknown_source",
+        "train",
+        "`--config.data.source=imagenet` (unknown dataset source)",
+        f"{_ONE_LINE} the value and the known sources",
+        None,
+        (*_T, "--config.data.source=imagenet"),
+        error=r"data\.source='imagenet'.*tfds",
+    ),
+    Case(
+        "unknown_field",
+        "train",
+        "a misspelt field (`--config.batch_sise=8`)",
+        f"{_ONE_LINE} the field, with the closest names",
+        None,
+        (*_T, "--config.batch_sise=8"),
+        error=r"unknown config field --config\.batch_sise.*batch_size",
+    ),
+    Case(
+        "unsupported_scale",
+        "train",
+        "`--config.scales=5`",
+        f"{_ONE_LINE} the supported scales",
+        None,
+        (*_T, "--config.scales=5"),
+        error=r"unsupported scales \[5\]",
+    ),
+    Case(
+        "batch_not_divisible",
+        "train",
+        "the batch does not divide over the devices (12 on 8)",
+        f"{_ONE_LINE} both numbers and a batch that works",
+        None,
+        (*_T, "--config.batch_size=12"),
+        error=r"batch_size=12 .* multiple of the number of devices \(8",
+    ),
+    Case(
+        "workdir_is_file",
+        "train",
+        "`--workdir` is a file",
+        f"{_ONE_LINE} the path",
+        "text",
+        ("--config", "{config}", "--workdir", "{in}", "--config.model.num_blocks=1"),
+        error=r"is a file",
+    ),
+)
+
+# Training faults, checked by the tests named here (tests/test_faults.py, tests/test_train.py):
+# (situation, what edsr-jax does, "file::test").
+FAULTS: tuple[tuple[str, str, str], ...] = (
+    (
+        "`train` is killed (SIGKILL) between checkpoints, while a checkpoint's files are being written, "
+        "or just before a checkpoint is committed",
+        "the rerun resumes from the last complete checkpoint and ends bit-identical to an uninterrupted run",
+        "test_faults.py::test_sigkill_then_rerun_resumes_from_the_last_complete_checkpoint_bit_identical",
+    ),
+    (
+        "`train` gets SIGTERM (preemption)",
+        "saves a checkpoint of the current step, then exits; the rerun resumes",
+        "test_train.py::test_resume_after_sigterm_is_bit_identical",
+    ),
+    (
+        "the latest checkpoint is corrupt or truncated",
+        "a warning names it; it is moved to `checkpoints/unreadable-<step>` and the previous one is used",
+        "test_faults.py::test_an_unreadable_latest_checkpoint_is_set_aside_with_a_warning_and_the_previous_used",
+    ),
+    (
+        "the disk fills up while a checkpoint is written",
+        "stops with the OS error naming the checkpoint folder; the previous checkpoint stays intact",
+        "test_faults.py::test_a_failing_write_keeps_the_previous_checkpoint_and_says_what_failed",
+    ),
+    (
+        "the loss becomes NaN or infinite",
+        "stops naming the step, loss and gradient norm; keeps the last good checkpoint",
+        "test_faults.py::test_non_finite_loss_names_the_step_and_values_and_keeps_the_good_checkpoints",
+    ),
+    (
+        "`--workdir` holds a run of a different model",
+        "a one-line error naming both models; nothing is written",
+        "test_faults.py::test_a_workdir_of_another_model_is_refused_before_anything_is_written",
+    ),
+)

@@ -1,0 +1,114 @@
+"""Every case of tests/cases.py through the CLI (in-process): a correct output, or a one-line
+error naming the culprit, exit 2, no traceback and no output left behind; and the README's
+"What happens when..." table is the one generated from those cases."""
+
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+from cases import BUILDERS, CASES, FAULTS, MODEL_SCALE, Case
+from PIL import Image
+
+from edsr_jax import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny exported EDSR x2 (B1, F8), initialised without compiling (see test_inference)."""
+    from test_inference import numpy_init
+
+    from edsr_jax import models
+    from edsr_jax.checkpoint import save_model
+
+    model = models.EDSR(scale=MODEL_SCALE, num_blocks=1, num_features=8)
+    path = str(tmp_path_factory.mktemp("model") / "edsr_x2")
+    save_model(path, model, numpy_init(model))
+    return path
+
+
+def fill(case: Case, folder, model_dir) -> list[str]:
+    """The case's arguments with its files in ``folder``; builds ``{in}`` first."""
+    paths = {"in": str(folder / "in"), "out": str(folder / "out" / "result"), "model": model_dir,
+             "tmp": str(folder), "config": os.path.join(ROOT, "configs", "test.py")}  # fmt: skip
+    args = [a.format(**paths) for a in case.args]
+    if case.make:
+        target = next((a for a in args if a.startswith(paths["in"])), paths["in"])
+        BUILDERS[case.make](target)
+    if any("{tmp}/a.png" in a for a in case.args):
+        BUILDERS["rgb"](paths["tmp"] + "/a.png")
+    if case.id == "checkpoint_is_pt":
+        BUILDERS["text"](paths["tmp"] + "/edsr_x2.pt")
+    return args
+
+
+def everything_under(folder) -> set[str]:
+    return {os.path.relpath(os.path.join(r, f), folder) for r, _, fs in os.walk(folder) for f in fs}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_case(case, model_dir, tmp_path, capsys):
+    args = fill(case, tmp_path, model_dir)
+    before = everything_under(tmp_path)
+    code = cli.main([case.command, *args])
+    out, err = capsys.readouterr()
+    written = everything_under(tmp_path) - before
+    if case.error is None:
+        assert code == 0, err
+        (result,) = [os.path.join(tmp_path, p) for p in written]
+        with Image.open(result) as im:
+            assert (im.size, im.mode) == (case.size, case.mode)
+        return
+    assert code == 2, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"edsr-jax {case.command}: error: "), lines[0]
+    assert re.search(case.error, lines[0]), lines[0]
+    assert not written, written  # no output, partial file or workdir left behind
+
+
+def test_at_least_13_upscale_situations_are_covered():
+    assert len([c for c in CASES if c.command == "upscale"]) >= 13
+    assert {c.command for c in CASES} == {"upscale", "eval", "downscale", "convert-torch", "train"}
+
+
+def test_the_readme_table_is_the_generated_one():
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    try:
+        import what_happens_table
+    finally:
+        sys.path.pop(0)
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    begin, end = what_happens_table.BEGIN, what_happens_table.END
+    assert begin in readme and end in readme, "README lacks the What happens when... table markers"
+    current = readme[readme.index(begin) + len(begin) : readme.index(end)].strip()
+    assert current == what_happens_table.table(CASES, FAULTS).strip(), (
+        "README table is out of date: run python experiments/what_happens_table.py --write"
+    )
+
+
+def test_every_fault_row_names_a_test_that_exists():
+    for _, _, where in FAULTS:
+        module, name = where.split("::")
+        with open(os.path.join(ROOT, "tests", module), encoding="utf-8") as f:
+            assert f"def {name}(" in f.read(), where
+
+
+def test_debug_shows_the_traceback_instead(model_dir, tmp_path):
+    with pytest.raises(ValueError, match="input not found"):
+        cli.main(["upscale", "--debug", "--checkpoint", model_dir, str(tmp_path / "no.png"), "x.png"])
+
+
+def test_16_bit_values_are_read_as_8_bit_not_clipped(tmp_path):
+    from edsr_jax import imageio
+
+    path = str(tmp_path / "a.png")
+    BUILDERS["gray16"](path)
+    raw = np.asarray(Image.open(path), np.float64)
+    rgb = imageio.read_image(path)
+    assert rgb.dtype == np.uint8 and rgb.shape == (*raw.shape, 3)
+    np.testing.assert_array_equal(rgb[..., 0], np.floor(raw / 257 + 0.5))
