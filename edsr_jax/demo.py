@@ -54,6 +54,12 @@ REPLAN_MIN_STEPS = 10
 RESTART_SECONDS = 30.0
 # Fewest steps a re-planned segment keeps (its cosine tail).
 MIN_TAIL_STEPS = 10
+# A plan is lengthened (steps faster than measured) only by this factor or more, and only before
+# this fraction of it is done (later the learning rate is already low).
+EXTEND_FACTOR = 1.25
+EXTEND_BEFORE = 0.5
+# Re-plans per run at most (each costs a checkpoint round trip).
+MAX_REPLANS = 3
 # Fewest steps a budgeted run plans (below this the model does not get past bicubic).
 MIN_STEPS = 20
 # Training steps timed by measure_step_seconds after one untimed step.
@@ -184,11 +190,15 @@ class Pacer:
     After :data:`REPLAN_MIN_STEPS` steps of a segment it projects the end of training from the
     segment's step rate; past ``REPLAN_TOLERANCE`` times the budget it asks to stop and sets
     ``new_total``: the step count that fits what is left (the run then resumes with a cosine
-    schedule over ``new_total`` steps). Past ``DEADLINE_FACTOR`` times the budget it stops for good.
+    schedule over ``new_total`` steps). When steps are so much faster that ``EXTEND_FACTOR`` times
+    the plan fits, early in the plan, it lengthens the plan the same way. Past ``DEADLINE_FACTOR``
+    times the budget it stops for good.
     """
 
-    def __init__(self, t0: float, seconds: float, total: int, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, t0: float, seconds: float, total: int, *, replan: bool = True,
+                 clock: Callable[[], float] = time.monotonic):
         self.t0, self.seconds, self.total, self.clock = t0, float(seconds), int(total), clock
+        self.replan = replan
         self.new_total: int | None = None
         self.rate: float | None = None
         self._start: tuple[float, int] | None = None
@@ -203,17 +213,17 @@ class Pacer:
             self.new_total = None
             return True
         done = step - self._start[1]
-        if done < REPLAN_MIN_STEPS:
+        if not self.replan or done < REPLAN_MIN_STEPS:
             return False
-        self.rate = (now - self._start[0]) / done
-        if elapsed + (self.total - step) * self.rate <= REPLAN_TOLERANCE * self.seconds:
-            return False
+        self.rate = max((now - self._start[0]) / done, 1e-9)
         left = self.seconds - elapsed - RESTART_SECONDS
         new_total = step + max(MIN_TAIL_STEPS, int(left / self.rate))
-        if new_total >= self.total:
-            return False
-        self.new_total = new_total
-        return True
+        too_slow = elapsed + (self.total - step) * self.rate > REPLAN_TOLERANCE * self.seconds
+        too_fast = new_total >= EXTEND_FACTOR * self.total and step < EXTEND_BEFORE * self.total
+        if (too_slow and new_total < self.total) or too_fast:
+            self.new_total = new_total
+            return True
+        return False
 
 
 def _read_demo_json(workdir: str) -> dict:
@@ -468,7 +478,8 @@ def run_demo(
     with bar:
         while True:
             config = demo_config(plan["steps"])
-            pacer = Pacer(t0, seconds, plan["steps"]) if budgeted else None
+            replan = len(plan["segments"]) < MAX_REPLANS
+            pacer = Pacer(t0, seconds, plan["steps"], replan=replan) if budgeted else None
 
             def on_step(step: int, pacer=pacer) -> bool:
                 bar.update(step - bar.n)
@@ -479,7 +490,7 @@ def run_demo(
             if pacer is None or pacer.new_total is None or trained >= plan["steps"]:
                 break
             plan["segments"].append({"planned_steps": plan["steps"], "stopped_at": trained})
-            log(f"steps take {pacer.rate:.2f} s, slower than measured (busy machine?): re-planned from "
+            log(f"steps take {pacer.rate:.2f} s, not as measured (busy machine?): re-planned from "
                 f"{plan['steps']} to {pacer.new_total} steps at step {trained} (the schedule ends there)")
             plan["steps"] = bar.total = pacer.new_total
             bar.refresh()

@@ -124,9 +124,23 @@ def test_pacer_shortens_the_plan_when_steps_are_slower_than_measured():
     # 20 s gone, 30 s kept for the restart: 50 s left at 1 s/step
     assert pacer.new_total == 11 + int(100 - 20 - demo.RESTART_SECONDS)
     on_time = demo.Pacer(t0=0.0, seconds=100.0, total=60, clock=lambda: now[0])
-    assert not any(on_time(step) for step in range(12, 40))  # no clock advance: on schedule
+    for step in range(12, 40):  # 1 s per step from t = 20: ends at t = 68, on schedule
+        now[0] += 1.0
+        assert on_time(step) is False
     now[0] = demo.DEADLINE_FACTOR * 100.0 + 1.0
     assert on_time(41) is True and on_time.new_total is None  # past the deadline: stop for good
+
+
+def test_pacer_lengthens_an_early_plan_when_steps_are_much_faster():
+    now = [10.0]
+    pacer = demo.Pacer(t0=0.0, seconds=100.0, total=50, clock=lambda: now[0])
+    pacer(1)
+    for step in range(2, 12):  # 0.1 s per step: far more than 50 steps fit
+        now[0] += 0.1
+        stop = pacer(step)
+    assert stop is True and pacer.new_total == 11 + int((100 - 11 - demo.RESTART_SECONDS) / 0.1 + 1e-6)
+    fixed = demo.Pacer(t0=0.0, seconds=100.0, total=50, replan=False, clock=lambda: now[0])
+    assert not any(fixed(step) for step in range(12, 30))
 
 
 def test_figure_crop_is_where_bicubic_errs_most():
