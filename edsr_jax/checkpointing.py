@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
 from edsr_jax.errors import UserError
@@ -36,9 +37,15 @@ BEST_METRIC = "val_psnr"
 PARAMS_ITEM, TRAIN_ITEM, META_ITEM = "params", "train", "meta"
 
 
+def absolute(path: str | os.PathLike) -> str:
+    """``path`` made absolute; a URL such as ``gs://bucket/run`` is returned as it is."""
+    path = os.fspath(path)
+    return path if "://" in path else os.path.abspath(path)
+
+
 def checkpoint_dir(workdir: str | os.PathLike) -> str:
-    """The checkpoint folder of a training workdir."""
-    return os.path.join(os.path.abspath(os.fspath(workdir)), CHECKPOINTS_DIR)
+    """The checkpoint folder of a training workdir (a local path or a ``gs://`` URL)."""
+    return str(epath.Path(absolute(workdir)) / CHECKPOINTS_DIR)
 
 
 def create_manager(
@@ -135,15 +142,12 @@ def is_complete(manager: ocp.CheckpointManager, step: int) -> bool:
     folder, which Orbax ignores; this also rejects a step folder that lost files afterwards (a
     partial copy): it needs a commit timestamp in ``_CHECKPOINT_METADATA`` and all three items.
     """
-    folder = os.path.join(os.fspath(manager.directory), str(step))
+    folder = epath.Path(manager.directory) / str(step)
     try:
-        with open(os.path.join(folder, "_CHECKPOINT_METADATA"), encoding="utf-8") as f:
-            committed = json.load(f).get("commit_timestamp_nsecs") is not None
+        committed = json.loads((folder / "_CHECKPOINT_METADATA").read_text()).get("commit_timestamp_nsecs")
     except (OSError, ValueError, AttributeError):
         return False
-    return committed and all(
-        os.path.isdir(os.path.join(folder, i)) for i in (PARAMS_ITEM, TRAIN_ITEM, META_ITEM)
-    )
+    return committed is not None and all((folder / i).is_dir() for i in (PARAMS_ITEM, TRAIN_ITEM, META_ITEM))
 
 
 def complete_steps(manager: ocp.CheckpointManager) -> list[int]:
@@ -291,7 +295,10 @@ class PreemptionGuard:
     """Turns SIGTERM into a request to save and stop at the next step boundary.
 
     Use as a context manager around the training loop; the previous handler comes back on exit.
-    With several processes, Orbax's preemption sync point makes every process stop at the same step.
+    With several processes, SIGTERM is left to JAX's preemption notifier (started by
+    ``jax.distributed.initialize``; a Python handler would replace it) and Orbax's preemption sync
+    point makes every process stop at the same step. :meth:`request` works in both cases, but with
+    several processes every process must make the same request at the same step.
     """
 
     def __init__(self, manager: ocp.CheckpointManager | None = None):
@@ -300,7 +307,7 @@ class PreemptionGuard:
         self._previous = None
 
     def __enter__(self) -> PreemptionGuard:
-        if threading.current_thread() is threading.main_thread():
+        if not self._multi_process() and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         return self
 
@@ -317,11 +324,14 @@ class PreemptionGuard:
         """Asks the loop to stop (what SIGTERM does)."""
         self._requested.set()
 
+    def _multi_process(self) -> bool:
+        return jax.process_count() > 1 and self._manager is not None
+
     def should_stop(self, step: int) -> bool:
         """Whether to save and stop after ``step``."""
-        if jax.process_count() > 1 and self._manager is not None:
-            return bool(self._manager.reached_preemption(step))
-        return self._requested.is_set()
+        if self._requested.is_set():
+            return True
+        return self._multi_process() and bool(self._manager.reached_preemption(step))
 
 
 # --- the workdir's model.json ---------------------------------------------------------------------
@@ -344,13 +354,13 @@ def prepare_workdir(workdir: str, spec: dict, config_summary: dict, *, write: bo
     """
     from edsr_jax import checkpoint
 
-    if os.path.isfile(workdir):
+    folder = epath.Path(workdir)
+    if folder.is_file():
         raise UserError(f"--workdir {workdir} is a file, not a directory")
-    path = os.path.join(workdir, checkpoint.MODEL_JSON)
-    if os.path.exists(path):
+    path = folder / checkpoint.MODEL_JSON
+    if path.exists():
         try:
-            with open(path, encoding="utf-8") as f:
-                stored = json.load(f).get("spec")
+            stored = json.loads(path.read_text()).get("spec")
         except (OSError, ValueError, AttributeError) as e:
             raise UserError(f"cannot read {path} ({e}); move it away or use another --workdir") from None
         if stored != spec:
@@ -361,14 +371,13 @@ def prepare_workdir(workdir: str, spec: dict, config_summary: dict, *, write: bo
         return
     if not write:
         return
-    os.makedirs(workdir, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     document = {
         "format": checkpoint.MODEL_FORMAT,
         "format_version": checkpoint.FORMAT_VERSION,
         "spec": spec,
         "metadata": {"source": "training", "config": config_summary},
     }
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    tmp = folder / f"{checkpoint.MODEL_JSON}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.rename(path)  # (atomic on local disks; a copy and delete on gs://)

@@ -30,7 +30,9 @@ TensorFlow is imported only when a training iterator is created.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import functools
+import warnings
 from collections.abc import Iterator, Sequence
 
 import jax
@@ -282,8 +284,36 @@ def create_train_iterator(
         lr, hr = sample(step=int(step), scale=scale)
         return lr, hr, np.int64(scale)
 
-    ds = make_dataset(sample_step, int(start_step), data.prefetch)
+    try:
+        ds = make_dataset(sample_step, int(start_step), data.prefetch)
+    except ImportError as e:  # e.g. a GPU machine with JAX only: the same batches, without tf.data
+        if not _WARNED_NO_TF:
+            _WARNED_NO_TF.append(True)
+            warnings.warn(
+                f"input pipeline without tf.data ({e}): Python threads sample the batches", stacklevel=2
+            )
+        batches = thread_batches(sample_step, int(start_step), data.prefetch)
+        return ({"lr": lr, "hr": hr, "scale": int(scale)} for lr, hr, scale in batches)
     return ({"lr": b["lr"], "hr": b["hr"], "scale": int(b["scale"])} for b in ds.as_numpy_iterator())
+
+
+_WARNED_NO_TF: list[bool] = []  # (the fallback warns once per process)
+
+
+def thread_batches(sample_step, start_step: int, prefetch: int, num_threads: int = NUM_PARALLEL_CALLS):
+    """What :func:`make_dataset` yields, without TensorFlow: ``sample_step(k)`` for k = start_step...
+
+    ``num_threads`` threads sample ahead (numpy releases the GIL while copying), up to
+    ``prefetch + num_threads`` steps; the output stays in step order.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max(1, num_threads), "edsr-batches") as pool:
+        pending = collections.deque()
+        step = start_step
+        while True:
+            while len(pending) < max(1, prefetch) + num_threads:
+                pending.append(pool.submit(sample_step, np.int64(step)))
+                step += 1
+            yield pending.popleft().result()
 
 
 def create_eval_samples(config, split: str = "val") -> dict[int, list[tuple[str, np.ndarray, np.ndarray]]]:

@@ -9,7 +9,7 @@ of the global batch (``global batch / process count`` examples), which
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -19,23 +19,102 @@ from edsr_jax.errors import UserError
 
 # The one mesh axis: data parallelism over all devices.
 DATA_AXIS = "data"
-# Environment variables that ask for jax.distributed.initialize() (set by the user or a launcher).
-DISTRIBUTED_ENV = ("EDSR_JAX_DISTRIBUTED", "JAX_COORDINATOR_ADDRESS")
+# Set to 1 to call jax.distributed.initialize() (any launcher), or to 0 to never call it.
+DISTRIBUTED_ENV = "EDSR_JAX_DISTRIBUTED"
+_FALSE = ("0", "false", "no", "off")
 
 
-def maybe_initialize_distributed(requested: bool = False) -> bool:
-    """Calls ``jax.distributed.initialize()`` when asked by the config or the environment.
+def _count(environ: Mapping[str, str], name: str) -> int:
+    try:
+        return int(environ.get(name, "1"))
+    except ValueError:
+        return 1
+
+
+def detect_launcher(environ: Mapping[str, str] | None = None) -> str | None:
+    """The launcher whose variables ask for several processes, or None for a one-process run.
+
+    Recognised (these are what ``jax.distributed.initialize()`` reads to fill in its arguments):
+    ``EDSR_JAX_DISTRIBUTED=1``; ``JAX_COORDINATOR_ADDRESS``; SLURM (``srun`` with more than one
+    task: ``SLURM_NTASKS > 1`` inside a step); Open MPI (``OMPI_COMM_WORLD_SIZE > 1``); Cloud TPU
+    on GKE (``TPU_WORKER_HOSTNAMES`` or ``TPU_PROCESS_ADDRESSES`` listing several hosts). A Cloud
+    TPU VM slice sets none of these: pass ``--distributed`` or ``EDSR_JAX_DISTRIBUTED=1`` there.
+    ``EDSR_JAX_DISTRIBUTED=0`` turns detection off.
 
     Args:
-      requested: ``config.distributed``.
+      environ: the environment (default ``os.environ``).
+
+    Returns:
+      A short name of the launcher, or None.
+    """
+    env = os.environ if environ is None else environ
+    flag = env.get(DISTRIBUTED_ENV, "").strip().lower()
+    if flag in _FALSE:
+        return None
+    if flag:
+        return DISTRIBUTED_ENV
+    if env.get("JAX_COORDINATOR_ADDRESS", "").strip():
+        return "JAX_COORDINATOR_ADDRESS"
+    if _count(env, "SLURM_NTASKS") > 1 and "SLURM_STEP_NODELIST" in env and "SLURM_PROCID" in env:
+        return "SLURM"
+    if _count(env, "OMPI_COMM_WORLD_SIZE") > 1:
+        return "Open MPI"
+    hosts = env.get("TPU_PROCESS_ADDRESSES") or env.get("TPU_WORKER_HOSTNAMES") or ""
+    if "," in hosts:
+        return "Cloud TPU"
+    return None
+
+
+def maybe_initialize_distributed(
+    requested: bool = False,
+    *,
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    local_device_ids: Sequence[int] | None = None,
+) -> bool:
+    """Calls ``jax.distributed.initialize()`` when asked by arguments, the config or the environment.
+
+    Must run before anything touches JAX's devices. Arguments left as None are filled in by JAX
+    from the environment (``JAX_COORDINATOR_ADDRESS``, ``JAX_LOCAL_DEVICE_IDS``, SLURM, Open MPI,
+    Cloud TPU metadata).
+
+    Args:
+      requested: ``config.distributed`` or ``--distributed``.
+      coordinator_address: ``HOST:PORT`` of process 0's coordinator.
+      num_processes: number of processes.
+      process_id: this process, in ``[0, num_processes)``.
+      local_device_ids: the local accelerators this process uses (default: all it sees).
 
     Returns:
       Whether the distributed runtime was initialised by this call.
+
+    Raises:
+      UserError: inconsistent explicit settings, or JAX could not work out the missing ones.
     """
-    wanted = requested or any(os.environ.get(k, "").strip() not in ("", "0") for k in DISTRIBUTED_ENV)
+    explicit = {
+        "coordinator_address": coordinator_address,
+        "num_processes": num_processes,
+        "process_id": process_id,
+        "local_device_ids": list(local_device_ids) if local_device_ids is not None else None,
+    }
+    launcher = detect_launcher()
+    wanted = requested or launcher is not None or any(v is not None for v in explicit.values())
     if not wanted or jax.distributed.is_initialized():
         return False
-    jax.distributed.initialize()
+    if num_processes is not None and process_id is not None and not 0 <= process_id < num_processes:
+        raise UserError(
+            f"--process-id must be in [0, {num_processes}) for --num-processes {num_processes}, "
+            f"got {process_id}"
+        )
+    try:
+        jax.distributed.initialize(**explicit)
+    except ValueError as e:  # JAX: "coordinator_address should be defined" and the like
+        raise UserError(
+            f"cannot start the multi-process runtime ({e}); detected launcher: {launcher or 'none'}. "
+            "Pass --coordinator HOST:PORT --num-processes N --process-id I, or run under "
+            "SLURM/Open MPI/Cloud TPU"
+        ) from None
     return True
 
 

@@ -23,6 +23,7 @@ import functools
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from etils import epath
 
 from edsr_jax import checkpointing, config_checks, models, sharding
 from edsr_jax.errors import UserError
@@ -385,6 +387,68 @@ def _flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class ConsoleWriter:
+    """What training needs of a clu metric writer when clu/TensorFlow are missing: nothing is
+    written to files (the console lines of :func:`train_and_evaluate` remain)."""
+
+    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+        del step, scalars
+
+    def write_images(self, step: int, images: Mapping[str, Any]) -> None:
+        del step, images
+
+    def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+        del hparams
+
+    def flush(self) -> None:
+        pass
+
+
+_WARNED_NO_CLU: list[bool] = []  # (a warning once per process, not once per run)
+
+
+def create_writer(workdir: str, is_chief: bool, total: int, every: int) -> tuple[Any, Callable[[int], Any]]:
+    """TensorBoard writer and steps/s reporter (clu) on process 0; console-only stand-ins elsewhere.
+
+    Without clu or TensorFlow (e.g. a GPU machine with only JAX installed) training still runs:
+    a one-time warning, no TensorBoard events, the console lines stay.
+
+    Returns:
+      ``(writer, report)``: ``report(step)`` is called after every step.
+    """
+    try:
+        from clu import metric_writers, periodic_actions
+    except ImportError as e:
+        if is_chief and not _WARNED_NO_CLU:
+            _WARNED_NO_CLU.append(True)
+            warnings.warn(
+                f"TensorBoard summaries are off: {e} (pip install clu tensorflow-cpu to get them); "
+                "training continues with console logging only",
+                stacklevel=2,
+            )
+        return ConsoleWriter(), lambda step: None
+    if not is_chief:
+        return ConsoleWriter(), lambda step: None
+    writer = metric_writers.create_default_writer(workdir)
+    report = periodic_actions.ReportProgress(
+        num_train_steps=total, writer=writer, every_steps=every, every_secs=None
+    )
+    return writer, report
+
+
+def parameter_overview(params: Any) -> str:
+    """A table of the parameters (clu's overview, or names, shapes and sizes without clu)."""
+    try:
+        from clu import parameter_overview as overview
+    except ImportError:
+        rows = [
+            f"{jax.tree_util.keystr(path)}  {tuple(leaf.shape)}  {int(np.prod(leaf.shape)):,}"
+            for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+        ]
+        return "\n".join([*rows, f"total {models.count_params(params):,}"])
+    return overview.get_parameter_overview(params, include_stats=False)
+
+
 def _local_copy(tree: Any) -> Any:
     """One device's copy of a replicated tree (evaluation runs on one device, not on all)."""
     return jax.tree.map(lambda a: a.addressable_data(0), tree)
@@ -451,13 +515,11 @@ def train_and_evaluate(
     sharding.maybe_initialize_distributed(bool(config.distributed))
     if config.compilation_cache_dir:  # (JAX also reads JAX_COMPILATION_CACHE_DIR itself)
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(config.compilation_cache_dir))
-    from clu import metric_writers, parameter_overview, periodic_actions
-
     from edsr_jax import input_pipeline
 
     is_chief = jax.process_index() == 0
     log = functools.partial(_console, is_chief)
-    workdir = os.path.abspath(workdir)
+    workdir = checkpointing.absolute(workdir)
     mesh = sharding.create_mesh()
     sharding.check_batch_size(int(config.batch_size), mesh)
     model = create_model(config)
@@ -486,19 +548,14 @@ def train_and_evaluate(
     start, total = int(state.step), int(config.num_train_steps)
     meta = {"model_spec": spec, "process_count": jax.process_count()}
 
-    writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
+    writer, report = create_writer(workdir, is_chief, total, int(config.log_every_steps))
     if is_chief:
-        overview = parameter_overview.get_parameter_overview(state.params, include_stats=False)
-        with open(os.path.join(workdir, PARAMETERS_TXT), "w", encoding="utf-8") as f:
-            f.write(overview + "\n")
+        (epath.Path(workdir) / PARAMETERS_TXT).write_text(parameter_overview(state.params) + "\n")
         log(f"{spec}: {models.count_params(state.params):,} parameters ({PARAMETERS_TXT}); "
             f"{mesh.devices.size} device(s), {jax.process_count()} process(es); "
             f"steps {start} -> {total}")  # fmt: skip
         if start == 0:
             writer.write_hparams(_flatten(config.to_dict()))
-    report = periodic_actions.ReportProgress(
-        num_train_steps=total, writer=writer, every_steps=int(config.log_every_steps), every_secs=None
-    )
     log_every, ckpt_every = int(config.log_every_steps), int(config.checkpoint_every_steps)
     eval_every = int(config.eval_every_steps)
     step_fns: dict[int, Callable] = {}

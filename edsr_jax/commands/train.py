@@ -24,6 +24,22 @@ _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 def add_arguments(parser) -> None:
     parser.add_argument("--config", required=True, help="config file defining get_config() (configs/*.py)")
     parser.add_argument("--workdir", required=True, help="directory for checkpoints, logs and model.json")
+    group = parser.add_argument_group(
+        "multi-host (one process per host or per accelerator; every process runs the same command)",
+        "Without these flags the settings come from the environment when a launcher sets them "
+        "(SLURM srun, Open MPI, GKE TPU, JAX_COORDINATOR_ADDRESS); EDSR_JAX_DISTRIBUTED=0 turns that off.",
+    )
+    group.add_argument(
+        "--distributed",
+        action="store_true",
+        help="call jax.distributed.initialize() "
+        "(needed on Cloud TPU VM slices, whose settings JAX reads from the TPU metadata)",
+    )
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0 (reachable by all)")
+    group.add_argument("--num-processes", type=int, metavar="N", help="number of processes")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+    group.add_argument("--local-devices", metavar="IDS", help="local accelerator ids this process uses, "
+                       "e.g. 0,1 (default: all it sees; same as JAX_LOCAL_DEVICE_IDS)")  # fmt: skip
     parser.epilog = (
         "Override any config field with --config.FIELD=VALUE, e.g. --config.batch_size=32 "
         "--config.model.num_blocks=32 --config.scales=2,3,4"
@@ -47,6 +63,23 @@ def _override_items(rest: list[str]) -> list[str]:
     while i < len(rest) and rest[i].startswith(OVERRIDE_PREFIX):
         i += 1 if "=" in rest[i] or i + 1 == len(rest) else 2
     return rest[:i]
+
+
+def parse_device_ids(text: str | None) -> list[int] | None:
+    """``"0,1"`` -> ``[0, 1]``; None stays None.
+
+    Raises:
+      UserError: not a comma-separated list of non-negative integers.
+    """
+    if text is None:
+        return None
+    try:
+        ids = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        ids = []
+    if not ids or min(ids) < 0:
+        raise UserError(f"--local-devices must be comma-separated device ids such as 0,1, got {text!r}")
+    return ids
 
 
 def load_config(path: str):
@@ -161,8 +194,19 @@ def run(args) -> int:
     import edsr_jax  # noqa: F401  (XLA CPU defaults before the backend starts)
 
     config = apply_overrides(load_config(args.config), split_overrides(args.overrides))
-    from edsr_jax import train
+    from edsr_jax import sharding, train
+
+    sharding.maybe_initialize_distributed(
+        bool(getattr(args, "distributed", False) or config.distributed),
+        coordinator_address=getattr(args, "coordinator", None),
+        num_processes=getattr(args, "num_processes", None),
+        process_id=getattr(args, "process_id", None),
+        local_device_ids=parse_device_ids(getattr(args, "local_devices", None)),
+    )
 
     state = train.train_and_evaluate(config, args.workdir)
-    print(f"done: step {int(state.step)} in {os.path.abspath(args.workdir)}")
+    import jax
+
+    if jax.process_index() == 0:
+        print(f"done: step {int(state.step)} in {train.checkpointing.absolute(args.workdir)}")
     return 0
