@@ -48,8 +48,12 @@ TRAINING_SETUP_SECONDS = 30.0
 DEADLINE_FACTOR = 1.1
 # Re-plan when the projected end of training passes the budget by this factor...
 REPLAN_TOLERANCE = 1.05
-# ... judged on at least this many steps since the segment's first step.
-REPLAN_MIN_STEPS = 10
+# ... judged on the step rate after a segment's first steps (JAX dispatches steps ahead of the
+# computation, so the first steps of a segment return faster than they run) over at least this
+# many steps and seconds.
+REPLAN_SKIP_STEPS = 5
+REPLAN_MIN_STEPS = 20
+REPLAN_MIN_SECONDS = 20.0
 # Allowance for stopping and resuming (checkpoint save, restore, data, compile) when re-planning.
 RESTART_SECONDS = 30.0
 # Fewest steps a re-planned segment keeps (its cosine tail).
@@ -58,8 +62,10 @@ MIN_TAIL_STEPS = 10
 # this fraction of it is done (later the learning rate is already low).
 EXTEND_FACTOR = 1.25
 EXTEND_BEFORE = 0.5
-# Re-plans per run at most (each costs a checkpoint round trip).
+# Re-plans per run at most (each costs a checkpoint round trip), and the most one re-plan may
+# multiply the plan by.
 MAX_REPLANS = 3
+MAX_EXTENSION = 2.0
 # Fewest steps a budgeted run plans (below this the model does not get past bicubic).
 MIN_STEPS = 20
 # Training steps timed by measure_step_seconds after one untimed step.
@@ -201,23 +207,27 @@ class Pacer:
         self.replan = replan
         self.new_total: int | None = None
         self.rate: float | None = None
+        self._first: int | None = None
         self._start: tuple[float, int] | None = None
 
     def __call__(self, step: int) -> bool:
         now = self.clock()
-        if self._start is None:  # the first step of a segment includes set-up and compilation
+        if self._first is None:  # the first step of a segment includes set-up and compilation
+            self._first = step
+        if self._start is None and step >= self._first + REPLAN_SKIP_STEPS:
             self._start = (now, step)
-            return False
         elapsed = now - self.t0
         if elapsed > DEADLINE_FACTOR * self.seconds:
             self.new_total = None
             return True
-        done = step - self._start[1]
-        if not self.replan or done < REPLAN_MIN_STEPS:
+        if not self.replan or self._start is None:
             return False
-        self.rate = max((now - self._start[0]) / done, 1e-9)
+        done, spent = step - self._start[1], now - self._start[0]
+        if done < REPLAN_MIN_STEPS or spent < REPLAN_MIN_SECONDS:
+            return False
+        self.rate = spent / done
         left = self.seconds - elapsed - RESTART_SECONDS
-        new_total = step + max(MIN_TAIL_STEPS, int(left / self.rate))
+        new_total = min(step + max(MIN_TAIL_STEPS, int(left / self.rate)), int(MAX_EXTENSION * self.total))
         too_slow = elapsed + (self.total - step) * self.rate > REPLAN_TOLERANCE * self.seconds
         too_fast = new_total >= EXTEND_FACTOR * self.total and step < EXTEND_BEFORE * self.total
         if (too_slow and new_total < self.total) or too_fast:

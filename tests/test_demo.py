@@ -113,34 +113,48 @@ def test_plan_steps_fits_the_budget_with_a_floor():
     assert demo.plan_steps(1, 10.0) == demo.MIN_STEPS
 
 
+def _drive(pacer, now, steps, seconds_per_step):
+    """Calls ``pacer`` for ``steps`` steps of ``seconds_per_step`` each; the step where it stopped."""
+    for step in steps:
+        now[0] += seconds_per_step
+        if pacer(step):
+            return step
+    return None
+
+
 def test_pacer_shortens_the_plan_when_steps_are_slower_than_measured():
     now = [10.0]
     pacer = demo.Pacer(t0=0.0, seconds=100.0, total=1000, clock=lambda: now[0])
-    assert pacer(1) is False  # a segment's first step (compilation) is not timed
-    for step in range(2, 12):  # 1 s per step: 1000 steps cannot fit in 100 s
-        now[0] += 1.0
-        stop = pacer(step)
-    assert stop is True
-    # 20 s gone, 30 s kept for the restart: 50 s left at 1 s/step
-    assert pacer.new_total == 11 + int(100 - 20 - demo.RESTART_SECONDS)
+    # 1 s per step: 1000 steps cannot fit; judged after skipping 5 steps, over >= 20 steps and 20 s
+    stopped = _drive(pacer, now, range(1, 100), 1.0)
+    assert stopped == 1 + demo.REPLAN_SKIP_STEPS + demo.REPLAN_MIN_STEPS
+    elapsed = now[0]
+    assert pacer.rate == pytest.approx(1.0)
+    assert pacer.new_total == stopped + int(100 - elapsed - demo.RESTART_SECONDS)
     on_time = demo.Pacer(t0=0.0, seconds=100.0, total=60, clock=lambda: now[0])
-    for step in range(12, 40):  # 1 s per step from t = 20: ends at t = 68, on schedule
-        now[0] += 1.0
-        assert on_time(step) is False
+    now[0] = 0.0
+    assert _drive(on_time, now, range(1, 60), 1.0) is None  # ends at t = 59: on schedule
     now[0] = demo.DEADLINE_FACTOR * 100.0 + 1.0
-    assert on_time(41) is True and on_time.new_total is None  # past the deadline: stop for good
+    assert on_time(61) is True and on_time.new_total is None  # past the deadline: stop for good
 
 
-def test_pacer_lengthens_an_early_plan_when_steps_are_much_faster():
+def test_pacer_ignores_the_fast_first_steps_of_a_segment():
     now = [10.0]
-    pacer = demo.Pacer(t0=0.0, seconds=100.0, total=50, clock=lambda: now[0])
-    pacer(1)
-    for step in range(2, 12):  # 0.1 s per step: far more than 50 steps fit
-        now[0] += 0.1
-        stop = pacer(step)
-    assert stop is True and pacer.new_total == 11 + int((100 - 11 - demo.RESTART_SECONDS) / 0.1 + 1e-6)
-    fixed = demo.Pacer(t0=0.0, seconds=100.0, total=50, replan=False, clock=lambda: now[0])
-    assert not any(fixed(step) for step in range(12, 30))
+    pacer = demo.Pacer(t0=0.0, seconds=100.0, total=60, clock=lambda: now[0])
+    # dispatched ahead: the first steps return at once, then 1 s per step (on schedule)
+    assert _drive(pacer, now, range(1, 6), 0.001) is None
+    assert _drive(pacer, now, range(6, 55), 1.0) is None
+
+
+def test_pacer_lengthens_an_early_plan_when_steps_are_much_faster_at_most_twice():
+    now = [0.0]
+    pacer = demo.Pacer(t0=0.0, seconds=1000.0, total=1000, clock=lambda: now[0])
+    stopped = _drive(pacer, now, range(1, 1000), 0.1)  # 0.1 s per step: about 9,000 would fit
+    assert stopped is not None and stopped < 500
+    assert pacer.new_total == 2 * 1000
+    now[0] = 0.0
+    fixed = demo.Pacer(t0=0.0, seconds=1000.0, total=1000, replan=False, clock=lambda: now[0])
+    assert _drive(fixed, now, range(1, 1000), 0.1) is None
 
 
 def test_figure_crop_is_where_bicubic_errs_most():
