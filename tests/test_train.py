@@ -263,7 +263,7 @@ def test_config_overrides_convert_types_and_reject_unknown_fields():
 
 @pytest.mark.slow
 def test_cli_sigkill_then_rerun_is_bit_identical(tmp_path, cache_dir, compilation_cache):
-    """SIGKILL `edsr-jax train` mid-run (after a checkpoint); the rerun ends bit-identical."""
+    """SIGKILL `edsr-jax train` twice mid-run; the final rerun ends bit-identical."""
     overrides = {"num_train_steps": 120, "checkpoint_every_steps": 10, "log_every_steps": 10}
     reference = train.train_and_evaluate(tiny_config(cache_dir, **overrides), str(tmp_path / "ref"))
     workdir = tmp_path / "cli"
@@ -295,6 +295,8 @@ def test_cli_sigkill_then_rerun_is_bit_identical(tmp_path, cache_dir, compilatio
 
     code, out = start_and_kill(signal.SIGKILL, 0)  # killed after the first checkpoint, anywhere
     assert code == -signal.SIGKILL, out
+    code, out = start_and_kill(signal.SIGKILL, 50)  # the resumed run, killed again later on
+    assert code == -signal.SIGKILL and "resumed from" in out, out
     final = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert final.returncode == 0 and "done: step 120" in final.stdout, final.stdout + final.stderr
     assert "resumed from" in final.stdout
