@@ -212,7 +212,9 @@ def _load_training(path: Path, dtype: Any, which: str | int) -> tuple[models.SRM
     model = _model_from_json(path / MODEL_JSON, dtype)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.eval_shape(lambda: models.init(model, jax.random.key(0)))["params"]
-    abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract)
+    abstract = jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract
+    )
     params, _ = checkpointing.restore_params(path / TRAINING_CHECKPOINTS_DIR, abstract, which)
     return model, {"params": params}
 

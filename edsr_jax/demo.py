@@ -122,17 +122,10 @@ def demo_config(num_train_steps: int = 800) -> ml_collections.ConfigDict:  # noq
 
 
 def _default_config() -> ml_collections.ConfigDict:  # noqa: F821
-    """``configs/default.py``'s config, read from the checkout this package was installed from.
+    """The defaults every config starts from (``edsr_jax.default_config``)."""
+    from edsr_jax import default_config
 
-    Raises:
-      UserError: the file is not there (a non-editable install).
-    """
-    from edsr_jax.commands import train as train_command
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "default.py")
-    if not os.path.isfile(path):
-        raise UserError(f"{path} not found: the demo needs a checkout installed with `pip install -e .`")
-    return train_command.load_config(path)
+    return default_config.get_config()
 
 
 # --- planning the run -----------------------------------------------------------------------------

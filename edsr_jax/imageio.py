@@ -150,7 +150,8 @@ def write_image(path: str, array: np.ndarray) -> None:
 
     path = os.fspath(path)
     array = np.asarray(array)
-    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 2, 3, 4))):
+    shape_ok = array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 2, 3, 4))
+    if array.dtype != np.uint8 or not shape_ok:
         raise UserError(f"write_image needs a uint8 HxW, HxWx2, HxWx3 or HxWx4 array, got {array.dtype} "
                         f"{tuple(array.shape)} for {path}")
     if array.ndim == 3 and array.shape[-1] == 1:

@@ -220,6 +220,7 @@ def make_dataset(sample_step, start_step: int, prefetch: int, num_parallel_calls
     """
     tf = _import_tf()
 
+    @tf.autograph.experimental.do_not_convert
     def to_batch(step):
         lr, hr, scale = tf.numpy_function(sample_step, [step], (tf.uint8, tf.uint8, tf.int64), stateful=False)
         lr.set_shape((None, None, None, 3))

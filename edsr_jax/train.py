@@ -597,7 +597,8 @@ def train_and_evaluate(
                 if save_now:
                     checkpointing.save(manager, state, meta=meta, metrics=scores)
                 if stop:
-                    log(f"SIGTERM: saved step {step} to {manager.directory}; rerun the command to resume")
+                    log(f"stopped (SIGTERM or stop request): saved step {step} to {manager.directory}; "
+                        "rerun the command to resume")
                     break
     finally:
         manager.wait_until_finished()

@@ -21,8 +21,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     del args
-    import edsr_jax  # noqa: F401  (applies the XLA defaults before the backend starts)
     import jax
+
+    import edsr_jax  # noqa: F401  (applies the XLA defaults before the backend starts)
 
     print(f"python        {platform.python_version()} ({platform.machine()}, {platform.system()})")
     for name in PACKAGES:
