@@ -44,11 +44,13 @@ def demo_run(tmp_path_factory):
     capture = tmp_path_factory.mktemp("out") / "stdout.txt"
     import contextlib
 
-    with open(capture, "w") as f, contextlib.redirect_stdout(f):
-        code = cli.main(
-            ["demo", "--workdir", workdir, "--steps", "3", "--data-dir", data_dir, "--no-progress"]
-        )
-    mp.undo()
+    try:
+        with open(capture, "w") as f, contextlib.redirect_stdout(f):
+            code = cli.main(
+                ["demo", "--workdir", workdir, "--steps", "3", "--data-dir", data_dir, "--no-progress"]
+            )
+    finally:
+        mp.undo()
     return code, workdir, capture.read_text(), data_dir
 
 
