@@ -151,6 +151,13 @@ def _make_trunk(module):
     return blocks + [_conv(module.num_features, 3, module, "body_end")]
 
 
+def _head(module, x):
+    """Checks the input, subtracts the DIV2K mean (float32), casts to the compute dtype, head conv."""
+    _check_input(x)
+    x = _sub_mean(x).astype(module.dtype or jnp.float32)
+    return _conv(module.num_features, 3, module, "head", in_features=3)(x)
+
+
 def _run(layers, x):
     for layer in layers:
         x = layer(x)
@@ -180,9 +187,7 @@ class EDSR(nn.Module):
     def __call__(self, x: jax.Array, scale: int | None = None) -> jax.Array:
         if scale is not None and scale != self.scale:
             raise ValueError(f"this EDSR upscales x{self.scale}, got scale={scale}")
-        _check_input(x)
-        x = _sub_mean(x).astype(self.dtype or jnp.float32)
-        x = _conv(self.num_features, 3, self, "head", in_features=3)(x)
+        x = _head(self, x)
         x = x + _run(_make_trunk(self), x)
         x = Upsampler(self.scale, self.num_features, self.dtype, self.param_dtype, name="upsample")(x)
         x = _conv(3, 3, self, "tail")(x)
@@ -223,9 +228,7 @@ class MDSR(nn.Module):
             scale = self.scales[0]
         if scale not in self.scales:
             raise ValueError(f"this MDSR serves scales {tuple(self.scales)}, got scale={scale}")
-        _check_input(x)
-        x = _sub_mean(x).astype(self.dtype or jnp.float32)
-        x = _conv(self.num_features, 3, self, "head", in_features=3)(x)
+        x = _head(self, x)
         # Flax creates parameters on first use: at init, run every scale's branch once.
         branch_scales = self.scales if self.is_initializing() else (scale,)
         trunk = _make_trunk(self)
