@@ -162,3 +162,13 @@ def test_eval_with_a_checkpoint_and_a_scale_it_lacks(set5_dir, tmp_path, capsys)
     assert result["scale"] == 2 and len(result["images"]) == 1 and result["psnr"] > 5
     assert cli.main(args + ["--scales", "2,3"]) == 2
     assert "x2 only" in capsys.readouterr().err
+
+
+def test_eval_json_is_strict_when_a_psnr_is_infinite(tmp_path):
+    from edsr_jax.commands import eval as eval_command
+
+    path = str(tmp_path / "r.json")
+    eval_command._write_json(path, {"results": [{"psnr": float("inf"), "images": [{"psnr": 30.5}]}]})
+    with open(path) as f:
+        data = json.loads(f.read(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert data == {"results": [{"psnr": None, "images": [{"psnr": 30.5}]}]}

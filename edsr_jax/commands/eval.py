@@ -9,6 +9,7 @@ Examples::
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -127,10 +128,24 @@ def run(args) -> int:
     return 0
 
 
+def _finite_or_null(value):
+    """``value`` with every non-finite float replaced by ``None`` (strict JSON has no Infinity)."""
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _write_json(path: str, payload: dict) -> None:
-    """Write JSON atomically (temporary file in the same folder, then rename)."""
+    """Write strict JSON atomically (temporary file in the same folder, then rename).
+
+    A PSNR that is infinite (an output identical to its HR image) is written as ``null``.
+    """
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
+        json.dump(_finite_or_null(payload), f, indent=2, allow_nan=False)
         f.write("\n")
     os.replace(tmp, path)
