@@ -5,4 +5,4 @@
         --config.data.data_dir=/data/tfds
 """
 
-from edsr_jax.default_config import get_config  # noqa: F401
+from edsr_jax.default_config import apply_cpu_recipe, get_config  # noqa: F401

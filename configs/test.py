@@ -23,14 +23,9 @@ def get_config():
     config.model.num_features = 16
     config.batch_size = 16
     config.patch_size = 24
-    config.data.source = "skimage"
+    default_lib.apply_cpu_recipe(config)  # skimage photos, lr 1e-3 warm-up + cosine, flat patches redrawn
     config.data.patches_per_image = 4
-    config.data.flat_patch_threshold = 4.0
-    config.data.prefetch = 2
     config.num_train_steps = 60
-    config.learning_rate = 1e-3
-    config.lr_schedule = "cosine"
-    config.warmup_fraction = 0.05
     config.log_every_steps = 10
     config.checkpoint_every_steps = 20
     config.keep_checkpoints = 2

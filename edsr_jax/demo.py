@@ -97,20 +97,17 @@ def demo_config(num_train_steps: int = 800) -> ml_collections.ConfigDict:  # noq
     Returns:
       A config for :func:`edsr_jax.train.train_and_evaluate`.
     """
-    config = _default_config()
+    from edsr_jax import default_config
+
+    config = default_config.get_config()
     config.model.num_blocks = 4
     config.model.num_features = 48
     config.scales = (SCALE,)
     config.batch_size = 16
     config.patch_size = 32
-    config.data.source = "skimage"
+    default_config.apply_cpu_recipe(config)  # skimage photos, lr 1e-3 warm-up + cosine, flat patches
     config.data.patches_per_image = 16
-    config.data.flat_patch_threshold = 4.0
-    config.data.prefetch = 2
     config.num_train_steps = int(num_train_steps)
-    config.learning_rate = 1e-3
-    config.lr_schedule = "cosine"
-    config.warmup_fraction = 0.05
     config.log_every_steps = 10**9  # the demo shows a progress bar instead of log lines
     config.checkpoint_every_steps = 0  # only at the end (and on a deadline stop)
     config.keep_checkpoints = 1
@@ -119,13 +116,6 @@ def demo_config(num_train_steps: int = 800) -> ml_collections.ConfigDict:  # noq
     config.eval.num_images = 0  # all held-out photographs
     config.eval.protocol = "benchmark"  # Y channel, shave = scale, like the demo's table
     return config
-
-
-def _default_config() -> ml_collections.ConfigDict:  # noqa: F821
-    """The defaults every config starts from (``edsr_jax.default_config``)."""
-    from edsr_jax import default_config
-
-    return default_config.get_config()
 
 
 # --- planning the run -----------------------------------------------------------------------------
