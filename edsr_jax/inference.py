@@ -173,7 +173,8 @@ def tiled(fn: Callable, x, *, scale: int, tile: int, overlap: int, with_valid: b
 
 
 def _conv_input_mask(valid, lr_hw: tuple[int, int]):
-    """A flax method interceptor that zeroes every ``nn.Conv`` input outside ``valid``.
+    """A flax method interceptor that zeroes every conv input (``models.Conv``, ``nn.Conv``) outside
+    ``valid``.
 
     ``valid`` is ``[top, bottom, left, right]`` in LR pixels of an input of size ``lr_hw``; at a
     conv working at r times the LR resolution the bounds are multiplied by r.
@@ -181,8 +182,10 @@ def _conv_input_mask(valid, lr_hw: tuple[int, int]):
     import flax.linen as nn
     import jax.numpy as jnp
 
+    from edsr_jax import models
+
     def interceptor(next_fun, args, kwargs, context):
-        if not (isinstance(context.module, nn.Conv) and context.method_name == "__call__"):
+        if not (isinstance(context.module, (models.Conv, nn.Conv)) and context.method_name == "__call__"):
             return next_fun(*args, **kwargs)
         feat = args[0]
         r = feat.shape[1] // lr_hw[0]

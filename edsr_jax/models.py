@@ -12,7 +12,7 @@ Parameter names follow the model's structure and are what ``edsr_jax.convert`` m
 * MDSR: ``head``, ``pre_process_x{s}_{0,1}/{conv1,conv2}`` (5x5), ``block_{i}/...``, ``body_end``,
   ``upsample_x{s}/conv_{k}``, ``tail``. Every per-scale module has ``_x{s}`` in its name.
 
-This module imports only jax, flax and numpy.
+This module imports only jax, flax, numpy and ``edsr_jax.ops`` (jax only).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from edsr_jax import ops
 
 # DIV2K mean RGB as fractions of the RGB range (official code, rgb_range = 255).
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -65,6 +67,39 @@ def pixel_shuffle(x: jax.Array, r: int) -> jax.Array:
     return x.reshape(n, h * r, w * r, oc)
 
 
+class Conv(nn.Module):
+    """A stride-1, SAME-padded conv with bias: the parameters and output of ``nn.Conv``.
+
+    Parameters are ``kernel`` (HWIO) and ``bias``, initialised like PyTorch's ``nn.Conv2d``
+    (U(+-1/sqrt(fan_in)) for both). It runs ``edsr_jax.ops.conv2d``, whose backward pass is
+    faster on CPU (reverse-mode differentiation only).
+    """
+
+    features: int
+    kernel_size: int
+    in_features: int
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        if k % 2 != 1:
+            raise ValueError(f"Conv needs an odd kernel_size, got {k}")
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Conv {self.name!r} expects {self.in_features} input channels, got shape {x.shape}"
+            )
+        kernel = self.param(
+            "kernel", torch_conv_kernel_init, (k, k, self.in_features, self.features), self.param_dtype
+        )
+        bias = self.param(
+            "bias", _torch_bias_init(self.in_features * k * k), (self.features,), self.param_dtype
+        )
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        return ops.conv2d(x, kernel, bias)
+
+
 def torch_conv(
     features: int,
     kernel_size: int,
@@ -72,18 +107,9 @@ def torch_conv(
     dtype: Dtype | None = None,
     param_dtype: Dtype = jnp.float32,
     name: str | None = None,
-) -> nn.Conv:
+) -> Conv:
     """A stride-1, SAME-padded conv with bias, initialised like PyTorch's ``nn.Conv2d``."""
-    return nn.Conv(
-        features,
-        (kernel_size, kernel_size),
-        padding="SAME",
-        dtype=dtype,
-        param_dtype=param_dtype,
-        kernel_init=torch_conv_kernel_init,
-        bias_init=_torch_bias_init(in_features * kernel_size * kernel_size),
-        name=name,
-    )
+    return Conv(features, kernel_size, in_features, dtype=dtype, param_dtype=param_dtype, name=name)
 
 
 def _conv(features, kernel_size, module, name, in_features=None):

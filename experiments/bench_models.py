@@ -8,9 +8,10 @@ with the x8 self-ensemble), ``tiled`` (a 2K DIV2K-sized LR image, 1020x678 at x2
 For each it prints seconds (median and min over alternating repeats), LR pixels/s, achieved
 GFLOP/s from an analytic count of the convolution FLOPs (``2*H*W*k*k*Cin*Cout`` per conv forward;
 a training step counts 3x the forward: forward + input and weight gradients) and the fraction of
-``--peak-gflops``. With ``--compare-torch`` the same architecture runs in PyTorch (eager,
-``torch.set_num_threads`` = the cores this process may use) with the same weights, in the same
-process, alternating with JAX run by run, and the ratio JAX/PyTorch is printed (< 1: JAX faster).
+the fp32 FMA peak (``--peak-gflops``, or measured by ``experiments/fma_peak.py``). With
+``--compare-torch`` the same architecture runs in PyTorch (eager, ``torch.set_num_threads`` = the
+cores this process may use) with the same weights, in the same process, alternating with JAX run
+by run, and the ratio JAX/PyTorch is printed (< 1: JAX faster).
 
 Examples::
 
@@ -261,20 +262,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tiled-size", default="1020x678", help="LR WxH of the tiled image")
     p.add_argument("--tile", type=int, default=512, help="LR tile side for the tiled workload")
     p.add_argument("--patch", type=int, default=48, help="LR patch side of the training batch")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per engine (after 1 warm-up)")
-    p.add_argument("--peak-gflops", type=float, default=76.0, help="the machine's fp32 FMA peak")
+    p.add_argument(
+        "--repeats", type=int, default=None, help="timed runs per engine after 1 warm-up (3; 2 with --quick)"
+    )
+    p.add_argument(
+        "--peak-gflops",
+        type=float,
+        default=None,
+        help="the machine's fp32 FMA peak (default: measured by experiments/fma_peak.py; none if that fails)",
+    )
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="JAX compute dtype")
     p.add_argument("--compare-torch", action="store_true", help="also run PyTorch, alternating")
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small sizes: 64x64 image, 128x96 tiled, tile 128, train batch 4 of 24x24, 2 repeats",
+        help="small sizes: 64x64 image, 128x96 tiled, tile 128, train batch 4 of 24x24, no train16",
     )
     p.add_argument("--json", default="", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     if args.quick:
-        args.infer_size, args.tiled_size, args.tile, args.patch, args.repeats = 64, "128x96", 128, 24, 2
+        args.infer_size, args.tiled_size, args.tile, args.patch = 64, "128x96", 128, 24
+        args.repeats = args.repeats or 2
         args.workloads = ",".join(w for w in args.workloads.split(",") if w != "train16")
+    args.repeats = args.repeats or 3
     for name in args.models.split(","):
         if name not in ARCHS:
             p.error(f"--models: unknown model {name!r}; choose from {sorted(ARCHS)}")
@@ -287,10 +297,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _fmt_row(arch, work, engine, times, pixels, flops, peak):
     med, best = statistics.median(times), min(times)
     gf = flops / med / 1e9
-    return (
-        f"{arch:14s} {work:9s} {engine:6s} {med:8.3f} {best:8.3f} {pixels / med:11.0f} "
-        f"{gf:8.1f} {100 * gf / peak:6.1f}%"
-    )
+    share = f"{100 * gf / peak:6.1f}%" if peak else "    n/a"
+    return f"{arch:14s} {work:9s} {engine:6s} {med:8.3f} {best:8.3f} {pixels / med:11.0f} {gf:8.1f} {share}"
+
+
+def resolve_peak(given: float | None) -> float | None:
+    """``--peak-gflops`` if given, else the FMA peak measured now on this process's cores."""
+    if given:
+        return given
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import fma_peak
+
+    try:
+        return fma_peak.measure(cores())
+    except Exception as err:  # no compiler, no OpenMP: the % of peak column is left out
+        print(f"# FMA peak not measured ({err}); pass --peak-gflops to get the % of peak column")
+        return None
 
 
 def main(argv=None) -> int:
@@ -307,6 +329,10 @@ def main(argv=None) -> int:
         f"({jax.default_backend()}), XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
         + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "")
     )
+    peak = resolve_peak(args.peak_gflops)
+    if peak:
+        source = "given" if args.peak_gflops else "measured by experiments/fma_peak.py"
+        print(f"# fp32 FMA peak: {peak:.1f} GFLOP/s ({source})")
     print(f"# load before: {os.getloadavg()}")
     print(
         f"{'model':14s} {'workload':9s} {'engine':6s} {'median_s':>8s} {'min_s':>8s} {'LR_px/s':>11s} "
@@ -328,7 +354,7 @@ def main(argv=None) -> int:
                 fns, pixels, flops, extra = train_workload(model, variables, net, batch, args.patch, dtype)
             times = time_alternating(fns, args.repeats)
             for engine, ts in times.items():
-                print(_fmt_row(arch, work, engine, ts, pixels, flops, args.peak_gflops), flush=True)
+                print(_fmt_row(arch, work, engine, ts, pixels, flops, peak), flush=True)
             row = {
                 "model": arch,
                 "workload": work,
@@ -351,7 +377,7 @@ def main(argv=None) -> int:
     print(f"# load after: {os.getloadavg()}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"args": vars(args), "results": results}, fh, indent=1)
+            json.dump({"args": vars(args), "peak_gflops": peak, "results": results}, fh, indent=1)
     return 0
 
 

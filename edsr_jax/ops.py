@@ -1,0 +1,125 @@
+"""The one convolution every EDSR/MDSR layer uses, with gradients that are fast on CPUs.
+
+``conv2d(x, kernel, bias)`` is a stride-1, SAME-padded NHWC/HWIO convolution plus bias, exactly
+what ``flax.linen.Conv`` computes. Its forward pass is the plain XLA convolution. Its backward pass
+is the same mathematics, but on CPU two of the gradients XLA would emit are replaced by forms that
+XLA's CPU backend runs several times faster (measured in ``experiments/RESULTS.md``):
+
+* the bias gradient (a sum over batch and space) becomes a matrix-vector product: XLA CPU splits
+  a large ``reduce`` into a strided ``reduce-window`` that runs about 5x slower than the memory
+  allows;
+* the kernel gradient of a conv with few output channels (the RGB tail) becomes one GEMM,
+  ``x^T @ shifted(g)``: ``g`` has only ``k*k*Cout`` shifted copies (27 channels for the tail),
+  while XLA's backward-filter convolution first transposes the 64-channel input at the HR
+  resolution and then runs a convolution with a 96x96 "kernel".
+
+On other platforms (GPU, TPU) the backward pass is the standard one, chosen at lowering time by
+``jax.lax.platform_dependent``. The input gradient is always the standard transposed convolution.
+
+Because of the custom VJP, the model supports reverse-mode differentiation (``jax.grad``,
+``jax.vjp``) but not forward mode (``jax.jvp``, ``jax.jacfwd``).
+
+This module imports only jax and numpy.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+# Kernel gradients of convs with at most this many output channels use the shifted-g GEMM on CPU.
+SMALL_OUT_CHANNELS = 8
+
+
+def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 SAME convolution (odd kernel sizes, as in every EDSR/MDSR layer)."""
+    p = kernel.shape[0] // 2
+    return lax.conv_general_dilated(
+        x, kernel, (1, 1), ((p, p), (p, p)), dimension_numbers=_DIMENSION_NUMBERS
+    )
+
+
+@jax.custom_vjp
+def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """``conv(x, kernel) + bias``: NHWC input, HWIO kernel (odd, square), stride 1, SAME padding.
+
+    All three arguments must have the same dtype (the Flax module promotes them first).
+    """
+    return _conv(x, kernel) + bias
+
+
+def _fwd(x, kernel, bias):
+    return conv2d(x, kernel, bias), (x, kernel)
+
+
+def _input_grad(kernel, g, x_shape_dtype):
+    return jax.linear_transpose(lambda a: _conv(a, kernel), x_shape_dtype)(g)[0]
+
+
+def _kernel_grad_standard(x, kernel, g):
+    return jax.linear_transpose(lambda k: _conv(x, k), kernel)(g)[0]
+
+
+def _bias_grad_standard(g):
+    return jnp.sum(g, axis=(0, 1, 2))
+
+
+def _rows(a: jax.Array) -> jax.Array:
+    """[N, H, W, C] -> [N*H*W, C] (a free reshape of a row-major array)."""
+    return a.reshape(-1, a.shape[-1])
+
+
+def _bias_grad_cpu(g):
+    """Sum over N, H, W as ``ones @ g``: a memory-bound GEMV instead of XLA CPU's reduce-window."""
+    ones = jnp.ones((g.shape[0] * g.shape[1] * g.shape[2],), g.dtype)
+    return lax.dot_general(
+        ones, _rows(g), (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32
+    ).astype(g.dtype)
+
+
+def _kernel_grad_shifted_g(x, kernel, g):
+    """dW[i, j, c, o] = sum_{n,h,w} x[n,h,w,c] * gpad[n, h+2p-i, w+2p-j, o], as one GEMM.
+
+    The k*k shifted copies of ``g`` (cheap when ``g`` has few channels) are concatenated on the
+    channel axis; ``x`` is contracted over its rows without being transposed or copied.
+    """
+    k = kernel.shape[0]
+    p = k // 2
+    _, h, w, cin = x.shape
+    cout = g.shape[-1]
+    gp = jnp.pad(g, ((0, 0), (p, p), (p, p), (0, 0)))
+    shifted = jnp.concatenate(
+        [gp[:, 2 * p - i : 2 * p - i + h, 2 * p - j : 2 * p - j + w, :] for i in range(k) for j in range(k)],
+        axis=-1,
+    )
+    dwt = lax.dot_general(
+        _rows(x), _rows(shifted), (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32
+    )  # [Cin, k*k*Cout]
+    return dwt.reshape(cin, k, k, cout).transpose(1, 2, 0, 3).astype(kernel.dtype)
+
+
+def _param_grads_cpu(x, kernel, g):
+    if kernel.shape[-1] <= SMALL_OUT_CHANNELS:
+        dk = _kernel_grad_shifted_g(x, kernel, g)
+    else:
+        dk = _kernel_grad_standard(x, kernel, g)
+    return dk, _bias_grad_cpu(g)
+
+
+def _param_grads_default(x, kernel, g):
+    return _kernel_grad_standard(x, kernel, g), _bias_grad_standard(g)
+
+
+def _bwd(residuals, g):
+    x, kernel = residuals
+    dx = _input_grad(kernel, g, jax.ShapeDtypeStruct(x.shape, x.dtype))
+    dk, db = lax.platform_dependent(
+        x, kernel, g, cpu=_param_grads_cpu, default=_param_grads_default
+    )
+    return dx, dk, db
+
+
+conv2d.defvjp(_fwd, _bwd)
+

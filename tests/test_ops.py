@@ -1,0 +1,90 @@
+"""edsr_jax.ops.conv2d: the forward pass is nn.Conv's, and its CPU backward pass gives the same
+gradients as JAX's own differentiation of the plain convolution."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from edsr_jax import models, ops
+
+# (batch, height, width, in_channels, out_channels, kernel): the head (3 -> F), a body conv,
+# the RGB tail (F -> 3, the shifted-g kernel gradient), MDSR's 5x5 pre-processing, odd sizes.
+SHAPES = [
+    (2, 9, 7, 3, 16, 3),
+    (2, 8, 8, 16, 16, 3),
+    (3, 10, 6, 16, 3, 3),
+    (1, 7, 9, 8, 8, 5),
+    (2, 5, 11, 12, 1, 3),
+]
+
+
+def _reference(x, kernel, bias):
+    """The convolution as nn.Conv computes it, differentiated by JAX itself."""
+    p = kernel.shape[0] // 2
+    y = jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), ((p, p), (p, p)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    return y + bias
+
+
+def _arrays(shape, dtype=jnp.float32, seed=0):
+    n, h, w, cin, cout, k = shape
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(n, h, w, cin)), dtype)
+    kernel = jnp.asarray(rng.normal(size=(k, k, cin, cout)) / np.sqrt(k * k * cin), dtype)
+    bias = jnp.asarray(rng.normal(size=(cout,)), dtype)
+    cot = jnp.asarray(rng.normal(size=(n, h, w, cout)), dtype)
+    return x, kernel, bias, cot
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_forward_and_gradients_match_plain_convolution(shape):
+    x, kernel, bias, cot = _arrays(shape)
+    y_ref, vjp_ref = jax.vjp(_reference, x, kernel, bias)
+    y, vjp = jax.jit(lambda a, b, c: jax.vjp(ops.conv2d, a, b, c))(x, kernel, bias)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    for got, want, name in zip(vjp(cot), vjp_ref(cot), ("input", "kernel", "bias"), strict=True):
+        assert got.shape == want.shape and got.dtype == want.dtype, name
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=f"{name} gradient")
+
+
+@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[2]], ids=["head", "tail"])
+def test_cpu_and_default_parameter_gradients_agree(shape):
+    # Both branches of the platform_dependent switch, called directly: the default one (GPU/TPU)
+    # is the plain transpose, the CPU one the rewritten forms.
+    x, kernel, _, cot = _arrays(shape, seed=1)
+    dk_cpu, db_cpu = jax.jit(ops._param_grads_cpu)(x, kernel, cot)
+    dk_def, db_def = jax.jit(ops._param_grads_default)(x, kernel, cot)
+    np.testing.assert_allclose(dk_cpu, dk_def, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(db_cpu, db_def, rtol=1e-4, atol=1e-4)
+
+
+def test_bfloat16_gradients_keep_dtype_and_are_close():
+    x, kernel, bias, cot = _arrays(SHAPES[2], jnp.bfloat16, seed=2)
+    grads = jax.vjp(ops.conv2d, x, kernel, bias)[1](cot)
+    ref = jax.vjp(_reference, *(a.astype(jnp.float32) for a in (x, kernel, bias)))[1](
+        cot.astype(jnp.float32)
+    )
+    for got, want in zip(grads, ref, strict=True):
+        assert got.dtype == jnp.bfloat16
+        np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=0.05, atol=0.1)
+
+
+def test_conv_module_has_nn_conv_parameters_and_output():
+    x = jnp.asarray(np.random.default_rng(3).uniform(0, 1, (1, 6, 5, 4)), jnp.float32)
+    ours = models.Conv(7, 3, 4)
+    theirs = nn.Conv(7, (3, 3), padding="SAME")
+    variables = ours.init(jax.random.PRNGKey(0), x)
+    shapes = jax.tree.map(jnp.shape, variables)
+    assert shapes == jax.tree.map(jnp.shape, theirs.init(jax.random.PRNGKey(0), x))
+    np.testing.assert_allclose(ours.apply(variables, x), theirs.apply(variables, x), rtol=1e-6, atol=1e-6)
+
+
+def test_conv_module_rejects_wrong_channels_and_even_kernels():
+    x = jnp.zeros((1, 4, 4, 3))
+    with pytest.raises(ValueError, match="expects 5 input channels, got shape"):
+        models.Conv(8, 3, 5).init(jax.random.PRNGKey(0), x)
+    with pytest.raises(ValueError, match="odd kernel_size, got 4"):
+        models.Conv(8, 4, 3).init(jax.random.PRNGKey(0), x)
