@@ -8,6 +8,7 @@ fraction of this figure (``experiments/bench_models.py`` uses it when ``--peak-g
 
     python experiments/fma_peak.py              # all cores this process may use
     python experiments/fma_peak.py --threads 1
+    python experiments/fma_peak.py --gemm       # also a 2048^3 fp32 GEMM in numpy and XLA
 
 Needs a C compiler with OpenMP (``cc``/``gcc``); prints a one-line error and exits 2 without one.
 """
@@ -101,9 +102,41 @@ def measure(threads: int | None = None, seconds: float = 0.3) -> float:
         return max(gflops, float(out.stdout.split()[0]))
 
 
+def gemm_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """Best-of-``repeats`` fp32 GFLOP/s of an n x n x n matrix product in numpy and (if present) XLA."""
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    runs = {"numpy": lambda: a @ b}
+    try:
+        import jax
+
+        import edsr_jax  # noqa: F401  (the library's XLA CPU defaults, as in the benchmarks)
+
+        ja, jb = jax.device_put(a), jax.device_put(b)
+        matmul = jax.jit(lambda x, y: x @ y)
+        runs["xla"] = lambda: matmul(ja, jb).block_until_ready()
+    except ImportError:
+        pass
+    out = {}
+    for name, fn in runs.items():
+        fn()
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        out[name] = 2.0 * n**3 / best / 1e9
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=None, help="default: the cores this process may use")
+    p.add_argument("--gemm", action="store_true", help="also time a 2048^3 fp32 GEMM (numpy, XLA)")
     args = p.parse_args(argv)
     try:
         peak = measure(args.threads)
@@ -112,6 +145,9 @@ def main(argv=None) -> int:
         return 2
     threads = args.threads or len(os.sched_getaffinity(0))
     print(f"fp32 FMA peak: {peak:.1f} GFLOP/s on {threads} thread(s), {vector_bytes() * 8}-bit vectors")
+    if args.gemm:
+        for name, rate in gemm_gflops().items():
+            print(f"fp32 GEMM 2048^3 ({name}): {rate:.1f} GFLOP/s = {100 * rate / peak:.0f} % of that peak")
     return 0
 
 
