@@ -11,7 +11,9 @@ a training step counts 3x the forward: forward + input and weight gradients) and
 the fp32 FMA peak (``--peak-gflops``, or measured by ``experiments/fma_peak.py``). With
 ``--compare-torch`` the same architecture runs in PyTorch (eager, ``torch.set_num_threads`` = the
 cores this process may use) with the same weights, in the same process, alternating with JAX run
-by run, and the ratio JAX/PyTorch is printed (< 1: JAX faster).
+by run, and the ratio JAX/PyTorch is printed (< 1: JAX faster): "paired" is the median over rounds
+of the ratio within a round (the figure to quote on a machine whose speed drifts), then the
+ratio of the medians and of the minima.
 
 Examples::
 
@@ -366,8 +368,14 @@ def main(argv=None) -> int:
             if "torch" in times:
                 ratio = statistics.median(times["jax"]) / statistics.median(times["torch"])
                 ratio_min = min(times["jax"]) / min(times["torch"])
-                row["ratio_jax_torch"] = ratio
-                print(f"{'':14s} {work:9s} ratio jax/torch: median {ratio:.3f}, min {ratio_min:.3f}")
+                # Each round runs both engines back to back, so its ratio is immune to the slow
+                # drift of a shared machine's speed; the median of these is the headline figure.
+                paired = statistics.median(j / t for j, t in zip(times["jax"], times["torch"], strict=True))
+                row.update(ratio_jax_torch=ratio, ratio_paired=paired)
+                print(
+                    f"{'':14s} {work:9s} ratio jax/torch: paired {paired:.3f} (median of per-round ratios), "
+                    f"of medians {ratio:.3f}, of minima {ratio_min:.3f}"
+                )
             if extra:
                 print(
                     f"{'':14s} {work:9s} first step: lower {extra['lower_s']:.2f} s, compile "
