@@ -337,17 +337,24 @@ class PreemptionGuard:
 # --- the workdir's model.json ---------------------------------------------------------------------
 
 
-def prepare_workdir(workdir: str, spec: dict, config_summary: dict, *, write: bool = True) -> None:
+def prepare_workdir(
+    workdir: str, spec: dict, config_summary: dict, *, write: bool = True
+) -> list[tuple[str, Any, Any]]:
     """Checks that ``workdir`` belongs to this model; writes ``workdir/model.json`` if missing.
 
     ``model.json`` has the exported-model format of :mod:`edsr_jax.checkpoint` (``spec`` plus
-    ``metadata``), so ``edsr_jax.load_model(workdir)`` can rebuild the model.
+    ``metadata``), so ``edsr_jax.load_model(workdir)`` can rebuild the model. The config the run
+    started with stays in it (``metadata.config``).
 
     Args:
       workdir: the training directory.
       spec: ``models.model_spec`` of the model being trained.
-      config_summary: JSON-able facts stored under ``metadata.config``.
+      config_summary: flat, JSON-able config (``{"a.b": value}``) stored under ``metadata.config``.
       write: create the file (False on processes other than 0).
+
+    Returns:
+      ``[(key, stored value, new value)]`` for every config entry that differs from the stored
+      one (a key missing on one side has ``None`` there); empty for a new workdir.
 
     Raises:
       UserError: the workdir holds a model.json of a different architecture, or is a file.
@@ -360,7 +367,9 @@ def prepare_workdir(workdir: str, spec: dict, config_summary: dict, *, write: bo
     path = folder / checkpoint.MODEL_JSON
     if path.exists():
         try:
-            stored = json.loads(path.read_text()).get("spec")
+            document = json.loads(path.read_text())
+            stored = document.get("spec")
+            stored_config = document.get("metadata", {}).get("config") or {}
         except (OSError, ValueError, AttributeError) as e:
             raise UserError(f"cannot read {path} ({e}); move it away or use another --workdir") from None
         if stored != spec:
@@ -368,9 +377,15 @@ def prepare_workdir(workdir: str, spec: dict, config_summary: dict, *, write: bo
                 f"{workdir} holds a run of a different model ({stored}) than this config ({spec}); "
                 "use another --workdir"
             )
-        return
+        # Compare as JSON would store the new config (tuples become lists, objects strings).
+        new = json.loads(json.dumps(config_summary, default=str))
+        return [
+            (key, stored_config.get(key), new.get(key))
+            for key in sorted(set(stored_config) | set(new))
+            if stored_config.get(key) != new.get(key)
+        ]
     if not write:
-        return
+        return []
     folder.mkdir(parents=True, exist_ok=True)
     document = {
         "format": checkpoint.MODEL_FORMAT,
@@ -381,3 +396,4 @@ def prepare_workdir(workdir: str, spec: dict, config_summary: dict, *, write: bo
     tmp = folder / f"{checkpoint.MODEL_JSON}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
     tmp.rename(path)  # (atomic on local disks; a copy and delete on gs://)
+    return []

@@ -454,6 +454,18 @@ def _local_copy(tree: Any) -> Any:
     return jax.tree.map(lambda a: a.addressable_data(0), tree)
 
 
+def config_change_message(changed: list[tuple[str, Any, Any]], limit: int = 12) -> str:
+    """One warning line naming the config entries that differ from the run's ``model.json``."""
+    items = [f"{key} {old!r} -> {new!r}" for key, old, new in changed]
+    more = f"; and {len(items) - limit} more" if len(items) > limit else ""
+    return (
+        "warning: this config differs from the one this workdir's run started with (model.json): "
+        + "; ".join(items[:limit]) + more
+        + ". Training resumes with the new values; from here the run is not the one an "
+        "uninterrupted run of either config would give."
+    )
+
+
 def _console(is_chief: bool, text: str) -> None:
     if is_chief:
         print(text, flush=True)
@@ -524,7 +536,9 @@ def train_and_evaluate(
     sharding.check_batch_size(int(config.batch_size), mesh)
     model = create_model(config)
     spec = models.model_spec(model)
-    checkpointing.prepare_workdir(workdir, spec, _flatten(config.to_dict()), write=is_chief)
+    changed = checkpointing.prepare_workdir(workdir, spec, _flatten(config.to_dict()), write=is_chief)
+    if changed:
+        log(config_change_message(changed))
     learning_rate_fn = create_learning_rate_fn(config)
     tx = create_optimizer(config, model)
     state, shardings = create_train_state(model, tx, mesh, jax.random.PRNGKey(int(config.seed)))

@@ -109,7 +109,32 @@ def test_sigterm_requests_a_stop_and_the_old_handler_comes_back():
 
 def test_workdir_of_another_model_is_refused(tmp_path):
     spec = {"arch": "edsr", "scale": 2, "num_blocks": 1, "num_features": 8, "res_scale": 1.0}
-    checkpointing.prepare_workdir(str(tmp_path), spec, {"seed": 0})
+    assert checkpointing.prepare_workdir(str(tmp_path), spec, {"seed": 0}) == []
     checkpointing.prepare_workdir(str(tmp_path), dict(spec), {"seed": 1})  # same model: fine
     with pytest.raises(UserError, match="different model.*'scale': 4"):
         checkpointing.prepare_workdir(str(tmp_path), {**spec, "scale": 4}, {})
+
+
+def test_resuming_with_another_config_reports_every_difference(tmp_path):
+    from edsr_jax import train
+
+    spec = {"arch": "edsr", "scale": 2, "num_blocks": 1, "num_features": 8, "res_scale": 1.0}
+    first = {"seed": 0, "batch_size": 16, "data.scales": (2,), "lr": 1e-4, "log_every_steps": 10}
+    assert checkpointing.prepare_workdir(str(tmp_path), spec, first) == []
+    assert checkpointing.prepare_workdir(str(tmp_path), spec, dict(first)) == []  # tuples as stored
+    second = {**first, "seed": 1, "batch_size": 32, "new_field": "x"}
+    del second["log_every_steps"]
+    changed = checkpointing.prepare_workdir(str(tmp_path), spec, second)
+    assert changed == [
+        ("batch_size", 16, 32),
+        ("log_every_steps", 10, None),
+        ("new_field", None, "x"),
+        ("seed", 0, 1),
+    ]
+    # model.json keeps the config the run started with.
+    assert checkpointing.prepare_workdir(str(tmp_path), spec, first) == []
+    message = train.config_change_message(changed)
+    assert message.startswith("warning: this config differs") and "seed 0 -> 1" in message
+    assert "batch_size 16 -> 32" in message and "more" not in message
+    many = train.config_change_message([(f"k{i}", i, i + 1) for i in range(15)])
+    assert many.count(" -> ") == 12 and "and 3 more" in many

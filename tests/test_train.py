@@ -85,7 +85,7 @@ def test_train_and_evaluate_writes_checkpoints_events_and_a_loadable_model(tmp_p
     assert_trees_equal(jax.device_get(best["params"]), params_of(state))
 
 
-def test_resume_after_sigterm_is_bit_identical(tmp_path, cache_dir, monkeypatch):
+def test_resume_after_sigterm_is_bit_identical(tmp_path, cache_dir, monkeypatch, capsys):
     reference = train.train_and_evaluate(
         tiny_config(cache_dir, lr_schedule="step", lr_decay_steps=2), str(tmp_path / "a")
     )
@@ -106,8 +106,11 @@ def test_resume_after_sigterm_is_bit_identical(tmp_path, cache_dir, monkeypatch)
         checkpointing.create_manager(os.path.join(workdir, "checkpoints"))
     )
     monkeypatch.undo()
+    capsys.readouterr()
     resumed = train.train_and_evaluate(config, workdir)
     assert int(resumed.step) == 6
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "config differs" not in out  # same config: no warning
     assert_trees_equal(params_of(resumed), params_of(reference))
     assert_trees_equal(jax.device_get(resumed.opt_state), jax.device_get(reference.opt_state))
 
