@@ -144,6 +144,22 @@ def test_conv_parameter_gradients_use_the_fast_cpu_forms():
     assert "reduce-window(" not in wide and wide.count("convolution(") == 2  # standard kernel grad
 
 
+@pytest.mark.parametrize("platform", ["cuda", "tpu"])
+def test_gpu_and_tpu_programs_keep_the_standard_conv_gradients(platform):
+    # Lowered (not run) for the accelerator: the CPU forms must not leak into GPU/TPU programs.
+    from edsr_jax import ops
+
+    x = jnp.ones((2, 16, 16, 8))
+    grads = jax.jit(jax.grad(lambda w, b: jnp.sum(ops.conv2d(x, w, b) ** 2), argnums=(0, 1)))
+    w, b = jnp.ones((3, 3, 8, 3)), jnp.ones((3,))
+    accel = jax.export.export(grads, platforms=[platform])(w, b).mlir_module()
+    cpu = jax.export.export(grads, platforms=["cpu"])(w, b).mlir_module()
+    count = lambda text, op: text.count(f"stablehlo.{op}")  # noqa: E731
+    assert (count(accel, "convolution"), count(accel, "dot_general")) == (2, 0)  # fwd + kernel grad
+    assert count(accel, "reduce") >= 1  # the bias gradient as a sum
+    assert (count(cpu, "convolution"), count(cpu, "dot_general")) == (1, 2)  # GEMV + tail GEMM
+
+
 # --- benchmark scripts stay runnable --------------------------------------------------------------
 
 
