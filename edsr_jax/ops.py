@@ -2,8 +2,8 @@
 
 ``conv2d(x, kernel, bias)`` is a stride-1, SAME-padded NHWC/HWIO convolution plus bias, exactly
 what ``flax.linen.Conv`` computes. Its forward pass is the plain XLA convolution. Its backward pass
-is the same mathematics, but on CPU two of the gradients XLA would emit are replaced by forms that
-XLA's CPU backend runs several times faster (measured in ``experiments/RESULTS.md``):
+is the same mathematics, but on CPU three of the gradients XLA would emit are replaced by forms
+that XLA's CPU backend runs several times faster (measured in ``experiments/RESULTS.md``):
 
 * the bias gradient (a sum over batch and space) becomes a matrix-vector product: XLA CPU splits
   a large ``reduce`` into a strided ``reduce-window`` that runs about 5x slower than the memory
@@ -11,7 +11,10 @@ XLA's CPU backend runs several times faster (measured in ``experiments/RESULTS.m
 * the kernel gradient of a conv with few output channels (the RGB tail) becomes one GEMM,
   ``x^T @ shifted(g)``: ``g`` has only ``k*k*Cout`` shifted copies (27 channels for the tail),
   while XLA's backward-filter convolution first transposes the 64-channel input at the HR
-  resolution and then runs a convolution with a 96x96 "kernel".
+  resolution and then runs a convolution with a 96x96 "kernel";
+* the kernel gradient of the other convs, when the batch is not a multiple of 8, is computed on
+  the images cut into horizontal strips so that (images x strips) is: XLA's backward-filter
+  convolution contracts over the batch as its innermost dimension and is 2-5x slower otherwise.
 
 On other platforms (GPU, TPU) the backward pass is the standard one, chosen at lowering time by
 ``jax.lax.platform_dependent``. The input gradient is always the standard transposed convolution.
@@ -19,10 +22,12 @@ On other platforms (GPU, TPU) the backward pass is the standard one, chosen at l
 Because of the custom VJP, the model supports reverse-mode differentiation (``jax.grad``,
 ``jax.vjp``) but not forward mode (``jax.jvp``, ``jax.jacfwd``).
 
-This module imports only jax and numpy.
+This module imports only jax.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -100,9 +105,44 @@ def _kernel_grad_shifted_g(x, kernel, g):
     return dwt.reshape(cin, k, k, cout).transpose(1, 2, 0, 3).astype(kernel.dtype)
 
 
+def kernel_grad_strips(batch: int) -> int:
+    """Horizontal strips per image that make ``batch * strips`` a multiple of 8 (1 if it is)."""
+    return 8 // math.gcd(batch, 8)
+
+
+def _kernel_grad_in_strips(x, kernel, g, strips: int):
+    """The standard kernel gradient, with each image cut into ``strips`` horizontal strips.
+
+    XLA CPU's backward-filter convolution contracts over the batch as its innermost dimension,
+    and runs 2-5x slower when the batch is not a multiple of the 8-float vector width (batch 1,
+    2 and 4 in ``experiments/RESULTS.md``). The sum over (image, row, column) is the same sum over
+    (image, strip, row in strip, column), so each strip of ``g`` becomes an image of its own
+    (a free reshape) and each strip of the padded ``x`` one with a ``k - 1`` row halo (a small
+    copy); rows added to make the height divisible are zero in ``g`` and add nothing.
+    """
+    k = kernel.shape[0]
+    p = k // 2
+    n, h, w, cin = x.shape
+    rows = -(-h // strips)  # rows per strip
+    extra = rows * strips - h
+    xp = jnp.pad(x, ((0, 0), (p, p + extra), (p, p), (0, 0)))
+    gp = jnp.pad(g, ((0, 0), (0, extra), (0, 0), (0, 0))) if extra else g
+    xs = jnp.stack([xp[:, i * rows : i * rows + rows + 2 * p] for i in range(strips)], axis=1)
+    xs = xs.reshape(n * strips, rows + 2 * p, w + 2 * p, cin)
+    gs = gp.reshape(n * strips, rows, w, g.shape[-1])
+
+    def valid_conv(kk):
+        return lax.conv_general_dilated(xs, kk, (1, 1), "VALID", dimension_numbers=_DIMENSION_NUMBERS)
+
+    return jax.linear_transpose(valid_conv, kernel)(gs)[0]
+
+
 def _param_grads_cpu(x, kernel, g):
+    strips = kernel_grad_strips(x.shape[0])
     if kernel.shape[-1] <= SMALL_OUT_CHANNELS:
         dk = _kernel_grad_shifted_g(x, kernel, g)
+    elif strips > 1:
+        dk = _kernel_grad_in_strips(x, kernel, g, strips)
     else:
         dk = _kernel_grad_standard(x, kernel, g)
     return dk, _bias_grad_cpu(g)

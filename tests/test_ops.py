@@ -9,13 +9,16 @@ import pytest
 
 from edsr_jax import models, ops
 
-# (batch, height, width, in_channels, out_channels, kernel): the head (3 -> F), a body conv,
-# the RGB tail (F -> 3, the shifted-g kernel gradient), MDSR's 5x5 pre-processing, odd sizes.
+# (batch, height, width, in_channels, out_channels, kernel): the head (3 -> F), body convs (batch
+# 2: kernel gradient in strips; batch 8: standard), the RGB tail (F -> 3, the shifted-g kernel
+# gradient), MDSR's 5x5 pre-processing (strips with a 4-row halo), odd sizes.
 SHAPES = [
     (2, 9, 7, 3, 16, 3),
     (2, 8, 8, 16, 16, 3),
+    (8, 5, 4, 16, 16, 3),
     (3, 10, 6, 16, 3, 3),
     (1, 7, 9, 8, 8, 5),
+    (1, 7, 9, 8, 12, 5),
     (2, 5, 11, 12, 1, 3),
 ]
 
@@ -59,6 +62,18 @@ def test_cpu_and_default_parameter_gradients_agree(shape):
     dk_def, db_def = jax.jit(ops._param_grads_default)(x, kernel, cot)
     np.testing.assert_allclose(dk_cpu, dk_def, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(db_cpu, db_def, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("batch,height", [(1, 9), (2, 8), (3, 7), (4, 13), (8, 6)])
+def test_kernel_gradient_in_strips_equals_the_standard_one(batch, height):
+    # Strips make (images x strips) a multiple of 8; heights that do not divide are zero-padded.
+    strips = ops.kernel_grad_strips(batch)
+    assert (batch * strips) % 8 == 0 and (strips == 1) == (batch % 8 == 0)
+    x, kernel, _, cot = _arrays((batch, height, 5, 6, 16, 3), seed=4)
+    want = ops._kernel_grad_standard(x, kernel, cot)
+    for s in (2, 3, strips):
+        got = jax.jit(ops._kernel_grad_in_strips, static_argnums=3)(x, kernel, cot, s)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=f"{s} strips")
 
 
 def test_bfloat16_gradients_keep_dtype_and_are_close():
