@@ -10,10 +10,13 @@ parameter (kernel + bias) gradients in three engines, alternating run by run in 
 
 ``--train-step`` also times the whole ``edsr_jax.train`` step of the baseline with ``models.Conv``
 (``ops``) against the same model built from ``flax.linen.Conv`` (``plain``), to measure what the
-custom gradients are worth end to end.
+custom gradients are worth end to end. ``--strip-sweep`` times one 64->64 kernel gradient on
+48x48 maps, standard vs computed in s horizontal strips, for batches 1-16 (how
+``ops.kernel_grad_strips`` was chosen).
 
     python experiments/bench_conv_layers.py --batches 4,16 --repeats 7
     python experiments/bench_conv_layers.py --batches 16 --train-step --repeats 9
+    python experiments/bench_conv_layers.py --strip-sweep --no-layers
 """
 
 from __future__ import annotations
@@ -95,6 +98,24 @@ def bench_layers(batches, patch, repeats, with_torch):
                       f"{med['ops'] / med['plain']:9.2f} {med['ops'] / torch_ms:9.2f}", flush=True)
 
 
+def bench_strip_sweep(patch, repeats):
+    rng = np.random.default_rng(0)
+    standard = jax.jit(ops._kernel_grad_standard)
+    strips = jax.jit(ops._kernel_grad_in_strips, static_argnums=3)
+    for batch in (1, 2, 4, 8, 16):
+        x, g = (jnp.asarray(rng.uniform(-1, 1, (batch, patch, patch, 64)), jnp.float32) for _ in range(2))
+        w = jnp.asarray(rng.uniform(-0.1, 0.1, (3, 3, 64, 64)), jnp.float32)
+        fns = {"standard": lambda x=x, w=w, g=g: standard(x, w, g).block_until_ready()}
+        for s in (2, 4, 8, 16):
+            fns[f"s={s}"] = lambda x=x, w=w, g=g, s=s: strips(x, w, g, s).block_until_ready()
+        times = {k: statistics.median(v) for k, v in bench_models.time_alternating(fns, repeats).items()}
+        base = times.pop("standard")
+        chosen = ops.kernel_grad_strips(batch)
+        cells = "  ".join(f"{k} {v / base:.2f}x" for k, v in times.items())
+        head = f"kernel grad 64->64 batch {batch:2d}: standard {1e3 * base:7.2f} ms"
+        print(f"{head}  {cells}  (used: s={chosen})", flush=True)
+
+
 def bench_train_step(batches, patch, repeats):
     import flax.linen as nn
 
@@ -127,6 +148,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--train-step", action="store_true", help="also A/B the whole train step")
+    p.add_argument("--strip-sweep", action="store_true", help="also time kernel gradients in strips")
+    p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     args = p.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
     with_torch = not args.no_torch
@@ -138,7 +161,10 @@ def main(argv=None) -> int:
         except ImportError:
             with_torch = False
     print(f"# {bench_models.cores()} cores, jax {jax.__version__}, load {os.getloadavg()}")
-    bench_layers(batches, args.patch, args.repeats, with_torch)
+    if not args.no_layers:
+        bench_layers(batches, args.patch, args.repeats, with_torch)
+    if args.strip_sweep:
+        bench_strip_sweep(args.patch, args.repeats)
     if args.train_step:
         bench_train_step(batches, args.patch, args.repeats)
     print(f"# load after: {os.getloadavg()}")
