@@ -45,8 +45,11 @@ def worker_env(devices: int, cache: str) -> dict:
     return env
 
 
-def run_phase(jobs: list[tuple[list[str], dict, str]]) -> None:
-    """Starts every ``(argv, env, log)`` at once; waits; kills all process groups on any failure."""
+def run_phase(jobs: list[tuple[list[str], dict, str]], during=None) -> None:
+    """Starts every ``(argv, env, log)`` at once; waits; kills all process groups on any failure.
+
+    ``during(procs)``, if given, is called every 0.2 s while they run (e.g. to send a signal).
+    """
     procs = []
     try:
         for argv, env, log in jobs:
@@ -59,6 +62,8 @@ def run_phase(jobs: list[tuple[list[str], dict, str]]) -> None:
         while any(p.poll() is None for p in procs) and time.time() < deadline:
             if any(p.poll() not in (None, 0) for p in procs):
                 break  # one failed: the others would wait for it forever
+            if during is not None:
+                during(procs)
             time.sleep(0.2)
     finally:
         for p in procs:
@@ -237,6 +242,45 @@ def test_checkpoints_are_written_once_and_both_processes_resume_from_them(runs):
     np.testing.assert_array_equal(
         np.asarray(variables["params"]["head"]["kernel"]), final["['head']['kernel']"]
     )
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_the_same_step_and_both_resume(tmp_path):
+    # A preemption notice reaching one host of a pod: JAX's preemption notifier and Orbax's sync
+    # point must make both processes save the same step and exit 0 (no hang in a collective).
+    image_cache, xla_cache = str(tmp_path / "images"), str(tmp_path / "xla")
+    env, workdir, total, signal_after = worker_env(2, xla_cache), tmp_path / "w", 200, 4
+
+    def pair(name, steps):
+        address = f"127.0.0.1:{free_port()}"
+        return [
+            (["--without-tensorflow", "--steps", str(steps), "--cache-dir", image_cache,
+              "--workdir", str(workdir), "--out", str(tmp_path / f"{name}{i}.json"),
+              "--coordinator", address, "--num-processes", "2", "--process-id", str(i)],
+             env, str(tmp_path / f"{name}{i}.log"))
+            for i in range(2)
+        ]  # fmt: skip
+
+    sent = []
+
+    def sigterm_process_1(procs):
+        if not sent and f"step {signal_after}/{total}" in open(tmp_path / "a0.log").read():
+            os.kill(procs[1].pid, signal.SIGTERM)
+            sent.append(True)
+
+    run_phase(pair("a", total), during=sigterm_process_1)
+    assert sent, "process 0 never logged step 4"
+    stopped = [load(tmp_path / f"a{i}.json")["final_step"] for i in range(2)]
+    assert stopped[0] == stopped[1] and signal_after <= stopped[0] < total, stopped
+    assert "SIGTERM caught" in open(tmp_path / "a1.log").read()  # JAX's notifier, not a kill
+    assert str(stopped[0]) in os.listdir(workdir / "checkpoints")
+
+    run_phase(pair("b", stopped[0] + 2))
+    assert f"resumed from {workdir / 'checkpoints'} at step {stopped[0]}" in open(tmp_path / "b0.log").read()
+    resumed = [load(tmp_path / f"b{i}.json") for i in range(2)]
+    assert [r["final_step"] for r in resumed] == [stopped[0] + 2] * 2
+    last = str(stopped[0] + 2)
+    assert resumed[0]["params"][last]["sha"] == resumed[1]["params"][last]["sha"]
 
 
 # --- settings from flags and the environment ---------------------------------------------------------
