@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from edsr_jax import models
 from edsr_jax.errors import UserError
@@ -177,7 +178,11 @@ def load_model(
       UserError: the path is missing or is not a model, ``model.json`` is corrupt, or the stored
         parameters are unreadable or do not match the stored architecture.
     """
-    path = Path(path)
+    from edsr_jax import checkpointing
+
+    # Absolute (Orbax misreads relative paths); etils' Path: local paths behave as pathlib's, and
+    # gs:// (any URL etils knows) works too.
+    path = epath.Path(checkpointing.absolute(path))
     if not path.exists():
         raise UserError(f"no model at {path}: the path does not exist")
     if path.is_file():
@@ -200,7 +205,7 @@ def load_model(
     )
 
 
-def _load_training(path: Path, dtype: Any, which: str | int) -> tuple[models.SRModel, dict]:
+def _load_training(path: epath.Path, dtype: Any, which: str | int) -> tuple[models.SRModel, dict]:
     """A training workdir: the architecture from its model.json, parameters from one checkpoint."""
     if not (path / MODEL_JSON).exists():
         raise UserError(
@@ -219,7 +224,7 @@ def _load_training(path: Path, dtype: Any, which: str | int) -> tuple[models.SRM
     return model, {"params": params}
 
 
-def _load_exported(path: Path, dtype: Any) -> tuple[models.SRModel, dict]:
+def _load_exported(path: epath.Path, dtype: Any) -> tuple[models.SRModel, dict]:
     """Loads an exported model directory (``model.json`` + ``params/``)."""
     model = _model_from_json(path / MODEL_JSON, dtype)
     params_dir = path / PARAMS_DIR
@@ -228,7 +233,6 @@ def _load_exported(path: Path, dtype: Any) -> tuple[models.SRModel, dict]:
     import orbax.checkpoint as ocp
 
     checkpointer = ocp.PyTreeCheckpointer()
-    params_dir = params_dir.absolute()  # Orbax misreads relative paths
     # Checked first: Orbax reports a missing file late, with asyncio noise on stderr.
     absent = [name for name in ORBAX_REQUIRED_FILES if not (params_dir / name).exists()]
     if absent:
@@ -252,7 +256,7 @@ def _load_exported(path: Path, dtype: Any) -> tuple[models.SRModel, dict]:
     return model, {"params": params}
 
 
-def _model_from_json(file: Path, dtype: Any) -> models.SRModel:
+def _model_from_json(file: epath.Path, dtype: Any) -> models.SRModel:
     try:
         document = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
