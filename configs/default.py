@@ -1,8 +1,8 @@
-"""Defaults shared by every configuration (the paper's recipe), documented field by field in
-``edsr_jax/default_config.py``. Run as is, it trains the EDSR baseline x2 on DIV2K (TFDS):
+"""Defaults shared by every configuration: the paper's recipe (Lim et al. 2017, Section 4).
 
-    edsr-jax train --config configs/default.py --workdir runs/edsr_baseline_x2 \\
-        --config.data.data_dir=/data/tfds
+Re-exports ``edsr_jax/configs/default.py``: configs ship in the package, so
+``--config default`` works from any installation; this file serves
+``--config configs/default.py``.
 """
 
-from edsr_jax.default_config import apply_cpu_recipe, get_config  # noqa: F401
+from edsr_jax.configs.default import apply_cpu_recipe, get_config  # noqa: F401

@@ -1,23 +1,8 @@
 """The full EDSR x3, initialised from the trained x2 model (paper, Section 4.2).
 
-    edsr-jax train --config configs/edsr_x3.py --workdir runs/edsr_x3 \
-        --config.init_from=runs/edsr_x2
-
-Every tensor of the x2 run whose name and shape match is copied (all but the x3 upsampler conv); the
-rest starts fresh, and the recipe is otherwise ``edsr_x2``'s. ``init_from`` is used only for a fresh
-workdir; a rerun resumes from the workdir's own checkpoints.
-
-Expected (published numbers; not yet reproduced with this code): about 31.26 dB on DIV2K 0801-0900
-(RGB; paper) and 34.65 dB on Set5 (Y; paper). Run time (an estimate, not measured): roughly 2-3 days
-on one A100/H100-class GPU.
+Re-exports ``edsr_jax/configs/edsr_x3.py``: configs ship in the package, so
+``--config edsr_x3`` works from any installation; this file serves
+``--config configs/edsr_x3.py``.
 """
 
-from configs import edsr_x2
-
-
-def get_config():
-    """EDSR x3 from EDSR x2."""
-    config = edsr_x2.get_config()
-    config.scales = (3,)
-    config.init_from = "runs/edsr_x2"  # the x2 workdir (or an exported/converted x2 model)
-    return config
+from edsr_jax.configs.edsr_x3 import get_config  # noqa: F401

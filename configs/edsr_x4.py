@@ -1,22 +1,8 @@
 """The full EDSR x4, initialised from the trained x2 model (paper, Section 4.2).
 
-    edsr-jax train --config configs/edsr_x4.py --workdir runs/edsr_x4 \
-        --config.init_from=runs/edsr_x2
-
-The x2 upsampler's conv has the shape of the first x4 stage and is copied with everything else that
-matches; only the second x4 stage starts fresh. ``init_from`` is used only for a fresh workdir.
-
-Expected (published numbers; not yet reproduced with this code): about 29.25 dB on DIV2K 0801-0900
-(RGB; paper) and 32.46 dB on Set5 (Y; paper). Run time (an estimate, not measured): roughly 3 days
-on one A100/H100-class GPU.
+Re-exports ``edsr_jax/configs/edsr_x4.py``: configs ship in the package, so
+``--config edsr_x4`` works from any installation; this file serves
+``--config configs/edsr_x4.py``.
 """
 
-from configs import edsr_x2
-
-
-def get_config():
-    """EDSR x4 from EDSR x2."""
-    config = edsr_x2.get_config()
-    config.scales = (4,)
-    config.init_from = "runs/edsr_x2"  # the x2 workdir (or an exported/converted x2 model)
-    return config
+from edsr_jax.configs.edsr_x4 import get_config  # noqa: F401

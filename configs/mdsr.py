@@ -1,19 +1,8 @@
 """The full MDSR (B80, F64, scales 2/3/4) on DIV2K: one random scale per step, 650k steps.
 
-    edsr-jax train --config configs/mdsr.py --workdir runs/mdsr
-
-As ``mdsr_baseline`` with 80 shared residual blocks.
-
-Expected (published numbers; not yet reproduced with this code): about 34.92 / 31.22 / 29.24 dB
-(x2/x3/x4) on DIV2K 0801-0900 (RGB; official model) and 38.11 / 34.66 / 32.50 dB on Set5 (Y; paper
-Table 3). Run time (an estimate, not measured): roughly 3-4 days on one A100/H100-class GPU.
+Re-exports ``edsr_jax/configs/mdsr.py``: configs ship in the package, so
+``--config mdsr`` works from any installation; this file serves
+``--config configs/mdsr.py``.
 """
 
-from configs import mdsr_baseline
-
-
-def get_config():
-    """MDSR."""
-    config = mdsr_baseline.get_config()
-    config.model.num_blocks = 80
-    return config
+from edsr_jax.configs.mdsr import get_config  # noqa: F401

@@ -1,23 +1,8 @@
 """MDSR baseline (B16, F64, scales 2/3/4) on DIV2K: one random scale per step, 650k steps.
 
-    edsr-jax train --config configs/mdsr_baseline.py --workdir runs/mdsr_baseline
-
-Each step draws its scale from (seed, step); only the shared trunk and that scale's pre-processing
-blocks and upsampler (and their Adam state) are updated. LR patches are 48x48 for every scale.
-Validation reports PSNR per scale on DIV2K 0801-0810.
-
-Expected (published numbers; not yet reproduced with this code): about 34.63 / 30.94 / 28.97 dB
-(x2/x3/x4) on DIV2K 0801-0900 (RGB; official model). Run time (an estimate, not measured): roughly 1
-day on one A100/H100-class GPU.
+Re-exports ``edsr_jax/configs/mdsr_baseline.py``: configs ship in the package, so
+``--config mdsr_baseline`` works from any installation; this file serves
+``--config configs/mdsr_baseline.py``.
 """
 
-from configs import default as default_lib
-
-
-def get_config():
-    """MDSR baseline."""
-    config = default_lib.get_config()
-    config.model.arch = "mdsr"
-    config.scales = (2, 3, 4)
-    config.num_train_steps = 650_000
-    return config
+from edsr_jax.configs.mdsr_baseline import get_config  # noqa: F401

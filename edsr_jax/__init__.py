@@ -1,12 +1,16 @@
 """edsr-jax: EDSR and MDSR super-resolution in JAX/Flax, exact to the paper.
 
 ``import edsr_jax`` applies fast XLA CPU defaults before any JAX backend starts (see
-``edsr_jax._xla_defaults``; opt out with ``EDSR_JAX_NO_XLA_DEFAULTS=1``).
+:mod:`edsr_jax.xla_flags`; opt out with ``EDSR_JAX_NO_XLA_DEFAULTS=1``). The folders are the
+architecture: ``models/`` (Flax modules), ``imaging/`` (resize, metrics, image files), ``data/``
+(images to batches), ``checkpoint/`` (everything on disk that holds parameters), ``interop/``
+(other frameworks' files), ``apps/`` (the demo, upscaling files) and ``cli/`` (the command line);
+``sharding``, ``optim``, ``train``, ``inference``, ``evaluate`` and ``writers`` are the core.
 """
 
-from edsr_jax import _xla_defaults
+from edsr_jax import xla_flags
 
-_xla_defaults.apply()
+xla_flags.apply()
 
 __version__ = "0.1.0"
 
@@ -14,7 +18,7 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # Lazy, so that `import edsr_jax` stays light (no Orbax import until it is needed).
     if name == "load_model":
-        from edsr_jax.checkpoint import load_model
+        from edsr_jax.checkpoint.exported import load_model
 
         return load_model
     raise AttributeError(f"module 'edsr_jax' has no attribute {name!r}")

@@ -1,50 +1,60 @@
-"""The evaluation loop: dataset x scale -> per-image and mean PSNR/SSIM with the paper's protocol.
+"""The one scoring loop: samples -> per-image and mean PSNR/SSIM with the paper's protocol.
 
-Used by ``edsr-jax eval``, by validation during training and by the demo. An "upscale function"
-maps an LR uint8 (h, w, 3) image to its (h * s, w * s, 3) super-resolution in [0, 255] (any
-float or uint8 dtype; it is quantised before scoring, see :mod:`edsr_jax.metrics`).
+:func:`evaluate_images` is the loop; ``edsr-jax eval`` (:func:`evaluate_sets`), validation during
+training (:func:`score_model`) and the demo all go through it. An "upscale function" maps an LR
+uint8 (h, w, 3) image to its (h * s, w * s, 3) super-resolution in [0, 255] (any float or uint8
+dtype; it is quantised before scoring, see :mod:`edsr_jax.imaging.metrics`); a model becomes one
+with :func:`edsr_jax.inference.make_upscaler`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from edsr_jax import benchmarks, image, metrics
+from edsr_jax import inference
+from edsr_jax.data import benchmarks
+from edsr_jax.data.benchmarks import Sample
 from edsr_jax.errors import UserError
+from edsr_jax.imaging import metrics, resize
 
 UpscaleFn = Callable[[np.ndarray], np.ndarray]
+# Called with each sample and the quantised (uint8) output that was scored.
+OnOutput = Callable[[Sample, np.ndarray], None]
 
 
 def bicubic(scale: int, *, boundary: str = "replicate") -> UpscaleFn:
     """The paper's Bicubic row: MATLAB bicubic upscaling of the LR, ``imresize(lr, scale)`` (uint8)."""
 
     def upscale(lr: np.ndarray) -> np.ndarray:
-        return image.imresize(lr, scale, boundary=boundary)
+        return resize.imresize(lr, scale, boundary=boundary)
 
     return upscale
 
 
 def evaluate_images(
     upscale_fn: UpscaleFn,
-    samples: Sequence[benchmarks.Sample],
+    samples: Sequence[Sample],
     *,
     scale: int,
     protocol: metrics.Protocol = metrics.BENCHMARK,
     progress: Callable[[], None] | None = None,
+    on_output: OnOutput | None = None,
 ) -> dict:
     """Upscale every sample's LR and score it against its HR.
 
     Args:
       upscale_fn: LR uint8 (h, w, 3) -> SR (h * scale, w * scale, 3) in [0, 255].
-      samples: pairs from :func:`edsr_jax.benchmarks.load_benchmark` (or anything with ``name``,
-        ``lr`` and ``hr``).
+      samples: pairs from :func:`edsr_jax.data.benchmarks.load_benchmark` or
+        :func:`edsr_jax.data.pipeline.create_eval_samples`.
       scale: the upscaling factor (sets the shave).
       protocol: :data:`metrics.BENCHMARK` (Y, shave = scale) or :data:`metrics.DIV2K` (RGB,
         shave = scale + 6).
       progress: called once after each image (e.g. a progress bar's ``update``).
+      on_output: called with each sample and its quantised uint8 output (what was scored), e.g.
+        to save or show it.
 
     Returns:
       ``{"psnr": mean, "ssim": mean, "seconds": time spent in upscale_fn, "images": [{"name",
@@ -67,6 +77,8 @@ def evaluate_images(
             )
         p, s = metrics.evaluate_pair(sr, sample.hr, scale=scale, protocol=protocol)
         images.append({"name": sample.name, "psnr": p, "ssim": s})
+        if on_output is not None:
+            on_output(sample, metrics.quantize_uint8(sr))
         if progress is not None:
             progress()
     return {
@@ -124,6 +136,47 @@ def evaluate_sets(
             if on_result is not None:
                 on_result(res)
     return results
+
+
+def score_model(
+    model,
+    variables: dict,
+    samples: Mapping[int, Sequence[Sample]],
+    *,
+    protocol: metrics.Protocol,
+    self_ensemble: bool = False,
+    on_output: Callable[[int, Sample, np.ndarray], None] | None = None,
+) -> dict[int, dict]:
+    """Scores a model on samples of each of its scales (training's validation, the demo).
+
+    Args:
+      model: an EDSR or MDSR.
+      variables: its variables (``{"params": ...}``, on one device).
+      samples: ``{scale: [Sample, ...]}``; empty lists are skipped.
+      protocol: how to score.
+      self_ensemble: average the 8 flips/transposes (EDSR+).
+      on_output: called with ``(scale, sample, uint8 output)`` for every image.
+
+    Returns:
+      ``{scale: evaluate_images result}``.
+    """
+    results = {}
+    for scale, items in samples.items():
+        if not items:
+            continue
+        upscale = inference.make_upscaler(model, variables, scale, self_ensemble=self_ensemble)
+        hook = None if on_output is None else (lambda sample, sr, s=scale: on_output(s, sample, sr))
+        results[scale] = evaluate_images(upscale, items, scale=scale, protocol=protocol, on_output=hook)
+    return results
+
+
+def as_scalars(results: Mapping[int, dict], prefix: str) -> dict[str, float]:
+    """``{f"{prefix}/psnr_x{s}": dB, f"{prefix}/ssim_x{s}": ...}`` of :func:`score_model` results."""
+    out = {}
+    for scale, result in results.items():
+        out[f"{prefix}/psnr_x{scale}"] = result["psnr"]
+        out[f"{prefix}/ssim_x{scale}"] = result["ssim"]
+    return out
 
 
 def format_table(results: Sequence[dict]) -> str:

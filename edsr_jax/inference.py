@@ -1,7 +1,9 @@
 """Inference: self-ensemble x8 (EDSR+/MDSR+), tiled inference for large images, jit-cached upscalers.
 
+* :func:`check_scale` is the one check that a model has the scale asked for.
 * :func:`self_ensemble` averages a network over the 8 dihedral transforms of its input (all
-  compositions of flip-W, flip-H and transpose), each output transformed back (REFERENCE s. 4).
+  compositions of flip-W, flip-H and transpose), each output transformed back
+  (``docs/protocol.md``); :class:`Upscaler` applies the same transforms to whole images.
 * :func:`tiled` runs a network on fixed-size overlapping tiles and keeps only each tile's
   interior, so memory is bounded by the tile size and every tile has the same shape (one compile).
   With an overlap of at least the receptive radius the result equals the untiled one.
@@ -13,7 +15,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -73,32 +74,33 @@ def self_ensemble(fn: Callable, x):
     return total / NUM_TRANSFORMS
 
 
-# --- receptive field ----------------------------------------------------------------------------
+# --- scales -------------------------------------------------------------------------------------
 
 
-def receptive_radius(model) -> int:
-    """How many LR pixels away an output pixel can see, for an EDSR or MDSR (rounded up).
-
-    Every 3x3 conv adds 1 pixel at its resolution: head, 2 per residual block, the body's last
-    conv and the first upsampler conv work on LR pixels; a x4 upsampler's second conv works at x2
-    and the tail at the output resolution (1/s LR pixel each). MDSR's two 5x5 pre-processing
-    blocks add 2 x 2 x 2 = 8.
+def check_scale(model, scale: int | None, what: str = "this model") -> int:
+    """The scale to run ``model`` at: ``scale`` if the model has it, its only scale if None.
 
     Args:
-      model: an ``edsr_jax.models.EDSR`` or ``MDSR``.
+      model: an EDSR or MDSR.
+      scale: the requested upscaling factor, or None for the model's only one.
+      what: how messages name the model (e.g. ``"checkpoint runs/x2"``).
 
     Returns:
-      The radius in LR pixels (an overlap at least this large makes tiling exact).
-    """
-    from edsr_jax import models
+      The scale as an int.
 
-    lr_convs = 1 + 2 * int(model.num_blocks) + 1 + 1  # head, blocks, body_end, first upsample conv
-    extra = 0.0
-    for s in models.model_scales(model):
-        up = 0.5 if s == 4 else 0.0  # second x2 stage
-        extra = max(extra, up + 1.0 / s)  # + tail at the output resolution
-    pre = 8 if isinstance(model, models.MDSR) else 0
-    return int(math.ceil(lr_convs + pre + extra))
+    Raises:
+      UserError: the model lacks ``scale`` (the message names the scales it has), or ``scale``
+        is None for a model with several.
+    """
+    have = tuple(int(s) for s in model.scales)
+    names = ", ".join(f"x{s}" for s in have)
+    if scale is None:
+        if len(have) != 1:
+            raise UserError(f"{what} upscales by {names}: choose one of them as the scale")
+        return have[0]
+    if int(scale) not in have:
+        raise UserError(f"{what} upscales by {names} only, not x{scale}")
+    return int(scale)
 
 
 # --- tiling -------------------------------------------------------------------------------------
@@ -225,8 +227,17 @@ class Upscaler:
     was traced (compiled), which stays bounded over many image sizes.
     """
 
-    def __init__(self, model, variables, scale: int, *, self_ensemble: bool, tile: int | None,
-                 overlap: int, bucket: int = BUCKET):
+    def __init__(
+        self,
+        model,
+        variables,
+        scale: int,
+        *,
+        self_ensemble: bool,
+        tile: int | None,
+        overlap: int,
+        bucket: int = BUCKET,
+    ):
         import jax
 
         self.model, self.variables, self.scale = model, variables, int(scale)
@@ -264,18 +275,27 @@ class Upscaler:
         return total / NUM_TRANSFORMS
 
 
-def make_upscaler(model, variables, scale: int, *, self_ensemble: bool = False, tile: int | None = None,
-                  overlap: int | None = None, dtype=None) -> Upscaler:
+def make_upscaler(
+    model,
+    variables,
+    scale: int | None = None,
+    *,
+    self_ensemble: bool = False,
+    tile: int | None = None,
+    overlap: int | None = None,
+    dtype=None,
+) -> Upscaler:
     """An :class:`Upscaler` for ``model`` at ``scale``.
 
     Args:
       model: an EDSR or MDSR.
       variables: its variables (``{"params": ...}``).
-      scale: the upscaling factor (one of the model's scales).
+      scale: the upscaling factor (one of the model's scales; None: its only one).
       self_ensemble: average over the 8 dihedral transforms (EDSR+/MDSR+).
       tile: run on ``tile x tile`` LR tiles (bounded memory, one compile); None: whole images
         padded to a multiple of ``BUCKET``.
-      overlap: context around each tile's interior; default :func:`receptive_radius` (exact).
+      overlap: context around each tile's interior; default the model's receptive radius
+        (:func:`edsr_jax.models.receptive_radius`: exact).
       dtype: computation dtype, e.g. ``jnp.bfloat16`` (parameters stay as given; output float32).
 
     Returns:
@@ -286,14 +306,20 @@ def make_upscaler(model, variables, scale: int, *, self_ensemble: bool = False, 
     """
     from edsr_jax import models
 
-    scales = models.model_scales(model)
-    if int(scale) not in scales:
-        raise UserError(f"this model upscales by {', '.join(f'x{s}' for s in scales)}, not x{scale}")
+    scale = check_scale(model, scale)
     if dtype is not None:
         model = model.clone(dtype=dtype)
-    overlap = receptive_radius(model) if overlap is None else int(overlap)
+    overlap = models.receptive_radius(model) if overlap is None else int(overlap)
     if tile is not None and int(tile) <= 2 * overlap:
-        raise UserError(f"tile size {tile} must be larger than twice the overlap {overlap} "
-                        f"(the model's receptive radius); use at least {2 * overlap + 16}")
-    return Upscaler(model, variables, int(scale), self_ensemble=self_ensemble,
-                    tile=None if tile is None else int(tile), overlap=overlap)
+        raise UserError(
+            f"tile size {tile} must be larger than twice the overlap {overlap} "
+            f"(the model's receptive radius); use at least {2 * overlap + 16}"
+        )
+    return Upscaler(
+        model,
+        variables,
+        int(scale),
+        self_ensemble=self_ensemble,
+        tile=None if tile is None else int(tile),
+        overlap=overlap,
+    )

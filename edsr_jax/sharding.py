@@ -1,19 +1,23 @@
 """Device mesh, shardings and global batches for data-parallel training with ``jit``.
 
-One mesh axis, ``data``, spans every device of every process. Parameters, optimizer state and the
-step are replicated; a batch is split along its first axis. Each process feeds only its own share
-of the global batch (``global batch / process count`` examples), which
-:func:`make_global_batch` stitches into one global ``jax.Array``.
+One mesh axis, ``data``, spans every device of every process (``jax.make_mesh`` orders the
+devices for the interconnect). Parameters, optimizer state and the step are replicated; a batch is
+split along its first axis. Each process feeds only its own share of the global batch
+(``global batch / process count`` examples, checked once by :func:`check_batch_size`), which
+:func:`make_global_batch` stitches into one global ``jax.Array``; :func:`prefetch_to_device`
+keeps a few of them in flight. :func:`maybe_initialize_distributed` starts the multi-process
+runtime when a launcher asks for it.
 """
 
 from __future__ import annotations
 
+import collections
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from edsr_jax.errors import UserError
 
@@ -38,7 +42,7 @@ def detect_launcher(environ: Mapping[str, str] | None = None) -> str | None:
     ``EDSR_JAX_DISTRIBUTED=1``; ``JAX_COORDINATOR_ADDRESS``; SLURM (``srun`` with more than one
     task: ``SLURM_NTASKS > 1`` inside a step); Open MPI (``OMPI_COMM_WORLD_SIZE > 1``); Cloud TPU
     on GKE (``TPU_WORKER_HOSTNAMES`` or ``TPU_PROCESS_ADDRESSES`` listing several hosts). A Cloud
-    TPU VM slice sets none of these: pass ``--distributed`` or ``EDSR_JAX_DISTRIBUTED=1`` there.
+    TPU VM slice sets none of these: set ``config.distributed`` (or ``EDSR_JAX_DISTRIBUTED=1``) there.
     ``EDSR_JAX_DISTRIBUTED=0`` turns detection off.
 
     Args:
@@ -80,7 +84,7 @@ def maybe_initialize_distributed(
     Cloud TPU metadata).
 
     Args:
-      requested: ``config.distributed`` or ``--distributed``.
+      requested: ``config.distributed`` (the command line's ``--distributed``).
       coordinator_address: ``HOST:PORT`` of process 0's coordinator.
       num_processes: number of processes.
       process_id: this process, in ``[0, num_processes)``.
@@ -104,24 +108,23 @@ def maybe_initialize_distributed(
         return False
     if num_processes is not None and process_id is not None and not 0 <= process_id < num_processes:
         raise UserError(
-            f"--process-id must be in [0, {num_processes}) for --num-processes {num_processes}, "
-            f"got {process_id}"
+            f"process_id must be in [0, {num_processes}) for num_processes={num_processes}, got {process_id}"
         )
     try:
         jax.distributed.initialize(**explicit)
     except ValueError as e:  # JAX: "coordinator_address should be defined" and the like
         raise UserError(
             f"cannot start the multi-process runtime ({e}); detected launcher: {launcher or 'none'}. "
-            "Pass --coordinator HOST:PORT --num-processes N --process-id I, or run under "
+            "Pass coordinator_address (HOST:PORT), num_processes and process_id, or run under "
             "SLURM/Open MPI/Cloud TPU"
         ) from None
     return True
 
 
-def create_mesh(devices=None) -> Mesh:
+def create_mesh(devices: Sequence | None = None) -> Mesh:
     """A 1-D mesh over ``devices`` (default: all devices of all processes) with axis ``data``."""
     devices = jax.devices() if devices is None else list(devices)
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
+    return jax.make_mesh((len(devices),), (DATA_AXIS,), (AxisType.Auto,), devices=devices)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -135,7 +138,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(global_batch: int, mesh: Mesh, process_count: int | None = None) -> int:
-    """Checks that the global batch splits evenly; returns the per-process batch size.
+    """The one batch-size check: the global batch must split evenly over every device.
 
     Args:
       global_batch: ``config.batch_size``, summed over all processes and devices.
@@ -146,15 +149,16 @@ def check_batch_size(global_batch: int, mesh: Mesh, process_count: int | None = 
       The number of examples each process feeds per step.
 
     Raises:
-      ValueError: when the global batch is not a positive multiple of the device count.
+      UserError: the global batch is not a positive multiple of the device count (the message
+        names both and the nearest batch size that works).
     """
     n_dev = mesh.devices.size
     n_proc = jax.process_count() if process_count is None else process_count
     if global_batch <= 0 or global_batch % n_dev:
         suggestion = max(n_dev, round(global_batch / n_dev) * n_dev)
-        raise ValueError(
-            f"batch_size={global_batch} must be a positive multiple of the number of devices "
-            f"({n_dev} across {n_proc} process(es)); e.g. --config.batch_size={suggestion}"
+        raise UserError(
+            f"config.batch_size={global_batch} must be a positive multiple of the number of devices "
+            f"({n_dev} across {n_proc} process(es)); e.g. config.batch_size={suggestion}"
         )
     return global_batch // n_proc
 
@@ -163,30 +167,42 @@ def make_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
     """Turns this process's share of a batch into global arrays split over ``data``.
 
     Args:
-      batch: numpy arrays whose first axis holds this process's examples; scalar entries
-        (e.g. the Python int ``scale``) pass through unchanged.
+      batch: numpy arrays whose first axis holds this process's examples (as many as
+        :func:`check_batch_size` returned); scalar entries (e.g. the Python int ``scale``) pass
+        through unchanged.
       mesh: the training mesh.
 
     Returns:
       The same keys; arrays become ``jax.Array`` with global first axis
       ``local batch * process count``.
-
-    Raises:
-      UserError: when the global batch does not split evenly over the mesh's devices.
     """
     sharding = batch_sharding(mesh)
     n_proc = jax.process_count()
-    n_dev = mesh.shape[DATA_AXIS]
     out = {}
     for key, value in batch.items():
         if np.ndim(value) == 0:
             out[key] = value
             continue
         global_shape = (value.shape[0] * n_proc, *value.shape[1:])
-        if global_shape[0] % n_dev:
-            raise UserError(
-                f"global batch {global_shape[0]} ({key!r}: {value.shape[0]} per process x {n_proc} "
-                f"process(es)) is not divisible by the {n_dev} devices of mesh axis {DATA_AXIS!r}"
-            )
         out[key] = jax.make_array_from_process_local_data(sharding, np.asarray(value), global_shape)
     return out
+
+
+def prefetch_to_device(iterator: Iterator[dict], size: int, mesh: Mesh) -> Iterator[dict]:
+    """Keeps ``size`` global batches on their way to the devices (transfers overlap compute).
+
+    Args:
+      iterator: per-process numpy batches.
+      size: batches kept in flight while the caller works on the current one.
+      mesh: the device mesh (batches are split over its ``data`` axis).
+
+    Returns:
+      Iterator of :func:`make_global_batch` results, in order.
+    """
+    queue = collections.deque()
+    for batch in iterator:
+        queue.append(make_global_batch(batch, mesh))
+        if len(queue) > size:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()

@@ -1,17 +1,16 @@
 """Training EDSR and MDSR: the paper's recipe, data-parallel with ``jit``, resumable to the bit.
 
-Read top to bottom: :func:`create_model`, :func:`create_learning_rate_fn`, :func:`create_optimizer`,
-:func:`create_train_state`, :func:`train_step`, :func:`eval_step`, :func:`evaluate`,
-:func:`train_and_evaluate`. The step functions are pure; only :func:`train_and_evaluate` touches
-files, devices and the clock.
+Read top to bottom: :func:`create_model`, :func:`create_train_state`, :func:`train_step`,
+:func:`compile_train_step`, :func:`validate`, :func:`train_and_evaluate`. The step functions are
+pure; only :func:`train_and_evaluate` touches files, devices and the clock. The pieces it puts
+together live in their own modules: the optimizer and its groups (:mod:`edsr_jax.optim`), the
+batches (:mod:`edsr_jax.data.pipeline`), devices (:mod:`edsr_jax.sharding`), checkpoints
+(:mod:`edsr_jax.checkpoint`), scoring (:mod:`edsr_jax.evaluate`) and summaries
+(:mod:`edsr_jax.writers`).
 
 Facts the code relies on:
 
-* L1 loss on [0, 255] images, Adam (b1 0.9, b2 0.999, eps 1e-8) without weight decay; the learning
-  rate is a function of ``state.step``, so a resumed run continues its schedule.
-* MDSR: one scale per step (from the batch); Adam runs in separate groups (``shared`` and one per
-  scale, each with its own moments and count) and only the shared group and that scale's group are
-  updated: the other scales' parameters and Adam state stay bit-identical through the step.
+* L1 loss on [0, 255] images; Adam and its MDSR groups as :mod:`edsr_jax.optim` describes.
 * ``config.dtype = "bfloat16"`` computes in bf16; parameters, optimizer state and loss stay float32.
 * Resume: batch ``k`` is a pure function of ``(seed, k, process)``, so restoring params, optimizer
   state, step and RNG and restarting the iterator at the step gives the uninterrupted result.
@@ -21,9 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -34,19 +31,19 @@ import numpy as np
 import optax
 from etils import epath
 
-from edsr_jax import checkpointing, config_checks, models, sharding
+from edsr_jax import config_checks, evaluate, models, optim, sharding, writers
+from edsr_jax.checkpoint import layout, manager
 from edsr_jax.errors import UserError
+from edsr_jax.imaging import metrics
 
 # Computation dtypes a config may name.
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-# Optimizer group of parameters every scale uses.
-SHARED_GROUP = "shared"
-# Top-level parameter names that belong to one MDSR scale (pre_process_x3_0, upsample_x3, ...).
-_SCALE_PARAM = re.compile(r"_x(\d+)(?:_|$)")
 # Files a training workdir holds besides checkpoints/ and model.json.
 PARAMETERS_TXT = "parameters.txt"
 # Global batches kept in flight to the devices while a step runs.
 DEVICE_PREFETCH = 2
+# Most changed config fields one resume warning lists.
+MAX_CHANGES_LISTED = 12
 
 
 @flax.struct.dataclass
@@ -59,9 +56,6 @@ class TrainState:
     rng: jax.Array
 
 
-# --- model and optimizer ------------------------------------------------------------------------
-
-
 def create_model(config) -> models.SRModel:
     """The EDSR/MDSR that ``config.model`` describes, computing in ``config.dtype``.
 
@@ -69,8 +63,11 @@ def create_model(config) -> models.SRModel:
       UserError: unknown architecture or dtype, or an EDSR config with several scales.
     """
     if config.dtype not in DTYPES:
-        raise UserError(f"dtype must be one of {sorted(DTYPES)}, got {config.dtype!r}")
+        raise UserError(f"config.dtype must be one of {sorted(DTYPES)}, got {config.dtype!r}")
     arch, scales = config.model.arch, tuple(int(s) for s in config.scales)
+    bad = [s for s in scales if s not in models.SUPPORTED_SCALES]
+    if bad:
+        raise UserError(f"config.scales {scales} has unsupported scales {bad}; use {models.SUPPORTED_SCALES}")
     spec = {
         "num_blocks": int(config.model.num_blocks),
         "num_features": int(config.model.num_features),
@@ -84,64 +81,7 @@ def create_model(config) -> models.SRModel:
         spec["scales"] = list(scales)
     else:
         raise UserError(f"config.model.arch must be 'edsr' or 'mdsr', got {arch!r}")
-    bad = [s for s in scales if s not in models.SUPPORTED_SCALES]
-    if bad:
-        raise UserError(f"config.scales {scales} has unsupported scales {bad}; use {models.SUPPORTED_SCALES}")
     return models.from_spec({"arch": arch, **spec}, dtype=DTYPES[config.dtype])
-
-
-def create_learning_rate_fn(config) -> optax.Schedule:
-    """The learning rate as a function of the step.
-
-    ``config.lr_schedule == "step"``: the paper's ``learning_rate * lr_decay_factor ** (step //
-    lr_decay_steps)``; ``"cosine"``: cosine decay to 0 over ``num_train_steps``. Both start with a
-    linear warm-up over ``warmup_fraction * num_train_steps`` steps (0 in the paper's configs).
-
-    Raises:
-      UserError: unknown schedule name.
-    """
-    peak, total = float(config.learning_rate), int(config.num_train_steps)
-    warmup = int(round(float(config.warmup_fraction) * total))
-    if config.lr_schedule == "step":
-        main = optax.exponential_decay(
-            peak, int(config.lr_decay_steps), float(config.lr_decay_factor), staircase=True
-        )
-    elif config.lr_schedule == "cosine":
-        main = optax.cosine_decay_schedule(peak, max(1, total - warmup))
-    else:
-        raise UserError(f"lr_schedule must be 'step' or 'cosine', got {config.lr_schedule!r}")
-    if warmup <= 0:
-        return main
-    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
-
-
-def param_group(name: str) -> str:
-    """The optimizer group of a top-level parameter name: ``"x{s}"`` for per-scale modules."""
-    match = _SCALE_PARAM.search(name)
-    return f"x{match.group(1)}" if match else SHARED_GROUP
-
-
-def param_labels(params: Mapping) -> dict:
-    """A tree like ``params`` whose leaves are the group of each parameter."""
-    return {name: _fill(sub, param_group(name)) for name, sub in params.items()}
-
-
-def _fill(tree: Any, value: str) -> Any:
-    """A tree like ``tree`` with every leaf replaced by ``value``."""
-    return jax.tree.map(lambda _: value, tree)
-
-
-def optimizer_groups(model: models.SRModel) -> tuple[str, ...]:
-    """``("shared",)`` for EDSR; plus ``"x2"``, ``"x3"``... for MDSR."""
-    if isinstance(model, models.MDSR):
-        return (SHARED_GROUP, *(f"x{s}" for s in model.scales))
-    return (SHARED_GROUP,)
-
-
-def create_optimizer(config, model: models.SRModel) -> optax.GradientTransformation:
-    """Adam's scaling (no learning rate: :func:`train_step` applies it), one state per group."""
-    adam = lambda: optax.scale_by_adam(float(config.adam_b1), float(config.adam_b2), float(config.adam_eps))
-    return optax.multi_transform({g: adam() for g in optimizer_groups(model)}, param_labels)
 
 
 def create_train_state(
@@ -170,17 +110,9 @@ def abstract_state(state: TrainState, shardings: Any) -> TrainState:
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)
 
 
-# --- steps --------------------------------------------------------------------------------------
-
-
 def l1_loss(sr: jax.Array, hr: jax.Array) -> jax.Array:
     """Mean absolute error in float32."""
     return jnp.mean(jnp.abs(sr.astype(jnp.float32) - hr.astype(jnp.float32)))
-
-
-def _keep_inactive(new: Any, old: Any, active: Sequence[str]) -> Any:
-    """For every optimizer-group-keyed subtree, the new value if the group is active, else the old."""
-    return {g: (new[g] if g in active else old[g]) for g in new}
 
 
 def train_step(
@@ -198,8 +130,9 @@ def train_step(
       state: the current state.
       batch: ``{"lr": uint8 (b, p, p, 3), "hr": uint8 (b, p*scale, p*scale, 3)}``.
       model: the network.
-      tx: from :func:`create_optimizer`.
-      learning_rate_fn: from :func:`create_learning_rate_fn`; evaluated at ``state.step``.
+      tx: from :func:`edsr_jax.optim.create_optimizer`.
+      learning_rate_fn: from :func:`edsr_jax.optim.create_learning_rate_fn`; evaluated at
+        ``state.step``.
       scale: the batch's scale (static: one compiled step per scale).
 
     Returns:
@@ -215,15 +148,9 @@ def train_step(
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     learning_rate = learning_rate_fn(state.step)
     params = optax.apply_updates(state.params, jax.tree.map(lambda u: -learning_rate * u, updates))
-
-    active = (SHARED_GROUP, f"x{scale}")
-    labels = param_labels(state.params)
-    params = jax.tree.map(lambda g, new, old: new if g in active else old, labels, params, state.params)
-    opt_state = opt_state._replace(
-        inner_states=_keep_inactive(opt_state.inner_states, state.opt_state.inner_states, active)
-    )
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "learning_rate": learning_rate}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    params, opt_state = optim.keep_inactive(params, opt_state, state.params, state.opt_state, scale)
+    metrics_ = {"loss": loss, "grad_norm": optax.global_norm(grads), "learning_rate": learning_rate}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics_
 
 
 def compile_train_step(model, tx, learning_rate_fn, mesh, state_shardings, scale: int) -> Callable:
@@ -238,108 +165,6 @@ def compile_train_step(model, tx, learning_rate_fn, mesh, state_shardings, scale
         out_shardings=(state_shardings, sharding.replicated(mesh)),
         donate_argnums=0,
     )
-
-
-def eval_step(params: Any, lr: jax.Array, *, model: models.SRModel, scale: int) -> jax.Array:
-    """Super-resolves a batch and quantizes like a saved image: clip to [0, 255], round."""
-    sr = model.apply({"params": params}, lr.astype(jnp.float32), scale=scale)
-    return jnp.round(jnp.clip(sr, 0.0, 255.0))
-
-
-def _upscaler(model, params, scale: int, self_ensemble: bool) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 (h, w, 3) -> SR float32 (h*s, w*s, 3) on whole images."""
-    if self_ensemble:
-        from edsr_jax import inference
-
-        return inference.make_upscaler(model, {"params": params}, scale, self_ensemble=True)
-    step = jax.jit(functools.partial(eval_step, model=model, scale=scale))
-    return lambda lr: np.asarray(step(params, jnp.asarray(lr)[None]))[0]
-
-
-def evaluate(
-    model: models.SRModel,
-    params: Any,
-    samples: Mapping[int, Sequence[tuple[str, np.ndarray, np.ndarray]]],
-    *,
-    protocol: str,
-    prefix: str,
-    self_ensemble: bool = False,
-) -> tuple[dict[str, float], dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-    """Mean PSNR and SSIM per scale over whole images, with an evaluation protocol.
-
-    Args:
-      model: the network.
-      params: its parameters.
-      samples: ``{scale: [(name, lr uint8, hr uint8), ...]}``.
-      protocol: ``"div2k"`` (RGB, shave scale+6) or ``"benchmark"`` (Y, shave scale).
-      prefix: metric name prefix, e.g. ``"val"`` or ``"Set5"``.
-      self_ensemble: average the 8 flips/transposes (EDSR+).
-
-    Returns:
-      ``({f"{prefix}/psnr_x{s}": dB, f"{prefix}/ssim_x{s}": ...}, {s: (lr, sr, hr) of the first
-      image})``.
-    """
-    from edsr_jax import metrics as sr_metrics
-
-    rules = sr_metrics.get_protocol(protocol)
-    results, examples = {}, {}
-    for scale, items in samples.items():
-        if not items:
-            continue
-        upscale = _upscaler(model, params, scale, self_ensemble)
-        scores = []
-        for _, lr, hr in items:
-            sr = upscale(lr)
-            scores.append(sr_metrics.evaluate_pair(sr, hr, scale=scale, protocol=rules))
-            if scale not in examples:
-                examples[scale] = (lr, sr, hr)
-        psnrs, ssims = np.asarray(scores, np.float64).T
-        results[f"{prefix}/psnr_x{scale}"] = float(np.mean(psnrs))
-        results[f"{prefix}/ssim_x{scale}"] = float(np.mean(ssims))
-    return results, examples
-
-
-# --- initialising from another model --------------------------------------------------------------
-
-
-def load_init_params(path: str) -> Any:
-    """Parameters to start from: a training workdir, an exported model, or an official ``.pt``."""
-    if path.endswith((".pt", ".pth")):
-        from edsr_jax import convert
-
-        return convert.convert_state_dict(convert.load_torch_state_dict(path))[1]["params"]
-    from edsr_jax import checkpoint
-
-    return checkpoint.load_model(path)[1]["params"]
-
-
-def copy_matching(target: Any, source: Any) -> tuple[Any, list[str], list[str]]:
-    """Copies every ``source`` tensor whose path and shape match one in ``target``.
-
-    Returns:
-      ``(params, copied, not_copied)``: ``target`` with the matching tensors replaced (float32),
-      and the ``/``-joined paths that were and were not copied.
-    """
-    flat_source = {
-        "/".join(str(getattr(k, "key", k)) for k in path): leaf
-        for path, leaf in jax.tree_util.tree_flatten_with_path(source)[0]
-    }
-    copied, not_copied = [], []
-
-    def pick(path, leaf):
-        key = "/".join(str(getattr(k, "key", k)) for k in path)
-        other = flat_source.get(key)
-        if other is not None and tuple(other.shape) == tuple(leaf.shape):
-            copied.append(key)
-            return np.asarray(jax.device_get(other), np.float32)
-        not_copied.append(key)
-        return leaf
-
-    params = jax.tree_util.tree_map_with_path(pick, target)
-    return params, copied, not_copied
-
-
-# --- the program ----------------------------------------------------------------------------------
 
 
 def check_finite(history: Sequence[tuple[int, Mapping[str, jax.Array]]]) -> dict[str, float]:
@@ -359,94 +184,84 @@ def check_finite(history: Sequence[tuple[int, Mapping[str, jax.Array]]]) -> dict
     return {k: float(np.mean([v[k] for v in values])) for k in values[0]} if values else {}
 
 
-def summary_image(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, scale: int, crop: int) -> np.ndarray:
-    """One image strip ``[LR (nearest) | bicubic | SR | HR]`` of a central LR crop, uint8."""
-    from edsr_jax import image
+def validate(
+    config, model: models.SRModel, params: Any, step: int, writer, log: Callable[[str], None]
+) -> dict:
+    """Scores ``params`` on the validation images (and benchmarks) through :mod:`edsr_jax.evaluate`.
 
-    c = min(crop, *lr.shape[:2])
-    y, x = (lr.shape[0] - c) // 2, (lr.shape[1] - c) // 2
-    lr_c = lr[y : y + c, x : x + c]
-    hr_window = (slice(y * scale, (y + c) * scale), slice(x * scale, (x + c) * scale))
-    tiles = [
-        np.repeat(np.repeat(lr_c, scale, 0), scale, 1),
-        image.imresize(lr_c, scale),
-        np.clip(np.round(sr[hr_window]), 0, 255).astype(np.uint8),
-        hr[hr_window],
-    ]
-    return np.concatenate(tiles, axis=1)
+    Writes the scalars and one image strip per scale; returns ``{"val_psnr": mean}`` (the metric
+    that ranks checkpoints), or ``{}`` when nothing was scored.
+    """
+    from edsr_jax.data import benchmarks, pipeline
+
+    samples = pipeline.create_eval_samples(config, "val")
+    n = int(config.eval.num_images)
+    samples = {s: items[:n] if n > 0 else items for s, items in samples.items()}
+    variables, ensemble = {"params": params}, bool(config.eval.self_ensemble)
+    strips = {}
+
+    def keep_first(scale, sample, sr):
+        if scale not in strips:
+            strips[scale] = writers.summary_image(
+                sample.lr, sr, sample.hr, scale, int(config.eval.image_crop)
+            )
+
+    protocol = metrics.get_protocol(config.eval.protocol)
+    scalars = evaluate.as_scalars(
+        evaluate.score_model(
+            model, variables, samples, protocol=protocol, self_ensemble=ensemble, on_output=keep_first
+        ),
+        "val",
+    )
+    for name in config.eval.benchmarks if config.eval.benchmark_dir else ():
+        bench = {s: benchmarks.load_benchmark(config.eval.benchmark_dir, name, s) for s in samples}
+        results = evaluate.score_model(
+            model, variables, bench, protocol=metrics.BENCHMARK, self_ensemble=ensemble
+        )
+        scalars.update(evaluate.as_scalars(results, name))
+    writer.write_scalars(step, scalars)
+    writer.write_images(step, {f"val/x{s}": strip[None] for s, strip in strips.items()})
+    log(f"step {step}  " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(scalars.items())))
+    psnrs = [v for k, v in scalars.items() if k.startswith("val/psnr_")]
+    return {manager.BEST_METRIC: float(np.mean(psnrs))} if psnrs else {}
 
 
-def _flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
-    """``{"a.b": value}`` for a nested config; tuples and None as strings (for hparams)."""
+# --- helpers of the program -----------------------------------------------------------------------
+
+
+def load_init_params(path: str) -> Any:
+    """Parameters to start from: a training workdir, an exported model, or an official ``.pt``."""
+    if path.endswith((".pt", ".pth")):
+        from edsr_jax.interop import torch as torch_interop
+
+        return torch_interop.convert_state_dict(torch_interop.load_torch_state_dict(path))[1]["params"]
+    from edsr_jax.checkpoint import exported
+
+    return exported.load_model(path)[1]["params"]
+
+
+def flatten_config(config: Mapping, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` for a nested config; tuples and None as strings (for hparams and model.json)."""
     out = {}
     for key, value in config.items():
         if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten_config(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value if isinstance(value, bool | int | float | str) else str(value)
     return out
 
 
-class ConsoleWriter:
-    """What training needs of a clu metric writer when clu/TensorFlow are missing: nothing is
-    written to files (the console lines of :func:`train_and_evaluate` remain)."""
-
-    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-        del step, scalars
-
-    def write_images(self, step: int, images: Mapping[str, Any]) -> None:
-        del step, images
-
-    def write_hparams(self, hparams: Mapping[str, Any]) -> None:
-        del hparams
-
-    def flush(self) -> None:
-        pass
-
-
-_WARNED_NO_CLU: list[bool] = []  # (a warning once per process, not once per run)
-
-
-def create_writer(workdir: str, is_chief: bool, total: int, every: int) -> tuple[Any, Callable[[int], Any]]:
-    """TensorBoard writer and steps/s reporter (clu) on process 0; console-only stand-ins elsewhere.
-
-    Without clu or TensorFlow (e.g. a GPU machine with only JAX installed) training still runs:
-    a one-time warning, no TensorBoard events, the console lines stay.
-
-    Returns:
-      ``(writer, report)``: ``report(step)`` is called after every step.
-    """
-    try:
-        from clu import metric_writers, periodic_actions
-    except ImportError as e:
-        if is_chief and not _WARNED_NO_CLU:
-            _WARNED_NO_CLU.append(True)
-            warnings.warn(
-                f"TensorBoard summaries are off: {e} (pip install clu tensorflow-cpu to get them); "
-                "training continues with console logging only",
-                stacklevel=2,
-            )
-        return ConsoleWriter(), lambda step: None
-    if not is_chief:
-        return ConsoleWriter(), lambda step: None
-    writer = metric_writers.create_default_writer(workdir)
-    report = periodic_actions.ReportProgress(
-        num_train_steps=total, writer=writer, every_steps=every, every_secs=None
+def config_change_message(changed: list[tuple[str, Any, Any]], limit: int = MAX_CHANGES_LISTED) -> str:
+    """One warning line naming the config entries that differ from the run's ``model.json``."""
+    items = [f"{key} {old!r} -> {new!r}" for key, old, new in changed]
+    more = f"; and {len(items) - limit} more" if len(items) > limit else ""
+    return (
+        "warning: this config differs from the one this workdir's run started with (model.json): "
+        + "; ".join(items[:limit])
+        + more
+        + ". Training resumes with the new values; from here the run is not the one an "
+        "uninterrupted run of either config would give."
     )
-    return writer, report
-
-
-def parameter_overview(params: Any) -> str:
-    """A table of the parameters (clu's overview, or names, shapes and sizes without clu)."""
-    try:
-        from clu import parameter_overview as overview
-    except ImportError:
-        rows = [
-            f"{jax.tree_util.keystr(path)}  {tuple(leaf.shape)}  {int(np.prod(leaf.shape)):,}"
-            for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
-        ]
-        return "\n".join([*rows, f"total {models.count_params(params):,}"])
-    return overview.get_parameter_overview(params, include_stats=False)
 
 
 def _local_copy(tree: Any) -> Any:
@@ -454,50 +269,23 @@ def _local_copy(tree: Any) -> Any:
     return jax.tree.map(lambda a: a.addressable_data(0), tree)
 
 
-def config_change_message(changed: list[tuple[str, Any, Any]], limit: int = 12) -> str:
-    """One warning line naming the config entries that differ from the run's ``model.json``."""
-    items = [f"{key} {old!r} -> {new!r}" for key, old, new in changed]
-    more = f"; and {len(items) - limit} more" if len(items) > limit else ""
-    return (
-        "warning: this config differs from the one this workdir's run started with (model.json): "
-        + "; ".join(items[:limit]) + more
-        + ". Training resumes with the new values; from here the run is not the one an "
-        "uninterrupted run of either config would give."
+def _start(config, workdir: str, state: TrainState, shardings: Any, ckpt, log) -> TrainState:
+    """The state to train from: the latest complete checkpoint, else ``init_from``, else ``state``."""
+    if jax.process_index() == 0:
+        for step in manager.discard_incomplete(ckpt):
+            log(f"deleted the incomplete checkpoint folder of step {step}")
+    restored = manager.restore(ckpt, abstract_state(state, shardings))
+    if restored is not None:
+        log(f"resumed from {layout.checkpoint_dir(workdir)} at step {int(restored.step)}")
+        return restored
+    if not config.init_from:
+        return state
+    params, copied, not_copied = models.copy_matching(state.params, load_init_params(config.init_from))
+    log(
+        f"init_from {config.init_from}: copied {len(copied)} tensors; not copied (kept fresh): "
+        f"{', '.join(not_copied) or 'none'}"
     )
-
-
-def _console(is_chief: bool, text: str) -> None:
-    if is_chief:
-        print(text, flush=True)
-
-
-def _validation(config, model, params, step, writer, log) -> dict[str, float]:
-    """Scores ``params`` on the validation images (and benchmarks); returns ``{"val_psnr": ...}``."""
-    from edsr_jax import input_pipeline
-
-    samples = input_pipeline.create_eval_samples(config, "val")
-    n = int(config.eval.num_images)
-    samples = {s: items[:n] if n > 0 else items for s, items in samples.items()}
-    ensemble = bool(config.eval.self_ensemble)
-    results, examples = evaluate(
-        model, params, samples, protocol=config.eval.protocol, prefix="val", self_ensemble=ensemble
-    )
-    if config.eval.benchmark_dir:
-        from edsr_jax import benchmarks
-
-        root = config.eval.benchmark_dir
-        for name in config.eval.benchmarks:
-            load = functools.partial(benchmarks.load_benchmark, root, name)
-            bench = {s: [(x.name, x.lr, x.hr) for x in load(s)] for s in samples}
-            results.update(
-                evaluate(model, params, bench, protocol="benchmark", prefix=name, self_ensemble=ensemble)[0]
-            )
-    writer.write_scalars(step, results)
-    crop = int(config.eval.image_crop)
-    writer.write_images(step, {f"val/x{s}": summary_image(*ex, s, crop)[None] for s, ex in examples.items()})
-    log(f"step {step}  " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(results.items())))
-    psnrs = [v for k, v in results.items() if k.startswith("val/psnr_")]
-    return {checkpointing.BEST_METRIC: float(np.mean(psnrs))} if psnrs else {}
+    return state.replace(params=jax.device_put(params, shardings.params))
 
 
 def train_and_evaluate(
@@ -511,8 +299,8 @@ def train_and_evaluate(
     complete checkpoint; ``config.init_from`` is used only when there is none.
 
     Args:
-      config: an ``ml_collections.ConfigDict`` (see ``configs/default.py``).
-      workdir: the run's directory.
+      config: an ``ml_collections.ConfigDict`` (fields: ``edsr_jax/configs/default.py``).
+      workdir: the run's directory (local or ``gs://``).
       on_step: called with the step number after every step (e.g. a progress bar); a true return
         value saves a checkpoint and stops, as SIGTERM does.
 
@@ -527,59 +315,58 @@ def train_and_evaluate(
     sharding.maybe_initialize_distributed(bool(config.distributed))
     if config.compilation_cache_dir:  # (JAX also reads JAX_COMPILATION_CACHE_DIR itself)
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(config.compilation_cache_dir))
-    from edsr_jax import input_pipeline
+    from edsr_jax.data import pipeline
 
     is_chief = jax.process_index() == 0
-    log = functools.partial(_console, is_chief)
-    workdir = checkpointing.absolute(workdir)
+    log = functools.partial(print, flush=True) if is_chief else (lambda text: None)
+    workdir = layout.absolute(workdir)
     mesh = sharding.create_mesh()
     sharding.check_batch_size(int(config.batch_size), mesh)
     model = create_model(config)
     spec = models.model_spec(model)
-    changed = checkpointing.prepare_workdir(workdir, spec, _flatten(config.to_dict()), write=is_chief)
+    changed = layout.prepare_workdir(workdir, spec, flatten_config(config.to_dict()), write=is_chief)
     if changed:
         log(config_change_message(changed))
-    learning_rate_fn = create_learning_rate_fn(config)
-    tx = create_optimizer(config, model)
+    learning_rate_fn = optim.create_learning_rate_fn(config)
+    tx = optim.create_optimizer(config, model)
     state, shardings = create_train_state(model, tx, mesh, jax.random.PRNGKey(int(config.seed)))
-    manager = checkpointing.create_manager(
-        checkpointing.checkpoint_dir(workdir),
+    ckpt = manager.create_manager(
+        layout.checkpoint_dir(workdir),
         keep=int(config.keep_checkpoints),
         async_save=bool(config.async_checkpoints),
     )
-    if is_chief:
-        for step in checkpointing.discard_incomplete(manager):
-            log(f"deleted the incomplete checkpoint folder of step {step}")
-    restored = checkpointing.restore(manager, abstract_state(state, shardings))
-    if restored is not None:
-        state = restored
-        log(f"resumed from {checkpointing.checkpoint_dir(workdir)} at step {int(state.step)}")
-    elif config.init_from:
-        params, copied, not_copied = copy_matching(state.params, load_init_params(config.init_from))
-        state = state.replace(params=jax.device_put(params, shardings.params))
-        log(f"init_from {config.init_from}: copied {len(copied)} tensors; not copied (kept fresh): "
-            f"{', '.join(not_copied) or 'none'}")  # fmt: skip
+    state = _start(config, workdir, state, shardings, ckpt, log)
     start, total = int(state.step), int(config.num_train_steps)
     meta = {"model_spec": spec, "process_count": jax.process_count()}
 
-    writer, report = create_writer(workdir, is_chief, total, int(config.log_every_steps))
+    log_every, ckpt_every, eval_every = (
+        int(config.log_every_steps),
+        int(config.checkpoint_every_steps),
+        int(config.eval_every_steps),
+    )
+    writer, report = writers.create_writer(workdir, is_chief, total, log_every)
     if is_chief:
-        (epath.Path(workdir) / PARAMETERS_TXT).write_text(parameter_overview(state.params) + "\n")
-        log(f"{spec}: {models.count_params(state.params):,} parameters ({PARAMETERS_TXT}); "
-            f"{mesh.devices.size} device(s), {jax.process_count()} process(es); "
-            f"steps {start} -> {total}")  # fmt: skip
+        (epath.Path(workdir) / PARAMETERS_TXT).write_text(writers.parameter_overview(state.params) + "\n")
+        log(
+            f"{spec}: {models.count_params(state.params):,} parameters ({PARAMETERS_TXT}); "
+            f"{mesh.devices.size} device(s), {jax.process_count()} process(es); steps {start} -> {total}"
+        )
         if start == 0:
-            writer.write_hparams(_flatten(config.to_dict()))
-    log_every, ckpt_every = int(config.log_every_steps), int(config.checkpoint_every_steps)
-    eval_every = int(config.eval_every_steps)
+            writer.write_hparams(flatten_config(config.to_dict()))
     step_fns: dict[int, Callable] = {}
     history: list = []
     t_log, step_log = time.time(), start
     try:
-        with checkpointing.PreemptionGuard(manager) as guard:
-            batches = input_pipeline.prefetch_to_device(
-                input_pipeline.create_train_iterator(config, start_step=start), DEVICE_PREFETCH, mesh
-            ) if start < total else iter(())  # fmt: skip
+        with manager.PreemptionGuard(ckpt) as guard:
+            batches = iter(())
+            if start < total:
+                local = pipeline.create_train_iterator(
+                    config,
+                    start_step=start,
+                    process_index=jax.process_index(),
+                    process_count=jax.process_count(),
+                )
+                batches = sharding.prefetch_to_device(local, DEVICE_PREFETCH, mesh)
             step = start
             while step < total:
                 batch = next(batches)
@@ -601,21 +388,27 @@ def train_and_evaluate(
                     rate = (step - step_log) / max(time.time() - t_log, 1e-9)
                     t_log, step_log = time.time(), step
                     writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
-                    log(f"step {step}/{total}  loss {means['loss']:.4f}  grad_norm {means['grad_norm']:.4g}  "
-                        f"lr {means['learning_rate']:.3g}  {rate:.2f} steps/s")  # fmt: skip
+                    log(
+                        f"step {step}/{total}  loss {means['loss']:.4f}  grad_norm {means['grad_norm']:.4g}  "
+                        f"lr {means['learning_rate']:.3g}  {rate:.2f} steps/s"
+                    )
                 elif save_now:
                     check_finite(history)
-                scores = None
-                if evaluate_now:
-                    scores = _validation(config, model, _local_copy(state.params), step, writer, log)
+                scores = (
+                    validate(config, model, _local_copy(state.params), step, writer, log)
+                    if evaluate_now
+                    else None
+                )
                 if save_now:
-                    checkpointing.save(manager, state, meta=meta, metrics=scores)
+                    manager.save(ckpt, state, meta=meta, metrics=scores)
                 if stop:
-                    log(f"stopped (SIGTERM or stop request): saved step {step} to {manager.directory}; "
-                        "rerun the command to resume")
+                    log(
+                        f"stopped (SIGTERM or stop request): saved step {step} to {ckpt.directory}; "
+                        "rerun the command to resume"
+                    )
                     break
     finally:
-        manager.wait_until_finished()
-        manager.close()
+        ckpt.wait_until_finished()
+        ckpt.close()
         writer.flush()
     return state

@@ -1,0 +1,345 @@
+"""The embedded demo: train a small EDSR x2 on CPU in minutes, beat bicubic, show it in a picture.
+
+No download: it trains on the photographs that scikit-image installs with its package data
+(:data:`edsr_jax.data.sources.SKIMAGE_TRAIN`) and scores on held-out ones
+(:data:`~edsr_jax.data.sources.SKIMAGE_VAL`), plus Set5 when a benchmark folder is given. What
+makes a few hundred CPU steps enough (``experiments/perf/RESULTS.md``, "Demo"): PyTorch-style
+initialisation, peak learning rate 1e-3 with 5 % warm-up and cosine decay, and no mostly-flat
+training patches.
+
+Reproducibility: the length of the run is a number of steps. With ``steps`` given the run is a
+pure function of the config (initialisation and every batch come from the seed). With a time
+budget instead (``seconds``: from the demo's start to the end of training), the demo times a few
+training steps first (:func:`measure_step_seconds`) and plans as many steps as fit in what is left
+of the budget (:func:`plan_steps`); the cosine schedule is defined over those planned steps, and
+the plan is printed and stored in ``WORKDIR/demo.json`` so that ``--steps N`` repeats the run
+exactly. When the steps turn out slower than measured (the machine got busier), :class:`Pacer`
+re-plans: it stops at a checkpoint and resumes with a shorter plan, so the cosine schedule still
+decays to 0 inside the budget (a run stopped in the middle of its schedule, at a high learning
+rate, ends below bicubic). The segments are recorded in ``demo.json``. As a last resort training
+stops at :data:`DEADLINE_FACTOR` times the budget; evaluation then takes about a minute, so the
+default budget keeps the whole command under 10 minutes on a 2-core CPU.
+
+Everything lands in the workdir, a training workdir like ``edsr-jax train`` writes (so
+``edsr-jax eval --checkpoint W`` and ``edsr-jax upscale --checkpoint W`` take it), plus
+``demo.json`` (plan and results) and ``demo_comparison.png`` (bicubic | EDSR | HR crops, made by
+:mod:`edsr_jax.apps.demo_report`). The config is :mod:`edsr_jax.configs.demo`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from edsr_jax import atomic
+from edsr_jax.apps import demo_report
+from edsr_jax.configs import demo as demo_configs
+from edsr_jax.configs.demo import SCALE
+from edsr_jax.errors import UserError
+
+# Default time budget (seconds from the demo's start to the end of training) without --steps.
+DEFAULT_SECONDS = 420.0
+# Allowance for train_and_evaluate's set-up before its first step (TensorFlow import, decoding the
+# photographs, compiling), measured at 15-50 s on a busy 2-core machine.
+TRAINING_SETUP_SECONDS = 30.0
+# A budgeted run is stopped (and saved) once this many times the budget has passed.
+DEADLINE_FACTOR = 1.1
+# Re-plan when the projected end of training passes the budget by this factor...
+REPLAN_TOLERANCE = 1.05
+# ... judged on the step rate after a segment's first steps (JAX dispatches steps ahead of the
+# computation, so the first steps of a segment return faster than they run) over at least this
+# many steps and seconds.
+REPLAN_SKIP_STEPS = 5
+REPLAN_MIN_STEPS = 20
+REPLAN_MIN_SECONDS = 20.0
+# Allowance for stopping and resuming (checkpoint save, restore, data, compile) when re-planning.
+RESTART_SECONDS = 30.0
+# Fewest steps a re-planned segment keeps (its cosine tail).
+MIN_TAIL_STEPS = 10
+# A plan is lengthened (steps faster than measured) only by this factor or more, and only before
+# this fraction of it is done (later the learning rate is already low).
+EXTEND_FACTOR = 1.25
+EXTEND_BEFORE = 0.5
+# Re-plans per run at most (each costs a checkpoint round trip), and the most one re-plan may
+# multiply the plan by.
+MAX_REPLANS = 3
+MAX_EXTENSION = 2.0
+# Fewest steps a budgeted run plans (below this the model does not get past bicubic).
+MIN_STEPS = 20
+# Training steps timed by measure_step_seconds after one untimed step.
+CALIBRATION_STEPS = 5
+# The plan assumes steps this much slower than measured: the training loop also runs the input
+# pipeline on the same cores, and a shared machine's load drifts.
+PLAN_MARGIN = 1.15
+# Files the demo writes into the workdir besides the training files.
+DEMO_JSON = "demo.json"
+FIGURE_PNG = "demo_comparison.png"
+
+
+# --- planning the run -----------------------------------------------------------------------------
+
+
+def measure_step_seconds(
+    config, steps: int = CALIBRATION_STEPS, progress: Callable[[], None] | None = None
+) -> float:
+    """Seconds per training step of ``config``'s model on this machine, now.
+
+    Compiles the training step, runs it once untimed, then times ``steps`` more on a random batch
+    (the same shapes and work as real batches; the state is thrown away).
+
+    Args:
+      config: a training config.
+      steps: timed steps.
+      progress: called after the compile and after each timed step.
+
+    Returns:
+      The mean wall-clock seconds of one step.
+    """
+    import jax
+
+    from edsr_jax import optim, sharding, train
+
+    mesh = sharding.create_mesh()
+    model = train.create_model(config)
+    tx = optim.create_optimizer(config, model)
+    state, shardings = train.create_train_state(model, tx, mesh, jax.random.PRNGKey(0))
+    step_fn = train.compile_train_step(
+        model, tx, optim.create_learning_rate_fn(config), mesh, shardings, SCALE
+    )
+    rng = np.random.default_rng(0)
+    b, p = int(config.batch_size), int(config.patch_size)
+    batch = {
+        "lr": rng.integers(0, 256, (b, p, p, 3), dtype=np.uint8),
+        "hr": rng.integers(0, 256, (b, p * SCALE, p * SCALE, 3), dtype=np.uint8),
+    }
+    batch = jax.device_put(batch, sharding.batch_sharding(mesh))
+    state, metrics = step_fn(state, batch)
+    jax.block_until_ready(metrics)
+    if progress:
+        progress()
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = step_fn(state, batch)
+        jax.block_until_ready(metrics)
+        if progress:
+            progress()
+    return (time.perf_counter() - start) / steps
+
+
+def plan_steps(seconds: float, seconds_per_step: float) -> int:
+    """How many steps fit in ``seconds`` at ``PLAN_MARGIN`` times the measured step time (>= MIN_STEPS)."""
+    return max(MIN_STEPS, int(seconds / max(PLAN_MARGIN * seconds_per_step, 1e-9)))
+
+
+class Pacer:
+    """An ``on_step`` hook that keeps a budgeted run inside its time budget.
+
+    After :data:`REPLAN_MIN_STEPS` steps of a segment it projects the end of training from the
+    segment's step rate; past ``REPLAN_TOLERANCE`` times the budget it asks to stop and sets
+    ``new_total``: the step count that fits what is left (the run then resumes with a cosine
+    schedule over ``new_total`` steps). When steps are so much faster that ``EXTEND_FACTOR`` times
+    the plan fits, early in the plan, it lengthens the plan the same way. Past ``DEADLINE_FACTOR``
+    times the budget it stops for good.
+    """
+
+    def __init__(
+        self,
+        t0: float,
+        seconds: float,
+        total: int,
+        *,
+        replan: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.t0, self.seconds, self.total, self.clock = t0, float(seconds), int(total), clock
+        self.replan = replan
+        self.new_total: int | None = None
+        self.rate: float | None = None
+        self._first: int | None = None
+        self._start: tuple[float, int] | None = None
+
+    def __call__(self, step: int) -> bool:
+        now = self.clock()
+        if self._first is None:  # the first step of a segment includes set-up and compilation
+            self._first = step
+        if self._start is None and step >= self._first + REPLAN_SKIP_STEPS:
+            self._start = (now, step)
+        elapsed = now - self.t0
+        if elapsed > DEADLINE_FACTOR * self.seconds:
+            self.new_total = None
+            return True
+        if not self.replan or self._start is None:
+            return False
+        done, spent = step - self._start[1], now - self._start[0]
+        if done < REPLAN_MIN_STEPS or spent < REPLAN_MIN_SECONDS:
+            return False
+        self.rate = spent / done
+        left = self.seconds - elapsed - RESTART_SECONDS
+        new_total = min(step + max(MIN_TAIL_STEPS, int(left / self.rate)), int(MAX_EXTENSION * self.total))
+        too_slow = elapsed + (self.total - step) * self.rate > REPLAN_TOLERANCE * self.seconds
+        too_fast = new_total >= EXTEND_FACTOR * self.total and step < EXTEND_BEFORE * self.total
+        if (too_slow and new_total < self.total) or too_fast:
+            self.new_total = new_total
+            return True
+        return False
+
+
+def _read_demo_json(workdir: str) -> dict:
+    path = os.path.join(workdir, DEMO_JSON)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path} ({e}); use another workdir") from None
+
+
+# --- the demo -------------------------------------------------------------------------------------
+
+
+def _bar(enabled: bool, total: int, desc: str, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def run_demo(
+    workdir: str,
+    *,
+    data_dir: str | None = None,
+    steps: int | None = None,
+    seconds: float = DEFAULT_SECONDS,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Trains the demo model in ``workdir``, scores it against bicubic, writes the figure.
+
+    Rerunning on a finished workdir re-scores it without training; an interrupted run resumes
+    with the step count it planned (stored in ``demo.json``).
+
+    Args:
+      workdir: the run's folder (created).
+      data_dir: a benchmark folder holding ``Set5`` (EDSR layout) to score as well, or None.
+      steps: train exactly this many steps; None: as many as fit in ``seconds``.
+      seconds: when ``steps`` is None, the time budget from the start to the end of training.
+      progress: show progress bars (stderr).
+      log: where text lines go.
+
+    Returns:
+      What ``demo.json`` holds: the plan, ``"results"`` (rows of
+      :func:`edsr_jax.apps.demo_report.score_sets`), ``"figure"`` and timings.
+
+    Raises:
+      UserError: bad arguments, or a workdir of another run.
+    """
+    import edsr_jax
+    from edsr_jax import inference, models, train
+    from edsr_jax.checkpoint import layout
+    from edsr_jax.imaging import files
+
+    t0 = time.monotonic()
+    if steps is not None and int(steps) < 1:
+        raise UserError(f"steps must be at least 1, got {steps}")
+    if steps is None and not seconds > 0:
+        raise UserError(f"seconds must be positive, got {seconds}")
+    workdir = os.path.abspath(workdir)
+    if os.path.isfile(workdir):
+        raise UserError(f"workdir {workdir} is a file, not a folder")
+    os.makedirs(workdir, exist_ok=True)
+    stored = _read_demo_json(workdir)
+    if (
+        stored.get("steps")
+        and steps is not None
+        and int(steps) != int(stored["steps"])
+        and os.path.isdir(layout.checkpoint_dir(workdir))
+    ):
+        raise UserError(
+            f"{workdir} holds a demo run of {stored['steps']} steps, not {steps}; use another workdir"
+        )
+    plan = {
+        "steps": int(steps) if steps is not None else stored.get("steps"),
+        "budget_seconds": None,
+        "measured_seconds_per_step": stored.get("measured_seconds_per_step"),
+    }
+    budgeted = plan["steps"] is None
+    if budgeted:
+        bar = _bar(progress, CALIBRATION_STEPS + 1, "measuring step time (compile + steps)", "step")
+        with bar:
+            sps = measure_step_seconds(demo_configs.get_config(), progress=bar.update)
+        left = float(seconds) - (time.monotonic() - t0) - TRAINING_SETUP_SECONDS
+        plan.update(steps=plan_steps(left, sps), budget_seconds=float(seconds), measured_seconds_per_step=sps)
+        log(
+            f"planned {plan['steps']} steps ({sps:.2f} s/step measured, budget {seconds:.0f} s to the end "
+            f"of training); "
+            f"repeat this run exactly with --steps {plan['steps']}"
+        )
+    plan["segments"] = stored.get("segments", [])
+    atomic.write_json(os.path.join(workdir, DEMO_JSON), {**stored, **plan})
+
+    t_train = time.monotonic()
+    bar = _bar(progress, plan["steps"], "training", "step")
+    with bar:
+        while True:
+            config = demo_configs.get_config(plan["steps"])
+            replan = len(plan["segments"]) < MAX_REPLANS
+            pacer = Pacer(t0, seconds, plan["steps"], replan=replan) if budgeted else None
+
+            def on_step(step: int, pacer=pacer) -> bool:
+                bar.update(step - bar.n)
+                return pacer is not None and pacer(step)
+
+            state = train.train_and_evaluate(config, workdir, on_step=on_step)
+            trained = int(state.step)
+            if pacer is None or pacer.new_total is None or trained >= plan["steps"]:
+                break
+            plan["segments"].append({"planned_steps": plan["steps"], "stopped_at": trained})
+            log(
+                f"steps take {pacer.rate:.2f} s, not as measured (busy machine?): re-planned from "
+                f"{plan['steps']} to {pacer.new_total} steps at step {trained} (the schedule ends there)"
+            )
+            plan["steps"] = bar.total = pacer.new_total
+            bar.refresh()
+            atomic.write_json(os.path.join(workdir, DEMO_JSON), {**stored, **plan})
+    train_seconds = time.monotonic() - t_train
+    if trained < plan["steps"]:
+        log(
+            f"stopped at step {trained} of {plan['steps']}: {DEADLINE_FACTOR} x the time budget passed "
+            "(busy machine?); rerun the same command to finish the planned steps"
+        )
+
+    model, variables = edsr_jax.load_model(workdir)
+    log(
+        f"model: EDSR x{SCALE}, {config.model.num_blocks} blocks, {config.model.num_features} features, "
+        f"{models.count_params(variables['params']):,} parameters, trained {trained} steps "
+        f"in {train_seconds:.0f} s"
+    )
+    sets = demo_report.evaluation_sets(config, data_dir)
+    upscale_fn = inference.make_upscaler(model, variables, SCALE)
+    bar = _bar(progress, 2 * sum(len(s) for _, s in sets), "evaluating (bicubic, EDSR)", "img")
+    with bar:
+        rows, outputs = demo_report.score_sets(sets, upscale_fn, progress=bar.update)
+    figure_path = os.path.join(workdir, FIGURE_PNG)
+    files.write_image(figure_path, demo_report.comparison_figure(demo_report.figure_panels(rows, outputs)))
+    log(demo_report.format_results(rows))
+    log(f"PSNR/SSIM on Y, shave {SCALE} (the benchmark protocol); figure: {figure_path}")
+    log(
+        f"checkpoint: {workdir} (edsr-jax eval --checkpoint {workdir} ..., "
+        f"edsr-jax upscale --checkpoint {workdir} IN OUT)"
+    )
+    summary = {
+        **stored,
+        **plan,
+        "trained_steps": trained,
+        "train_seconds": train_seconds,
+        "total_seconds": time.monotonic() - t0,
+        "results": rows,
+        "figure": FIGURE_PNG,
+    }
+    atomic.write_json(os.path.join(workdir, DEMO_JSON), summary)
+    return summary

@@ -1,0 +1,130 @@
+"""Writing files and folders so that a reader never sees half of them.
+
+Every file edsr-jax writes for a user (``model.json``, ``demo.json``, evaluation JSON, images,
+cache indexes) goes through here: the content is written to a temporary name in the destination
+folder and renamed over the final name, which is atomic on local file systems. Paths may be local
+or any URL ``etils.epath`` knows (``gs://...``); on object stores the rename is a copy and a
+delete, so a reader may briefly see the old version but never a partial new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from etils import epath
+
+PathLike = str | os.PathLike
+
+
+def _tmp_sibling(path: epath.Path, kind: str) -> epath.Path:
+    """A hidden, unique name beside ``path`` (same folder, so the rename stays on one device)."""
+    return path.parent / f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _is_local(path: epath.Path) -> bool:
+    return "://" not in os.fspath(path)
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically; the folder must exist.
+
+    Raises:
+      OSError: the folder does not exist or the write failed (no partial file is left).
+    """
+    path = epath.Path(path)
+    tmp = _tmp_sibling(path, "tmp")
+    try:
+        tmp.write_bytes(data)
+        if _is_local(path):
+            os.chmod(tmp, 0o666 & ~_umask())  # the permissions a plain open() would give
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_text(path: PathLike, text: str) -> None:
+    """Writes ``text`` (UTF-8) to ``path`` atomically; see :func:`write_bytes`."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def finite_or_null(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` (strict JSON has no Infinity)."""
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def to_json(payload: Any) -> str:
+    """Strict, sorted, indented JSON of ``payload`` (non-finite floats as ``null``, other objects
+    as their ``str``), ending with a newline."""
+    text = json.dumps(finite_or_null(payload), indent=2, sort_keys=True, allow_nan=False, default=str)
+    return text + "\n"
+
+
+def write_json(path: PathLike, payload: Any) -> None:
+    """Writes ``payload`` as strict JSON (:func:`to_json`) to ``path`` atomically."""
+    write_text(path, to_json(payload))
+
+
+@contextlib.contextmanager
+def folder(path: PathLike, *, overwrite: bool = False) -> Iterator[epath.Path]:
+    """Builds a folder under a temporary name and renames it to ``path`` when the block succeeds.
+
+    Yields the temporary folder to fill. On an exception the temporary folder is removed and
+    ``path`` is untouched. An existing ``path`` is replaced only with ``overwrite`` (it is moved
+    aside, the new folder renamed in, then the old one deleted); otherwise, if another writer
+    created ``path`` first, the new folder is discarded and ``path`` kept (first writer wins).
+
+    Raises:
+      FileExistsError: ``path`` exists and ``overwrite`` is false (checked before the block).
+    """
+    path = epath.Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path, "tmp")
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if path.exists() and overwrite:
+            old = _tmp_sibling(path, "old")
+            path.rename(old)
+        try:
+            tmp.rename(path)
+        except OSError:
+            if not path.exists():
+                raise
+            _remove(tmp)  # another writer finished first: keep its folder
+        if old is not None:
+            _remove(old)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: epath.Path) -> None:
+    if _is_local(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.rmtree()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

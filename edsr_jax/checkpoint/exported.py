@@ -1,0 +1,216 @@
+"""Exported models (``model.json`` + ``params/``): saving, loading, and checking parameters.
+
+:func:`save_model` writes a model folder atomically (built under a hidden temporary name, renamed
+into place, see :func:`edsr_jax.atomic.folder`), so a crash never leaves a half-written folder
+under the requested name. :func:`load_model` reads what this package wrote: an exported model, or
+a training workdir (then one of its checkpoints, through :mod:`edsr_jax.checkpoint.manager`).
+Layout and ``model.json``: :mod:`edsr_jax.checkpoint.layout`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from etils import epath
+
+from edsr_jax import atomic, models
+from edsr_jax.checkpoint import layout, manager
+from edsr_jax.errors import UserError, listing, quote
+
+# Files an Orbax PyTree checkpoint (OCDBT layout, as save_model writes it) cannot be read without.
+ORBAX_REQUIRED_FILES = ("_METADATA", "manifest.ocdbt")
+
+
+# --- saving -------------------------------------------------------------------------------------
+
+
+def save_model(
+    directory: str | os.PathLike,
+    model: models.SRModel,
+    variables: Any,
+    *,
+    metadata: dict | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Writes ``model`` and its parameters to ``directory`` as an exported model (synchronously).
+
+    The parameters are stored as float32 numpy arrays with Orbax under ``directory/params`` and the
+    architecture as ``directory/model.json``. Call it from one process only.
+
+    Args:
+      directory: the model directory to create (local or ``gs://``).
+      model: an EDSR or MDSR (its dtypes are not stored; ``load_model`` takes ``dtype``).
+      variables: ``{"params": ...}`` matching ``model`` (JAX or numpy arrays, any float dtype).
+      metadata: JSON-able extra information stored in ``model.json`` (source, training run...).
+      overwrite: replace ``directory`` if it exists and is not empty (the old contents are
+        deleted once the new model is in place).
+
+    Raises:
+      UserError: ``directory`` is a file, or a non-empty directory and ``overwrite`` is false, or
+        the parameters do not match ``model``, or ``metadata`` is not JSON-able.
+    """
+    directory = epath.Path(layout.absolute(directory))
+    if directory.is_file():
+        raise UserError(f"cannot save a model to {directory}: it is a file")
+    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
+        raise UserError(f"cannot save a model to {directory}: the directory is not empty")
+    params = _host_float32(_params_of(variables))
+    check_params_match(model, params, where="the parameters to save")
+    with atomic.folder(directory, overwrite=True) as tmp:
+        import orbax.checkpoint as ocp
+
+        ocp.PyTreeCheckpointer().save(tmp / layout.PARAMS_DIR, args=ocp.args.PyTreeSave({"params": params}))
+        # Last: only a finished folder has a model.json.
+        layout.write_model_json(tmp, models.model_spec(model), dict(metadata or {}))
+
+
+def _params_of(variables: Any) -> Any:
+    if not isinstance(variables, dict) or "params" not in variables:
+        found = sorted(variables) if isinstance(variables, dict) else type(variables).__name__
+        raise UserError(f"expected variables as {{'params': ...}}, got {found}")
+    return variables["params"]
+
+
+def _host_float32(tree: Any) -> Any:
+    """A copy of ``tree`` as plain nested dicts of float32 numpy arrays on the host."""
+    tree = jax.tree_util.tree_map(lambda a: np.asarray(jax.device_get(a), np.float32), tree)
+    return _plain_dicts(tree)
+
+
+def _plain_dicts(tree: Any) -> Any:
+    if hasattr(tree, "items"):
+        return {str(k): _plain_dicts(v) for k, v in tree.items()}
+    return tree
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def load_model(
+    path: str | os.PathLike, *, dtype: Any = None, which: str | int = "latest"
+) -> tuple[models.SRModel, dict]:
+    """Restores a model that this package wrote.
+
+    Args:
+      path: an exported model directory (``save_model``, ``edsr-jax convert-torch``) or its
+        ``model.json``, or a training workdir (``edsr-jax train``); local or a ``gs://`` URL.
+      dtype: computation dtype of the returned model (e.g. ``jnp.bfloat16``); parameters stay
+        float32.
+      which: for a training workdir, the checkpoint: ``"latest"``, ``"best"`` (highest validation
+        PSNR) or a step number. Only complete checkpoints are considered.
+
+    Returns:
+      ``(model, variables)`` with ``variables = {"params": ...}`` as JAX arrays on the default
+      device.
+
+    Raises:
+      UserError: the path is missing or is not a model, ``model.json`` is corrupt, or the stored
+        parameters are unreadable or do not match the stored architecture.
+    """
+    path = epath.Path(layout.absolute(path))
+    if not path.exists():
+        raise UserError(f"no model at {path}: the path does not exist")
+    if path.is_file():
+        if path.name != layout.MODEL_JSON:
+            raise UserError(
+                f"{path} is a file, not an edsr-jax model directory (a folder with {layout.MODEL_JSON} "
+                f"and {layout.PARAMS_DIR}/); convert PyTorch .pt files with `edsr-jax convert-torch` first"
+            )
+        path = path.parent
+    is_workdir = (path / layout.CHECKPOINTS_DIR).is_dir() and not (path / layout.PARAMS_DIR).is_dir()
+    if not (path / layout.MODEL_JSON).exists():
+        contents = sorted(p.name for p in path.iterdir())
+        if is_workdir:
+            raise UserError(
+                f"{path} looks like a training workdir ({layout.CHECKPOINTS_DIR}/ but no "
+                f"{layout.MODEL_JSON}): not written by `edsr-jax train`?"
+            )
+        if not contents:
+            raise UserError(f"no model at {path}: the directory is empty")
+        raise UserError(
+            f"no model at {path}: no {layout.MODEL_JSON} in it (found {listing(contents)}); "
+            "expected a directory written by save_model or `edsr-jax convert-torch`"
+        )
+    spec, _ = layout.read_model_json(path)
+    model = layout.model_from_spec(
+        spec, str(path / layout.MODEL_JSON), **({} if dtype is None else {"dtype": dtype})
+    )
+    if is_workdir:
+        return model, {"params": _load_training_params(path, model, which)}
+    return model, {"params": _load_exported_params(path / layout.PARAMS_DIR, model)}
+
+
+def _load_training_params(path: epath.Path, model: models.SRModel, which: str | int) -> Any:
+    """The parameters of one complete checkpoint of a workdir, on the first local device."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.eval_shape(lambda: models.init(model, jax.random.key(0)))["params"]
+    abstract = jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract
+    )
+    params, _ = manager.restore_params(path / layout.CHECKPOINTS_DIR, abstract, which)
+    return params
+
+
+def _load_exported_params(params_dir: epath.Path, model: models.SRModel) -> Any:
+    """The parameters of an exported model, checked against ``model`` before they are read."""
+    if not params_dir.is_dir():
+        raise UserError(
+            f"the model at {params_dir.parent} has no {layout.PARAMS_DIR}/ directory (incomplete copy?)"
+        )
+    import orbax.checkpoint as ocp
+
+    # Checked first: Orbax reports a missing file late, with asyncio noise on stderr.
+    absent = [name for name in ORBAX_REQUIRED_FILES if not (params_dir / name).exists()]
+    if absent:
+        raise UserError(f"the parameters in {params_dir} are incomplete: {', '.join(absent)} missing")
+    checkpointer = ocp.PyTreeCheckpointer()
+    try:
+        item_metadata = checkpointer.metadata(params_dir).item_metadata
+    except Exception as e:  # Orbax raises many types for unreadable folders
+        raise UserError(f"cannot read the parameters in {params_dir}: {quote(e)}") from None
+    if item_metadata is None:
+        raise UserError(f"cannot read the parameters in {params_dir}: Orbax found no readable metadata")
+    stored = item_metadata.tree
+    if not isinstance(stored, dict) or "params" not in stored:
+        raise UserError(f"the parameters in {params_dir} have no 'params' entry (not an edsr-jax model)")
+    check_params_match(model, stored["params"], where=f"the parameters in {params_dir}")
+    restore_args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), stored)
+    try:
+        restored = checkpointer.restore(params_dir, args=ocp.args.PyTreeRestore(restore_args=restore_args))
+    except Exception as e:
+        raise UserError(f"cannot read the parameters in {params_dir}: {quote(e)}") from None
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), restored["params"])
+
+
+# --- parameter structure checks (shared with the converters) -------------------------------------
+
+
+def check_params_match(model: models.SRModel, params: Any, *, where: str) -> None:
+    """Raises UserError naming the first differences between ``params`` and ``model``'s parameters.
+
+    Args:
+      model: the architecture the parameters must fit.
+      params: a nested dict whose leaves have ``.shape`` (arrays or Orbax metadata).
+      where: what ``params`` are, for the message (e.g. "the parameters in DIR/params").
+
+    Raises:
+      UserError: keys missing or unexpected, or a shape differs.
+    """
+    expected = models.param_shapes(model)
+    found = {k: tuple(int(d) for d in v.shape) for k, v in models.flat_params(params).items()}
+    spec = models.model_spec(model)
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        raise UserError(f"{where} lack {listing(missing)} needed by the model {spec}")
+    unexpected = sorted(set(found) - set(expected))
+    if unexpected:
+        raise UserError(f"{where} have {listing(unexpected)} that the model {spec} does not have")
+    for key in sorted(expected):
+        if found[key] != expected[key]:
+            raise UserError(
+                f"{where}: {key} has shape {found[key]} but the model {spec} needs {expected[key]}"
+            )

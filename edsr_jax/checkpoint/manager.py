@@ -1,0 +1,322 @@
+"""Training checkpoints: the Orbax ``CheckpointManager`` of a workdir (``WORKDIR/checkpoints``).
+
+Each checkpoint is a step folder with three items:
+
+* ``params``: the model parameters (float32), restorable on their own for evaluation;
+* ``train``: optimizer state, step and RNG key (with ``params`` this is the whole ``TrainState``);
+* ``meta``: JSON with the step, the data position (equal to the step: the input pipeline's batch
+  ``k`` is a pure function of the seed and ``k``) and the model spec.
+
+Saves are asynchronous; a step folder only appears under its final name once every file is written
+(Orbax writes into a temporary folder and renames it), so a run killed mid-save leaves at most a
+temporary folder that is never restored. The manager keeps the last ``keep`` checkpoints plus the
+one with the best validation PSNR (checkpoints saved with ``metrics={"val_psnr": ...}``).
+:class:`PreemptionGuard` turns SIGTERM into a save-and-stop at the next step. Readers
+(:func:`restore_params`, ``load_model``) open the manager read-only: they consider complete
+checkpoints only and never delete anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+from orbax.checkpoint import checkpoint_managers
+
+from edsr_jax.errors import UserError
+
+# The metric that ranks checkpoints for "best" (higher is better).
+BEST_METRIC = "val_psnr"
+# Item names inside a step folder.
+PARAMS_ITEM, TRAIN_ITEM, META_ITEM = "params", "train", "meta"
+
+
+def create_manager(
+    directory: str | os.PathLike,
+    *,
+    keep: int = 3,
+    keep_best: bool = True,
+    async_save: bool = True,
+    read_only: bool = False,
+) -> ocp.CheckpointManager:
+    """A ``CheckpointManager`` that keeps the last ``keep`` checkpoints and the best by val PSNR.
+
+    Saving cadence is decided by the caller (``save(..., force)``), not by the manager.
+
+    Args:
+      directory: the checkpoint folder (:func:`edsr_jax.checkpoint.layout.checkpoint_dir`).
+      keep: how many of the most recent checkpoints to keep (at least 1).
+      keep_best: also keep the checkpoint with the highest ``val_psnr`` metric.
+      async_save: write checkpoints in a background thread.
+      read_only: for restoring only: creates no folder and removes no temporary folders.
+
+    Returns:
+      The manager; close it (or call ``wait_until_finished``) before the process exits.
+
+    Raises:
+      UserError: ``keep`` is less than 1.
+    """
+    if keep < 1:
+        raise UserError(f"config.keep_checkpoints must be at least 1, got {keep}")
+    policies = [checkpoint_managers.LatestN(n=keep)]
+    if keep_best:
+        policies.append(
+            checkpoint_managers.BestN(get_metric_fn=_best_metric, n=1, keep_checkpoints_without_metrics=False)
+        )
+    options = ocp.CheckpointManagerOptions(
+        create=not read_only,  # (Orbax's own read_only mode logs warnings on every open)
+        enable_async_checkpointing=async_save,
+        preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+        best_fn=_best_metric,  # makes Orbax store each checkpoint's metrics (ranking: BestN above)
+        best_mode="max",
+        cleanup_tmp_directories=not read_only,
+    )
+    return ocp.CheckpointManager(
+        os.fspath(directory), item_names=(PARAMS_ITEM, TRAIN_ITEM, META_ITEM), options=options
+    )
+
+
+def _best_metric(metrics: Any) -> float:
+    value = (metrics or {}).get(BEST_METRIC)
+    return float("-inf") if value is None else float(value)
+
+
+def save(
+    manager: ocp.CheckpointManager,
+    state: Any,
+    *,
+    meta: dict | None = None,
+    metrics: dict | None = None,
+) -> bool:
+    """Starts an (asynchronous) save of ``state`` at ``state.step``.
+
+    Args:
+      manager: from :func:`create_manager`.
+      state: a ``TrainState`` (``params``, ``opt_state``, ``step``, ``rng``).
+      meta: extra JSON-able facts stored beside the arrays (e.g. the model spec).
+      metrics: e.g. ``{"val_psnr": 30.1}``; ranks the checkpoint for "best".
+
+    Returns:
+      Whether a save was started (False when this step is already saved).
+    """
+    step = int(jax.device_get(state.step))
+    if step in manager.all_steps():
+        return False
+    info = {"step": step, "data_position": step, **(meta or {})}
+    args = ocp.args.Composite(
+        **{
+            PARAMS_ITEM: ocp.args.StandardSave(state.params),
+            TRAIN_ITEM: ocp.args.StandardSave(_train_part(state)),
+            META_ITEM: ocp.args.JsonSave(info),
+        }
+    )
+    clean = {k: float(v) for k, v in (metrics or {}).items()}  # {} ranks below any score
+    return manager.save(step, args=args, metrics=clean, force=True)
+
+
+def _train_part(state: Any) -> dict:
+    return {"opt_state": state.opt_state, "step": state.step, "rng": state.rng}
+
+
+def is_complete(manager: ocp.CheckpointManager, step: int) -> bool:
+    """Whether a step folder holds a committed checkpoint with every item.
+
+    Orbax finalises a save by renaming its temporary folder, so a crash leaves only a temporary
+    folder, which Orbax ignores; this also rejects a step folder that lost files afterwards (a
+    partial copy): it needs a commit timestamp in ``_CHECKPOINT_METADATA`` and all three items.
+    """
+    folder = epath.Path(manager.directory) / str(step)
+    try:
+        committed = json.loads((folder / "_CHECKPOINT_METADATA").read_text()).get("commit_timestamp_nsecs")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return committed is not None and all((folder / i).is_dir() for i in (PARAMS_ITEM, TRAIN_ITEM, META_ITEM))
+
+
+def complete_steps(manager: ocp.CheckpointManager) -> list[int]:
+    """The steps of complete checkpoints, ascending."""
+    return [s for s in sorted(manager.all_steps()) if is_complete(manager, s)]
+
+
+def discard_incomplete(manager: ocp.CheckpointManager) -> list[int]:
+    """Deletes step folders that are not complete checkpoints (so their steps can be saved again)."""
+    bad = [s for s in sorted(manager.all_steps()) if not is_complete(manager, s)]
+    for step in bad:
+        manager.delete(step)
+    return bad
+
+
+def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | None = None) -> Any:
+    """Restores the whole training state of ``step`` (default: the latest complete checkpoint).
+
+    Args:
+      manager: from :func:`create_manager`.
+      abstract_state: a ``TrainState`` of ``jax.ShapeDtypeStruct`` with shardings (the target).
+      step: which checkpoint; None for the latest.
+
+    Returns:
+      The restored ``TrainState``, sharded like ``abstract_state``; None if there is no checkpoint.
+      Without ``step``, a latest checkpoint that cannot be read (garbled or truncated files) is
+      moved aside to ``unreadable-<step>`` with a warning naming it, and the one before is used.
+
+    Raises:
+      UserError: every complete checkpoint is unreadable.
+    """
+    if step is not None:
+        return _restore_step(manager, abstract_state, step)
+    steps = complete_steps(manager)
+    for candidate in reversed(steps):
+        try:
+            return _restore_step(manager, abstract_state, candidate)
+        except Exception as e:  # (Orbax and TensorStore raise many types for damaged files)
+            _set_aside_unreadable(manager, candidate, e)
+    if steps:
+        raise UserError(f"no checkpoint in {manager.directory} can be read (steps {steps}); see the warnings")
+    return None
+
+
+def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
+    """Warns about an unreadable checkpoint and renames it so that its step can be saved again."""
+    import warnings
+
+    folder = epath.Path(manager.directory) / str(step)
+    reason = " ".join(str(error).split())[:200] or type(error).__name__
+    aside = folder.parent / f"unreadable-{step}"
+    if jax.process_index() == 0 and not aside.exists():
+        folder.rename(aside)
+        manager.reload()
+    warnings.warn(
+        f"checkpoint {folder} cannot be read ({type(error).__name__}: {reason}); moved it to {aside} "
+        "and using the previous checkpoint",
+        stacklevel=3,
+    )
+
+
+def _restore_step(manager: ocp.CheckpointManager, abstract_state: Any, step: int) -> Any:
+    args = ocp.args.Composite(
+        **{
+            PARAMS_ITEM: ocp.args.StandardRestore(abstract_state.params),
+            TRAIN_ITEM: ocp.args.StandardRestore(_train_part(abstract_state)),
+        }
+    )
+    restored = manager.restore(step, args=args)
+    train = restored[TRAIN_ITEM]
+    return abstract_state.replace(
+        params=restored[PARAMS_ITEM], opt_state=train["opt_state"], step=train["step"], rng=train["rng"]
+    )
+
+
+def best_step(manager: ocp.CheckpointManager) -> int | None:
+    """The kept step with the highest ``val_psnr`` (None if no checkpoint has that metric)."""
+    scored = []
+    for step in complete_steps(manager):
+        value = (manager.metrics(step) or {}).get(BEST_METRIC)
+        if value is not None and np.isfinite(value):
+            scored.append((float(value), step))
+    return max(scored)[1] if scored else None
+
+
+def resolve_step(manager: ocp.CheckpointManager, which: str | int = "latest") -> int:
+    """Turns ``"latest"``, ``"best"`` or a step number into a step that exists.
+
+    Raises:
+      UserError: there is no checkpoint, no scored checkpoint for "best", or the step is not kept.
+    """
+    steps = complete_steps(manager)
+    where = os.fspath(manager.directory)
+    if not steps:
+        raise UserError(f"no complete checkpoint in {where}")
+    if which == "latest":
+        return steps[-1]
+    if which == "best":
+        step = best_step(manager)
+        if step is None:
+            raise UserError(f"no checkpoint in {where} has a validation score ({BEST_METRIC}) for 'best'")
+        return step
+    try:
+        step = int(which)
+    except (TypeError, ValueError):
+        raise UserError(f"which must be 'latest', 'best' or a step number, got {which!r}") from None
+    if step not in steps:
+        raise UserError(f"no checkpoint for step {step} in {where}; kept steps: {steps}")
+    return step
+
+
+def restore_params(directory: str | os.PathLike, abstract_params: Any, which: str | int = "latest"):
+    """Restores only the parameters of one complete checkpoint (for evaluation and init_from).
+
+    Args:
+      directory: a checkpoint folder (:func:`edsr_jax.checkpoint.layout.checkpoint_dir`).
+      abstract_params: ``jax.ShapeDtypeStruct`` tree of the parameters (e.g. from ``eval_shape``).
+      which: ``"latest"``, ``"best"`` or a step number.
+
+    Returns:
+      ``(params, step)``.
+
+    Raises:
+      UserError: no such checkpoint.
+    """
+    manager = create_manager(directory, read_only=True, async_save=False)
+    try:
+        step = resolve_step(manager, which)
+        args = ocp.args.Composite(**{PARAMS_ITEM: ocp.args.StandardRestore(abstract_params)})
+        params = manager.restore(step, args=args)[PARAMS_ITEM]
+    finally:
+        manager.close()
+    return params, step
+
+
+def read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
+    """The JSON ``meta`` item of a checkpoint."""
+    restored = manager.restore(step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()}))
+    return dict(restored[META_ITEM])
+
+
+class PreemptionGuard:
+    """Turns SIGTERM into a request to save and stop at the next step boundary.
+
+    Use as a context manager around the training loop; the previous handler comes back on exit.
+    With several processes, SIGTERM is left to JAX's preemption notifier (started by
+    ``jax.distributed.initialize``; a Python handler would replace it) and Orbax's preemption sync
+    point makes every process stop at the same step. :meth:`request` works in both cases, but with
+    several processes every process must make the same request at the same step.
+    """
+
+    def __init__(self, manager: ocp.CheckpointManager | None = None):
+        self._manager = manager
+        self._requested = threading.Event()
+        self._previous = None
+
+    def __enter__(self) -> PreemptionGuard:
+        if not self._multi_process() and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def _on_sigterm(self, signum, frame) -> None:
+        del signum, frame
+        self._requested.set()
+
+    def request(self) -> None:
+        """Asks the loop to stop (what SIGTERM does)."""
+        self._requested.set()
+
+    def _multi_process(self) -> bool:
+        return jax.process_count() > 1 and self._manager is not None
+
+    def should_stop(self, step: int) -> bool:
+        """Whether to save and stop after ``step``."""
+        if self._requested.is_set():
+            return True
+        return self._multi_process() and bool(self._manager.reached_preemption(step))

@@ -1,0 +1,82 @@
+"""The ``edsr-jax`` command line: one module per subcommand in this folder; parse, call, print.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``
+and keeps heavy imports (JAX, TensorFlow, Orbax) inside ``run`` so that ``--help`` is instant. The
+package's ``__init__`` has already applied the XLA defaults when a command runs. Flag spellings
+live only here; the library's messages name arguments and config fields.
+
+Exit status: 0 on success; 2 for a user's mistake (:class:`~edsr_jax.errors.UserError`, or an
+operating-system error about a path, such as a missing file or a full disk), printed as one line
+``edsr-jax COMMAND: error: ...`` (``--debug`` shows the traceback instead); 130 on Ctrl-C. Any
+other exception is a bug: it propagates with its traceback (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand name -> module in this folder
+COMMANDS = {
+    "info": "info",
+    "eval": "eval",
+    "downscale": "downscale",
+    "train": "train",
+    "convert-torch": "convert_torch",
+    "demo": "demo",
+    "upscale": "upscale",
+}
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def user_message(error: BaseException) -> str | None:
+    """The one-line message of a user's mistake, or None when ``error`` is a bug.
+
+    A user's mistake is a :class:`~edsr_jax.errors.UserError`, or an ``OSError`` that names a
+    path (a file that vanished, a folder that cannot be written, a full disk).
+    """
+    from edsr_jax.errors import UserError
+
+    if isinstance(error, UserError) or (isinstance(error, OSError) and error.filename is not None):
+        return " ".join(str(error).split()) or type(error).__name__
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used by the docs and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="edsr-jax", description="EDSR/MDSR super-resolution in JAX: train, evaluate, upscale."
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"edsr_jax.cli.{module_name}")
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[common])
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``edsr-jax`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("edsr-jax: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        message = user_message(e)
+        if message is None or args.debug:
+            raise
+        print(f"edsr-jax {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""``edsr-jax convert-torch FILE.pt --out DIR``: official PyTorch weights -> an edsr-jax model."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+HELP = "convert official EDSR-PyTorch weights (.pt) into an edsr-jax model directory"
+
+# Hex digits of the file's sha256 kept in the metadata and summary (the official names carry 8).
+SHA256_PREFIX_CHARS = 16
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("file", metavar="FILE.pt", help="an official state dict, e.g. edsr_x2-0edfb8a3.pt")
+    parser.add_argument("--out", required=True, metavar="DIR", help="the model directory to write")
+    parser.add_argument(
+        "--res-scale",
+        type=float,
+        default=None,
+        help="residual scaling (cannot be read from weights; default: 0.1 for an EDSR with F >= 256, "
+        "else 1.0)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
+
+
+def run(args) -> int:
+    from edsr_jax import __version__, models
+    from edsr_jax.checkpoint import exported
+    from edsr_jax.errors import UserError
+    from edsr_jax.interop import torch as convert
+
+    if os.path.isdir(args.out) and os.listdir(args.out) and not args.force:
+        raise UserError(f"{args.out} exists and is not empty; pass --force to replace it")
+    state_dict = convert.load_torch_state_dict(args.file)
+    inferred = convert.infer_spec(state_dict)
+    spec = dict(inferred)
+    if args.res_scale is not None:
+        spec["res_scale"] = float(args.res_scale)
+    model, variables = convert.convert_state_dict(state_dict, spec)
+    digest = _sha256(args.file)
+    metadata = {
+        "source": os.path.basename(args.file),
+        "source_sha256_prefix": digest[:SHA256_PREFIX_CHARS],
+        "inferred_spec": inferred,
+        "res_scale_from": "inferred" if args.res_scale is None else "--res-scale",
+        "converted_by": f"edsr-jax {__version__} convert-torch",
+    }
+    exported.save_model(args.out, model, variables, metadata=metadata, overwrite=args.force)
+    scales = "/".join(f"x{s}" for s in model.scales)
+    origin = "given" if args.res_scale is not None else "inferred; override with --res-scale"
+    print(f"converted {os.path.basename(args.file)} (sha256 {digest[:SHA256_PREFIX_CHARS]}) -> {args.out}")
+    print(
+        f"  {spec['arch']} {scales}, B{model.num_blocks}, F{model.num_features}, "
+        f"res_scale {model.res_scale:g} ({origin})"
+    )
+    print(f"  {models.count_params(variables['params']):,} parameters")
+    return 0
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

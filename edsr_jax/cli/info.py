@@ -1,0 +1,49 @@
+"""``edsr-jax info``: package versions, JAX backend and devices, XLA flags in effect."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+
+HELP = "show versions, JAX backend and devices"
+
+# Distributions whose versions `info` reports (missing ones print as "not installed").
+PACKAGES = (
+    "edsr-jax",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "numpy",
+    "tensorflow-cpu",
+    "tensorflow",
+    "tensorflow-datasets",
+    "ml-collections",
+    "clu",
+    "torch",
+)
+
+
+def add_arguments(parser) -> None:
+    del parser  # no options
+
+
+def run(args) -> int:
+    del args
+    import jax
+
+    print(f"python        {platform.python_version()} ({platform.machine()}, {platform.system()})")
+    for name in PACKAGES:
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            version = "not installed"
+        print(f"{name:<20}{version}")
+    print(f"backend       {jax.default_backend()}")
+    print(f"processes     {jax.process_count()} (this is {jax.process_index()})")
+    devices = jax.devices()
+    print(f"devices       {len(devices)}: " + ", ".join(sorted({d.device_kind for d in devices})))
+    print(f"XLA_FLAGS     {os.environ.get('XLA_FLAGS', '')!r}")
+    return 0

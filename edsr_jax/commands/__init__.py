@@ -1,1 +1,0 @@
-"""Subcommands of the ``edsr-jax`` CLI (see ``edsr_jax.cli``)."""

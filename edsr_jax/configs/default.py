@@ -1,0 +1,88 @@
+"""Defaults shared by every configuration: the paper's recipe (Lim et al. 2017, Section 4).
+
+Run as is, it trains the EDSR baseline x2 on DIV2K (TFDS; ``edsr_baseline_x2`` is the same run).
+The other configs in this folder (``edsr_baseline_x2.py`` ...) import it and override a few
+fields; they ship in the package, so ``--config NAME`` works from any installation. Every field is
+documented here. Override any field on the command line, e.g.
+
+    edsr-jax train --config edsr_baseline_x2 --workdir runs/x2 --config.batch_size=32
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """The defaults: EDSR baseline x2 on DIV2K (TFDS), 300k steps, Adam 1e-4 halved every 2e5."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0  # seeds the initialisation and every training batch (batch k = f(seed, k))
+
+    # Model (edsr_jax.models): "edsr" or "mdsr"; B residual blocks, F features, residual scaling.
+    config.model = ml_collections.ConfigDict()
+    config.model.arch = "edsr"  # "edsr" (one scale) or "mdsr" (every scale in config.scales)
+    config.model.num_blocks = 16  # B
+    config.model.num_features = 64  # F
+    config.model.res_scale = 1.0  # 0.1 for the full EDSR (B32, F256)
+    config.dtype = "float32"  # computation dtype: "float32" or "bfloat16" (params stay float32)
+
+    # Data (edsr_jax.data).
+    config.scales = (2,)  # upscaling factors; one for EDSR, (2, 3, 4) for MDSR
+    config.batch_size = 16  # global batch (all processes and devices together)
+    config.patch_size = 48  # LR patch side (HR side = patch_size * scale)
+    config.data = ml_collections.ConfigDict()
+    config.data.source = "tfds"  # "tfds", "div2k_folder", "folder" or "skimage"
+    config.data.tfds_name = "div2k"  # TFDS builder; configs "{degradation}_x{scale}"
+    config.data.data_dir = ""  # TFDS data dir, or the image folder for div2k_folder/folder
+    config.data.degradation = "bicubic"  # "bicubic" or "unknown" (DIV2K track 2)
+    config.data.train_range = (1, 800)  # DIV2K image numbers trained on (inclusive)
+    config.data.val_range = (801, 810)  # DIV2K image numbers validated on (inclusive)
+    config.data.cache_dir = ""  # where decoded images are cached as .npy ("" = memory only)
+    config.data.patches_per_image = 16  # crops per image per pass over the images
+    config.data.skip_small = "error"  # images smaller than a patch: "error" or "skip"
+    config.data.flat_patch_threshold = 0.0  # redraw LR patches with a lower std (0 = never)
+    config.data.prefetch = 4  # batches tf.data prepares ahead
+
+    # Optimisation (paper: L1, Adam 0.9/0.999/1e-8, lr 1e-4 halved every 2e5 updates, batch 16).
+    config.num_train_steps = 300_000  # updates (EDSR 300k, MDSR 650k in the official runs)
+    config.learning_rate = 1e-4  # peak learning rate
+    config.lr_schedule = "step"  # "step" (x lr_decay_factor every lr_decay_steps) or "cosine"
+    config.lr_decay_steps = 200_000  # steps between decays of the "step" schedule
+    config.lr_decay_factor = 0.5  # multiplier at each decay of the "step" schedule
+    config.warmup_fraction = 0.0  # linear warm-up over this fraction of num_train_steps
+    config.adam_b1 = 0.9  # Adam beta1
+    config.adam_b2 = 0.999  # Adam beta2 (BasicSR uses 0.99; the paper 0.999)
+    config.adam_eps = 1e-8  # Adam epsilon
+    config.init_from = ""  # start from these weights: a workdir, an exported model or a .pt file
+
+    # Logging, checkpoints and validation.
+    config.log_every_steps = 100  # console line and TensorBoard training scalars
+    config.checkpoint_every_steps = 5_000  # Orbax checkpoint cadence (also at each eval and the end)
+    config.keep_checkpoints = 3  # keep this many latest checkpoints (plus the best by val PSNR)
+    config.async_checkpoints = True  # write checkpoints in the background
+    config.eval_every_steps = 10_000  # validation cadence (0 = only at the end)
+    config.eval = ml_collections.ConfigDict()
+    config.eval.num_images = 10  # validation images scored (0 = all of data.val_range)
+    config.eval.protocol = "div2k"  # "div2k" (RGB, shave scale+6) or "benchmark" (Y, shave scale)
+    config.eval.self_ensemble = False  # score with the x8 self-ensemble (EDSR+)
+    config.eval.benchmark_dir = ""  # folder with Set5/Set14/B100/Urban100 ("" = skip benchmarks)
+    config.eval.benchmarks = ("Set5", "Set14", "B100", "Urban100")  # sets scored when it is set
+    config.eval.image_crop = 48  # LR side of the crops written as TensorBoard images
+    config.distributed = False  # call jax.distributed.initialize() (multi-host; also via env)
+    config.compilation_cache_dir = ""  # persistent XLA compilation cache; reruns skip compiling
+    return config
+
+
+def apply_cpu_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The short-run recipe measured on CPU (``experiments/perf/RESULTS.md``, "Demo"), shared by the
+    demo and test configs.
+
+    The scikit-image photographs (no download), mostly-flat LR patches redrawn (std below 4 grey
+    levels), peak learning rate 1e-3 with a 5 % linear warm-up and cosine decay: what lets a few
+    hundred CPU steps beat bicubic. Changes ``config`` in place and returns it.
+    """
+    config.data.source = "skimage"  # the photographs scikit-image installs (no download)
+    config.data.flat_patch_threshold = 4.0  # redraw LR patches with a std below 4 grey levels
+    config.data.prefetch = 2  # few batches ahead: the CPU also runs the steps
+    config.learning_rate = 1e-3  # peak; short runs need more than the paper's 1e-4
+    config.lr_schedule = "cosine"  # decays to 0 at num_train_steps
+    config.warmup_fraction = 0.05  # linear warm-up over the first 5 % of the steps
+    return config

@@ -1,0 +1,20 @@
+"""EDSR baseline (B16, F64) x2 on DIV2K with the paper's recipe.
+
+    edsr-jax train --config edsr_baseline_x2 --workdir runs/edsr_baseline_x2
+
+300k updates of batch 16 (48x48 LR patches), Adam lr 1e-4 halved at 200k, L1 loss; validation on
+DIV2K 0801-0810 every 10k steps. Data: TFDS ``div2k/bicubic_x2`` (downloads about 4 GB on first use;
+offline, point ``--config.data.source=div2k_folder --config.data.data_dir=...`` at the official
+zips' contents).
+
+Expected (published numbers; not yet reproduced with this code): about 34.6 dB on DIV2K 0801-0900
+(RGB, shave 8; official model 34.61). Run time (an estimate, not measured): roughly 8-10 h on one
+A100/H100-class GPU; not feasible on CPU (about 5 s per step).
+"""
+
+from edsr_jax.configs import default as default_lib
+
+
+def get_config():
+    """EDSR baseline x2."""
+    return default_lib.get_config()  # the defaults are this run

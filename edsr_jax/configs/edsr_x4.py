@@ -1,0 +1,25 @@
+"""The full EDSR x4, initialised from the trained x2 model (paper, Section 4.2).
+
+    edsr-jax train --config edsr_x4 --workdir runs/edsr_x4 \
+        --config.init_from=runs/edsr_x2
+
+The x2 upsampler's conv has the shape of the first x4 stage and is copied with everything else that
+matches; only the second x4 stage starts fresh. ``init_from`` is used only for a fresh workdir.
+
+Expected (published numbers; not yet reproduced with this code): about 29.25 dB on DIV2K 0801-0900
+(RGB; paper) and 32.46 dB on Set5 (Y; paper). Run time (an estimate, not measured): roughly 3 days
+on one A100/H100-class GPU.
+"""
+
+from edsr_jax.configs import default as default_lib
+
+
+def get_config():
+    """EDSR x4 from EDSR x2."""
+    config = default_lib.get_config()
+    config.model.num_blocks = 32  # B (the full EDSR, as edsr_x2)
+    config.model.num_features = 256  # F
+    config.model.res_scale = 0.1  # residual scaling of the full EDSR
+    config.scales = (4,)
+    config.init_from = "runs/edsr_x2"  # the x2 workdir (or an exported/converted x2 model)
+    return config

@@ -1,0 +1,22 @@
+"""The full MDSR (B80, F64, scales 2/3/4) on DIV2K: one random scale per step, 650k steps.
+
+    edsr-jax train --config mdsr --workdir runs/mdsr
+
+As ``mdsr_baseline`` with 80 shared residual blocks.
+
+Expected (published numbers; not yet reproduced with this code): about 34.92 / 31.22 / 29.24 dB
+(x2/x3/x4) on DIV2K 0801-0900 (RGB; official model) and 38.11 / 34.66 / 32.50 dB on Set5 (Y; paper
+Table 3). Run time (an estimate, not measured): roughly 3-4 days on one A100/H100-class GPU.
+"""
+
+from edsr_jax.configs import default as default_lib
+
+
+def get_config():
+    """MDSR."""
+    config = default_lib.get_config()
+    config.model.arch = "mdsr"  # one shared trunk, per-scale pre-processing and upsamplers
+    config.scales = (2, 3, 4)  # one random scale per step
+    config.num_train_steps = 650_000  # the official MDSR run
+    config.model.num_blocks = 80  # B of the full MDSR
+    return config

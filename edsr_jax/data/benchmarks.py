@@ -1,0 +1,123 @@
+"""Benchmark sets (Set5, Set14, B100, Urban100, DIV2K valid, your own) from local folders.
+
+The layout is EDSR's::
+
+    <root>/<Set>/HR/<name>.png
+    <root>/<Set>/LR_bicubic/X<s>/<name>x<s>.png
+
+HR images are cropped top-left to the LR size times the scale. When an LR file (or the whole
+``LR_bicubic`` folder) is absent, the LR image is made from the HR with the MATLAB-exact
+``imresize(modcrop(hr, s), 1/s)`` (:func:`edsr_jax.imaging.resize.downscale`). Grayscale images are
+replicated to three channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from edsr_jax.errors import UserError
+from edsr_jax.imaging import files, resize
+
+# Folder names of the EDSR layout.
+HR_DIR = "HR"
+LR_DIR = "LR_bicubic"
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One evaluation pair: the one sample type of evaluation, validation and the demo.
+
+    Attributes:
+      name: the HR file name without extension (or the image's name in its source).
+      lr: uint8 (h, w, 3) low-resolution image.
+      hr: uint8 (h * scale, w * scale, 3) ground truth.
+      lr_generated: True when the LR was made here from the HR (no LR file found).
+    """
+
+    name: str
+    lr: np.ndarray
+    hr: np.ndarray
+    lr_generated: bool = False
+
+
+def lr_path(root: str, name: str, scale: int, stem: str) -> str | None:
+    """The LR file of ``stem`` at ``scale`` in the EDSR layout, or None when there is none."""
+    folder = os.path.join(root, name, LR_DIR, f"X{scale}")
+    if not os.path.isdir(folder):
+        return None
+    for ext in files.IMAGE_EXTENSIONS:
+        candidate = os.path.join(folder, f"{stem}x{scale}{ext}")
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def hr_files(root: str, name: str) -> list[str]:
+    """The HR image files of set ``name`` under ``root``, sorted by name.
+
+    Raises:
+      UserError: the set or its HR folder is missing or holds no images.
+    """
+    set_dir = os.path.join(root, name)
+    if not os.path.isdir(set_dir):
+        available = (
+            sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+            if os.path.isdir(root)
+            else []
+        )
+        hint = f" (found: {', '.join(available)})" if available else ""
+        raise UserError(f"benchmark set {name!r} not found: no folder {set_dir}{hint}")
+    hr_dir = os.path.join(set_dir, HR_DIR)
+    if not os.path.isdir(hr_dir):
+        raise UserError(f"benchmark set {name!r} has no {HR_DIR} folder: expected {hr_dir}")
+    return files.list_images(hr_dir)
+
+
+def load_pair(hr_file: str, lr_file: str | None, scale: int, *, boundary: str = "replicate") -> Sample:
+    """One :class:`Sample`: reads (or makes) the LR and crops the HR to LR size x scale.
+
+    Raises:
+      UserError: an unreadable file, or an LR image too large for its HR at this scale.
+    """
+    stem = os.path.splitext(os.path.basename(hr_file))[0]
+    hr = files.read_image(hr_file)
+    if lr_file is None:
+        lr = resize.downscale(hr, scale, boundary=boundary, name=f"HR image {hr_file}")
+    else:
+        lr = files.read_image(lr_file)
+    h, w = lr.shape[0] * scale, lr.shape[1] * scale
+    if h > hr.shape[0] or w > hr.shape[1]:
+        raise UserError(
+            f"LR image {lr_file} ({lr.shape[0]}x{lr.shape[1]}) times scale {scale} is larger than its HR "
+            f"{hr_file} ({hr.shape[0]}x{hr.shape[1]})"
+        )
+    return Sample(name=stem, lr=lr, hr=np.ascontiguousarray(hr[:h, :w]), lr_generated=lr_file is None)
+
+
+def load_benchmark(root: str, name: str, scale: int, *, boundary: str = "replicate") -> list[Sample]:
+    """All pairs of benchmark set ``name`` at ``scale``, sorted by image name.
+
+    Args:
+      root: the folder holding the sets (``<root>/<name>/HR`` ...).
+      name: the set's folder name, e.g. ``"Set5"``.
+      scale: integer upscaling factor.
+      boundary: how missing LR files are made (``"replicate"``: MATLAB; ``"mirror"``: the EDSR
+        benchmark package).
+
+    Returns:
+      A list of :class:`Sample`.
+
+    Raises:
+      UserError: the set or its HR folder is missing or empty, or a file cannot be read.
+    """
+    if int(scale) != scale or scale < 1:
+        raise UserError(f"scale must be a positive integer, got {scale!r}")
+    scale = int(scale)
+    samples = []
+    for hr_file in hr_files(root, name):
+        stem = os.path.splitext(os.path.basename(hr_file))[0]
+        samples.append(load_pair(hr_file, lr_path(root, name, scale, stem), scale, boundary=boundary))
+    return samples

@@ -1,0 +1,308 @@
+"""Official EDSR-PyTorch weights -> edsr-jax models (key names: ``docs/protocol.md``).
+
+The official ``.pt`` files are plain ``state_dict``s with OIHW conv weights. The architecture is
+inferred from key names and shapes (any B and F, EDSR or MDSR), each tensor is mapped to our
+parameter name (see :mod:`edsr_jax.models.edsr`) and transposed to HWIO. The mean-shift
+convs (``sub_mean``/``add_mean``) are constants in our models: they are checked, not stored.
+
+Key mapping (``w`` is ``weight`` -> ``kernel`` or ``bias`` -> ``bias``):
+
+=====================================  ======================================
+official key                           edsr-jax parameter
+=====================================  ======================================
+``head.0.w``                           ``head/w``
+``body.{i}.body.0.w`` / ``.body.2.w``  ``block_{i}/conv1/w`` / ``conv2/w``
+``body.{B}.w``                         ``body_end/w``
+EDSR ``tail.0.{2k}.w``                 ``upsample/conv_{k}/w``
+EDSR ``tail.1.w``                      ``tail/w``
+MDSR ``pre_process.{j}.{k}.body.*``    ``pre_process_x{s}_{k}/conv1|conv2/w``
+MDSR ``upsample.{j}.{2k}.w``           ``upsample_x{s}/conv_{k}/w``
+MDSR ``tail.0.w``                      ``tail/w``
+=====================================  ======================================
+
+where ``j`` is the position of scale ``s`` in the model's scale list (official: 0=x2, 1=x3, 2=x4).
+
+torch is imported only by :func:`load_torch_state_dict`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from typing import Any
+
+import numpy as np
+
+from edsr_jax import models
+from edsr_jax.errors import UserError, listing
+
+# Installing the torch build these tests and conversions were made with (CPU wheel).
+TORCH_INSTALL_HINT = 'pip install torch==2.13.0 (or pip install "edsr-jax[test]")'
+# Keys of common checkpoint wrappers around a state dict, tried in this order.
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "params_ema", "params", "net")
+# Key prefixes added by wrappers (DataParallel, the official trainer's Model), stripped if on every key.
+STRIP_PREFIXES = ("module.", "model.")
+# Residual scaling cannot be read from weights. The official code uses 0.1 only for the full EDSR
+# (F=256); we infer 0.1 for every EDSR with at least this many features and 1.0 otherwise.
+FULL_EDSR_MIN_FEATURES = 256
+FULL_EDSR_RES_SCALE = 0.1
+# The official mean-shift layers (rgb_range 255, std 1) that our models hard-code.
+MEAN_SHIFT_SIGNS = {"sub_mean": -1.0, "add_mean": 1.0}
+# Tolerance when comparing a file's mean-shift constants with ours.
+MEAN_SHIFT_ATOL = 1e-3
+
+_LEAF_TO_TORCH = {"kernel": "weight", "bias": "bias"}
+
+
+# --- reading .pt files --------------------------------------------------------------------------
+
+
+def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads a PyTorch state dict file into float32 numpy arrays.
+
+    Accepts a plain ``state_dict`` and common wrappers (``{"state_dict": ...}``, ``{"model": ...}``,
+    BasicSR's ``{"params": ...}``) and strips a ``module.`` prefix. Loads with
+    ``weights_only=True``: no code from the file is run.
+
+    Args:
+      path: the ``.pt``/``.pth`` file.
+
+    Returns:
+      ``{key: array}`` with the original (un-prefixed) key names and OIHW weights.
+
+    Raises:
+      UserError: torch is missing, the file is missing or unreadable, or holds no state dict.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise UserError(f"cannot read PyTorch weights from {path}: it {what}")
+    try:
+        import torch
+    except ImportError:
+        raise UserError(f"reading PyTorch weights needs torch: {TORCH_INSTALL_HINT}") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors of many types
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"{path} is not a readable PyTorch file ({type(e).__name__}: {first_line})") from None
+    state_dict = _find_state_dict(obj, torch)
+    if state_dict is None:
+        raise UserError(f"{path} does not hold a state dict of tensors (found {_describe(obj, torch)})")
+    return {key: _to_numpy(value) for key, value in _strip_prefixes(state_dict).items()}
+
+
+def _is_state_dict(obj: Any, torch) -> bool:
+    return (
+        isinstance(obj, dict)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def _find_state_dict(obj: Any, torch) -> dict | None:
+    if _is_state_dict(obj, torch):
+        return obj
+    if isinstance(obj, dict):
+        for key in WRAPPER_KEYS:
+            if _is_state_dict(obj.get(key), torch):
+                return obj[key]
+    return None
+
+
+def _describe(obj: Any, torch) -> str:
+    """A short description of what a file held instead of a state dict."""
+    if isinstance(obj, dict):
+        if not obj:
+            return "an empty dict"
+        keys = [str(k) for k in obj]
+        bad = [f"{k!r}: {type(v).__name__}" for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+        return f"a dict with keys {listing(keys)}; non-tensor entries {listing(bad)}"
+    return f"a {type(obj).__name__}"
+
+
+def _strip_prefixes(state_dict: dict) -> dict:
+    for prefix in STRIP_PREFIXES:
+        if all(k.startswith(prefix) for k in state_dict):
+            state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def _to_numpy(tensor) -> np.ndarray:
+    return tensor.detach().to("cpu").float().numpy()
+
+
+# --- architecture inference ---------------------------------------------------------------------
+
+
+def infer_spec(state_dict: dict[str, Any]) -> dict:
+    """Infers the architecture (a :func:`edsr_jax.models.model_spec` dict) from an official state dict.
+
+    * arch: ``mdsr`` if there are ``pre_process.*``/``upsample.*`` keys, else ``edsr``.
+    * F: output channels of ``head.0.weight``; B: number of ``body.{i}.body.*`` blocks.
+    * scale: from each upsampler: one conv with 4F outputs is x2, 9F is x3, two 4F stages is x4.
+      MDSR scales are listed in ``upsample.{j}`` order.
+    * res_scale cannot be read from weights: 0.1 for an EDSR with F >= 256 (the official full
+      EDSR), 1.0 otherwise (EDSR baseline, all MDSR). Override it if your model differs.
+
+    Args:
+      state_dict: ``{key: array}`` (numpy arrays or anything with ``.shape``).
+
+    Returns:
+      The inferred spec.
+
+    Raises:
+      UserError: the keys or shapes do not look like an official EDSR/MDSR.
+    """
+    head = state_dict.get("head.0.weight")
+    if head is None:
+        raise UserError(
+            f"not an official EDSR/MDSR state dict: no head.0.weight among its keys "
+            f"({listing(sorted(state_dict))})"
+        )
+    shape = tuple(head.shape)
+    if len(shape) != 4 or shape[1] != 3:
+        raise UserError(f"head.0.weight has shape {shape}; expected (F, 3, 3, 3) for an RGB model")
+    features = int(shape[0])
+    blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"body\.(\d+)\.body\.", k))}
+    num_blocks = len(blocks)
+    is_mdsr = any(k.startswith(("pre_process.", "upsample.")) for k in state_dict)
+    common = {"num_blocks": num_blocks, "num_features": features}
+    if not is_mdsr:
+        scale = _upsampler_scale(state_dict, "tail.0", features)
+        res_scale = FULL_EDSR_RES_SCALE if features >= FULL_EDSR_MIN_FEATURES else 1.0
+        return {"arch": "edsr", "scale": scale, **common, "res_scale": res_scale}
+    indices = sorted({int(m.group(1)) for k in state_dict if (m := re.match(r"upsample\.(\d+)\.", k))})
+    if indices != list(range(len(indices))) or not indices:
+        raise UserError(f"MDSR upsamplers should be upsample.0, upsample.1, ...; found indices {indices}")
+    scales = [_upsampler_scale(state_dict, f"upsample.{j}", features) for j in indices]
+    if len(set(scales)) != len(scales):
+        raise UserError(f"MDSR upsamplers give scales {scales}: each scale may appear only once")
+    return {"arch": "mdsr", "scales": scales, **common, "res_scale": 1.0}
+
+
+def _upsampler_scale(state_dict: dict, prefix: str, features: int) -> int:
+    """Scale of the official Upsampler whose convs are ``{prefix}.0`` (and ``{prefix}.2`` for x4)."""
+    key = f"{prefix}.0.weight"
+    if key not in state_dict:
+        raise UserError(f"missing the upsampler weight {key} (cannot infer the scale)")
+    outputs = int(state_dict[key].shape[0])
+    if outputs == 9 * features:
+        return 3
+    if outputs == 4 * features:
+        return 4 if f"{prefix}.2.weight" in state_dict else 2
+    raise UserError(
+        f"{key} has {outputs} output channels; expected {4 * features} (x2/x4) or {9 * features} (x3) "
+        f"for F={features}"
+    )
+
+
+# --- conversion ---------------------------------------------------------------------------------
+
+
+def torch_key(path: str, spec: dict) -> str:
+    """The official state-dict key of our parameter ``path`` (e.g. ``block_0/conv1/kernel``)."""
+    *modules, leaf = path.split("/")
+    suffix = _LEAF_TO_TORCH[leaf]
+    top = modules[0]
+    scales = list(spec.get("scales", []))
+    if top == "head":
+        return f"head.0.{suffix}"
+    if m := re.fullmatch(r"block_(\d+)", top):
+        return f"body.{m.group(1)}.body.{0 if modules[1] == 'conv1' else 2}.{suffix}"
+    if top == "body_end":
+        return f"body.{spec['num_blocks']}.{suffix}"
+    if top == "tail":
+        return f"tail.{1 if spec['arch'] == 'edsr' else 0}.{suffix}"
+    stage = int(modules[-1].split("_")[1]) if modules[-1].startswith("conv_") else None
+    if top == "upsample":
+        return f"tail.0.{2 * stage}.{suffix}"
+    if m := re.fullmatch(r"upsample_x(\d+)", top):
+        return f"upsample.{scales.index(int(m.group(1)))}.{2 * stage}.{suffix}"
+    if m := re.fullmatch(r"pre_process_x(\d+)_(\d+)", top):
+        j = scales.index(int(m.group(1)))
+        return f"pre_process.{j}.{m.group(2)}.body.{0 if modules[1] == 'conv1' else 2}.{suffix}"
+    raise ValueError(f"no official key for parameter {path!r}")
+
+
+def convert_state_dict(state_dict: dict[str, Any], spec: dict | None = None):
+    """Maps an official state dict onto an edsr-jax model.
+
+    Args:
+      state_dict: ``{key: array}`` as from :func:`load_torch_state_dict` (OIHW weights).
+      spec: the architecture; inferred with :func:`infer_spec` when None.
+
+    Returns:
+      ``(model, variables)``, ``variables = {"params": ...}`` holding float32 numpy arrays (HWIO).
+
+    Raises:
+      UserError: unknown or missing keys (up to 5 listed), a shape mismatch (key and both shapes),
+        or mean-shift constants of the wrong shape.
+    """
+    spec = infer_spec(state_dict) if spec is None else dict(spec)
+    model = models.from_spec(spec)
+    expected = {  # official key -> (our path, torch-layout shape)
+        torch_key(path, spec): (path, _torch_layout(shape))
+        for path, shape in models.param_shapes(model).items()
+    }
+    _check_mean_shift(state_dict)
+    unknown = sorted(k for k in state_dict if k not in expected and k.split(".")[0] not in MEAN_SHIFT_SIGNS)
+    if unknown:
+        raise UserError(
+            f"unknown keys for {_describe_spec(spec)}: {listing(unknown)} "
+            "(not an official EDSR/MDSR state dict, or a different B/F/scale)"
+        )
+    missing = sorted(k for k in expected if k not in state_dict)
+    if missing:
+        raise UserError(f"missing keys for {_describe_spec(spec)}: {listing(missing)}")
+    params: dict = {}
+    for key, (path, torch_shape) in sorted(expected.items()):
+        value = np.asarray(state_dict[key], dtype=np.float32)
+        if tuple(value.shape) != torch_shape:
+            raise UserError(
+                f"{key} has shape {tuple(value.shape)} in the file but {_describe_spec(spec)} "
+                f"needs {torch_shape}"
+            )
+        _set_path(params, path, value.transpose(2, 3, 1, 0) if value.ndim == 4 else value)
+    return model, {"params": params}
+
+
+def _torch_layout(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """HWIO kernel shape -> OIHW; biases unchanged."""
+    return (shape[3], shape[2], shape[0], shape[1]) if len(shape) == 4 else tuple(shape)
+
+
+def _set_path(tree: dict, path: str, value: np.ndarray) -> None:
+    *modules, leaf = path.split("/")
+    for name in modules:
+        tree = tree.setdefault(name, {})
+    tree[leaf] = value
+
+
+def _describe_spec(spec: dict) -> str:
+    scales = f"x{spec['scale']}" if spec["arch"] == "edsr" else "/".join(f"x{s}" for s in spec["scales"])
+    return f"{spec['arch'].upper()} {scales} B{spec['num_blocks']} F{spec['num_features']}"
+
+
+def _check_mean_shift(state_dict: dict) -> None:
+    """Checks ``sub_mean``/``add_mean`` (if present) against the DIV2K mean shift of our models."""
+    mean = models.RGB_RANGE * np.asarray(models.DIV2K_RGB_MEAN, np.float32)
+    for name, sign in MEAN_SHIFT_SIGNS.items():
+        for leaf, want_shape, want in (
+            ("weight", (3, 3, 1, 1), np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1)),
+            ("bias", (3,), sign * mean),
+        ):
+            key = f"{name}.{leaf}"
+            if key not in state_dict:
+                continue
+            value = np.asarray(state_dict[key], np.float32)
+            if tuple(value.shape) != want_shape:
+                raise UserError(f"{key} has shape {tuple(value.shape)}; the mean shift needs {want_shape}")
+            if not np.allclose(value, want, atol=MEAN_SHIFT_ATOL):
+                warnings.warn(
+                    f"{key} is {value.reshape(-1).round(4).tolist()}, not the DIV2K mean shift for "
+                    f"rgb_range 255 ({want.reshape(-1).round(4).tolist()}); edsr-jax models always use "
+                    "the latter, so outputs will differ from the original model",
+                    stacklevel=2,
+                )

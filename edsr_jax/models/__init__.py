@@ -1,0 +1,70 @@
+"""EDSR and MDSR as Flax modules, importable alone (this folder imports only jax, flax, numpy).
+
+``edsr.py`` holds the layers, the two networks and the presets; ``conv.py`` the one convolution
+they use (a CPU-fast gradient); ``params.py`` initialisation, the architecture spec and parameter
+paths. Everything public is re-exported here::
+
+    from edsr_jax import models
+
+    model = models.edsr_baseline(scale=2)
+    variables = models.init(model, jax.random.key(0))
+    sr = model.apply(variables, lr_images)          # NHWC float in [0, 255]
+"""
+
+from edsr_jax.models.conv import Conv, conv2d, torch_conv_kernel_init
+from edsr_jax.models.edsr import (
+    DIV2K_RGB_MEAN,
+    EDSR,
+    MDSR,
+    RGB_RANGE,
+    SUPPORTED_SCALES,
+    ResBlock,
+    SRModel,
+    Upsampler,
+    edsr,
+    edsr_baseline,
+    mdsr,
+    mdsr_baseline,
+    pixel_shuffle,
+    receptive_radius,
+)
+from edsr_jax.models.params import (
+    copy_matching,
+    count_params,
+    flat_params,
+    fold_residual_scaling,
+    from_spec,
+    init,
+    model_spec,
+    param_shapes,
+    path_key,
+)
+
+__all__ = [
+    "DIV2K_RGB_MEAN",
+    "EDSR",
+    "MDSR",
+    "RGB_RANGE",
+    "SUPPORTED_SCALES",
+    "Conv",
+    "ResBlock",
+    "SRModel",
+    "Upsampler",
+    "conv2d",
+    "copy_matching",
+    "count_params",
+    "edsr",
+    "edsr_baseline",
+    "flat_params",
+    "fold_residual_scaling",
+    "from_spec",
+    "init",
+    "mdsr",
+    "mdsr_baseline",
+    "model_spec",
+    "param_shapes",
+    "path_key",
+    "pixel_shuffle",
+    "receptive_radius",
+    "torch_conv_kernel_init",
+]

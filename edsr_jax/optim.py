@@ -1,0 +1,97 @@
+"""The optimizer: learning-rate schedules, parameter groups and Adam per group.
+
+* L1 + Adam (b1 0.9, b2 0.999, eps 1e-8) without weight decay, as in the paper; the learning rate
+  is a function of the step, so a resumed run continues its schedule.
+* MDSR: Adam runs in separate groups (``shared`` and one per scale, each with its own moments and
+  count). A step at scale ``s`` updates only the shared group and ``s``'s group
+  (:func:`keep_inactive`): with Adam a zero gradient would still move a parameter through its old
+  momentum, so the other scales' parameters and Adam state are kept bit-identical instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import optax
+
+from edsr_jax import models
+from edsr_jax.errors import UserError
+
+# Optimizer group of parameters every scale uses.
+SHARED_GROUP = "shared"
+# Top-level parameter names that belong to one MDSR scale (pre_process_x3_0, upsample_x3, ...).
+_SCALE_PARAM = re.compile(r"_x(\d+)(?:_|$)")
+
+
+def create_learning_rate_fn(config) -> optax.Schedule:
+    """The learning rate as a function of the step.
+
+    ``config.lr_schedule == "step"``: the paper's ``learning_rate * lr_decay_factor ** (step //
+    lr_decay_steps)``; ``"cosine"``: cosine decay to 0 over ``num_train_steps``. Both start with a
+    linear warm-up over ``warmup_fraction * num_train_steps`` steps (0 in the paper's configs).
+
+    Raises:
+      UserError: unknown schedule name.
+    """
+    peak, total = float(config.learning_rate), int(config.num_train_steps)
+    warmup = int(round(float(config.warmup_fraction) * total))
+    if config.lr_schedule == "step":
+        main = optax.exponential_decay(
+            peak, int(config.lr_decay_steps), float(config.lr_decay_factor), staircase=True
+        )
+    elif config.lr_schedule == "cosine":
+        main = optax.cosine_decay_schedule(peak, max(1, total - warmup))
+    else:
+        raise UserError(f"config.lr_schedule must be 'step' or 'cosine', got {config.lr_schedule!r}")
+    if warmup <= 0:
+        return main
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
+
+
+def param_group(name: str) -> str:
+    """The optimizer group of a top-level parameter name: ``"x{s}"`` for per-scale modules."""
+    match = _SCALE_PARAM.search(name)
+    return f"x{match.group(1)}" if match else SHARED_GROUP
+
+
+def param_labels(params: Mapping) -> dict:
+    """A tree like ``params`` whose leaves are the group of each parameter."""
+    return {name: _fill(sub, param_group(name)) for name, sub in params.items()}
+
+
+def _fill(tree: Any, value: str) -> Any:
+    """A tree like ``tree`` with every leaf replaced by ``value``."""
+    return jax.tree.map(lambda _: value, tree)
+
+
+def optimizer_groups(model: models.SRModel) -> tuple[str, ...]:
+    """``("shared",)`` for EDSR; plus ``"x2"``, ``"x3"``... for MDSR."""
+    if isinstance(model, models.MDSR):
+        return (SHARED_GROUP, *(f"x{s}" for s in model.scales))
+    return (SHARED_GROUP,)
+
+
+def create_optimizer(config, model: models.SRModel) -> optax.GradientTransformation:
+    """Adam's scaling (no learning rate: the train step applies it), one state per group."""
+    b1, b2, eps = float(config.adam_b1), float(config.adam_b2), float(config.adam_eps)
+    return optax.multi_transform(
+        {g: optax.scale_by_adam(b1, b2, eps) for g in optimizer_groups(model)}, param_labels
+    )
+
+
+def keep_inactive(
+    params: Any, opt_state: Any, old_params: Any, old_opt_state: Any, scale: int
+) -> tuple[Any, Any]:
+    """New parameters and Adam state for the shared group and ``scale``'s group; the old ones
+    (bit-identical) for every other group."""
+    active = (SHARED_GROUP, f"x{scale}")
+    labels = param_labels(old_params)
+    params = jax.tree.map(lambda g, new, old: new if g in active else old, labels, params, old_params)
+    inner = {
+        g: (new if g in active else old_opt_state.inner_states[g])
+        for g, new in opt_state.inner_states.items()
+    }
+    return params, opt_state._replace(inner_states=inner)
