@@ -4,7 +4,7 @@ For each conv shape of the EDSR baseline x2 (head 3->64, body 64->64, upsampler 
 64->3 at the HR size) and each batch, times the forward pass, the input gradient and the
 parameter (kernel + bias) gradients in three engines, alternating run by run in one process:
 
-* ``ops``: ``edsr_jax.ops.conv2d`` (what the models use: CPU-specific parameter gradients),
+* ``ops``: ``edsr_jax.models.conv.conv2d`` (what the models use: CPU-specific parameter gradients),
 * ``plain``: ``lax.conv_general_dilated + bias`` differentiated by JAX itself (as ``nn.Conv``),
 * ``torch``: ``torch.nn.functional.conv2d`` and ``torch.nn.grad`` (if PyTorch is installed).
 
@@ -12,11 +12,11 @@ parameter (kernel + bias) gradients in three engines, alternating run by run in 
 (``ops``) against the same model built from ``flax.linen.Conv`` (``plain``), to measure what the
 custom gradients are worth end to end. ``--strip-sweep`` times one 64->64 kernel gradient on
 48x48 maps, standard vs computed in s horizontal strips, for batches 1-16 (how
-``ops.kernel_grad_strips`` was chosen).
+``conv.kernel_grad_strips`` was chosen).
 
-    python experiments/bench_conv_layers.py --batches 4,16 --repeats 7
-    python experiments/bench_conv_layers.py --batches 16 --train-step --repeats 9
-    python experiments/bench_conv_layers.py --strip-sweep --no-layers
+    python experiments/perf/bench_conv_layers.py --batches 4,16 --repeats 7
+    python experiments/perf/bench_conv_layers.py --batches 16 --train-step --repeats 9
+    python experiments/perf/bench_conv_layers.py --strip-sweep --no-layers
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import edsr_jax  # noqa: F401  (XLA CPU defaults first)
-from edsr_jax import models, ops
+from edsr_jax import models
+from edsr_jax.models import conv as ops
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_models  # noqa: E402  (timing helpers and the train-step workload)
@@ -41,7 +42,9 @@ LAYERS = (("head", 1, 3, 64), ("body", 1, 64, 64), ("upsample", 1, 64, 256), ("t
 
 
 def _plain(x, w, b):
-    return ops._conv(x, w) + b
+    pad = w.shape[0] // 2
+    dims = ("NHWC", "HWIO", "NHWC")
+    return jax.lax.conv_general_dilated(x, w, (1, 1), ((pad, pad), (pad, pad)), dimension_numbers=dims) + b
 
 
 def jax_fns(conv, x, w, b, g):

@@ -2,13 +2,13 @@
 
 Writes ``--images`` DIV2K-sized PNG pairs (2040x1356 HR, smoothed noise, LR x2/x4) in the DIV2K
 folder layout into a temporary folder, then for each scale builds the real training iterator
-(``edsr_jax.input_pipeline.create_train_iterator``: decoded-image cache, numpy sampler inside
+(``edsr_jax.data.pipeline.create_train_iterator``: decoded-image cache, numpy sampler inside
 tf.data, prefetch) and times windows of ``--steps`` batches after ``--warmup`` batches, alternating
 variants (1 or 2 parallel sampler calls, the bare numpy sampler) and keeping each one's best
 window (the machine is shared). It also checks that the prefetched, parallel pipeline yields
 exactly the batches of the pure (seed, step) function.
 
-    python experiments/bench_input_pipeline.py            # about a minute on 2 cores
+    python experiments/perf/bench_input_pipeline.py            # about a minute on 2 cores
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image
 
 import edsr_jax  # noqa: F401  (XLA defaults before JAX starts)
-from edsr_jax import data_sources, input_pipeline
+from edsr_jax.data import pipeline as input_pipeline
+from edsr_jax.data import sources as data_sources
 
 # DIV2K's typical HR size (width x height).
 HR_W, HR_H = 2040, 1356

@@ -8,7 +8,7 @@ with the x8 self-ensemble), ``tiled`` (a 2K DIV2K-sized LR image, 1020x678 at x2
 For each it prints seconds (median and min over alternating repeats), LR pixels/s, achieved
 GFLOP/s from an analytic count of the convolution FLOPs (``2*H*W*k*k*Cin*Cout`` per conv forward;
 a training step counts 3x the forward: forward + input and weight gradients) and the fraction of
-the fp32 FMA peak (``--peak-gflops``, or measured by ``experiments/fma_peak.py``). With
+the fp32 FMA peak (``--peak-gflops``, or measured by ``experiments/perf/fma_peak.py``). With
 ``--compare-torch`` the same architecture runs in PyTorch (eager, ``torch.set_num_threads`` = the
 cores this process may use) with the same weights, in the same process, alternating with JAX run
 by run, and the ratio JAX/PyTorch is printed (< 1: JAX faster): "paired" is the median over rounds
@@ -17,9 +17,9 @@ ratio of the medians and of the minima.
 
 Examples::
 
-    python experiments/bench_models.py --compare-torch                     # baseline, all workloads
-    python experiments/bench_models.py --models edsr --quick --compare-torch
-    python experiments/bench_models.py --workloads train16 --repeats 5 --json out.json
+    python experiments/perf/bench_models.py --compare-torch                     # baseline, all workloads
+    python experiments/perf/bench_models.py --models edsr --quick --compare-torch
+    python experiments/perf/bench_models.py --workloads train16 --repeats 5 --json out.json
 
 ``import edsr_jax`` comes first, so the library's XLA CPU defaults apply (set
 ``EDSR_JAX_NO_XLA_DEFAULTS=1`` to measure stock XLA).
@@ -44,7 +44,7 @@ import numpy as np
 import edsr_jax  # noqa: F401  (first: applies the XLA CPU defaults before the backend starts)
 from edsr_jax import inference, models
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Presets this script knows: (num_blocks, num_features, res_scale).
 ARCHS = {"edsr_baseline": (16, 64, 1.0), "edsr": (32, 256, 0.1)}
 WORKLOADS = ("infer", "ensemble", "tiled", "train16", "train4")
@@ -106,9 +106,9 @@ def build_models(arch: str, scale: int, with_torch: bool, seed: int = 0):
         model = models.EDSR(scale=scale, num_blocks=blocks, num_features=feats, res_scale=res_scale)
         return model, models.init(model, jax.random.PRNGKey(seed)), None
     sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
-    import torch_reference  # the repository's independent PyTorch EDSR (official key names)
+    from support import torch_reference  # the repository's independent PyTorch EDSR (official key names)
 
-    from edsr_jax import convert
+    from edsr_jax.interop import torch as convert
 
     net = torch_reference.randomize_(
         torch_reference.build_model("edsr", scale, blocks, feats, res_scale), seed
@@ -194,12 +194,12 @@ def train_workload(model, variables, net, batch: int, patch: int, dtype):
     """The real edsr_jax.train step (jit, donated state) and a PyTorch Adam/L1 step."""
     import optax
 
-    from edsr_jax import sharding, train
+    from edsr_jax import optim, sharding, train
 
     m = model.clone(dtype=dtype)
     scale = model.scale
     cfg = types.SimpleNamespace(adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8)
-    tx = train.create_optimizer(cfg, m)
+    tx = optim.create_optimizer(cfg, m)
     lr_fn = optax.constant_schedule(1e-4)
     mesh = sharding.create_mesh(jax.devices()[:1])
     state, shardings = train.create_train_state(m, tx, mesh, jax.random.PRNGKey(0))
@@ -271,7 +271,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--peak-gflops",
         type=float,
         default=None,
-        help="the machine's fp32 FMA peak (default: measured by experiments/fma_peak.py; none if that fails)",
+        help="the machine's fp32 FMA peak (default: measured by experiments/perf/fma_peak.py; none if that fails)",
     )
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="JAX compute dtype")
     p.add_argument("--compare-torch", action="store_true", help="also run PyTorch, alternating")
@@ -333,7 +333,7 @@ def main(argv=None) -> int:
     )
     peak = resolve_peak(args.peak_gflops)
     if peak:
-        source = "given" if args.peak_gflops else "measured by experiments/fma_peak.py"
+        source = "given" if args.peak_gflops else "measured by experiments/perf/fma_peak.py"
         print(f"# fp32 FMA peak: {peak:.1f} GFLOP/s ({source})")
     print(f"# load before: {os.getloadavg()}")
     print(

@@ -5,10 +5,10 @@ The same global batch and model in both layouts; the 2-process layout runs throu
 multi-process path (cross-process all-reduce of the gradients, global batch assembly). Synthetic
 uint8 batches (the input pipeline is measured elsewhere); compile and 3 warm-up steps excluded.
 
-    python experiments/bench_multihost.py                  # B4 F32, batch 16, LR patch 24, 20 steps
-    python experiments/bench_multihost.py --steps 5 --num-blocks 1 --num-features 8   # quick
+    python experiments/perf/bench_multihost.py                  # B4 F32, batch 16, LR patch 24, 20 steps
+    python experiments/perf/bench_multihost.py --steps 5 --num-blocks 1 --num-features 8   # quick
 
-Prints a Markdown table (the command included) for experiments/RESULTS.md.
+Prints a Markdown table (the command included) for experiments/perf/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # (processes, devices per process) layouts compared.
 LAYOUTS = ((1, 4), (2, 2))
 
@@ -33,16 +33,15 @@ def child(args) -> None:
     import numpy as np
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    from edsr_jax import models, sharding, train
+    from edsr_jax import models, optim, sharding, train
+    from edsr_jax.configs import default as default_config
 
     if args.num_processes > 1:
         sharding.maybe_initialize_distributed(
             coordinator_address=args.coordinator, num_processes=args.num_processes, process_id=args.process_id
         )
-    from edsr_jax.commands import train as train_command
-
     model = models.EDSR(scale=2, num_blocks=args.num_blocks, num_features=args.num_features)
-    tx = train.create_optimizer(train_command.load_config(os.path.join(ROOT, "configs", "default.py")), model)
+    tx = optim.create_optimizer(default_config.get_config(), model)
     mesh = sharding.create_mesh()
     state, shardings = train.create_train_state(model, tx, mesh, jax.random.PRNGKey(0))
     step = train.compile_train_step(model, tx, lambda s: 1e-4, mesh, shardings, scale=2)
@@ -116,7 +115,7 @@ def main(argv=None) -> int:
     for _ in range(args.repeats):  # alternate, so both layouts see the same machine load
         for layout in LAYOUTS:
             results[layout].append(launch(*layout, args))
-    command = "python experiments/bench_multihost.py " + " ".join(sys.argv[1:])
+    command = "python experiments/perf/bench_multihost.py " + " ".join(sys.argv[1:])
     print(f"`{command.strip()}` (EDSR B{args.num_blocks} F{args.num_features} x2, global batch "
           f"{args.batch}, LR patch {args.patch}, {args.steps} timed steps, "
           f"best of {args.repeats})\n")  # fmt: skip

@@ -4,11 +4,11 @@ The kernel keeps 12 independent vector accumulators busy with fused multiply-add
 cover the FMA latency on every x86 core of the last decade), in the widest vector this CPU
 advertises (AVX-512, AVX/AVX2 or 128-bit), compiled with the system C compiler and
 ``-march=native``. Each FMA counts as 2 FLOPs. Benchmarks quote their achieved GFLOP/s as a
-fraction of this figure (``experiments/bench_models.py`` uses it when ``--peak-gflops`` is not given).
+fraction of this figure (``experiments/perf/bench_models.py`` uses it when ``--peak-gflops`` is not given).
 
-    python experiments/fma_peak.py              # all cores this process may use
-    python experiments/fma_peak.py --threads 1
-    python experiments/fma_peak.py --gemm       # also a 2048^3 fp32 GEMM in numpy and XLA
+    python experiments/perf/fma_peak.py              # all cores this process may use
+    python experiments/perf/fma_peak.py --threads 1
+    python experiments/perf/fma_peak.py --gemm       # also a 2048^3 fp32 GEMM in numpy and XLA
 
 Needs a C compiler with OpenMP (``cc``/``gcc``); prints a one-line error and exits 2 without one.
 """

@@ -1,4 +1,4 @@
-"""GPU figures for issue 7: EDSR x2 training speed in JAX vs PyTorch, MFU, input share, tiled memory.
+"""GPU figures: EDSR x2 training speed in JAX vs PyTorch, MFU, input share, tiled memory.
 
 Measures, on one accelerator, with batches that are already in memory:
 
@@ -28,9 +28,9 @@ import sys
 import time
 import types
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO_ROOT)
-sys.path.insert(0, os.path.join(REPO_ROOT, "experiments"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -38,7 +38,9 @@ import numpy as np  # noqa: E402
 from bench_models import edsr_forward_flops  # noqa: E402
 
 import edsr_jax  # noqa: E402,F401  (first, before any JAX backend starts)
-from edsr_jax import data_sources, inference, input_pipeline, models, sharding, train  # noqa: E402
+from edsr_jax import inference, models, optim, sharding, train  # noqa: E402
+from edsr_jax.data import pipeline as input_pipeline  # noqa: E402
+from edsr_jax.data import sources as data_sources  # noqa: E402
 
 # Dense peak TFLOP/s (bf16 tensor core, TF32 tensor core, plain fp32) of data-centre GPUs (SXM).
 PEAKS = {"H100": (989.0, 494.7, 66.9), "H200": (989.0, 494.7, 66.9), "A100": (312.0, 156.0, 19.5)}
@@ -71,7 +73,7 @@ def make_jax_step(model, batch: int, patch: int, dtype):
 
     m = model.clone(dtype=dtype)
     cfg = types.SimpleNamespace(adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8)
-    tx = train.create_optimizer(cfg, m)
+    tx = optim.create_optimizer(cfg, m)
     mesh = sharding.create_mesh(jax.devices()[:1])
     state, shardings = train.create_train_state(m, tx, mesh, jax.random.PRNGKey(0))
     step = train.compile_train_step(m, tx, optax.constant_schedule(1e-4), mesh, shardings, model.scale)
@@ -100,7 +102,7 @@ def make_torch_step(arch, batch: int, patch: int, mode: str):
     import torch
 
     sys.path.insert(0, os.path.join(REPO_ROOT, "tests"))
-    import torch_reference
+    from support import torch_reference
 
     torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
     torch.backends.cudnn.allow_tf32 = mode == "tf32"
@@ -235,7 +237,7 @@ def bench_input(args, arch) -> dict:
         return (time.perf_counter() - t0) / args.steps
 
     resident = loop(lambda: None)
-    it = input_pipeline.prefetch_to_device(host_batches(0), train.DEVICE_PREFETCH, mesh)
+    it = sharding.prefetch_to_device(host_batches(0), train.DEVICE_PREFETCH, mesh)
     fed = loop(lambda: {k: v for k, v in next(it).items() if k != "scale"})
     share = max(0.0, (fed - resident) / fed)
     print(

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# GPU figures for issue 7 (see experiments/gpu_bench.py): run from the repository root on a machine
+# GPU figures (see experiments/perf/gpu_bench.py): run from the repository root on a machine
 # with jax[cuda], flax, optax, orbax and torch installed (no TensorFlow needed, nothing downloaded).
 #
-#   bash experiments/gpu_bench.sh            # full run, about 6-9 minutes on one H100/H200
-#   bash experiments/gpu_bench.sh --dry-run  # tiny sizes, any machine (checks the script on CPU)
+#   bash experiments/perf/gpu_bench.sh            # full run, about 6-9 minutes on one H100/H200
+#   bash experiments/perf/gpu_bench.sh --dry-run  # tiny sizes, any machine (checks the script on CPU)
 #
 # Results: stdout, and JSON files in $OUT (default ./gpu_bench_out). Each part runs in its own
 # process, so peak device memory of the tiled part is per tile size and PyTorch and JAX never hold
 # one another's memory pools.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/gpu_bench_out}"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -33,7 +33,7 @@ status=0
 run_part() {  # name, timeout seconds, args...
   local name=$1 limit=$2; shift 2
   echo "=== $name"
-  timeout "$limit" "$PY" experiments/gpu_bench.py $DRY --out "$OUT/$name.json" "$@" 2>&1 | grep -v "^WARNING" | tee "$OUT/$name.txt"
+  timeout "$limit" "$PY" experiments/perf/gpu_bench.py $DRY --out "$OUT/$name.json" "$@" 2>&1 | grep -v "^WARNING" | tee "$OUT/$name.txt"
   local rc=${PIPESTATUS[0]}
   [[ $rc -ne 0 ]] && { echo "part $name failed (exit $rc)"; status=1; }
 }

@@ -16,9 +16,9 @@
 #   TILE         LR tile size passed to eval (default empty: whole images)
 #   MODELS       space-separated subset of the names below (default: all 8)
 #
-# Example: WEIGHTS_DIR=~/edsr_weights BENCH_DIR=/data/benchmarks bash experiments/reproduce_table3.sh
+# Example: WEIGHTS_DIR=~/edsr_weights BENCH_DIR=/data/benchmarks bash experiments/recipes/reproduce_table3.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 : "${WEIGHTS_DIR:?set WEIGHTS_DIR to the folder with the official .pt files}"
 : "${BENCH_DIR:?set BENCH_DIR to the folder holding Set5, Set14, B100, Urban100 and DIV2K_valid}"
@@ -55,6 +55,6 @@ for name in $MODELS; do
       --scales "${SCALES[$name]}" $plus ${TILE:+--tile "$TILE"} --json "$json" --no-progress
   done
 done
-python experiments/results_table.py "$OUT"/json/*.json > "$OUT/table3.md"
+python experiments/tools/results_table.py "$OUT"/json/*.json > "$OUT/table3.md"
 echo "wrote $OUT/table3.md"
 cat "$OUT/table3.md"

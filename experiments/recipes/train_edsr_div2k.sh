@@ -14,10 +14,10 @@
 #   BENCH_DIR  folder with Set5/Set14/B100/Urban100 (EDSR layout): scored after each run
 #   EXTRA      more --config.FIELD=VALUE overrides, space-separated
 #
-# Example: MODEL=both DATA_DIR=/data/tfds BENCH_DIR=/data/benchmarks bash experiments/train_edsr_div2k.sh
+# Example: MODEL=both DATA_DIR=/data/tfds BENCH_DIR=/data/benchmarks bash experiments/recipes/train_edsr_div2k.sh
 # Rerunning resumes every run from its latest checkpoint; finished runs are skipped quickly.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 MODEL="${MODEL:-baseline}"
 SOURCE="${SOURCE:-tfds}"
@@ -48,7 +48,7 @@ train_one() {  # variant scale [init_from]
   local run="$WORKDIR/edsr_${variant}_x${scale}"
   echo "=== EDSR $variant x$scale -> $run ${init:+(from $init)}"
   # shellcheck disable=SC2046,SC2086
-  edsr-jax train --config configs/default.py --workdir "$run" \
+  edsr-jax train --config default --workdir "$run" \
     $(arch_flags "$variant") --config.scales="$scale" \
     --config.data.source="$SOURCE" --config.data.data_dir="$DATA_DIR" \
     --config.num_train_steps="$STEPS" --config.batch_size="$BATCH" --config.dtype="$DTYPE" \

@@ -14,9 +14,9 @@
 #   BENCH_DIR  folder with Set5/Set14/B100/Urban100 (EDSR layout): scored after each run
 #   EXTRA      more --config.FIELD=VALUE overrides, space-separated
 #
-# Example: DATA_DIR=/data/tfds BENCH_DIR=/data/benchmarks bash experiments/train_mdsr_div2k.sh
+# Example: DATA_DIR=/data/tfds BENCH_DIR=/data/benchmarks bash experiments/recipes/train_mdsr_div2k.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 MODEL="${MODEL:-baseline}"
 SOURCE="${SOURCE:-tfds}"
@@ -44,7 +44,7 @@ for variant in "${variants[@]}"; do
   run="$WORKDIR/mdsr_${variant}"
   echo "=== MDSR $variant (B$blocks, F64, x2/x3/x4) -> $run"
   # shellcheck disable=SC2086
-  edsr-jax train --config configs/default.py --workdir "$run" \
+  edsr-jax train --config default --workdir "$run" \
     --config.model.arch=mdsr --config.model.num_blocks="$blocks" --config.model.num_features=64 \
     --config.model.res_scale=1.0 --config.scales=2,3,4 \
     --config.data.source="$SOURCE" --config.data.data_dir="$DATA_DIR" \

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # EDSR on several GPU nodes with SLURM: one process per GPU, all started by srun.
 #
-#   sbatch experiments/train_slurm_gpu.sh            # 2 nodes x 8 GPUs by default (edit #SBATCH)
-#   WORKDIR=/shared/runs/x2 BATCH=64 sbatch experiments/train_slurm_gpu.sh
+#   sbatch experiments/recipes/train_slurm_gpu.sh            # 2 nodes x 8 GPUs by default (edit #SBATCH)
+#   WORKDIR=/shared/runs/x2 BATCH=64 sbatch experiments/recipes/train_slurm_gpu.sh
 #
 # srun starts SLURM_NTASKS copies of `edsr-jax train`; each finds SLURM_NTASKS > 1 in its
 # environment and calls jax.distributed.initialize(), which takes the coordinator (first node of
@@ -31,7 +31,7 @@
 #SBATCH --output=edsr-%j.out
 set -euo pipefail
 
-CONFIG="${CONFIG:-configs/edsr_baseline_x2.py}"
+CONFIG="${CONFIG:-edsr_baseline_x2}"
 WORKDIR="${WORKDIR:-$PWD/runs/edsr_x2_slurm}"
 DATA_DIR="${DATA_DIR:-}"                                  # TFDS data dir (div2k prepared)
 GPUS=$(( ${SLURM_NNODES:-2} * ${SLURM_NTASKS_PER_NODE:-8} ))

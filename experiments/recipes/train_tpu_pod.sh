@@ -22,13 +22,13 @@
 # Usage (from a machine with gcloud; the TPU VM must exist and have this repository installed,
 # see SETUP=1):
 #   TPU_NAME=my-v4-32 ZONE=us-central2-b WORKDIR=gs://my-bucket/edsr_x2 \
-#   DATA_DIR=gs://my-bucket/tensorflow_datasets bash experiments/train_tpu_pod.sh
+#   DATA_DIR=gs://my-bucket/tensorflow_datasets bash experiments/recipes/train_tpu_pod.sh
 set -euo pipefail
 
 : "${TPU_NAME:?set TPU_NAME}"
 : "${ZONE:?set ZONE}"
 : "${WORKDIR:?set WORKDIR (a gs:// path every host can write)}"
-CONFIG="${CONFIG:-configs/edsr_baseline_x2.py}"
+CONFIG="${CONFIG:-edsr_baseline_x2}"
 DATA_DIR="${DATA_DIR:-}"                 # TFDS data dir with div2k prepared (e.g. gs://.../tensorflow_datasets)
 CHIPS="${CHIPS:-16}"                     # jax.device_count() of the slice
 BATCH="${BATCH:-$((4 * CHIPS))}"         # global batch; 16 = the paper's

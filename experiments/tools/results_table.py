@@ -1,6 +1,6 @@
 """Markdown table of `edsr-jax eval --json` files beside the paper's Table 3.
 
-    python experiments/results_table.py runs/table3/json/*.json > runs/table3/table3.md
+    python experiments/tools/results_table.py runs/table3/json/*.json > runs/table3/table3.md
 
 Each JSON file is one model (the file name, e.g. ``edsr_x2.json`` or ``edsr_x2_plus.json`` for the
 self-ensemble run); rows are (dataset, scale), columns the models, cells ``PSNR / SSIM``. The
