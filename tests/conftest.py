@@ -1,6 +1,7 @@
-"""Test setup: 8 fake CPU devices (for sharding tests) and the fast XLA CPU defaults.
+"""Test setup: 8 fake CPU devices (for sharding tests), the fast XLA CPU defaults, shared fixtures.
 
-Both must be in XLA_FLAGS before the JAX backend starts, so they are set here, at import time.
+Both XLA settings must be in XLA_FLAGS before the JAX backend starts, so they are set here, at
+import time. Plain helper functions live in ``tests/support/`` (``from support import trees``).
 """
 
 import os
@@ -28,7 +29,33 @@ def require_shared(path: str) -> str:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def benchmarks_dir() -> str:
+    """../shared/data/benchmarks (it holds Set5); session-wide, so module fixtures can use it."""
+    require_shared(os.path.join(BENCHMARKS, "Set5"))
+    return BENCHMARKS
+
+
 @pytest.fixture
 def set5_dir() -> str:
     """The Set5 folder from ../shared/data/benchmarks."""
     return require_shared(os.path.join(BENCHMARKS, "Set5"))
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """One decoded-image cache for every training run of a module."""
+    return str(tmp_path_factory.mktemp("image_cache"))
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory):
+    """A persistent XLA cache for a module (``pytestmark = pytest.mark.usefixtures(...)``): the
+    training runs of a module share most compiled programs."""
+    import jax
+
+    path = str(tmp_path_factory.mktemp("xla_cache"))
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", path)
+    yield path
+    jax.config.update("jax_compilation_cache_dir", before)

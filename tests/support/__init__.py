@@ -1,0 +1,1 @@
+"""Plain helpers shared by the tests (imported as ``from support import ...``)."""
