@@ -1,9 +1,11 @@
-"""Model zoo: parameter counts, structure, pixel-shuffle order, dtypes, residual-scale folding."""
+"""The networks (edsr_jax.models.edsr): parameter counts, structure, pixel-shuffle order, dtypes,
+receptive radius."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from support.trees import numpy_init
 
 from edsr_jax import models
 
@@ -55,6 +57,7 @@ def test_edsr_output_shape_and_range_convention(scale):
     x = jnp.full((2, 5, 7, 3), 128.0)
     y = model.apply(variables, x)
     assert y.shape == (2, 5 * scale, 7 * scale, 3) and y.dtype == jnp.float32
+    assert model.scales == (scale,)
     # A zero network is the identity on the mean shift: output = DIV2K mean * 255 everywhere.
     zeros = jax.tree_util.tree_map(jnp.zeros_like, variables)
     np.testing.assert_allclose(
@@ -64,6 +67,7 @@ def test_edsr_output_shape_and_range_convention(scale):
 
 def test_mdsr_init_creates_every_scale_and_apply_selects_one():
     model = models.MDSR(num_blocks=2, num_features=8)
+    assert model.scales == models.SUPPORTED_SCALES
     variables = model.init(jax.random.key(0), jnp.zeros((1, 6, 6, 3)), scale=3)
     names = set(variables["params"])
     for s in (2, 3, 4):
@@ -74,15 +78,6 @@ def test_mdsr_init_creates_every_scale_and_apply_selects_one():
         assert model.apply(variables, x, scale=s).shape == (1, 6 * s, 6 * s, 3)
     with pytest.raises(ValueError, match="serves scales"):
         model.apply(variables, x, scale=8)
-
-
-def test_pytorch_default_initialisation_bounds():
-    model = models.EDSR(scale=2, num_blocks=1, num_features=16)
-    p = models.init(model, jax.random.key(1))["params"]
-    for leaf, fan_in in [(p["head"]["kernel"], 27), (p["head"]["bias"], 27), (p["tail"]["kernel"], 144)]:
-        bound = 1 / np.sqrt(fan_in)
-        assert float(jnp.abs(leaf).max()) <= bound
-        assert float(jnp.abs(leaf).max()) > 0.8 * bound  # uniform over the whole range, not lecun_normal
 
 
 def test_bfloat16_compute_keeps_float32_params_and_output():
@@ -96,38 +91,22 @@ def test_bfloat16_compute_keeps_float32_params_and_output():
     assert float(jnp.abs(y16 - y32).max()) < 3.0  # bf16 rounding on a [0, 255] output
 
 
-@pytest.mark.parametrize("model", [
-    models.EDSR(scale=2, num_blocks=3, num_features=16, res_scale=0.1),
-    models.MDSR(num_blocks=2, num_features=8, res_scale=0.5),
-])
-def test_fold_residual_scaling_keeps_outputs(model):
-    variables = models.init(model, jax.random.key(0))
-    x = jax.random.uniform(jax.random.key(3), (1, 9, 7, 3), maxval=255.0)
-    folded_model, folded = models.fold_residual_scaling(model, variables)
-    assert folded_model.res_scale == 1.0
-    for s in models.model_scales(model):
-        y = model.apply(variables, x, scale=s)
-        y2 = folded_model.apply(folded, x, scale=s)
-        np.testing.assert_allclose(np.asarray(y2), np.asarray(y), rtol=1e-4, atol=1e-4 * 255)
-    # the unfolded model with folded weights is different: the fold really changed conv2
-    assert not np.allclose(np.asarray(model.apply(folded, x, scale=s)), np.asarray(y), atol=1e-3)
+def test_receptive_radius_counts_every_conv():
+    assert models.receptive_radius(models.edsr_baseline(2)) == 36  # 1 + 32 + 1 + 1 + 1/2 -> 36
+    assert models.receptive_radius(models.edsr_baseline(4)) == 36  # + 1/2 (x2 stage) + 1/4
+    assert models.receptive_radius(models.edsr(3)) == 68
+    assert models.receptive_radius(models.mdsr_baseline()) == 44  # + 8 for the 5x5 blocks
 
 
-def test_spec_round_trip():
-    for model in (models.edsr(3), models.mdsr_baseline()):
-        assert models.from_spec(models.model_spec(model)) == model
-    with pytest.raises(ValueError, match="unknown architecture"):
-        models.from_spec({"arch": "srcnn", "num_blocks": 1, "num_features": 1})
-
-
-def test_fast_init_has_flax_structure_and_is_deterministic():
-    model = models.MDSR(num_blocks=1, num_features=8)
-    x = jnp.zeros((1, 8, 8, 3))
-    reference = jax.eval_shape(lambda: model.init(jax.random.key(0), x, scale=2))
-    a = models.init(model, jax.random.key(5))
-    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(reference)
-    assert jax.tree.map(lambda t: t.shape, a) == jax.tree.map(lambda t: t.shape, reference)
-    b = models.init(model, jax.random.key(5))
-    assert all(np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
-    c = models.init(model, jax.random.key(6))
-    assert not np.array_equal(a["params"]["tail"]["kernel"], c["params"]["tail"]["kernel"])
+def test_receptive_radius_is_what_the_network_sees():
+    model = models.EDSR(scale=2, num_blocks=1, num_features=4)
+    variables = numpy_init(model)
+    radius = models.receptive_radius(model)
+    x = np.full((1, 31, 31, 3), 100.0, np.float32)
+    forward = jax.jit(model.apply)
+    base = np.asarray(forward(variables, x))
+    x[0, 15, 15] += 50
+    changed = np.abs(np.asarray(forward(variables, x)) - base).max(axis=(0, 3)) > 1e-5
+    rows = np.nonzero(changed.any(axis=1))[0]
+    reach = max(15 * 2 - rows.min(), rows.max() - (15 * 2 + 1)) / 2  # in LR pixels
+    assert radius - 1 <= reach <= radius
