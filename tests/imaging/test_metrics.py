@@ -1,4 +1,5 @@
-"""PSNR/SSIM: hand cases, scikit-image's SSIM, an independent float64 reference, JAX float32 == numpy."""
+"""PSNR/SSIM (edsr_jax.imaging.metrics): hand cases, scikit-image's SSIM, an independent float64
+reference, JAX float32 == numpy, and properties (symmetry, bounds)."""
 
 import math
 
@@ -6,10 +7,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.signal import correlate2d
 from skimage.metrics import structural_similarity
 
-from edsr_jax import metrics
+from edsr_jax.errors import UserError
+from edsr_jax.imaging import metrics
+
+FEW = settings(max_examples=15, deadline=None)
 
 
 def _pair(seed=0, shape=(40, 52, 3)):
@@ -43,6 +49,9 @@ def _y(img):
 def test_quantize_clips_and_rounds_half_away_from_zero():
     x = np.array([-5.0, 10.4, 10.5, 11.5, 254.5, 300.0])
     np.testing.assert_array_equal(metrics.quantize(x), [0, 10, 11, 12, 255, 255])
+    q = metrics.quantize_uint8(x)
+    assert q.dtype == np.uint8 and q.tolist() == [0, 10, 11, 12, 255, 255]
+    assert metrics.quantize_uint8(jnp.asarray([[0.49, 254.6]], jnp.float32)).tolist() == [[0, 255]]
 
 
 def test_psnr_hand_cases():
@@ -69,7 +78,8 @@ def test_protocols_pick_channels_and_shave():
     p, s = metrics.evaluate_pair(sr, hr, scale=2, protocol=metrics.DIV2K)
     assert p == pytest.approx(float(metrics.psnr(sr, hr, scale=2, y_only=False, shave=8)))
     assert s == pytest.approx(float(metrics.ssim(sr, hr, scale=2, y_only=False, shave=8)))
-    with pytest.raises(ValueError, match="'set5'"):
+    assert metrics.get_protocol("div2k") is metrics.DIV2K
+    with pytest.raises(UserError, match="'set5'"):
         metrics.get_protocol("set5")
 
 
@@ -111,11 +121,34 @@ def test_jitted_float32_metrics_match_float64_numpy():
     assert jax.eval_shape(lambda a: metrics.ssim(a, a, scale=4), arg).dtype == jnp.float32
 
 
-def test_bad_inputs_raise_with_the_shapes():
+def test_bad_inputs_raise_user_errors_with_the_shapes():
     a = np.zeros((20, 20, 3))
-    with pytest.raises(ValueError, match=r"\(20, 21, 3\)"):
+    with pytest.raises(UserError, match=r"\(20, 21, 3\)"):
         metrics.psnr(a, np.zeros((20, 21, 3)), scale=2)
-    with pytest.raises(ValueError, match="shave 10"):
+    with pytest.raises(UserError, match="shave 10"):
         metrics.psnr(a, a, scale=10)
-    with pytest.raises(ValueError, match="11x11"):
+    with pytest.raises(UserError, match="11x11"):
         metrics.ssim(a, a, scale=5)
+
+
+@st.composite
+def uint8_images(draw, min_side=1, max_side=13, channels=3):
+    h = draw(st.integers(min_side, max_side))
+    w = draw(st.integers(min_side, max_side))
+    seed = draw(st.integers(0, 2**16))
+    return np.random.default_rng(seed).integers(0, 256, (h, w, channels), dtype=np.uint8)
+
+
+@FEW
+@given(a=uint8_images(min_side=15, max_side=18), seed=st.integers(0, 2**16), y_only=st.booleans())
+def test_psnr_and_ssim_are_symmetric_and_bounded(a, seed, y_only):
+    b = np.random.default_rng(seed).integers(0, 256, a.shape, dtype=np.uint8)
+    if np.array_equal(a, b):
+        b = 255 - a
+    kw = dict(scale=2, y_only=y_only)
+    p_ab, p_ba = float(metrics.psnr(a, b, **kw)), float(metrics.psnr(b, a, **kw))
+    assert p_ab == pytest.approx(p_ba) and math.isfinite(p_ab) and p_ab >= 0
+    assert float(metrics.psnr(a, a, **kw)) == math.inf
+    s_ab, s_ba = float(metrics.ssim(a, b, **kw)), float(metrics.ssim(b, a, **kw))
+    assert s_ab == pytest.approx(s_ba, abs=1e-9) and -1 <= s_ab <= 1
+    assert float(metrics.ssim(a, a, **kw)) == pytest.approx(1.0)
