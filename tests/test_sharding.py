@@ -1,0 +1,95 @@
+"""Devices (edsr_jax.sharding): the mesh, the one batch-size check, global batches and device
+prefetch, launcher detection and starting the multi-process runtime."""
+
+import jax
+import numpy as np
+import pytest
+
+from edsr_jax import sharding
+from edsr_jax.errors import UserError
+
+
+def test_create_mesh_spans_the_devices_on_one_data_axis():
+    mesh = sharding.create_mesh()
+    assert mesh.axis_names == (sharding.DATA_AXIS,) and mesh.devices.size == len(jax.devices()) == 8
+    two = sharding.create_mesh(jax.devices()[:2])
+    assert two.devices.size == 2
+    assert sharding.batch_sharding(two).spec == jax.sharding.PartitionSpec("data")
+    assert sharding.replicated(two).spec == jax.sharding.PartitionSpec()
+
+
+def test_batch_not_divisible_by_devices_names_the_numbers_and_a_batch_that_works():
+    with pytest.raises(
+        UserError, match=r"config\.batch_size=12 must be a positive multiple of the number of devices \(8"
+    ) as info:
+        sharding.check_batch_size(12, sharding.create_mesh())
+    assert "e.g. config.batch_size=16" in str(info.value) and "--config." not in str(info.value)
+    with pytest.raises(UserError, match=r"config\.batch_size=3 .* devices \(8 across 1 process"):
+        sharding.check_batch_size(3, sharding.create_mesh())
+    with pytest.raises(UserError, match=r"config\.batch_size=0 must be a positive multiple"):
+        sharding.check_batch_size(0, sharding.create_mesh())
+    assert sharding.check_batch_size(16, sharding.create_mesh()) == 16  # one process feeds it all
+    assert sharding.check_batch_size(16, sharding.create_mesh(), process_count=2) == 8
+
+
+def test_make_global_batch_and_prefetch_to_device():
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    n = len(jax.devices())
+    batches = [
+        {"lr": np.full((n, 2, 2, 3), k, np.uint8), "hr": np.full((n, 4, 4, 3), k, np.uint8), "scale": 2}
+        for k in range(4)
+    ]
+    out = list(sharding.prefetch_to_device(iter(batches), 2, mesh))
+    assert [int(b["lr"][0, 0, 0, 0]) for b in out] == [0, 1, 2, 3]
+    g = out[0]
+    assert g["scale"] == 2 and g["hr"].shape == (n, 4, 4, 3)
+    assert g["lr"].sharding.spec == jax.sharding.PartitionSpec("data")
+    assert len(g["lr"].addressable_shards) == n and g["lr"].addressable_shards[0].data.shape == (1, 2, 2, 3)
+    direct = sharding.make_global_batch(batches[3], mesh)
+    np.testing.assert_array_equal(np.asarray(direct["hr"]), batches[3]["hr"])
+    # A global batch of 3 on 8 devices is refused by the one check, before any batch is made.
+    with pytest.raises(UserError, match=r"batch_size=3 must be a positive multiple of the number of devices \(8"):
+        sharding.check_batch_size(3, mesh)
+
+
+# --- several processes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, None),
+        ({"SLURM_NTASKS": "8", "SLURM_PROCID": "3", "SLURM_STEP_NODELIST": "n[1-2]"}, "SLURM"),
+        ({"SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_STEP_NODELIST": "n1"}, None),  # one task
+        ({"SLURM_NTASKS": "8", "SLURM_PROCID": "0"}, None),  # sbatch's script, not an srun step
+        ({"OMPI_COMM_WORLD_SIZE": "4"}, "Open MPI"),
+        ({"TPU_WORKER_HOSTNAMES": "t-0,t-1"}, "Cloud TPU"),
+        ({"TPU_WORKER_HOSTNAMES": "t-0"}, None),
+        ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}, "JAX_COORDINATOR_ADDRESS"),
+        ({"EDSR_JAX_DISTRIBUTED": "1"}, "EDSR_JAX_DISTRIBUTED"),
+        ({"EDSR_JAX_DISTRIBUTED": "0", "OMPI_COMM_WORLD_SIZE": "4"}, None),
+    ],
+)
+def test_launcher_detection_from_the_environment(environ, expected):
+    assert sharding.detect_launcher(environ) == expected
+
+
+def test_maybe_initialize_distributed_checks_its_arguments_and_explains_failures(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **k: seen.update(k))
+    monkeypatch.setenv("EDSR_JAX_DISTRIBUTED", "0")
+    assert not sharding.maybe_initialize_distributed()  # nothing asked for it: a one-process run
+    assert not seen
+    assert sharding.maybe_initialize_distributed(coordinator_address="h:1", num_processes=2, process_id=1)
+    assert seen == {"coordinator_address": "h:1", "num_processes": 2, "process_id": 1, "local_device_ids": None}
+    with pytest.raises(UserError, match=r"process_id must be in \[0, 4\) for num_processes=4, got 4"):
+        sharding.maybe_initialize_distributed(num_processes=4, process_id=4)
+    monkeypatch.setattr(
+        jax.distributed, "initialize", lambda **k: (_ for _ in ()).throw(ValueError("no address"))
+    )
+    monkeypatch.setenv("EDSR_JAX_DISTRIBUTED", "1")
+    with pytest.raises(UserError, match=r"cannot start the multi-process runtime \(no address\)"):
+        sharding.maybe_initialize_distributed()
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: True)
+    assert not sharding.maybe_initialize_distributed(True)  # already running: nothing to do
