@@ -7,7 +7,7 @@ are NCHW float tensors in [0, 255].
 
 Import it as a helper module (``sys.path`` must contain ``tests/``, which pytest arranges)::
 
-    from torch_reference import build_model, randomize_
+    from support.torch_reference import build_model, randomize_
     net = randomize_(build_model("edsr", 2, num_blocks=2, num_features=8), seed=0)
 """
 
@@ -153,3 +153,20 @@ def run(model: nn.Module, lr_nhwc, scale_index: int = 0):
     with torch.no_grad():
         y = model(x, scale_index) if isinstance(model, MDSR) else model(x)
     return y.permute(0, 2, 3, 1).numpy()
+
+
+def save_weights(model: nn.Module, path, wrap: str | None = None) -> None:
+    """Saves ``model.state_dict()`` to ``path`` as the official files and common wrappers do.
+
+    Args:
+      model: the reference model.
+      path: the ``.pt`` file to write.
+      wrap: None (a plain state dict), ``"module."`` (DataParallel key prefix) or a wrapper key
+        such as ``"state_dict"`` or ``"model"`` (``{wrap: state_dict, "epoch": 3}``).
+    """
+    state = model.state_dict()
+    if wrap == "module.":
+        state = {f"module.{k}": v for k, v in state.items()}
+    elif wrap:
+        state = {wrap: state, "epoch": 3}
+    torch.save(state, path)

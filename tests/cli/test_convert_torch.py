@@ -1,0 +1,113 @@
+"""``edsr-jax convert-torch``: the written model equals the library's conversion, its metadata and
+summary, refusing a non-empty output folder, and one-line errors with exit 2."""
+
+import json
+
+import edsr_jax
+import numpy as np
+import pytest
+import torch
+from support import torch_reference as ref
+from support.trees import assert_trees_equal
+
+from edsr_jax import cli, models
+from edsr_jax.interop import torch as torch_interop
+
+# (arch, scale, num_blocks, num_features, res_scale, how the file wraps the state dict)
+CONVERSIONS = [
+    ("edsr", 2, 2, 8, 1.0, None),
+    ("edsr", 3, 2, 8, 1.0, "state_dict"),
+    ("edsr", 4, 1, 8, 1.0, "model"),
+    ("edsr", 2, 3, 16, 0.1, None),
+    ("mdsr", (2, 3, 4), 2, 8, 1.0, "module."),
+]
+
+
+def _reference(arch, scale, num_blocks, num_features, res_scale=1.0, seed=0):
+    return ref.randomize_(ref.build_model(arch, scale, num_blocks, num_features, res_scale), seed)
+
+
+def _convert_cli(file, out, *extra):
+    return cli.main(["convert-torch", str(file), "--out", str(out), *extra])
+
+
+@pytest.mark.parametrize("arch,scale,num_blocks,num_features,res_scale,wrap", CONVERSIONS)
+def test_the_written_model_loads_as_the_library_conversion(
+    tmp_path, arch, scale, num_blocks, num_features, res_scale, wrap
+):
+    # (tests/interop/test_torch.py checks the library's conversion against PyTorch's outputs)
+    net = _reference(arch, scale, num_blocks, num_features, res_scale)
+    ref.save_weights(net, tmp_path / "weights.pt", wrap)
+    extra = ["--res-scale", str(res_scale)] if res_scale != 1.0 else []
+    assert _convert_cli(tmp_path / "weights.pt", tmp_path / "model", *extra) == 0
+
+    model, variables = edsr_jax.load_model(tmp_path / "model")
+    scales = (scale,) if isinstance(scale, int) else scale
+    assert model.scales == scales
+    assert (model.num_blocks, model.num_features, model.res_scale) == (num_blocks, num_features, res_scale)
+    state_dict = {k: v.numpy() for k, v in net.state_dict().items()}
+    spec = {**torch_interop.infer_spec(state_dict), "res_scale": res_scale}
+    library_model, library = torch_interop.convert_state_dict(state_dict, spec)
+    assert models.model_spec(model) == models.model_spec(library_model)
+    assert_trees_equal(variables, library)
+
+
+def test_convert_torch_writes_metadata_and_summary(tmp_path, capsys):
+    net = _reference("edsr", 2, 1, 4)
+    torch.save(net.state_dict(), tmp_path / "edsr_tiny_x2.pt")
+    assert _convert_cli(tmp_path / "edsr_tiny_x2.pt", tmp_path / "out") == 0
+    summary = capsys.readouterr().out
+    n_params = sum(v.numel() for k, v in net.state_dict().items() if "mean" not in k)
+    assert "edsr x2, B1, F4, res_scale 1" in summary and f"{n_params:,} parameters" in summary
+    document = json.loads((tmp_path / "out" / "model.json").read_text())
+    assert document["spec"] == {
+        "arch": "edsr",
+        "scale": 2,
+        "num_blocks": 1,
+        "num_features": 4,
+        "res_scale": 1.0,
+    }
+    assert document["metadata"]["source"] == "edsr_tiny_x2.pt"
+    assert len(document["metadata"]["source_sha256_prefix"]) == 16
+    assert document["metadata"]["inferred_spec"] == document["spec"]
+
+
+def test_convert_torch_refuses_non_empty_out_unless_forced(tmp_path, capsys):
+    torch.save(_reference("edsr", 2, 1, 4).state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    assert _convert_cli(tmp_path / "w.pt", out) == 2
+    assert "--force" in capsys.readouterr().err and (out / "keep.txt").exists()
+    assert _convert_cli(tmp_path / "w.pt", out, "--force") == 0
+    assert not (out / "keep.txt").exists()
+    assert edsr_jax.load_model(out)[0].scale == 2
+
+
+def _assert_one_line_error(capsys, *fragments):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("edsr-jax convert-torch: error: ")
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    assert _convert_cli(tmp_path / "list.pt", tmp_path / "o") == 2
+    _assert_one_line_error(capsys, "list.pt", "does not hold a state dict", "a list")
+
+    torch.save({"epoch": 3, "optimizer": {"lr": 1e-4}}, tmp_path / "dict.pt")
+    assert _convert_cli(tmp_path / "dict.pt", tmp_path / "o") == 2
+    _assert_one_line_error(capsys, "dict.pt", "'epoch': int")
+
+    (tmp_path / "text.pt").write_text("not a torch file\n")
+    assert _convert_cli(tmp_path / "text.pt", tmp_path / "o") == 2
+    _assert_one_line_error(capsys, "text.pt", "not a readable PyTorch file")
+
+    tiny_state_dict = {k: v.numpy() for k, v in _reference("edsr", 2, 2, 8).state_dict().items()}
+    tiny_state_dict["head.0.weight"] = np.zeros((8, 3, 5, 5), np.float32)
+    torch.save({k: torch.from_numpy(v) for k, v in tiny_state_dict.items()}, tmp_path / "bad.pt")
+    assert _convert_cli(tmp_path / "bad.pt", tmp_path / "o") == 2
+    _assert_one_line_error(capsys, "head.0.weight", "(8, 3, 5, 5)", "(8, 3, 3, 3)")
+    assert not (tmp_path / "o").exists()
