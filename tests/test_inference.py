@@ -1,24 +1,27 @@
-"""Self-ensemble, tiled and bucketed inference: equal to the plain forward pass, bounded compiles."""
+"""Inference (edsr_jax.inference): the one scale check, self-ensemble, tiled and bucketed
+inference equal to the plain forward pass with bounded compiles, and properties of the dihedral
+transforms and of tiling."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.trees import numpy_init
 
 from edsr_jax import inference, models
 from edsr_jax.errors import UserError
 
+FEW = settings(max_examples=15, deadline=None)
 
-def numpy_init(model, seed=0):
-    """PyTorch-like random variables made with numpy (compiling jax.random's init is slow on CPU)."""
-    shapes = jax.eval_shape(lambda: models.init(model, jax.random.key(0)))
-    rng = np.random.default_rng(seed)
 
-    def fill(leaf):
-        bound = 1 / np.sqrt(np.prod(leaf.shape[:-1])) if len(leaf.shape) == 4 else 0.1
-        return jnp.asarray(rng.uniform(-bound, bound, leaf.shape), leaf.dtype)
-
-    return jax.tree_util.tree_map(fill, shapes)
+@st.composite
+def uint8_images(draw, min_side=1, max_side=13, channels=3):
+    h = draw(st.integers(min_side, max_side))
+    w = draw(st.integers(min_side, max_side))
+    seed = draw(st.integers(0, 2**16))
+    return np.random.default_rng(seed).integers(0, 256, (h, w, channels), dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -69,26 +72,6 @@ def test_self_ensemble_equals_mean_of_eight_separate_passes(tiny):
     assert np.abs(tiled_up(x) - expected).max() <= 1e-4 * scale
 
 
-def test_receptive_radius_counts_every_conv():
-    assert inference.receptive_radius(models.edsr_baseline(2)) == 36  # 1 + 32 + 1 + 1 + 1/2 -> 36
-    assert inference.receptive_radius(models.edsr_baseline(4)) == 36  # + 1/2 (x2 stage) + 1/4
-    assert inference.receptive_radius(models.edsr(3)) == 68
-    assert inference.receptive_radius(models.mdsr_baseline()) == 44  # + 8 for the 5x5 blocks
-
-
-def test_receptive_radius_is_what_the_network_sees(tiny):
-    model, variables, _, _ = tiny
-    radius = inference.receptive_radius(model)
-    x = np.full((1, 31, 31, 3), 100.0, np.float32)
-    forward = jax.jit(model.apply)
-    base = np.asarray(forward(variables, x))
-    x[0, 15, 15] += 50
-    changed = np.abs(np.asarray(forward(variables, x)) - base).max(axis=(0, 3)) > 1e-5
-    rows = np.nonzero(changed.any(axis=1))[0]
-    reach = max(15 * 2 - rows.min(), rows.max() - (15 * 2 + 1)) / 2  # in LR pixels
-    assert radius - 1 <= reach <= radius
-
-
 def test_bucketed_whole_image_equals_plain_forward_and_compiles_once(tiny):
     model, variables, x, reference = tiny
     up = inference.make_upscaler(model, variables, 2)
@@ -101,7 +84,7 @@ def test_bucketed_whole_image_equals_plain_forward_and_compiles_once(tiny):
 
 def test_tiled_equals_untiled_on_a_non_square_image(tiny):
     model, variables, x, reference = tiny
-    radius = inference.receptive_radius(model)  # 6
+    radius = models.receptive_radius(model)  # 6
     plain = jax.jit(lambda t: model.apply(variables, t))
     got = inference.tiled(plain, x[None], scale=2, tile=2 * radius + 2, overlap=radius)
     np.testing.assert_allclose(got[0], reference, atol=1e-3)
@@ -124,9 +107,63 @@ def test_tiling_with_too_little_overlap_is_not_exact(tiny):
 
 def test_upscaler_rejects_bad_scales_tiles_and_images(tiny):
     model, variables, x, _ = tiny
-    with pytest.raises(UserError, match="x2, not x3"):
+    with pytest.raises(UserError, match="this model upscales by x2 only, not x3"):
         inference.make_upscaler(model, variables, 3)
     with pytest.raises(UserError, match="tile size 12"):
         inference.make_upscaler(model, variables, 2, tile=12)
     with pytest.raises(UserError, match=r"\(21, 30\)"):
         inference.make_upscaler(model, variables, 2)(x[..., 0])
+
+
+def test_check_scale_is_the_one_scale_check():
+    edsr, mdsr = models.EDSR(scale=3, num_blocks=1, num_features=4), models.MDSR(scales=(2, 4))
+    assert inference.check_scale(edsr, None) == 3 and inference.check_scale(edsr, 3) == 3
+    assert inference.check_scale(mdsr, 4) == 4
+    with pytest.raises(UserError, match=r"checkpoint runs/x3 upscales by x3 only, not x2"):
+        inference.check_scale(edsr, 2, "checkpoint runs/x3")
+    with pytest.raises(UserError, match="this model upscales by x2, x4 only, not x3"):
+        inference.check_scale(mdsr, 3)
+    with pytest.raises(UserError, match="upscales by x2, x4: choose one of them as the scale"):
+        inference.check_scale(mdsr, None)
+
+
+def test_upscaler_without_a_scale_uses_the_models_only_one(tiny):
+    model, variables, x, reference = tiny
+    up = inference.make_upscaler(model, variables)
+    assert up.scale == 2
+    np.testing.assert_allclose(up(x), reference, atol=1e-3)
+
+
+# --- properties -----------------------------------------------------------------------------------
+
+
+@FEW
+@given(x=uint8_images(min_side=1, max_side=7), k=st.integers(0, 7))
+def test_undo_dihedral_inverts_dihedral_also_for_non_square(x, k):
+    batch = x[None]
+    back = np.asarray(inference.undo_dihedral(inference.dihedral(batch, k), k))
+    np.testing.assert_array_equal(back, batch)
+    transformed = np.asarray(inference.dihedral(batch, k))
+    assert sorted(transformed.shape[1:3]) == sorted(batch.shape[1:3])
+
+
+def test_the_eight_dihedral_transforms_are_distinct():
+    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(1, 3, 4, 2)
+    seen = {
+        np.asarray(inference.dihedral(x, k)).tobytes() + bytes(np.shape(inference.dihedral(x, k)))
+        for k in range(8)
+    }
+    assert len(seen) == 8
+
+
+@FEW
+@given(x=uint8_images(min_side=1, max_side=30), scale=st.sampled_from([1, 2, 3]),
+       tile=st.integers(6, 16), overlap=st.integers(0, 2))  # fmt: skip
+def test_tiling_a_per_pixel_function_returns_the_whole_image_result(x, scale, tile, overlap):
+    def nearest(t):  # per-pixel: no context, so every tile's interior is exact
+        t = np.asarray(t)
+        return np.repeat(np.repeat(t, scale, axis=1), scale, axis=2).astype(np.float32)
+
+    batch = x[None].astype(np.float32)
+    out = np.asarray(inference.tiled(nearest, batch, scale=scale, tile=tile, overlap=overlap))
+    np.testing.assert_array_equal(out, nearest(batch))
