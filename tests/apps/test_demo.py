@@ -1,18 +1,20 @@
-"""The embedded demo (shrunk to a tiny model and 3 steps), its config, and the experiment scripts."""
+"""The embedded demo (edsr_jax.apps.demo, shrunk to a tiny model and 3 steps), its report and its
+config (edsr_jax.configs.demo)."""
 
-import glob
+import contextlib
 import json
 import os
-import subprocess
 
 import numpy as np
 import pytest
 from PIL import Image
+from support.paths import ROOT
 
 import edsr_jax
-from edsr_jax import cli, demo, models
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from edsr_jax import cli, models
+from edsr_jax.apps import demo, demo_report
+from edsr_jax.cli import config_flags
+from edsr_jax.configs import demo as demo_config
 
 
 def _fake_benchmarks(root):
@@ -30,20 +32,18 @@ def _fake_benchmarks(root):
 def demo_run(tmp_path_factory):
     """``edsr-jax demo --steps 3`` with the model shrunk to B1/F8: (exit code, workdir, stdout, data)."""
     mp = pytest.MonkeyPatch()
-    original = demo.demo_config
+    original = demo_config.get_config
 
     def tiny_config(num_train_steps=800):
         config = original(num_train_steps)
         config.model.num_blocks, config.model.num_features = 1, 8
         return config
 
-    mp.setattr(demo, "demo_config", tiny_config)
+    mp.setattr(demo_config, "get_config", tiny_config)
     root = tmp_path_factory.mktemp("demo")
     data_dir = _fake_benchmarks(root / "bench")
     workdir = str(root / "run")
     capture = tmp_path_factory.mktemp("out") / "stdout.txt"
-    import contextlib
-
     try:
         with open(capture, "w") as f, contextlib.redirect_stdout(f):
             code = cli.main(
@@ -63,13 +63,13 @@ def test_demo_prints_the_table_and_writes_figure_and_summary(demo_run):
     with Image.open(os.path.join(workdir, demo.FIGURE_PNG)) as fig:
         assert fig.mode == "RGB"
         # one row per set (held-out, Set5), three crops per row
-        assert fig.size[0] >= 3 * demo.FIGURE_CROP * demo.FIGURE_ZOOM
-        assert fig.size[1] >= 2 * demo.FIGURE_CROP * demo.FIGURE_ZOOM
+        assert fig.size[0] >= 3 * demo_report.FIGURE_CROP * demo_report.FIGURE_ZOOM
+        assert fig.size[1] >= 2 * demo_report.FIGURE_CROP * demo_report.FIGURE_ZOOM
     with open(os.path.join(workdir, demo.DEMO_JSON)) as f:
         summary = json.load(f)
     assert summary["steps"] == 3 and summary["trained_steps"] == 3
     rows = {r["dataset"]: r for r in summary["results"]}
-    assert rows["held-out"]["images"] == 3 and rows["Set5"]["images"] == 2
+    assert rows[demo_report.HELD_OUT]["images"] == 3 and rows["Set5"]["images"] == 2
     for r in rows.values():
         assert r["gain_db"] == pytest.approx(r["edsr"]["psnr"] - r["bicubic"]["psnr"])
 
@@ -98,15 +98,14 @@ def test_demo_refuses_a_workdir_of_another_length(demo_run, capsys):
 
 
 def test_demo_config_is_the_measured_recipe():
-    config = demo.demo_config(100)
+    config = demo_config.get_config(100)
     assert (config.model.num_blocks, config.model.num_features, config.model.res_scale) == (4, 48, 1.0)
-    assert config.scales == (2,) and config.data.source == "skimage"
+    assert config.scales == (demo_config.SCALE,) == (2,) and config.data.source == "skimage"
     assert config.learning_rate == 1e-3 and config.lr_schedule == "cosine" and config.warmup_fraction == 0.05
     assert config.data.flat_patch_threshold > 0 and config.num_train_steps == 100
-    from edsr_jax.commands import train as train_command
-
-    from_file = train_command.load_config(os.path.join(REPO, "configs", "demo.py"))
-    assert from_file.to_dict() == demo.demo_config(800).to_dict()
+    from_file = config_flags.load_config(os.path.join(ROOT, "configs", "demo.py"))
+    assert from_file.to_dict() == demo_config.get_config(800).to_dict()
+    assert config_flags.load_config("demo").to_dict() == from_file.to_dict()
 
 
 def test_plan_steps_fits_the_budget_with_a_floor():
@@ -162,16 +161,5 @@ def test_pacer_lengthens_an_early_plan_when_steps_are_much_faster_at_most_twice(
 def test_figure_crop_is_where_bicubic_errs_most():
     error = np.zeros((100, 120))
     error[60:80, 90:110] = 1.0
-    y, x = demo.detail_window(error, 24)
+    y, x = demo_report.detail_window(error, 24)
     assert y <= 60 and y + 24 >= 80 and x <= 90 and x + 24 >= 110
-
-
-@pytest.mark.parametrize("script", sorted(glob.glob(os.path.join(REPO, "experiments", "*.sh"))))
-def test_experiment_scripts_parse(script):
-    result = subprocess.run(["bash", "-n", script], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-
-
-def test_experiment_scripts_exist():
-    names = {os.path.basename(p) for p in glob.glob(os.path.join(REPO, "experiments", "*.sh"))}
-    assert {"train_edsr_div2k.sh", "train_mdsr_div2k.sh", "reproduce_table3.sh"} <= names

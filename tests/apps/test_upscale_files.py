@@ -1,4 +1,5 @@
-"""``edsr-jax upscale``: output sizes and modes for every kind of image, and clean one-line errors."""
+"""Upscaling image files (edsr_jax.apps.upscale_files and ``edsr-jax upscale``): output sizes and
+modes for every kind of image, tiling, and clean one-line errors."""
 
 import os
 
@@ -6,8 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edsr_jax import cli, models, upscale
-from edsr_jax.checkpoint import save_model
+from edsr_jax import cli, models
+from edsr_jax.apps import upscale_files as upscale
+from edsr_jax.checkpoint import exported
+from edsr_jax.errors import UserError
+from edsr_jax.imaging import files, resize
 
 SCALE = 2
 
@@ -19,7 +23,7 @@ def checkpoint(tmp_path_factory):
 
     model = models.EDSR(scale=SCALE, num_blocks=1, num_features=8)
     path = str(tmp_path_factory.mktemp("model") / "edsr_x2")
-    save_model(path, model, models.init(model, jax.random.key(0)))
+    exported.save_model(path, model, models.init(model, jax.random.key(0)))
     return path
 
 
@@ -69,23 +73,20 @@ def test_grayscale_alpha_and_16bit_are_carried_correctly(folder_run):
     _, src, dst, _ = folder_run
     # Alpha is bicubic-upscaled, not run through the network.
     alpha_in = np.asarray(Image.open(src / "rgba.png"))[..., 3]
-    from edsr_jax import image
-
-    assert np.array_equal(np.asarray(Image.open(dst / "rgba.png"))[..., 3], image.imresize(alpha_in, SCALE))
+    assert np.array_equal(np.asarray(Image.open(dst / "rgba.png"))[..., 3], resize.imresize(alpha_in, SCALE))
     # 16-bit grayscale is processed as 8-bit (value / 257, rounded), and written back as 8-bit "L".
-    raw16 = upscale.imageio.load_raw(str(src / "deep16.png"))
+    raw16 = files.load_raw(str(src / "deep16.png"))
     parts = upscale.decompose(raw16)
     assert parts.gray and parts.rgb.dtype == np.uint8
     assert np.array_equal(parts.rgb[..., 0], np.clip(np.floor(raw16.array / 257.0 + 0.5), 0, 255))
 
 
 def test_large_images_are_tiled_by_default_and_tiling_is_exact(checkpoint):
-    from edsr_jax import checkpoint as ckpt
-
-    model, variables = ckpt.load_model(checkpoint)
+    model, variables = exported.load_model(checkpoint)
     ups = upscale.Upscalers(model, variables, SCALE)
     assert ups.tile_for(10, 10) is None
     assert ups.tile_for(1000, 1000) == upscale.DEFAULT_TILE
+    assert ups.tile_for(512, 512) is None and 512 * 512 == upscale.LARGE_IMAGE_PIXELS
     assert upscale.Upscalers(model, variables, SCALE, tile=0).tile_for(4000, 4000) is None
     lr = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     tiled = upscale.Upscalers(model, variables, SCALE, tile=24)(lr)
@@ -162,6 +163,25 @@ def test_unknown_output_extension_fails_before_any_work(checkpoint, tmp_path, ca
     assert code == 2 and ".xyz" in err
 
 
+def test_load_for_upscaling_checks_the_scale_against_the_model(checkpoint):
+    model, _, scale = upscale.load_for_upscaling(checkpoint, None)
+    assert scale == SCALE == model.scale
+    with pytest.raises(UserError, match=rf"checkpoint {checkpoint} upscales by x2 only, not x3"):
+        upscale.load_for_upscaling(checkpoint, 3)
+
+
+def test_recompose_keeps_alpha_only_where_the_format_stores_it():
+    rgba = files.RawImage(array=np.full((3, 4, 4), 200, np.uint8), mode="RGBA", path="a.png")
+    parts = upscale.decompose(rgba)
+    assert parts.alpha.shape == (3, 4) and not parts.gray
+    sr = np.zeros((6, 8, 3), np.uint8)
+    assert upscale.recompose(sr, parts, 2).shape == (6, 8, 4)
+    assert upscale.recompose(sr, parts, 2, keep_alpha=False).shape == (6, 8, 3)
+    assert "JPEG" not in upscale.ALPHA_FORMATS and "PNG" in upscale.ALPHA_FORMATS
+    gray = upscale.decompose(files.RawImage(array=np.zeros((3, 4), np.uint8), mode="L", path="g.png"))
+    assert gray.gray and gray.alpha is None and upscale.recompose(sr, gray, 2).shape == (6, 8)
+
+
 def test_debug_shows_the_traceback(checkpoint, tmp_path):
-    with pytest.raises(ValueError, match="not found"):
+    with pytest.raises(UserError, match="not found"):
         cli.main(["upscale", "--debug", "--checkpoint", checkpoint, str(tmp_path / "nope.png"), "x.png"])
