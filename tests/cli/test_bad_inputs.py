@@ -1,29 +1,25 @@
-"""Every case of tests/cases.py through the CLI (in-process): a correct output, or a one-line
+"""Every case of tests/support/cases.py through the CLI (in-process): a correct output, or a one-line
 error naming the culprit, exit 2, no traceback and no output left behind; and the README's
 "What happens when..." table is the one generated from those cases."""
 
+import importlib.util
 import os
 import re
-import sys
 
-import numpy as np
 import pytest
-from cases import BUILDERS, CASES, FAULTS, MODEL_SCALE, Case
 from PIL import Image
+from support.cases import BUILDERS, CASES, FAULTS, MODEL_SCALE, Case
+from support.paths import ROOT, TEST_CONFIG, TESTS
+from support.trees import numpy_init
 
-from edsr_jax import cli
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from edsr_jax import cli, models
+from edsr_jax.errors import UserError
+from edsr_jax.checkpoint.exported import save_model
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    """A tiny exported EDSR x2 (B1, F8), initialised without compiling (see test_inference)."""
-    from test_inference import numpy_init
-
-    from edsr_jax import models
-    from edsr_jax.checkpoint import save_model
-
+    """A tiny exported EDSR x2 (B1, F8), initialised without compiling (support.trees.numpy_init)."""
     model = models.EDSR(scale=MODEL_SCALE, num_blocks=1, num_features=8)
     path = str(tmp_path_factory.mktemp("model") / "edsr_x2")
     save_model(path, model, numpy_init(model))
@@ -33,7 +29,7 @@ def model_dir(tmp_path_factory):
 def fill(case: Case, folder, model_dir) -> list[str]:
     """The case's arguments with its files in ``folder``; builds ``{in}`` first."""
     paths = {"in": str(folder / "in"), "out": str(folder / "out" / "result"), "model": model_dir,
-             "tmp": str(folder), "config": os.path.join(ROOT, "configs", "test.py")}  # fmt: skip
+             "tmp": str(folder), "config": TEST_CONFIG}  # fmt: skip
     args = [a.format(**paths) for a in case.args]
     if case.make:
         target = next((a for a in args if a.startswith(paths["in"])), paths["in"])
@@ -76,39 +72,28 @@ def test_at_least_13_upscale_situations_are_covered():
 
 
 def test_the_readme_table_is_the_generated_one():
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
-    try:
-        import what_happens_table
-    finally:
-        sys.path.pop(0)
+    path = os.path.join(ROOT, "experiments", "tools", "what_happens_table.py")
+    spec = importlib.util.spec_from_file_location("what_happens_table", path)
+    what_happens_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(what_happens_table)
+    assert what_happens_table.load_cases() == (CASES, FAULTS)  # the script finds the same cases
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         readme = f.read()
     begin, end = what_happens_table.BEGIN, what_happens_table.END
     assert begin in readme and end in readme, "README lacks the What happens when... table markers"
     current = readme[readme.index(begin) + len(begin) : readme.index(end)].strip()
     assert current == what_happens_table.table(CASES, FAULTS).strip(), (
-        "README table is out of date: run python experiments/what_happens_table.py --write"
+        "README table is out of date: run python experiments/tools/what_happens_table.py --write"
     )
 
 
 def test_every_fault_row_names_a_test_that_exists():
     for _, _, where in FAULTS:
         module, name = where.split("::")
-        with open(os.path.join(ROOT, "tests", module), encoding="utf-8") as f:
+        with open(os.path.join(TESTS, module), encoding="utf-8") as f:
             assert f"def {name}(" in f.read(), where
 
 
 def test_debug_shows_the_traceback_instead(model_dir, tmp_path):
-    with pytest.raises(ValueError, match="input not found"):
+    with pytest.raises(UserError, match="input not found"):
         cli.main(["upscale", "--debug", "--checkpoint", model_dir, str(tmp_path / "no.png"), "x.png"])
-
-
-def test_16_bit_values_are_read_as_8_bit_not_clipped(tmp_path):
-    from edsr_jax import imageio
-
-    path = str(tmp_path / "a.png")
-    BUILDERS["gray16"](path)
-    raw = np.asarray(Image.open(path), np.float64)
-    rgb = imageio.read_image(path)
-    assert rgb.dtype == np.uint8 and rgb.shape == (*raw.shape, 3)
-    np.testing.assert_array_equal(rgb[..., 0], np.floor(raw / 257 + 0.5))

@@ -1,8 +1,8 @@
 """The bad and awkward inputs every command is tested against, and what edsr-jax does with each.
 
-One table serves two readers: ``tests/test_bad_inputs.py`` runs every case through the CLI and
-checks the promised behaviour, and ``experiments/what_happens_table.py`` turns it into the README's
-"What happens when..." table (a test keeps the two equal).
+One table serves two readers: ``tests/cli/test_bad_inputs.py`` runs every case through the CLI and
+checks the promised behaviour, and ``experiments/tools/what_happens_table.py`` turns it into the
+README's "What happens when..." table (a test keeps the two equal).
 
 Arguments name their files with placeholders: ``{in}`` (the input the case's ``make`` writes),
 ``{out}`` (an output path that must stay absent on failure), ``{model}`` (a tiny exported EDSR x2),
@@ -373,7 +373,7 @@ CASES: tuple[Case, ...] = (
         f"{_ONE_LINE} the file and its size",
         "one_pixel",
         ("--scale", "2", "{in}.png", "{out}.png"),
-        error=r"in\.png \(1x1\) is smaller than scale 2",
+        error=r"in\.png \(1x1\) is smaller than the scale 2",
     ),
     Case(
         "downscale_zero_scale",
@@ -439,7 +439,7 @@ CASES: tuple[Case, ...] = (
         f"{_ONE_LINE} the file",
         None,
         ("--config", "{in}.py", "--workdir", "{out}"),
-        error=r"config file .*in\.py does not exist",
+        error=r"config .*in\.py is neither a packaged config nor a file",
     ),
     Case(
         "negative_steps",
@@ -524,14 +524,14 @@ CASES: tuple[Case, ...] = (
     ),
 )
 
-# Training faults, checked by the tests named here (tests/test_faults.py, tests/test_train.py):
-# (situation, what edsr-jax does, "file::test").
+# Training faults, checked by the tests named here (tests/test_train_faults.py, tests/test_train.py):
+# (situation, what edsr-jax does, "file under tests/::test").
 FAULTS: tuple[tuple[str, str, str], ...] = (
     (
         "`train` is killed (SIGKILL) between checkpoints, while a checkpoint's files are being written, "
         "or just before a checkpoint is committed",
         "the rerun resumes from the last complete checkpoint and ends bit-identical to an uninterrupted run",
-        "test_faults.py::test_sigkill_then_rerun_resumes_from_the_last_complete_checkpoint_bit_identical",
+        "test_train_faults.py::test_sigkill_then_rerun_resumes_from_the_last_complete_checkpoint_bit_identical",
     ),
     (
         "`train` gets SIGTERM (preemption)",
@@ -541,21 +541,21 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
     (
         "the latest checkpoint is corrupt or truncated",
         "a warning names it; it is moved to `checkpoints/unreadable-<step>` and the previous one is used",
-        "test_faults.py::test_an_unreadable_latest_checkpoint_is_set_aside_with_a_warning_and_the_previous_used",
+        "test_train_faults.py::test_an_unreadable_latest_checkpoint_is_set_aside_with_a_warning_and_the_previous_used",
     ),
     (
         "the disk fills up while a checkpoint is written",
         "stops with the OS error naming the checkpoint folder; the previous checkpoint stays intact",
-        "test_faults.py::test_a_failing_write_keeps_the_previous_checkpoint_and_says_what_failed",
+        "test_train_faults.py::test_a_failing_write_keeps_the_previous_checkpoint_and_says_what_failed",
     ),
     (
         "the loss becomes NaN or infinite",
         "stops naming the step, loss and gradient norm; keeps the last good checkpoint",
-        "test_faults.py::test_non_finite_loss_names_the_step_and_values_and_keeps_the_good_checkpoints",
+        "test_train_faults.py::test_non_finite_loss_names_the_step_and_values_and_keeps_the_good_checkpoints",
     ),
     (
         "`--workdir` holds a run of a different model",
         "a one-line error naming both models; nothing is written",
-        "test_faults.py::test_a_workdir_of_another_model_is_refused_before_anything_is_written",
+        "test_train_faults.py::test_a_workdir_of_another_model_is_refused_before_anything_is_written",
     ),
 )
