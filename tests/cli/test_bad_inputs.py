@@ -2,7 +2,6 @@
 error naming the culprit, exit 2, no traceback and no output left behind; and the README's
 "What happens when..." table is the one generated from those cases."""
 
-import importlib.util
 import os
 import re
 
@@ -10,6 +9,7 @@ import pytest
 from PIL import Image
 from support.cases import BUILDERS, CASES, FAULTS, MODEL_SCALE, Case
 from support.paths import ROOT, TEST_CONFIG, TESTS
+from support.scripts import load_script
 from support.trees import numpy_init
 
 from edsr_jax import cli, models
@@ -72,10 +72,7 @@ def test_at_least_13_upscale_situations_are_covered():
 
 
 def test_the_readme_table_is_the_generated_one():
-    path = os.path.join(ROOT, "experiments", "tools", "what_happens_table.py")
-    spec = importlib.util.spec_from_file_location("what_happens_table", path)
-    what_happens_table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(what_happens_table)
+    what_happens_table = load_script("experiments/tools/what_happens_table.py")
     assert what_happens_table.load_cases() == (CASES, FAULTS)  # the script finds the same cases
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         readme = f.read()

@@ -1,0 +1,54 @@
+"""The experiment scripts stay runnable: the FMA peak probe, a quick model benchmark, and every
+shell script (recipes, launchers, GPU benchmark) parses."""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from support.paths import EXPERIMENTS
+from support.scripts import load_script
+
+SHELL_SCRIPTS = sorted(glob.glob(os.path.join(EXPERIMENTS, "**", "*.sh"), recursive=True))
+
+
+def test_fma_peak_measures_a_positive_rate():
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler to build the FMA kernel")
+    fma_peak = load_script("experiments/perf/fma_peak.py")
+    assert fma_peak.measure(threads=1, seconds=0.05) > 1.0  # GFLOP/s; any real CPU does far more
+
+
+def test_bench_models_quick_run_writes_results(tmp_path):
+    bench_models = load_script("experiments/perf/bench_models.py")
+    out = tmp_path / "bench.json"
+    argv = ["--quick", "--workloads", "infer,train4", "--repeats", "1", "--peak-gflops", "50"]
+    assert bench_models.main(argv + ["--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [r["workload"] for r in rows] == ["infer", "train4"]
+    assert all(len(r["times"]["jax"]) == 1 and r["flops"] > 0 for r in rows)
+    assert rows[1]["compile_s"] > 0
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: os.path.relpath(p, EXPERIMENTS))
+def test_experiment_scripts_parse(script):
+    result = subprocess.run(["bash", "-n", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_experiment_scripts_exist():
+    names = {os.path.relpath(p, EXPERIMENTS) for p in SHELL_SCRIPTS}
+    recipes = {"train_edsr_div2k.sh", "train_mdsr_div2k.sh", "reproduce_table3.sh", "train_tpu_pod.sh",
+               "train_slurm_gpu.sh"}  # fmt: skip
+    assert {os.path.join("recipes", n) for n in recipes} <= names
+    assert os.path.join("perf", "gpu_bench.sh") in names
+
+
+@pytest.mark.parametrize("script", ["train_tpu_pod.sh", "train_slurm_gpu.sh"])
+def test_launch_scripts_are_valid_bash_and_document_batch_scaling(script):
+    path = os.path.join(EXPERIMENTS, "recipes", script)
+    subprocess.run(["bash", "-n", path], check=True)
+    text = open(path).read()
+    assert "batch_size" in text and "learning_rate" in text and "edsr-jax train" in text
