@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the fixtures imported from test_train are used as arguments)
 """Training faults: SIGKILL at three points (two inside a checkpoint save), an unreadable latest
 checkpoint, a full disk, a non-finite loss and a workdir of another run (SIGTERM: test_train).
 
@@ -20,18 +19,17 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from test_train import (  # noqa: F401  (cache_dir, compilation_cache: fixtures shared with test_train)
-    TEST_CONFIG,
-    TINY,
-    assert_trees_equal,
-    cache_dir,
-    compilation_cache,
-    params_of,
-    tiny_config,
-)
+from support.configs import TINY, tiny_config
+from support.paths import TEST_CONFIG
+from support.trees import assert_trees_equal, params_of
 
-from edsr_jax import checkpointing, train
+from edsr_jax import models, train
+from edsr_jax.checkpoint import layout
+from edsr_jax.checkpoint import manager as checkpoint_manager
 from edsr_jax.errors import UserError
+
+# The runs of this module share most compiled programs through a persistent XLA cache.
+pytestmark = pytest.mark.usefixtures("compilation_cache")
 
 # 12 steps, a checkpoint every 4, a learning-rate decay every 2 (so the step counter matters).
 RUN = {"num_train_steps": 12, "checkpoint_every_steps": 4, "lr_schedule": "step", "lr_decay_steps": 2}
@@ -49,19 +47,20 @@ KILLER = textwrap.dedent(
     import edsr_jax
     import orbax.checkpoint as ocp
     from orbax.checkpoint.path import atomicity
-    from edsr_jax import checkpointing, cli
+    from edsr_jax import cli
+    from edsr_jax.checkpoint import manager
 
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
 
     if point == "after_step":
-        should_stop = checkpointing.PreemptionGuard.should_stop
+        should_stop = manager.PreemptionGuard.should_stop
         def patched(self, step):
             if step == at:
                 self._manager.wait_until_finished()  # (the earlier asynchronous save completes)
                 die()
             return should_stop(self, step)
-        checkpointing.PreemptionGuard.should_stop = patched
+        manager.PreemptionGuard.should_stop = patched
     elif point == "writing":
         save_fn = ocp.JsonCheckpointHandler._save_fn
         async def patched(self, x, directory):
@@ -120,9 +119,9 @@ def killed_runs(reference_run, cache_dir, compilation_cache, tmp_path_factory):
 
 
 def complete(workdir):
-    manager = checkpointing.create_manager(checkpointing.checkpoint_dir(workdir), read_only=True)
+    manager = checkpoint_manager.create_manager(layout.checkpoint_dir(workdir), read_only=True)
     try:
-        return checkpointing.complete_steps(manager)
+        return checkpoint_manager.complete_steps(manager)
     finally:
         manager.close()
 
@@ -151,7 +150,7 @@ def test_an_unreadable_latest_checkpoint_is_set_aside_with_a_warning_and_the_pre
     workdir = tmp_path / "run"
     shutil.copytree(source, workdir)
     latest = workdir / "checkpoints" / "12"
-    for root, _, files in os.walk(latest / checkpointing.PARAMS_ITEM):
+    for root, _, files in os.walk(latest / checkpoint_manager.PARAMS_ITEM):
         for f in files:
             path = os.path.join(root, f)
             with open(path, "r+b") as handle:
@@ -203,14 +202,12 @@ def test_non_finite_loss_names_the_step_and_values_and_keeps_the_good_checkpoint
     assert kept
     abstract = params_of_abstract(config)
     for step in kept:
-        params, _ = checkpointing.restore_params(checkpointing.checkpoint_dir(workdir), abstract, step)
+        params, _ = checkpoint_manager.restore_params(layout.checkpoint_dir(workdir), abstract, step)
         assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(params)), step
     with pytest.raises(RuntimeError, match=re.escape(str(first.value).split(":")[0])):
         train.train_and_evaluate(config, str(workdir))
 
 
 def params_of_abstract(config):
-    from edsr_jax import models
-
     model = train.create_model(config)
     return jax.eval_shape(lambda: models.init(model, jax.random.PRNGKey(0))["params"])

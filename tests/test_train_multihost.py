@@ -3,7 +3,8 @@
 Phase 1 (together): processes 0 and 1 of a 2-process run (2 devices each) train steps 1-2 and stop
 (checkpoint at 2); one reference process with 4 devices trains steps 1-4 on the same global batch.
 Phase 2: both processes rerun, resume from the checkpoint and train steps 3-4. The workers
-(tests/multihost_worker.py) run without TensorFlow and clu, as on a JAX-only GPU machine.
+(tests/support/multihost_worker.py, run as a script) run without TensorFlow and clu, as on a
+JAX-only GPU machine.
 The fixture takes 50-110 s (cold XLA compiles on 2 shared cores), hence ``slow``.
 """
 
@@ -17,14 +18,11 @@ import time
 
 import numpy as np
 import pytest
+from support.paths import ROOT, TESTS
 
-from edsr_jax import data_sources, sharding
-from edsr_jax.commands import train as train_command
-from edsr_jax.errors import UserError
+from edsr_jax.data import sources
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(TESTS)
-WORKER = os.path.join(TESTS, "multihost_worker.py")
+WORKER = os.path.join(TESTS, "support", "multihost_worker.py")
 STEPS, STOP = 4, 2
 # Seconds a phase of worker processes may take before the test kills them.
 PHASE_TIMEOUT = 200
@@ -54,8 +52,8 @@ def run_phase(jobs: list[tuple[list[str], dict, str]], during=None) -> None:
     try:
         for argv, env, log in jobs:
             with open(log, "w") as out:
-                procs.append(subprocess.Popen(
-                    [sys.executable, WORKER, *argv], env=env, stdout=out, stderr=subprocess.STDOUT,
+                procs.append(subprocess.Popen(  # -P: the script's folder is not put on sys.path
+                    [sys.executable, "-P", WORKER, *argv], env=env, stdout=out, stderr=subprocess.STDOUT,
                     cwd=ROOT, start_new_session=True,
                 ))  # fmt: skip
         deadline = time.time() + PHASE_TIMEOUT
@@ -116,7 +114,7 @@ def check_disjoint_shards(records: list[dict], process_count: int) -> None:
     """Each process loaded exactly its own contiguous shard, and fed only patches of those images."""
     assert not set(records[0]["shard"]) & set(records[1]["shard"]), "processes share training images"
     for i, record in enumerate(records):
-        expected = data_sources.shard_numbers(list(data_sources.SKIMAGE_TRAIN), i, process_count)
+        expected = sources.shard_numbers(list(sources.SKIMAGE_TRAIN), i, process_count)
         assert record["shard"] == expected, f"process {i} loaded {record['shard']}, its shard is {expected}"
         for step, fed in record["fed"].items():
             sampled = record["sampled"][step][str(i)]
@@ -281,105 +279,3 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step_and_both_resume(tmp_
     assert [r["final_step"] for r in resumed] == [stopped[0] + 2] * 2
     last = str(stopped[0] + 2)
     assert resumed[0]["params"][last]["sha"] == resumed[1]["params"][last]["sha"]
-
-
-# --- settings from flags and the environment ---------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("environ", "expected"),
-    [
-        ({}, None),
-        ({"SLURM_NTASKS": "8", "SLURM_PROCID": "3", "SLURM_STEP_NODELIST": "n[1-2]"}, "SLURM"),
-        ({"SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_STEP_NODELIST": "n1"}, None),  # one task
-        ({"SLURM_NTASKS": "8", "SLURM_PROCID": "0"}, None),  # sbatch's script, not an srun step
-        ({"OMPI_COMM_WORLD_SIZE": "4"}, "Open MPI"),
-        ({"TPU_WORKER_HOSTNAMES": "t-0,t-1"}, "Cloud TPU"),
-        ({"TPU_WORKER_HOSTNAMES": "t-0"}, None),
-        ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}, "JAX_COORDINATOR_ADDRESS"),
-        ({"EDSR_JAX_DISTRIBUTED": "1"}, "EDSR_JAX_DISTRIBUTED"),
-        ({"EDSR_JAX_DISTRIBUTED": "0", "OMPI_COMM_WORLD_SIZE": "4"}, None),
-    ],
-)
-def test_launcher_detection_from_the_environment(environ, expected):
-    assert sharding.detect_launcher(environ) == expected
-
-
-def test_cli_flags_reach_jax_distributed_initialize(monkeypatch):
-    import argparse
-
-    import jax
-
-    parser = argparse.ArgumentParser()
-    train_command.add_arguments(parser)
-    args = parser.parse_args(
-        ["--config", "c.py", "--workdir", "w", "--coordinator", "h:1234", "--num-processes", "4",
-         "--process-id", "2", "--local-devices", "0,1", "--config.batch_size=8"]
-    )  # fmt: skip
-    assert args.overrides == ["--config.batch_size=8"]
-    seen = {}
-    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
-    monkeypatch.setattr(jax.distributed, "initialize", lambda **k: seen.update(k))
-    assert sharding.maybe_initialize_distributed(
-        coordinator_address=args.coordinator, num_processes=args.num_processes, process_id=args.process_id,
-        local_device_ids=train_command.parse_device_ids(args.local_devices),
-    )  # fmt: skip
-    assert seen == {
-        "coordinator_address": "h:1234",
-        "num_processes": 4,
-        "process_id": 2,
-        "local_device_ids": [0, 1],
-    }
-    with pytest.raises(UserError, match=r"--process-id must be in \[0, 4\) for --num-processes 4, got 4"):
-        sharding.maybe_initialize_distributed(num_processes=4, process_id=4)
-    with pytest.raises(UserError, match="--local-devices must be comma-separated device ids"):
-        train_command.parse_device_ids("gpu0")
-    monkeypatch.setattr(
-        jax.distributed, "initialize", lambda **k: (_ for _ in ()).throw(ValueError("no address"))
-    )
-    monkeypatch.setenv("EDSR_JAX_DISTRIBUTED", "1")
-    with pytest.raises(UserError, match=r"cannot start the multi-process runtime \(no address\)"):
-        sharding.maybe_initialize_distributed()
-    monkeypatch.setenv("EDSR_JAX_DISTRIBUTED", "0")
-    assert not sharding.maybe_initialize_distributed()  # nothing asked for it: a one-process run
-
-
-# --- without TensorFlow and clu ------------------------------------------------------------------------
-
-
-def test_training_writers_and_batches_fall_back_without_clu_and_tensorflow(monkeypatch, tmp_path):
-    from edsr_jax import input_pipeline, train
-
-    monkeypatch.setitem(sys.modules, "clu", None)  # `import clu...` raises ImportError
-    monkeypatch.setitem(sys.modules, "tensorflow", None)
-    monkeypatch.setattr(train, "_WARNED_NO_CLU", [])
-    monkeypatch.setattr(input_pipeline, "_WARNED_NO_TF", [])
-    with pytest.warns(UserWarning, match="TensorBoard summaries are off"):
-        writer, report = train.create_writer(str(tmp_path), True, 10, 1)
-    writer.write_scalars(1, {"loss": 1.0})
-    writer.write_hparams({"a": 1})
-    report(1)
-    writer.flush()
-    assert os.listdir(tmp_path) == []  # console only
-    assert "total 3" in train.parameter_overview({"a": np.zeros((3,), np.float32)})
-
-    calls = []
-
-    def sample_step(step):
-        calls.append(int(step))
-        return np.full((1, 2, 2, 3), step, np.uint8), np.zeros((1, 4, 4, 3), np.uint8), np.int64(2)
-
-    batches = input_pipeline.thread_batches(sample_step, 5, prefetch=1, num_threads=2)
-    assert [int(next(batches)[0][0, 0, 0, 0]) for _ in range(4)] == [5, 6, 7, 8]  # in order, from 5
-    assert max(calls) <= 8 + 3  # samples ahead by at most prefetch + threads
-
-    with pytest.raises(ImportError):
-        input_pipeline.make_dataset(sample_step, 0, 1)
-
-
-@pytest.mark.parametrize("script", ["train_tpu_pod.sh", "train_slurm_gpu.sh"])
-def test_launch_scripts_are_valid_bash_and_document_batch_scaling(script):
-    path = os.path.join(ROOT, "experiments", script)
-    subprocess.run(["bash", "-n", path], check=True)
-    text = open(path).read()
-    assert "batch_size" in text and "learning_rate" in text and "edsr-jax train" in text

@@ -1,9 +1,9 @@
-"""One process of a multi-process training test (started by tests/test_multihost.py).
+"""One process of a multi-process training test (run as a script by tests/test_train_multihost.py).
 
 Runs ``train.train_and_evaluate`` on a tiny config and writes, to ``--out`` (JSON) and
 ``--out`` + ``.npz`` (final parameters), what the test checks:
 
-* ``shard``: the names of the training images this process loaded (``data_sources.load_pairs``);
+* ``shard``: the names of the training images this process loaded (``data.sources.load_pairs``);
 * ``sampled``: per step, the image names of this process's patches (recomputed with the input
   pipeline's own ``image_schedule``) and a hash of the patches it produced;
 * ``fed``: per step, a hash of this process's part of the global batch the step received;
@@ -25,7 +25,8 @@ import json
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# tests/support/ -> the repository root (the worker runs as a script: no `support` package import).
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEST_CONFIG = os.path.join(ROOT, "configs", "test.py")
 # B1 F8 on 8x8 LR patches; global batch 4 (one example per device in every layout tested).
 TINY = {
@@ -60,7 +61,6 @@ def main(argv=None) -> int:
     if args.without_tensorflow:  # imports of these raise ImportError from now on
         for name in ("tensorflow", "clu", "tensorflow_datasets"):
             sys.modules[name] = None
-    sys.path.insert(0, ROOT)
     import edsr_jax  # noqa: F401, I001  (XLA CPU defaults first)
     import jax
 
@@ -75,14 +75,15 @@ def main(argv=None) -> int:
         )
     import numpy as np
 
-    from edsr_jax import data_sources, input_pipeline, train
-    from edsr_jax.commands import train as train_command
+    from edsr_jax import train
+    from edsr_jax.cli import config_flags
+    from edsr_jax.data import pipeline, sources
 
     record = {"process_index": jax.process_index(), "process_count": jax.process_count(),
               "local_devices": jax.local_device_count(), "devices": jax.device_count(),
               "shard": [], "sampled": {}, "fed": {}, "params": {}}  # fmt: skip
 
-    load_pairs = data_sources.load_pairs
+    load_pairs = sources.load_pairs
 
     def recording_load_pairs(data_config, split, *a, **k):
         pairs = load_pairs(data_config, split, *a, **k)
@@ -90,11 +91,11 @@ def main(argv=None) -> int:
             record["shard"] += [n for n in pairs.names if n not in record["shard"]]
         return pairs
 
-    sample_batch = input_pipeline.sample_batch
+    sample_batch = pipeline.sample_batch
 
     def recording_sample_batch(pairs, **k):
         lr, hr = sample_batch(pairs, **k)
-        ids = input_pipeline.image_schedule(
+        ids = pipeline.image_schedule(
             k["seed"], k["step"], k["batch"], len(pairs), k["patches_per_image"],
             k["process_index"], k["process_count"],
         )  # fmt: skip
@@ -102,14 +103,15 @@ def main(argv=None) -> int:
         entry[str(k["process_index"])] = {"names": [pairs.names[i] for i in ids], "hash": digest(lr, hr)}
         return lr, hr
 
-    data_sources.load_pairs = recording_load_pairs
-    input_pipeline.sample_batch = recording_sample_batch
+    sources.load_pairs = recording_load_pairs
+    pipeline.sample_batch = recording_sample_batch
 
     if args.emulate_processes > 1:  # one process feeding what n processes would feed together
-        create = input_pipeline.create_train_iterator
+        create = pipeline.create_train_iterator
         n = args.emulate_processes
 
-        def joined_iterator(config, *, start_step=0):
+        def joined_iterator(config, *, start_step=0, process_index=0, process_count=1):
+            assert (process_index, process_count) == (0, 1), (process_index, process_count)
             parts = [
                 create(config, start_step=start_step, process_index=i, process_count=n) for i in range(n)
             ]
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
                     "scale": batches[0]["scale"],
                 }
 
-        input_pipeline.create_train_iterator = joined_iterator
+        pipeline.create_train_iterator = joined_iterator
 
     compile_train_step = train.compile_train_step
 
@@ -148,7 +150,7 @@ def main(argv=None) -> int:
     train.compile_train_step = recording_compile
 
     fields = {**TINY, "num_train_steps": str(args.steps), "data.cache_dir": args.cache_dir}
-    config = train_command.apply_overrides(train_command.load_config(TEST_CONFIG), list(fields.items()))
+    config = config_flags.apply_overrides(config_flags.load_config(TEST_CONFIG), list(fields.items()))
     stop = (lambda step: step == args.stop_at) if args.stop_at else None
     state = train.train_and_evaluate(config, args.workdir, on_step=stop)
     record["final_step"] = int(jax.device_get(state.step.addressable_data(0)))
