@@ -84,7 +84,14 @@ def test_score_model_scores_every_scale_and_as_scalars_names_them():
 def test_bicubic_is_matlab_imresize_of_the_lr_and_the_table_lists_results():
     lr = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     np.testing.assert_array_equal(evaluate.bicubic(3)(lr), resize.imresize(lr, 3))
-    row = {"dataset": "Set5", "scale": 2, "psnr": 33.666, "ssim": 0.93031, "images": [{}] * 5, "seconds": 1.25}
+    row = {
+        "dataset": "Set5",
+        "scale": 2,
+        "psnr": 33.666,
+        "ssim": 0.93031,
+        "images": [{}] * 5,
+        "seconds": 1.25,
+    }
     table = evaluate.format_table([row]).splitlines()
     assert table[0].split() == ["dataset", "scale", "PSNR", "SSIM", "images", "seconds"]
     assert table[1].split() == ["Set5", "x2", "33.67", "0.9303", "5", "1.2"]

@@ -50,16 +50,19 @@ def test_self_ensemble_of_identity_like_fns():
     np.testing.assert_allclose(np.asarray(inference.self_ensemble(lambda z: z, x)), np.asarray(x), rtol=1e-6)
     # Nearest-neighbour x2 commutes with every transform: the ensemble equals one pass.
     nn2 = lambda z: jnp.repeat(jnp.repeat(z, 2, axis=1), 2, axis=2)
-    np.testing.assert_allclose(np.asarray(jax.jit(lambda z: inference.self_ensemble(nn2, z))(x)),
-                               np.asarray(nn2(x)), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(lambda z: inference.self_ensemble(nn2, z))(x)), np.asarray(nn2(x)), rtol=1e-6
+    )
 
 
 def test_self_ensemble_equals_mean_of_eight_separate_passes(tiny):
     model, variables, x, reference = tiny
     forward = jax.jit(model.apply)
     batch = jnp.asarray(x)[None]
-    separate = [np.asarray(inference.undo_dihedral(forward(variables, inference.dihedral(batch, k)), k))
-                for k in range(8)]
+    separate = [
+        np.asarray(inference.undo_dihedral(forward(variables, inference.dihedral(batch, k)), k))
+        for k in range(8)
+    ]
     expected = np.mean(separate, axis=0)[0]
     assert np.abs(separate[0] - separate[5]).max() > 0.1  # the transforms do change the output
     scale = np.abs(expected).max()

@@ -14,7 +14,8 @@ from edsr_jax.errors import UserError
 
 def _config(**fields):
     base = dict(learning_rate=1e-4, num_train_steps=100, warmup_fraction=0.0, lr_schedule="step",
-                lr_decay_steps=20, lr_decay_factor=0.5, adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8)  # fmt: skip
+                lr_decay_steps=20, lr_decay_factor=0.5, adam_b1=0.9, adam_b2=0.999,
+                adam_eps=1e-8)  # fmt: skip
     return ml_collections.ConfigDict({**base, **fields})
 
 
@@ -36,7 +37,10 @@ def test_parameter_groups_are_shared_and_one_per_mdsr_scale():
     assert optim.optimizer_groups(models.EDSR(scale=2)) == ("shared",)
     assert optim.optimizer_groups(models.MDSR(scales=(2, 4))) == ("shared", "x2", "x4")
     labels = optim.param_labels({"head": {"kernel": 0, "bias": 0}, "upsample_x2": {"conv_0": {"bias": 0}}})
-    assert labels == {"head": {"kernel": "shared", "bias": "shared"}, "upsample_x2": {"conv_0": {"bias": "x2"}}}
+    assert labels == {
+        "head": {"kernel": "shared", "bias": "shared"},
+        "upsample_x2": {"conv_0": {"bias": "x2"}},
+    }
 
 
 def test_adam_has_one_state_per_group_and_keep_inactive_restores_the_other_scales():
@@ -51,7 +55,9 @@ def test_adam_has_one_state_per_group_and_keep_inactive_restores_the_other_scale
     kept, kept_state = optim.keep_inactive(new_params, new_state, params, state, scale=2)
     assert_trees_equal(kept["upsample_x4"], params["upsample_x4"])  # x4 untouched by an x2 step
     assert_trees_equal(kept_state.inner_states["x4"], state.inner_states["x4"])
-    assert not np.array_equal(kept["upsample_x2"]["conv_0"]["kernel"], params["upsample_x2"]["conv_0"]["kernel"])
+    assert not np.array_equal(
+        kept["upsample_x2"]["conv_0"]["kernel"], params["upsample_x2"]["conv_0"]["kernel"]
+    )
     assert not np.array_equal(kept["head"]["kernel"], params["head"]["kernel"])
     assert int(kept_state.inner_states["x2"].inner_state.count) == 1
     assert int(kept_state.inner_states["shared"].inner_state.count) == 1

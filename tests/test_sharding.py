@@ -48,7 +48,9 @@ def test_make_global_batch_and_prefetch_to_device():
     direct = sharding.make_global_batch(batches[3], mesh)
     np.testing.assert_array_equal(np.asarray(direct["hr"]), batches[3]["hr"])
     # A global batch of 3 on 8 devices is refused by the one check, before any batch is made.
-    with pytest.raises(UserError, match=r"batch_size=3 must be a positive multiple of the number of devices \(8"):
+    with pytest.raises(
+        UserError, match=r"batch_size=3 must be a positive multiple of the number of devices \(8"
+    ):
         sharding.check_batch_size(3, mesh)
 
 
@@ -82,7 +84,12 @@ def test_maybe_initialize_distributed_checks_its_arguments_and_explains_failures
     assert not sharding.maybe_initialize_distributed()  # nothing asked for it: a one-process run
     assert not seen
     assert sharding.maybe_initialize_distributed(coordinator_address="h:1", num_processes=2, process_id=1)
-    assert seen == {"coordinator_address": "h:1", "num_processes": 2, "process_id": 1, "local_device_ids": None}
+    assert seen == {
+        "coordinator_address": "h:1",
+        "num_processes": 2,
+        "process_id": 1,
+        "local_device_ids": None,
+    }
     with pytest.raises(UserError, match=r"process_id must be in \[0, 4\) for num_processes=4, got 4"):
         sharding.maybe_initialize_distributed(num_processes=4, process_id=4)
     monkeypatch.setattr(

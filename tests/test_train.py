@@ -194,7 +194,12 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_good_checkpoints(tmp_path
 
 
 def test_config_change_message_names_every_difference():
-    changed = [("batch_size", 16, 32), ("log_every_steps", 10, None), ("new_field", None, "x"), ("seed", 0, 1)]
+    changed = [
+        ("batch_size", 16, 32),
+        ("log_every_steps", 10, None),
+        ("new_field", None, "x"),
+        ("seed", 0, 1),
+    ]
     message = train.config_change_message(changed)
     assert message.startswith("warning: this config differs") and "seed 0 -> 1" in message
     assert "batch_size 16 -> 32" in message and "more" not in message
@@ -204,11 +209,19 @@ def test_config_change_message_names_every_difference():
 
 def test_flatten_config_gives_dotted_keys_and_json_values():
     config = ml_collections.ConfigDict({"a": 1, "b": {"c": (2, 3), "d": None, "e": "x"}, "f": True})
-    assert train.flatten_config(config.to_dict()) == {"a": 1, "b.c": "(2, 3)", "b.d": "None", "b.e": "x", "f": True}
+    assert train.flatten_config(config.to_dict()) == {
+        "a": 1,
+        "b.c": "(2, 3)",
+        "b.d": "None",
+        "b.e": "x",
+        "f": True,
+    }
 
 
 def test_create_model_names_the_config_field_of_a_bad_value():
-    with pytest.raises(UserError, match=r"config\.dtype must be one of \['bfloat16', 'float32'\], got 'float16'"):
+    with pytest.raises(
+        UserError, match=r"config\.dtype must be one of \['bfloat16', 'float32'\], got 'float16'"
+    ):
         train.create_model(tiny_config("", dtype="float16"))
     with pytest.raises(UserError, match=r"config\.scales \(5,\) has unsupported scales \[5\]"):
         train.create_model(tiny_config("", scales="5"))

@@ -80,8 +80,25 @@ def test_demo_checkpoint_loads_and_works_with_eval_and_upscale(demo_run, tmp_pat
     model, variables = edsr_jax.load_model(workdir)
     assert isinstance(model, models.EDSR) and model.scale == 2
     out = str(tmp_path / "eval.json")
-    assert cli.main(["eval", "--checkpoint", workdir, "--data-dir", data_dir, "--datasets", "Set5",
-                     "--scales", "2", "--json", out, "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                "--checkpoint",
+                workdir,
+                "--data-dir",
+                data_dir,
+                "--datasets",
+                "Set5",
+                "--scales",
+                "2",
+                "--json",
+                out,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     with open(out) as f:
         assert len(json.load(f)["results"][0]["images"]) == 2
     Image.fromarray(np.zeros((5, 9, 3), np.uint8)).save(tmp_path / "in.png")

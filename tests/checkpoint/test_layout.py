@@ -30,7 +30,9 @@ def test_model_json_that_is_missing_corrupt_foreign_or_newer_is_refused(tmp_path
         layout.read_model_json(tmp_path)
     path = tmp_path / layout.MODEL_JSON
     path.write_text('{"format": "edsr-jax-model", "spec": ')
-    with pytest.raises(UserError, match=r"model\.json is corrupt or unreadable \(JSONDecodeError: .*\); move it away"):
+    with pytest.raises(
+        UserError, match=r"model\.json is corrupt or unreadable \(JSONDecodeError: .*\); move it away"
+    ):
         layout.read_model_json(tmp_path)
     path.write_text(json.dumps({"format": "keras", "spec": SPEC}))
     with pytest.raises(UserError, match=r"not an edsr-jax model file \(format 'keras'"):
@@ -43,7 +45,9 @@ def test_model_json_that_is_missing_corrupt_foreign_or_newer_is_refused(tmp_path
 def test_workdir_of_another_model_is_refused(tmp_path):
     assert layout.prepare_workdir(str(tmp_path), SPEC, {"seed": 0}) == []
     layout.prepare_workdir(str(tmp_path), dict(SPEC), {"seed": 1})  # same model: fine
-    with pytest.raises(UserError, match=r"holds a run of a different model.*'scale': 4.*; use another workdir"):
+    with pytest.raises(
+        UserError, match=r"holds a run of a different model.*'scale': 4.*; use another workdir"
+    ):
         layout.prepare_workdir(str(tmp_path), {**SPEC, "scale": 4}, {})
 
 

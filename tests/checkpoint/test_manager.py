@@ -48,7 +48,10 @@ def test_restore_is_exact_and_keeps_last_k_plus_best(tmp_path):
     manager = save_steps(tmp_path, [1, 2, 3, 4, 5, 6], scores={2: 31.5, 4: 30.0}, keep=2)
     assert sorted(manager.all_steps()) == [2, 5, 6]  # last two, and the best scored one
     assert checkpoint_manager.best_step(manager) == 2
-    assert checkpoint_manager.resolve_step(manager, "best") == 2 and checkpoint_manager.resolve_step(manager) == 6
+    assert (
+        checkpoint_manager.resolve_step(manager, "best") == 2
+        and checkpoint_manager.resolve_step(manager) == 6
+    )
     assert all(checkpoint_manager.is_complete(manager, s) for s in (2, 5, 6))
     restored = checkpoint_manager.restore(manager, abstract(make_state(0)))
     assert_states_equal(restored, make_state(6))

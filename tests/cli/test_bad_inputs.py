@@ -13,8 +13,8 @@ from support.scripts import load_script
 from support.trees import numpy_init
 
 from edsr_jax import cli, models
-from edsr_jax.errors import UserError
 from edsr_jax.checkpoint.exported import save_model
+from edsr_jax.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,9 @@ def test_config_overrides_convert_types_and_reject_unknown_fields():
 def test_a_packaged_name_and_the_configs_file_give_the_same_config():
     assert {"default", "demo", "test", "edsr_x2", "mdsr_baseline"} <= set(config_flags.config_names())
     assert config_flags.load_config("test").to_dict() == config_flags.load_config(TEST_CONFIG).to_dict()
-    with pytest.raises(UserError, match=r"config tset is neither a packaged config nor a file; did you mean test"):
+    with pytest.raises(
+        UserError, match=r"config tset is neither a packaged config nor a file; did you mean test"
+    ):
         config_flags.load_config("tset")
 
 
@@ -52,7 +54,9 @@ def test_the_parser_collects_overrides_after_the_other_flags():
     parser = argparse.ArgumentParser()
     config_flags.add_config_flags(parser)
     parser.add_argument("--workdir")
-    args = parser.parse_args(["--config", "test", "--workdir", "w", "--config.seed=3", "--config.scales", "2"])
+    args = parser.parse_args(
+        ["--config", "test", "--workdir", "w", "--config.seed=3", "--config.scales", "2"]
+    )
     assert args.config == "test" and args.workdir == "w"
     assert args.overrides == ["--config.seed=3", "--config.scales", "2"]
     assert config_flags.split_overrides(args.overrides) == [("seed", "3"), ("scales", "2")]

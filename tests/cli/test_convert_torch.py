@@ -3,13 +3,13 @@ summary, refusing a non-empty output folder, and one-line errors with exit 2."""
 
 import json
 
-import edsr_jax
 import numpy as np
 import pytest
 import torch
 from support import torch_reference as ref
 from support.trees import assert_trees_equal
 
+import edsr_jax
 from edsr_jax import cli, models
 from edsr_jax.interop import torch as torch_interop
 

@@ -78,7 +78,16 @@ def test_eval_json_is_strict_when_a_psnr_is_infinite(tmp_path):
     os.makedirs(tmp_path / "data" / "Flat" / "HR")
     Image.fromarray(np.full((24, 20, 3), 77, np.uint8)).save(tmp_path / "data" / "Flat" / "HR" / "flat.png")
     path = str(tmp_path / "r.json")
-    args = ["--data-dir", str(tmp_path / "data"), "--datasets", "Flat", "--scales", "2", "--method", "bicubic"]
+    args = [
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--datasets",
+        "Flat",
+        "--scales",
+        "2",
+        "--method",
+        "bicubic",
+    ]
     assert cli.main(["eval", *args, "--json", path, "--no-progress"]) == 0
     with open(path) as f:
         data = json.loads(f.read(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))

@@ -94,8 +94,12 @@ def test_train_command_initializes_the_runtime_then_trains(monkeypatch, capsys):
     monkeypatch.setattr(
         sharding, "maybe_initialize_distributed", lambda requested, **k: calls.append(("init", requested, k))
     )
-    monkeypatch.setattr(train, "train_and_evaluate", lambda config, workdir: calls.append(("train", config, workdir))
-                        or train.TrainState(step=6, params={}, opt_state={}, rng=None))  # fmt: skip
+
+    def fake_train(config, workdir):
+        calls.append(("train", config, workdir))
+        return train.TrainState(step=6, params={}, opt_state={}, rng=None)
+
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train)
     parser = argparse.ArgumentParser()
     train_command.add_arguments(parser)
     args = parser.parse_args(["--config", "test", "--workdir", "w", "--distributed", "--num-processes", "2",

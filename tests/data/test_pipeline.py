@@ -110,7 +110,9 @@ def test_train_iterator_matches_sampler_and_is_aligned(tmp_path):
         batch = next(it)
         assert set(batch) == {"lr", "hr", "scale"} and batch["scale"] == 2 and type(batch["scale"]) is int
         assert batch["lr"].dtype == np.uint8 and batch["lr"].shape == (8, 8, 8, 3)
-        lr, hr = pipeline.sample_batch(pairs, seed=0, step=step, batch=8, patch=8, scale=2, patches_per_image=2)
+        lr, hr = pipeline.sample_batch(
+            pairs, seed=0, step=step, batch=8, patch=8, scale=2, patches_per_image=2
+        )
         np.testing.assert_array_equal(batch["lr"], lr)
         np.testing.assert_array_equal(batch["hr"], hr)
         np.testing.assert_array_equal(batch["hr"], nearest_up(batch["lr"], 2))
@@ -159,7 +161,9 @@ def test_mdsr_one_scale_per_batch_same_on_every_process(tmp_path):
     root = make_div2k(tmp_path, range(1, 5), lr_hw=(12, 12), scales=(2, 3, 4))
     cfg = pipeline_config(data_dir=root)
     cfg.scales, cfg.batch_size = (2, 3, 4), 4
-    its = [pipeline.create_train_iterator(cfg, start_step=0, process_index=p, process_count=2) for p in range(2)]
+    its = [
+        pipeline.create_train_iterator(cfg, start_step=0, process_index=p, process_count=2) for p in range(2)
+    ]
     scales = []
     for _ in range(12):
         b0, b1 = next(its[0]), next(its[1])

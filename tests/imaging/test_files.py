@@ -95,7 +95,10 @@ def test_plan_a_folder_into_a_folder(tmp_path):
     a, b = _png(src / "a.png"), _png(src / "b.bmp")
     (src / "notes.txt").write_text("not an image")
     dst = str(tmp_path / "out")
-    assert files.plan_outputs(str(src), dst) == [(a, os.path.join(dst, "a.png")), (b, os.path.join(dst, "b.bmp"))]
+    assert files.plan_outputs(str(src), dst) == [
+        (a, os.path.join(dst, "a.png")),
+        (b, os.path.join(dst, "b.bmp")),
+    ]
     named = files.plan_outputs(str(src), dst, name=lambda p: os.path.basename(p) + ".png")
     assert [d for _, d in named] == [os.path.join(dst, "a.png.png"), os.path.join(dst, "b.bmp.png")]
 

@@ -97,13 +97,21 @@ def test_ssim_matches_scikit_image_and_a_float64_reference():
     sr, hr = _pair()
     s = 2
     ys, yh = _y(sr)[s:-s, s:-s], _y(hr)[s:-s, s:-s]
-    expected_y = structural_similarity(ys, yh, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                       data_range=255)
+    expected_y = structural_similarity(
+        ys, yh, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+    )
     assert metrics.ssim(sr, hr, scale=s) == pytest.approx(expected_y, abs=1e-10)
     assert metrics.ssim(sr, hr, scale=s) == pytest.approx(_ssim_reference(ys, yh), abs=1e-10)
     q = lambda z: np.clip(np.floor(z + 0.5), 0, 255)[s:-s, s:-s]
-    expected_rgb = structural_similarity(q(sr), q(hr.astype(np.float64)), gaussian_weights=True, sigma=1.5,
-                                         use_sample_covariance=False, data_range=255, channel_axis=-1)
+    expected_rgb = structural_similarity(
+        q(sr),
+        q(hr.astype(np.float64)),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+        channel_axis=-1,
+    )
     assert metrics.ssim(sr, hr, scale=s, y_only=False) == pytest.approx(expected_rgb, abs=1e-10)
     assert metrics.ssim(hr, hr, scale=s) == pytest.approx(1.0, abs=1e-12)
     assert 0.5 < expected_y < 0.99  # the test pair is neither trivial nor hopeless

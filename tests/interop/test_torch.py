@@ -107,8 +107,12 @@ def test_kernels_are_transposed_oihw_to_hwio():
     state_dict = _state_dict(_reference("edsr", 2, 1, 4))
     _, variables = torch_interop.convert_state_dict(state_dict)
     w = state_dict["body.0.body.2.weight"]  # (O, I, H, W)
-    np.testing.assert_array_equal(variables["params"]["block_0"]["conv2"]["kernel"][1, 2, 3, 0], w[0, 3, 1, 2])
-    np.testing.assert_array_equal(variables["params"]["upsample"]["conv_0"]["bias"], state_dict["tail.0.0.bias"])
+    np.testing.assert_array_equal(
+        variables["params"]["block_0"]["conv2"]["kernel"][1, 2, 3, 0], w[0, 3, 1, 2]
+    )
+    np.testing.assert_array_equal(
+        variables["params"]["upsample"]["conv_0"]["bias"], state_dict["tail.0.0.bias"]
+    )
 
 
 # --- converter errors ---------------------------------------------------------------------------
@@ -133,7 +137,9 @@ def test_missing_keys_are_listed(tiny_state_dict):
 
 def test_shape_mismatch_names_key_and_both_shapes(tiny_state_dict):
     tiny_state_dict["body.1.body.2.weight"] = np.zeros((8, 8, 5, 5), np.float32)
-    with pytest.raises(UserError, match=r"body\.1\.body\.2\.weight has shape \(8, 8, 5, 5\).*needs \(8, 8, 3, 3\)"):
+    with pytest.raises(
+        UserError, match=r"body\.1\.body\.2\.weight has shape \(8, 8, 5, 5\).*needs \(8, 8, 3, 3\)"
+    ):
         torch_interop.convert_state_dict(tiny_state_dict)
 
 

@@ -82,9 +82,7 @@ def test_kernel_gradient_in_strips_equals_the_standard_one(batch, height):
 def test_bfloat16_gradients_keep_dtype_and_are_close():
     x, kernel, bias, cot = _arrays(SHAPES[2], jnp.bfloat16, seed=2)
     grads = jax.vjp(conv.conv2d, x, kernel, bias)[1](cot)
-    ref = jax.vjp(_reference, *(a.astype(jnp.float32) for a in (x, kernel, bias)))[1](
-        cot.astype(jnp.float32)
-    )
+    ref = jax.vjp(_reference, *(a.astype(jnp.float32) for a in (x, kernel, bias)))[1](cot.astype(jnp.float32))
     for got, want in zip(grads, ref, strict=True):
         assert got.dtype == jnp.bfloat16
         np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=0.05, atol=0.1)
