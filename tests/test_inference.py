@@ -8,20 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.images import uint8_images
 from support.trees import numpy_init
 
 from edsr_jax import inference, models
 from edsr_jax.errors import UserError
 
 FEW = settings(max_examples=15, deadline=None)
-
-
-@st.composite
-def uint8_images(draw, min_side=1, max_side=13, channels=3):
-    h = draw(st.integers(min_side, max_side))
-    w = draw(st.integers(min_side, max_side))
-    seed = draw(st.integers(0, 2**16))
-    return np.random.default_rng(seed).integers(0, 256, (h, w, channels), dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")

@@ -76,7 +76,3 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"edsr-jax {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-
-
-if __name__ == "__main__":
-    sys.exit(main())

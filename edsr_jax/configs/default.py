@@ -71,6 +71,14 @@ def get_config() -> ml_collections.ConfigDict:
     return config
 
 
+def use_full_edsr(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The full EDSR of the paper (B32, F256, residual scaling 0.1); changes ``config`` in place."""
+    config.model.num_blocks = 32  # B
+    config.model.num_features = 256  # F
+    config.model.res_scale = 0.1  # the residual scaling that keeps the wide model stable
+    return config
+
+
 def apply_cpu_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The short-run recipe measured on CPU (``experiments/perf/RESULTS.md``, "Demo"), shared by the
     demo and test configs.

@@ -18,7 +18,5 @@ from edsr_jax.configs import default as default_lib
 def get_config():
     """EDSR x2."""
     config = default_lib.get_config()
-    config.model.num_blocks = 32
-    config.model.num_features = 256
-    config.model.res_scale = 0.1
+    default_lib.use_full_edsr(config)  # B32, F256, residual scaling 0.1
     return config

@@ -18,9 +18,7 @@ from edsr_jax.configs import default as default_lib
 def get_config():
     """EDSR x3 from EDSR x2."""
     config = default_lib.get_config()
-    config.model.num_blocks = 32  # B (the full EDSR, as edsr_x2)
-    config.model.num_features = 256  # F
-    config.model.res_scale = 0.1  # residual scaling of the full EDSR
+    default_lib.use_full_edsr(config)  # B32, F256, residual scaling 0.1
     config.scales = (3,)
     config.init_from = "runs/edsr_x2"  # the x2 workdir (or an exported/converted x2 model)
     return config

@@ -80,8 +80,10 @@ def torch_fns(x, w, g):
 
 
 def bench_layers(batches, patch, repeats, with_torch):
-    print(f"{'layer':9s} {'batch':>5s} {'part':8s} {'ops_ms':>8s} {'plain_ms':>8s} {'torch_ms':>8s} "
-          f"{'ops/plain':>9s} {'ops/torch':>9s}")
+    print(
+        f"{'layer':9s} {'batch':>5s} {'part':8s} {'ops_ms':>8s} {'plain_ms':>8s} {'torch_ms':>8s} "
+        f"{'ops/plain':>9s} {'ops/torch':>9s}"
+    )
     rng = np.random.default_rng(0)
     for batch in batches:
         for name, factor, cin, cout in LAYERS:
@@ -97,8 +99,11 @@ def bench_layers(batches, patch, repeats, with_torch):
                 times = bench_models.time_alternating({e: fns[part] for e, fns in engines.items()}, repeats)
                 med = {e: 1e3 * statistics.median(t) for e, t in times.items()}
                 torch_ms = med.get("torch", float("nan"))
-                print(f"{name:9s} {batch:5d} {part:8s} {med['ops']:8.2f} {med['plain']:8.2f} {torch_ms:8.2f} "
-                      f"{med['ops'] / med['plain']:9.2f} {med['ops'] / torch_ms:9.2f}", flush=True)
+                print(
+                    f"{name:9s} {batch:5d} {part:8s} {med['ops']:8.2f} {med['plain']:8.2f} {torch_ms:8.2f} "
+                    f"{med['ops'] / med['plain']:9.2f} {med['ops'] / torch_ms:9.2f}",
+                    flush=True,
+                )
 
 
 def bench_strip_sweep(patch, repeats):
@@ -124,9 +129,14 @@ def bench_train_step(batches, patch, repeats):
 
     def flax_conv(features, kernel_size, in_features, dtype=None, param_dtype=jnp.float32, name=None):
         return nn.Conv(
-            features, (kernel_size, kernel_size), padding="SAME", dtype=dtype, param_dtype=param_dtype,
+            features,
+            (kernel_size, kernel_size),
+            padding="SAME",
+            dtype=dtype,
+            param_dtype=param_dtype,
             kernel_init=models.torch_conv_kernel_init,
-            bias_init=models._torch_bias_init(in_features * kernel_size * kernel_size), name=name,
+            bias_init=models._torch_bias_init(in_features * kernel_size * kernel_size),
+            name=name,
         )
 
     model, variables, _ = bench_models.build_models("edsr_baseline", 2, False)
@@ -140,8 +150,11 @@ def bench_train_step(batches, patch, repeats):
             models.torch_conv = original
         times = bench_models.time_alternating({"ops": ours["jax"], "plain": plain["jax"]}, repeats)
         med = {e: statistics.median(t) for e, t in times.items()}
-        print(f"train step batch {batch}: models.Conv {med['ops']:.3f} s, nn.Conv {med['plain']:.3f} s "
-              f"(medians of {repeats}); ratio {med['ops'] / med['plain']:.3f}", flush=True)
+        print(
+            f"train step batch {batch}: models.Conv {med['ops']:.3f} s, nn.Conv {med['plain']:.3f} s "
+            f"(medians of {repeats}); ratio {med['ops'] / med['plain']:.3f}",
+            flush=True,
+        )
 
 
 def main(argv=None) -> int:

@@ -271,7 +271,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--peak-gflops",
         type=float,
         default=None,
-        help="the machine's fp32 FMA peak (default: measured by experiments/perf/fma_peak.py; none if that fails)",
+        help="the fp32 FMA peak (default: measured by experiments/perf/fma_peak.py; none if that fails)",
     )
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="JAX compute dtype")
     p.add_argument("--compare-torch", action="store_true", help="also run PyTorch, alternating")

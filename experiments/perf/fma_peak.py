@@ -94,8 +94,11 @@ def measure(threads: int | None = None, seconds: float = 0.3) -> float:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMP_PROC_BIND="spread")
         # Calibrate: one short run, then enough iterations for about ``seconds`` per repeat.
         probe = 2_000_000
-        gflops = float(subprocess.run([exe, str(probe)], env=env, capture_output=True, text=True,
-                                      check=True).stdout.split()[0])
+        gflops = float(
+            subprocess.run(
+                [exe, str(probe)], env=env, capture_output=True, text=True, check=True
+            ).stdout.split()[0]
+        )
         flops_per_iter = threads * 12 * (vector_bytes() // 4) * 2
         iters = max(probe, int(seconds * gflops * 1e9 / flops_per_iter))
         for _ in range(3):  # best of 3 (each itself best of 3): a shared VM's clock dips at times

@@ -67,8 +67,14 @@ def collect(paths: list[str]) -> tuple[dict, list[str]]:
 
 def markdown(cells: dict, columns: list[str]) -> str:
     """The table (rows sorted by dataset, then scale)."""
-    keys = sorted(set(cells) | set(PAPER), key=lambda k: (
-        DATASET_ORDER.index(k[0]) if k[0] in DATASET_ORDER else len(DATASET_ORDER), k[0], k[1]))
+    keys = sorted(
+        set(cells) | set(PAPER),
+        key=lambda k: (
+            DATASET_ORDER.index(k[0]) if k[0] in DATASET_ORDER else len(DATASET_ORDER),
+            k[0],
+            k[1],
+        ),
+    )
     keys = [k for k in keys if k in cells]
     header = ["set", "scale", *columns, *PAPER_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -78,8 +84,10 @@ def markdown(cells: dict, columns: list[str]) -> str:
         row += [PAPER.get(key, {}).get(c, "") for c in PAPER_COLUMNS]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    lines.append("PSNR (dB) / SSIM; benchmarks on Y with shave = scale, DIV2K validation (0801-0900) on RGB "
-                 "with shave = scale + 6; `+` = x8 self-ensemble.")
+    lines.append(
+        "PSNR (dB) / SSIM; benchmarks on Y with shave = scale, DIV2K validation (0801-0900) on RGB "
+        "with shave = scale + 6; `+` = x8 self-ensemble."
+    )
     return "\n".join(lines)
 
 

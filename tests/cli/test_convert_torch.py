@@ -13,30 +13,18 @@ import edsr_jax
 from edsr_jax import cli, models
 from edsr_jax.interop import torch as torch_interop
 
+
 # (arch, scale, num_blocks, num_features, res_scale, how the file wraps the state dict)
-CONVERSIONS = [
-    ("edsr", 2, 2, 8, 1.0, None),
-    ("edsr", 3, 2, 8, 1.0, "state_dict"),
-    ("edsr", 4, 1, 8, 1.0, "model"),
-    ("edsr", 2, 3, 16, 0.1, None),
-    ("mdsr", (2, 3, 4), 2, 8, 1.0, "module."),
-]
-
-
-def _reference(arch, scale, num_blocks, num_features, res_scale=1.0, seed=0):
-    return ref.randomize_(ref.build_model(arch, scale, num_blocks, num_features, res_scale), seed)
-
-
 def _convert_cli(file, out, *extra):
     return cli.main(["convert-torch", str(file), "--out", str(out), *extra])
 
 
-@pytest.mark.parametrize("arch,scale,num_blocks,num_features,res_scale,wrap", CONVERSIONS)
+@pytest.mark.parametrize("arch,scale,num_blocks,num_features,res_scale,wrap", ref.CONVERSIONS)
 def test_the_written_model_loads_as_the_library_conversion(
     tmp_path, arch, scale, num_blocks, num_features, res_scale, wrap
 ):
     # (tests/interop/test_torch.py checks the library's conversion against PyTorch's outputs)
-    net = _reference(arch, scale, num_blocks, num_features, res_scale)
+    net = ref.randomized(arch, scale, num_blocks, num_features, res_scale)
     ref.save_weights(net, tmp_path / "weights.pt", wrap)
     extra = ["--res-scale", str(res_scale)] if res_scale != 1.0 else []
     assert _convert_cli(tmp_path / "weights.pt", tmp_path / "model", *extra) == 0
@@ -53,7 +41,7 @@ def test_the_written_model_loads_as_the_library_conversion(
 
 
 def test_convert_torch_writes_metadata_and_summary(tmp_path, capsys):
-    net = _reference("edsr", 2, 1, 4)
+    net = ref.randomized("edsr", 2, 1, 4)
     torch.save(net.state_dict(), tmp_path / "edsr_tiny_x2.pt")
     assert _convert_cli(tmp_path / "edsr_tiny_x2.pt", tmp_path / "out") == 0
     summary = capsys.readouterr().out
@@ -73,7 +61,7 @@ def test_convert_torch_writes_metadata_and_summary(tmp_path, capsys):
 
 
 def test_convert_torch_refuses_non_empty_out_unless_forced(tmp_path, capsys):
-    torch.save(_reference("edsr", 2, 1, 4).state_dict(), tmp_path / "w.pt")
+    torch.save(ref.randomized("edsr", 2, 1, 4).state_dict(), tmp_path / "w.pt")
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("user data")
@@ -105,7 +93,7 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
     assert _convert_cli(tmp_path / "text.pt", tmp_path / "o") == 2
     _assert_one_line_error(capsys, "text.pt", "not a readable PyTorch file")
 
-    tiny_state_dict = {k: v.numpy() for k, v in _reference("edsr", 2, 2, 8).state_dict().items()}
+    tiny_state_dict = {k: v.numpy() for k, v in ref.randomized("edsr", 2, 2, 8).state_dict().items()}
     tiny_state_dict["head.0.weight"] = np.zeros((8, 3, 5, 5), np.float32)
     torch.save({k: torch.from_numpy(v) for k, v in tiny_state_dict.items()}, tmp_path / "bad.pt")
     assert _convert_cli(tmp_path / "bad.pt", tmp_path / "o") == 2

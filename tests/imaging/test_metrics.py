@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.signal import correlate2d
 from skimage.metrics import structural_similarity
+from support.images import uint8_images
 
 from edsr_jax.errors import UserError
 from edsr_jax.imaging import metrics
@@ -137,14 +138,6 @@ def test_bad_inputs_raise_user_errors_with_the_shapes():
         metrics.psnr(a, a, scale=10)
     with pytest.raises(UserError, match="11x11"):
         metrics.ssim(a, a, scale=5)
-
-
-@st.composite
-def uint8_images(draw, min_side=1, max_side=13, channels=3):
-    h = draw(st.integers(min_side, max_side))
-    w = draw(st.integers(min_side, max_side))
-    seed = draw(st.integers(0, 2**16))
-    return np.random.default_rng(seed).integers(0, 256, (h, w, channels), dtype=np.uint8)
 
 
 @FEW

@@ -21,20 +21,9 @@ from edsr_jax.interop import torch as torch_interop
 TOLERANCE = 1e-3
 # A small LR batch with odd, non-square sizes (catches H/W swaps in kernels and pixel shuffle).
 LR = np.random.RandomState(0).uniform(0, 255, (2, 11, 9, 3)).astype(np.float32)
+
+
 # (arch, scale, num_blocks, num_features, res_scale, how the file wraps the state dict)
-CONVERSIONS = [
-    ("edsr", 2, 2, 8, 1.0, None),
-    ("edsr", 3, 2, 8, 1.0, "state_dict"),
-    ("edsr", 4, 1, 8, 1.0, "model"),
-    ("edsr", 2, 3, 16, 0.1, None),
-    ("mdsr", (2, 3, 4), 2, 8, 1.0, "module."),
-]
-
-
-def _reference(arch, scale, num_blocks, num_features, res_scale=1.0, seed=0):
-    return ref.randomize_(ref.build_model(arch, scale, num_blocks, num_features, res_scale), seed)
-
-
 def _state_dict(net):
     return {k: v.numpy() for k, v in net.state_dict().items()}
 
@@ -42,9 +31,9 @@ def _state_dict(net):
 # --- PyTorch vs JAX outputs after reading the file and converting -------------------------------
 
 
-@pytest.mark.parametrize("arch,scale,num_blocks,num_features,res_scale,wrap", CONVERSIONS)
+@pytest.mark.parametrize("arch,scale,num_blocks,num_features,res_scale,wrap", ref.CONVERSIONS)
 def test_converted_model_matches_pytorch(tmp_path, arch, scale, num_blocks, num_features, res_scale, wrap):
-    net = _reference(arch, scale, num_blocks, num_features, res_scale)
+    net = ref.randomized(arch, scale, num_blocks, num_features, res_scale)
     ref.save_weights(net, tmp_path / "weights.pt", wrap)
     state_dict = torch_interop.load_torch_state_dict(tmp_path / "weights.pt")
     assert set(state_dict) == set(net.state_dict())  # wrapper and module. prefix removed
@@ -104,7 +93,7 @@ def test_official_architectures_infer_and_map_at_full_size(name):
 
 
 def test_kernels_are_transposed_oihw_to_hwio():
-    state_dict = _state_dict(_reference("edsr", 2, 1, 4))
+    state_dict = _state_dict(ref.randomized("edsr", 2, 1, 4))
     _, variables = torch_interop.convert_state_dict(state_dict)
     w = state_dict["body.0.body.2.weight"]  # (O, I, H, W)
     np.testing.assert_array_equal(
@@ -120,7 +109,7 @@ def test_kernels_are_transposed_oihw_to_hwio():
 
 @pytest.fixture
 def tiny_state_dict():
-    return _state_dict(_reference("edsr", 2, 2, 8))
+    return _state_dict(ref.randomized("edsr", 2, 2, 8))
 
 
 def test_unknown_keys_are_listed(tiny_state_dict):

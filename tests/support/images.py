@@ -60,3 +60,17 @@ def copy_hr(set5_dir, dest, names=("bird", "head")):
     os.makedirs(os.path.join(dest, "HR"))
     for n in names:
         shutil.copy(os.path.join(set5_dir, "HR", f"{n}.png"), os.path.join(dest, "HR", f"{n}.png"))
+
+
+def uint8_images(min_side: int = 1, max_side: int = 13, channels: int = 3):
+    """A hypothesis strategy of random uint8 (H, W, channels) images with sides in [min_side, max_side]."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def images(draw):
+        h = draw(st.integers(min_side, max_side))
+        w = draw(st.integers(min_side, max_side))
+        seed = draw(st.integers(0, 2**16))
+        return np.random.default_rng(seed).integers(0, 256, (h, w, channels), dtype=np.uint8)
+
+    return images()

@@ -170,3 +170,19 @@ def save_weights(model: nn.Module, path, wrap: str | None = None) -> None:
     elif wrap:
         state = {wrap: state, "epoch": 3}
     torch.save(state, path)
+
+
+# (arch, scale, num_blocks, num_features, res_scale, wrapper) of the conversions the tests check:
+# every upsampler, residual scaling, MDSR, and the checkpoint wrappers users' files come in.
+CONVERSIONS = [
+    ("edsr", 2, 2, 8, 1.0, None),
+    ("edsr", 3, 2, 8, 1.0, "state_dict"),
+    ("edsr", 4, 1, 8, 1.0, "model"),
+    ("edsr", 2, 3, 16, 0.1, None),
+    ("mdsr", (2, 3, 4), 2, 8, 1.0, "module."),
+]
+
+
+def randomized(arch: str, scale, num_blocks: int, num_features: int, res_scale: float = 1.0, seed: int = 0):
+    """:func:`build_model` with :func:`randomize_` weights."""
+    return randomize_(build_model(arch, scale, num_blocks, num_features, res_scale), seed)
