@@ -27,7 +27,9 @@ _RULES = (
     ("checkpoint_every_steps", lambda v: v >= 0, ">= 0 (0: only at evaluations and the end)"),
     ("eval_every_steps", lambda v: v >= 0, ">= 0 (0: only at the end)"),
     ("keep_checkpoints", lambda v: v >= 1, ">= 1"),
-    ("data.patches_per_image", lambda v: v >= 1, ">= 1"),
+    ("data.threads", lambda v: v >= 0, ">= 0 (0: one per core)"),
+    ("data.workers", lambda v: v >= 0, ">= 0 (0: threads only)"),
+    ("data.prefetch", lambda v: v >= 1, ">= 1"),
     ("eval.num_images", lambda v: v >= 0, ">= 0 (0: all)"),
 )
 # (dotted field, allowed values): the names a training config may use.

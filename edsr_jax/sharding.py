@@ -163,6 +163,28 @@ def check_batch_size(global_batch: int, mesh: Mesh, process_count: int | None = 
     return global_batch // n_proc
 
 
+def process_rows(global_batch: int, mesh: Mesh) -> tuple[int, int]:
+    """The rows ``[start, stop)`` of a global batch that this process feeds (its devices' shards).
+
+    Read off the batch sharding itself, so it holds for any device order of the mesh.
+
+    Raises:
+      UserError: the batch does not split over the devices (:func:`check_batch_size`), or this
+        process's shards are not one contiguous block of rows.
+    """
+    check_batch_size(global_batch, mesh)
+    spans = sorted(
+        (index[0].start or 0, index[0].stop if index[0].stop is not None else global_batch)
+        for index in batch_sharding(mesh).addressable_devices_indices_map((global_batch,)).values()
+    )
+    for (_, stop), (start, _) in zip(spans, spans[1:], strict=False):
+        if start != stop:
+            raise UserError(
+                f"this process's devices hold rows {spans} of the batch, not one contiguous block"
+            )
+    return spans[0][0], spans[-1][1]
+
+
 def make_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
     """Turns this process's share of a batch into global arrays split over ``data``.
 

@@ -42,6 +42,9 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 PARAMETERS_TXT = "parameters.txt"
 # Global batches kept in flight to the devices while a step runs.
 DEVICE_PREFETCH = 2
+# What checkpoints without a "sampler" entry were drawn with (edsr-jax 0.1: crops of one image
+# per batch, per-process image shards).
+OLD_SAMPLER = "per-process single-image (edsr-jax 0.1)"
 # Most changed config fields one resume warning lists.
 MAX_CHANGES_LISTED = 12
 
@@ -194,9 +197,7 @@ def validate(
     """
     from edsr_jax.data import benchmarks, pipeline
 
-    samples = pipeline.create_eval_samples(config, "val")
-    n = int(config.eval.num_images)
-    samples = {s: items[:n] if n > 0 else items for s, items in samples.items()}
+    samples = pipeline.create_eval_samples(config, "val", num_images=int(config.eval.num_images))
     variables, ensemble = {"params": params}, bool(config.eval.self_ensemble)
     strips = {}
 
@@ -271,12 +272,23 @@ def _local_copy(tree: Any) -> Any:
 
 def _start(config, workdir: str, state: TrainState, shardings: Any, ckpt, log) -> TrainState:
     """The state to train from: the latest complete checkpoint, else ``init_from``, else ``state``."""
+    from edsr_jax.data import pipeline
+
     if jax.process_index() == 0:
         for step in manager.discard_incomplete(ckpt):
             log(f"deleted the incomplete checkpoint folder of step {step}")
     restored = manager.restore(ckpt, abstract_state(state, shardings))
     if restored is not None:
-        log(f"resumed from {layout.checkpoint_dir(workdir)} at step {int(restored.step)}")
+        step = int(restored.step)
+        log(f"resumed from {layout.checkpoint_dir(workdir)} at step {step}")
+        sampler = manager.read_meta(ckpt, step).get("sampler", OLD_SAMPLER)
+        if sampler != pipeline.SAMPLER:
+            log(
+                f"warning: this run's checkpoints were written with the {sampler} batch sampler; from step "
+                f"{step} it continues with the {pipeline.SAMPLER} one (every batch draws {config.batch_size} "
+                "different images, the same on any number of processes), so its batches differ from "
+                "what the old code would have drawn"
+            )
         return restored
     if not config.init_from:
         return state
@@ -289,7 +301,11 @@ def _start(config, workdir: str, state: TrainState, shardings: Any, ckpt, log) -
 
 
 def train_and_evaluate(
-    config, workdir: str, *, on_step: Callable[[int], bool | None] | None = None
+    config,
+    workdir: str,
+    *,
+    on_step: Callable[[int], bool | None] | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> TrainState:
     """Trains (or resumes) ``config`` in ``workdir``; returns the final state.
 
@@ -303,6 +319,8 @@ def train_and_evaluate(
       workdir: the run's directory (local or ``gs://``).
       on_step: called with the step number after every step (e.g. a progress bar); a true return
         value saves a checkpoint and stops, as SIGTERM does.
+      devices: the devices to train on (default: all devices of all processes). The batches do
+        not depend on them: a run resumed on other devices continues with the same batches.
 
     Returns:
       The final (or, after SIGTERM or ``on_step``'s stop, the saved) ``TrainState``.
@@ -320,8 +338,8 @@ def train_and_evaluate(
     is_chief = jax.process_index() == 0
     log = functools.partial(print, flush=True) if is_chief else (lambda text: None)
     workdir = layout.absolute(workdir)
-    mesh = sharding.create_mesh()
-    sharding.check_batch_size(int(config.batch_size), mesh)
+    mesh = sharding.create_mesh(devices)
+    rows = sharding.process_rows(int(config.batch_size), mesh)  # (checks the batch size first)
     model = create_model(config)
     spec = models.model_spec(model)
     changed = layout.prepare_workdir(workdir, spec, flatten_config(config.to_dict()), write=is_chief)
@@ -337,14 +355,14 @@ def train_and_evaluate(
     )
     state = _start(config, workdir, state, shardings, ckpt, log)
     start, total = int(state.step), int(config.num_train_steps)
-    meta = {"model_spec": spec, "process_count": jax.process_count()}
+    meta = {"model_spec": spec, "process_count": jax.process_count(), "sampler": pipeline.SAMPLER}
 
     log_every, ckpt_every, eval_every = (
         int(config.log_every_steps),
         int(config.checkpoint_every_steps),
         int(config.eval_every_steps),
     )
-    writer, report = writers.create_writer(workdir, is_chief, total, log_every)
+    writer = writers.create_writer(workdir, is_chief)
     if is_chief:
         (epath.Path(workdir) / PARAMETERS_TXT).write_text(writers.parameter_overview(state.params) + "\n")
         log(
@@ -355,28 +373,24 @@ def train_and_evaluate(
             writer.write_hparams(flatten_config(config.to_dict()))
     step_fns: dict[int, Callable] = {}
     history: list = []
-    t_log, step_log = time.time(), start
+    timer = writers.StepTimer(start, total)
     try:
         with manager.PreemptionGuard(ckpt) as guard:
             batches = iter(())
             if start < total:
-                local = pipeline.create_train_iterator(
-                    config,
-                    start_step=start,
-                    process_index=jax.process_index(),
-                    process_count=jax.process_count(),
-                )
+                local = pipeline.create_train_iterator(config, start_step=start, rows=rows)
                 batches = sharding.prefetch_to_device(local, DEVICE_PREFETCH, mesh)
             step = start
             while step < total:
+                waiting = time.perf_counter()
                 batch = next(batches)
+                timer.waited(time.perf_counter() - waiting)
                 scale = int(batch["scale"])
                 if scale not in step_fns:
                     step_fns[scale] = compile_train_step(model, tx, learning_rate_fn, mesh, shardings, scale)
                 state, step_metrics = step_fns[scale](state, {"lr": batch["lr"], "hr": batch["hr"]})
                 step += 1
                 history.append((step, step_metrics))
-                report(step)
                 if on_step is not None and on_step(step):
                     guard.request()
                 stop = guard.should_stop(step)
@@ -385,12 +399,13 @@ def train_and_evaluate(
                 if step % log_every == 0 or step == total:
                     means = check_finite(history)
                     history = []
-                    rate = (step - step_log) / max(time.time() - t_log, 1e-9)
-                    t_log, step_log = time.time(), step
-                    writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
+                    speed = timer.report(step)
+                    writer.write_scalars(step, {f"train/{k}": v for k, v in {**means, **speed}.items()})
                     log(
                         f"step {step}/{total}  loss {means['loss']:.4f}  grad_norm {means['grad_norm']:.4g}  "
-                        f"lr {means['learning_rate']:.3g}  {rate:.2f} steps/s"
+                        f"lr {means['learning_rate']:.3g}  {speed['steps_per_second']:.2f} steps/s  "
+                        f"data wait {100 * speed['data_wait']:.0f}%  "
+                        f"eta {writers.format_duration(speed['eta_seconds'])}"
                     )
                 elif save_now:
                     check_finite(history)
@@ -410,5 +425,5 @@ def train_and_evaluate(
     finally:
         ckpt.wait_until_finished()
         ckpt.close()
-        writer.flush()
+        writer.close()
     return state

@@ -1,23 +1,25 @@
-"""Where training's numbers and pictures go: TensorBoard (clu) or the console, parameter tables,
-image strips.
+"""Where training's numbers and pictures go: TensorBoard event files (no TensorFlow), parameter
+tables, image strips, and the console line's rate and ETA.
 
-:func:`create_writer` returns clu's TensorBoard writer on process 0 and a :class:`ConsoleWriter`
-(which writes nothing) elsewhere or when clu/TensorFlow are missing; training's console lines
-are printed either way. :func:`summary_image` makes the ``[LR | bicubic | SR | HR]`` strips of
-the validation images.
+:func:`create_writer` returns a :class:`TensorBoardWriter` (the event files TensorBoard reads:
+scalars, images, hparams; no TensorFlow) on process 0 and a :class:`ConsoleWriter` (which
+writes nothing) elsewhere; training's console lines are printed either way. :func:`summary_image`
+makes the ``[LR | bicubic | SR | HR]`` strips of the validation images.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Mapping
+import io
+import time
+from collections.abc import Mapping
 from typing import Any
 
-import jax
 import numpy as np
 
-from edsr_jax import models
 from edsr_jax.imaging import metrics, resize
+
+# Seconds between automatic flushes of the event file.
+FLUSH_SECONDS = 30
 
 
 class ConsoleWriter:
@@ -35,55 +37,134 @@ class ConsoleWriter:
     def flush(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
 
-_WARNED_NO_CLU: list[bool] = []  # (a warning once per process, not once per run)
 
+class TensorBoardWriter(ConsoleWriter):
+    """TensorBoard event files in ``logdir``, written with TensorBoard's own writer and protos.
 
-def create_writer(workdir: str, is_chief: bool, total: int, every: int) -> tuple[Any, Callable[[int], Any]]:
-    """TensorBoard writer and steps/s reporter (clu) on process 0; console-only stand-ins elsewhere.
-
-    Without clu or TensorFlow (e.g. a GPU machine with only JAX installed) training still runs:
-    a one-time warning, no TensorBoard events, the console lines stay.
-
-    Args:
-      workdir: where the event files go.
-      is_chief: whether this is process 0.
-      total: the run's last step (for the progress reporter).
-      every: steps between progress reports.
-
-    Returns:
-      ``(writer, report)``: ``report(step)`` is called after every step.
+    Neither TensorFlow nor PyTorch is imported (tensorboardX, the usual TF-free writer, imports
+    PyTorch whenever it is installed: seconds of start-up). Scalars as scalars, images as PNG
+    (uint8 ``(H, W, 3)`` or a batch of one), hparams for the HParams dashboard.
     """
-    try:
-        from clu import metric_writers, periodic_actions
-    except ImportError as e:
-        if is_chief and not _WARNED_NO_CLU:
-            _WARNED_NO_CLU.append(True)
-            warnings.warn(
-                f"TensorBoard summaries are off: {e} (pip install clu tensorflow-cpu to get them); "
-                "training continues with console logging only",
-                stacklevel=2,
+
+    def __init__(self, logdir: str):
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._writer = EventFileWriter(logdir, flush_secs=FLUSH_SECONDS)
+
+    def _write(self, step: int, values: list) -> None:
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+
+        summary = summary_pb2.Summary(value=values)
+        self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+        from tensorboard.compat.proto import summary_pb2
+
+        values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
+        self._write(step, values)
+
+    def write_images(self, step: int, images: Mapping[str, Any]) -> None:
+        from PIL import Image
+        from tensorboard.compat.proto import summary_pb2
+
+        values = []
+        for key, value in images.items():
+            image = np.asarray(value, np.uint8)
+            image = image[0] if image.ndim == 4 else image
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format="PNG")
+            height, width = image.shape[:2]
+            channels = 1 if image.ndim == 2 else image.shape[2]
+            encoded = summary_pb2.Summary.Image(
+                height=height, width=width, colorspace=channels, encoded_image_string=buffer.getvalue()
             )
-        return ConsoleWriter(), lambda step: None
-    if not is_chief:
-        return ConsoleWriter(), lambda step: None
-    writer = metric_writers.create_default_writer(workdir)
-    report = periodic_actions.ReportProgress(
-        num_train_steps=total, writer=writer, every_steps=every, every_secs=None
-    )
-    return writer, report
+            values.append(summary_pb2.Summary.Value(tag=key, image=encoded))
+        self._write(step, values)
+
+    def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+        from tensorboard.compat.proto import summary_pb2
+        from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+        from tensorboard.plugins.hparams import metadata as hparams_metadata
+
+        start = plugin_data_pb2.SessionStartInfo()
+        for key, value in hparams.items():
+            if isinstance(value, bool):
+                start.hparams[key].bool_value = value
+            elif isinstance(value, int | float):
+                start.hparams[key].number_value = float(value)
+            else:
+                start.hparams[key].string_value = str(value)
+        experiment = api_pb2.Experiment(hparam_infos=[api_pb2.HParamInfo(name=k) for k in hparams])
+        contents = (
+            (hparams_metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment)),
+            (
+                hparams_metadata.SESSION_START_INFO_TAG,
+                plugin_data_pb2.HParamsPluginData(session_start_info=start),
+            ),
+        )
+        for tag, content in contents:
+            plugin = summary_pb2.SummaryMetadata.PluginData(
+                plugin_name=hparams_metadata.PLUGIN_NAME, content=content.SerializeToString()
+            )
+            metadata = summary_pb2.SummaryMetadata(plugin_data=plugin)
+            self._write(0, [summary_pb2.Summary.Value(tag=tag, metadata=metadata)])
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def create_writer(workdir: str, is_chief: bool) -> ConsoleWriter:
+    """The TensorBoard writer of ``workdir`` on process 0, a :class:`ConsoleWriter` elsewhere."""
+    return TensorBoardWriter(workdir) if is_chief else ConsoleWriter()
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``42s`` (``?`` when unknown)."""
+    if not seconds < float("inf"):
+        return "?"
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class StepTimer:
+    """Step rate, ETA and the share of time spent waiting for data, between two log lines."""
+
+    def __init__(self, step: int, total: int, clock=time.perf_counter):
+        self.total, self.clock = int(total), clock
+        self._step, self._since, self._wait = int(step), clock(), 0.0
+
+    def waited(self, seconds: float) -> None:
+        """Adds time the loop spent blocked on the input pipeline."""
+        self._wait += seconds
+
+    def report(self, step: int) -> dict[str, float]:
+        """``{"steps_per_second", "data_wait", "eta_seconds"}`` since the last report; restarts."""
+        now = self.clock()
+        spent = max(now - self._since, 1e-9)
+        rate = (step - self._step) / spent
+        out = {
+            "steps_per_second": rate,
+            "data_wait": min(1.0, self._wait / spent),
+            "eta_seconds": (self.total - step) / rate if rate > 0 else float("inf"),
+        }
+        self._step, self._since, self._wait = int(step), now, 0.0
+        return out
 
 
 def parameter_overview(params: Any) -> str:
-    """A table of the parameters (clu's overview, or names, shapes and sizes without clu)."""
-    try:
-        from clu import parameter_overview as overview
-    except ImportError:
-        rows = [
-            f"{jax.tree_util.keystr(path)}  {tuple(leaf.shape)}  {int(np.prod(leaf.shape)):,}"
-            for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
-        ]
-        return "\n".join([*rows, f"total {models.count_params(params):,}"])
+    """clu's table of the parameters: names, shapes, dtypes, sizes and the total."""
+    from clu import parameter_overview as overview
+
     return overview.get_parameter_overview(params, include_stats=False)
 
 

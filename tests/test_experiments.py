@@ -40,8 +40,13 @@ def test_experiment_scripts_parse(script):
 
 def test_experiment_scripts_exist():
     names = {os.path.relpath(p, EXPERIMENTS) for p in SHELL_SCRIPTS}
-    recipes = {"train_edsr_div2k.sh", "train_mdsr_div2k.sh", "reproduce_table3.sh", "train_tpu_pod.sh",
-               "train_slurm_gpu.sh"}  # fmt: skip
+    recipes = {
+        "train_edsr_div2k.sh",
+        "train_mdsr_div2k.sh",
+        "reproduce_table3.sh",
+        "train_tpu_pod.sh",
+        "train_slurm_gpu.sh",
+    }
     assert {os.path.join("recipes", n) for n in recipes} <= names
     assert os.path.join("perf", "gpu_bench.sh") in names
 

@@ -153,8 +153,12 @@ def test_the_eight_dihedral_transforms_are_distinct():
 
 
 @FEW
-@given(x=uint8_images(min_side=1, max_side=30), scale=st.sampled_from([1, 2, 3]),
-       tile=st.integers(6, 16), overlap=st.integers(0, 2))  # fmt: skip
+@given(
+    x=uint8_images(min_side=1, max_side=30),
+    scale=st.sampled_from([1, 2, 3]),
+    tile=st.integers(6, 16),
+    overlap=st.integers(0, 2),
+)
 def test_tiling_a_per_pixel_function_returns_the_whole_image_result(x, scale, tile, overlap):
     def nearest(t):  # per-pixel: no context, so every tile's interior is exact
         t = np.asarray(t)

@@ -13,9 +13,17 @@ from edsr_jax.errors import UserError
 
 
 def _config(**fields):
-    base = dict(learning_rate=1e-4, num_train_steps=100, warmup_fraction=0.0, lr_schedule="step",
-                lr_decay_steps=20, lr_decay_factor=0.5, adam_b1=0.9, adam_b2=0.999,
-                adam_eps=1e-8)  # fmt: skip
+    base = dict(
+        learning_rate=1e-4,
+        num_train_steps=100,
+        warmup_fraction=0.0,
+        lr_schedule="step",
+        lr_decay_steps=20,
+        lr_decay_factor=0.5,
+        adam_b1=0.9,
+        adam_b2=0.999,
+        adam_eps=1e-8,
+    )
     return ml_collections.ConfigDict({**base, **fields})
 
 

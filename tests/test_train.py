@@ -283,3 +283,71 @@ def test_train_step_donates_the_state(tiny_step):
     assert all(leaf.is_deleted() for leaf in old_leaves)
     assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(new_state))
     assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(batch))
+
+
+def _relative_difference(a, b) -> float:
+    leaves = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    return max(float(np.linalg.norm(x - y) / np.linalg.norm(y)) for x, y in leaves)
+
+
+def test_a_run_resumed_on_other_devices_continues_with_the_same_batches(tmp_path, cache_dir, capsys):
+    # configs/test.py: 30 steps on 4 devices, resumed on 2 devices to 60, against 60 steps on 4.
+    from support.paths import TEST_CONFIG
+
+    from edsr_jax.cli import config_flags
+
+    def config():
+        return config_flags.apply_overrides(
+            config_flags.load_config(TEST_CONFIG), [("data.cache_dir", cache_dir), ("eval_every_steps", "0")]
+        )
+
+    devices = jax.devices()
+    uninterrupted = train.train_and_evaluate(config(), str(tmp_path / "a"), devices=devices[:4])
+    workdir = str(tmp_path / "b")
+    first = train.train_and_evaluate(config(), workdir, devices=devices[:4], on_step=lambda step: step == 30)
+    assert int(first.step) == 30
+    capsys.readouterr()
+    resumed = train.train_and_evaluate(config(), workdir, devices=devices[:2])
+    out = capsys.readouterr().out
+    assert "at step 30" in out and "2 device(s)" in out and "batch sampler" not in out
+    assert int(resumed.step) == 60
+    # The same batches; only the order of the gradient sums over devices differs.
+    assert _relative_difference(params_of(resumed), params_of(uninterrupted)) < 1e-4
+
+
+def test_training_evaluation_and_tensorboard_run_without_tensorflow(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    from support.paths import ROOT, TESTS
+
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from support.no_tensorflow import hide_tensorflow
+        hide_tensorflow()
+        from edsr_jax import cli
+        code = cli.main(["train", "--config", "test", "--workdir", {str(tmp_path / "w")!r},
+                         "--config.data.cache_dir", {str(tmp_path / "cache")!r}])
+        print("tensorflow modules:", sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow"))
+        sys.exit(code)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": TESTS, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "tensorflow modules: []" in out.stdout
+    assert "step 60/60" in out.stdout and "val/psnr_x2" in out.stdout and "eta" in out.stdout
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    events = ea.EventAccumulator(str(tmp_path / "w"), size_guidance={ea.IMAGES: 0, ea.SCALARS: 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"train/loss", "train/data_wait", "val/psnr_x2", "val/ssim_x2"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == [10, 20, 30, 40, 50, 60]
+    assert tags["images"] == ["val/x2"] and "_hparams_/session_start_info" in events.PluginTagToContent(
+        "hparams"
+    )

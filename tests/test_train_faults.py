@@ -106,11 +106,22 @@ def killed_runs(reference_run, cache_dir, compilation_cache, tmp_path_factory):
     procs = {}
     for name, (point, at) in points.items():
         workdir = tmp_path_factory.mktemp(name) / "run"
-        command = [sys.executable, str(script), point, str(at), "train", "--config", TEST_CONFIG,
-                   "--workdir", str(workdir)]  # fmt: skip
+        command = [
+            sys.executable,
+            str(script),
+            point,
+            str(at),
+            "train",
+            "--config",
+            TEST_CONFIG,
+            "--workdir",
+            str(workdir),
+        ]
         command += [f"--config.{k}={v}" for k, v in run_fields(cache_dir).items()]
-        procs[name] = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        env=env), workdir)  # fmt: skip
+        procs[name] = (
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env),
+            workdir,
+        )
     results = {}
     for name, (proc, workdir) in procs.items():
         out = proc.communicate(timeout=240)[0]

@@ -1,11 +1,12 @@
 """Multi-host training for real: two jax.distributed processes on localhost (CPU, gloo collectives).
 
-Phase 1 (together): processes 0 and 1 of a 2-process run (2 devices each) train steps 1-2 and stop
-(checkpoint at 2); one reference process with 4 devices trains steps 1-4 on the same global batch.
-Phase 2: both processes rerun, resume from the checkpoint and train steps 3-4. The workers
-(tests/support/multihost_worker.py, run as a script) run without TensorFlow and clu, as on a
-JAX-only GPU machine.
-The fixture takes 50-110 s (cold XLA compiles on 2 shared cores), hence ``slow``.
+Phase 1 (together): processes 0 and 1 of a 2-process run (2 devices each) train steps 1-30 of
+``configs/test.py`` and stop (checkpoint at 30); one reference process with 4 devices trains steps
+1-60. Phase 2: both processes rerun, resume from the checkpoint and train steps 31-60. The batches
+come from the global sampler, so the two layouts train on the same global batches. The workers
+(tests/support/multihost_worker.py, run as a script) run without TensorFlow.
+The fixture takes 1-3 minutes (cold XLA compiles and gloo collectives on 2 shared cores), hence
+``slow``.
 """
 
 import json
@@ -20,10 +21,11 @@ import numpy as np
 import pytest
 from support.paths import ROOT, TESTS
 
-from edsr_jax.data import sources
-
 WORKER = os.path.join(TESTS, "support", "multihost_worker.py")
-STEPS, STOP = 4, 2
+STEPS, STOP = 60, 30
+# configs/test.py's global batch, and the rows each of the two processes builds.
+BATCH = 16
+ROWS = ([0, 8], [8, 16])
 # Seconds a phase of worker processes may take before the test kills them.
 PHASE_TIMEOUT = 200
 
@@ -40,6 +42,7 @@ def worker_env(devices: int, cache: str) -> dict:
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"  # not pytest's 8
     env["JAX_COMPILATION_CACHE_DIR"] = cache
     env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = TESTS  # (support.no_tensorflow)
     return env
 
 
@@ -52,10 +55,16 @@ def run_phase(jobs: list[tuple[list[str], dict, str]], during=None) -> None:
     try:
         for argv, env, log in jobs:
             with open(log, "w") as out:
-                procs.append(subprocess.Popen(  # -P: the script's folder is not put on sys.path
-                    [sys.executable, "-P", WORKER, *argv], env=env, stdout=out, stderr=subprocess.STDOUT,
-                    cwd=ROOT, start_new_session=True,
-                ))  # fmt: skip
+                procs.append(
+                    subprocess.Popen(  # -P: the script's folder is not put on sys.path
+                        [sys.executable, "-P", WORKER, *argv],
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        cwd=ROOT,
+                        start_new_session=True,
+                    )
+                )
         deadline = time.time() + PHASE_TIMEOUT
         while any(p.poll() is None for p in procs) and time.time() < deadline:
             if any(p.poll() not in (None, 0) for p in procs):
@@ -90,14 +99,38 @@ def runs(tmp_path_factory):
     def pair(name, extra):
         address = f"127.0.0.1:{free_port()}"
         return [
-            ([*common, *extra, "--workdir", str(tmp / "multi"), "--out", str(tmp / f"{name}{i}.json"),
-              "--coordinator", address, "--num-processes", "2", "--process-id", str(i)],
-             two, str(tmp / f"{name}{i}.log"))
+            (
+                [
+                    *common,
+                    *extra,
+                    "--workdir",
+                    str(tmp / "multi"),
+                    "--out",
+                    str(tmp / f"{name}{i}.json"),
+                    "--coordinator",
+                    address,
+                    "--num-processes",
+                    "2",
+                    "--process-id",
+                    str(i),
+                ],
+                two,
+                str(tmp / f"{name}{i}.log"),
+            )
             for i in range(2)
-        ]  # fmt: skip
+        ]
 
-    reference = ([*common, "--workdir", str(tmp / "single"), "--out", str(tmp / "ref.json"),
-                  "--emulate-processes", "2"], worker_env(4, xla_cache), str(tmp / "ref.log"))  # fmt: skip
+    reference = (
+        [
+            *common,
+            "--workdir",
+            str(tmp / "single"),
+            "--out",
+            str(tmp / "ref.json"),
+        ],
+        worker_env(4, xla_cache),
+        str(tmp / "ref.log"),
+    )
     start = time.time()
     run_phase([*pair("a", ["--stop-at", str(STOP)]), reference])
     steps_after_phase_1 = sorted(os.listdir(tmp / "multi" / "checkpoints"))
@@ -110,16 +143,18 @@ def runs(tmp_path_factory):
 # --- checks (also run on wrong records, to show they can fail) -------------------------------------
 
 
-def check_disjoint_shards(records: list[dict], process_count: int) -> None:
-    """Each process loaded exactly its own contiguous shard, and fed only patches of those images."""
-    assert not set(records[0]["shard"]) & set(records[1]["shard"]), "processes share training images"
+def check_rows(records: list[dict], reference: dict) -> None:
+    """Process i built rows ROWS[i] of every global batch and fed them; together they are the
+    reference's global batch, row by row."""
     for i, record in enumerate(records):
-        expected = sources.shard_numbers(list(sources.SKIMAGE_TRAIN), i, process_count)
-        assert record["shard"] == expected, f"process {i} loaded {record['shard']}, its shard is {expected}"
         for step, fed in record["fed"].items():
-            sampled = record["sampled"][step][str(i)]
-            assert set(sampled["names"]) <= set(expected), f"step {step} of process {i}: {sampled['names']}"
+            sampled = record["sampled"][step]
+            assert sampled["rows"] == ROWS[i], f"step {step}: process {i} built rows {sampled['rows']}"
             assert fed == sampled["hash"], f"step {step}: process {i} fed other data than it sampled"
+            start, stop = ROWS[i]
+            assert sampled["hashes"] == reference["sampled"][step]["hashes"][start:stop], (
+                f"step {step}: process {i}'s rows differ from rows {start}-{stop} of the one-process batch"
+            )
 
 
 def check_identical_params(records: list[dict]) -> None:
@@ -131,41 +166,38 @@ def check_identical_params(records: list[dict]) -> None:
         assert len(set(shas)) == 1, f"parameters differ between processes after step {step}: {shas}"
 
 
-def swap_shards(records: list[dict]) -> list[dict]:
-    """The records as if process 0 had been given process 1's shard and vice versa."""
+def swap_rows(records: list[dict]) -> list[dict]:
+    """The records as if process 0 had built process 1's rows and vice versa."""
     a, b = (json.loads(json.dumps(r)) for r in records)
-    a["shard"], b["shard"] = b["shard"], a["shard"]
-    for step in a["sampled"]:
-        if step in b["sampled"]:
-            a["sampled"][step]["0"], b["sampled"][step]["1"] = (
-                b["sampled"][step]["1"],
-                a["sampled"][step]["0"],
-            )
+    a["sampled"], b["sampled"] = b["sampled"], a["sampled"]
     a["fed"], b["fed"] = b["fed"], a["fed"]
     return [a, b]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(2 * PHASE_TIMEOUT + 40)
-def test_two_processes_read_disjoint_shards_and_a_swap_is_caught(runs):
+def test_each_process_builds_its_rows_of_the_one_process_global_batch_and_a_swap_is_caught(runs):
     assert (
         runs["a0"]["process_count"] == 2 and runs["a0"]["local_devices"] == 2 and runs["a0"]["devices"] == 4
     )
+    assert runs["ref"]["process_count"] == 1 and runs["ref"]["devices"] == 4
+    assert len(runs["ref"]["sampled"]["1"]["hashes"]) == BATCH
     for phase in ("a", "b"):
-        check_disjoint_shards([runs[f"{phase}0"], runs[f"{phase}1"]], 2)
-    with pytest.raises(AssertionError, match="process 0 loaded"):
-        check_disjoint_shards(swap_shards([runs["a0"], runs["a1"]]), 2)
-    given_other = [runs["a0"], json.loads(json.dumps(runs["a0"]))]  # process 1 handed process 0's shard
-    with pytest.raises(AssertionError, match="processes share training images"):
-        check_disjoint_shards(given_other, 2)
+        check_rows([runs[f"{phase}0"], runs[f"{phase}1"]], runs["ref"])
+    with pytest.raises(AssertionError, match="process 0 built rows"):
+        check_rows(swap_rows([runs["a0"], runs["a1"]]), runs["ref"])
+    other = json.loads(json.dumps(runs["ref"]))
+    other["sampled"]["3"]["hashes"][9] = "0" * 16
+    with pytest.raises(AssertionError, match="step 3: process 1's rows differ"):
+        check_rows([runs["a0"], runs["a1"]], other)
 
 
 @pytest.mark.slow
 def test_parameters_are_identical_on_both_processes_after_every_step(runs):
     check_identical_params([runs["a0"], runs["a1"]])
     check_identical_params([runs["b0"], runs["b1"]])
-    assert sorted(runs["a0"]["params"], key=int) == ["1", "2"]  # stopped at 2 on both processes
-    assert sorted(runs["b0"]["params"], key=int) == ["3", "4"]  # resumed at 2 on both processes
+    assert sorted(runs["a0"]["params"], key=int) == [str(k) for k in range(1, STOP + 1)]  # stopped at 30
+    assert sorted(runs["b0"]["params"], key=int) == [str(k) for k in range(STOP + 1, STEPS + 1)]  # resumed
     diverged = json.loads(json.dumps(runs["a1"]))
     diverged["params"]["2"]["sha"] = "0" * 16
     with pytest.raises(AssertionError, match="parameters differ between processes after step 2"):
@@ -173,24 +205,20 @@ def test_parameters_are_identical_on_both_processes_after_every_step(runs):
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_process_with_the_same_global_batch(runs):
+def test_two_processes_equal_one_process_after_60_steps_of_the_test_config(runs):
     ref = runs["ref"]
-    assert ref["process_count"] == 1 and ref["devices"] == 4
-    for phase, steps in (("a", ("1", "2")), ("b", ("3", "4"))):
-        for step in steps:
-            for i in range(2):  # the reference fed exactly what the two processes fed
-                assert (
-                    ref["sampled"][step][str(i)]["hash"]
-                    == runs[f"{phase}{i}"]["sampled"][step][str(i)]["hash"]
-                )
+    for phase, steps in (("a", range(1, STOP + 1)), ("b", range(STOP + 1, STEPS + 1))):
+        for step in map(str, steps):
             assert runs[f"{phase}0"]["params"][step]["sum"] == pytest.approx(
-                ref["params"][step]["sum"], rel=1e-5
+                ref["params"][step]["sum"], rel=1e-4
             )
     tmp = runs["tmp"]
     final_multi, final_single = np.load(tmp / "b0.json.npz"), np.load(tmp / "ref.json.npz")
     assert sorted(final_multi.files) == sorted(final_single.files)
     for name in final_single.files:
-        np.testing.assert_allclose(final_multi[name], final_single[name], rtol=1e-4, atol=1e-6, err_msg=name)
+        a, b = final_multi[name], final_single[name]
+        relative = np.linalg.norm(a - b) / np.linalg.norm(b)
+        assert relative < 1e-4, (name, relative)  # (edsr-jax 0.1, with per-process shards: 11 %)
 
 
 def stored_values(item_folder) -> list[dict[bytes, int]]:
@@ -213,25 +241,25 @@ def stored_values(item_folder) -> list[dict[bytes, int]]:
 def test_checkpoints_are_written_once_and_both_processes_resume_from_them(runs):
     tmp = runs["tmp"]
     multi, single = tmp / "multi", tmp / "single"
-    assert runs["steps_after_phase_1"] == [str(STOP)]
-    assert sorted(os.listdir(multi / "checkpoints")) == ["2", "4"]  # one folder per step, no leftovers
+    saved = [str(k) for k in range(10, STEPS + 1, 10)]
+    assert runs["steps_after_phase_1"] == saved[:3]
+    assert sorted(os.listdir(multi / "checkpoints"), key=int) == saved  # one folder per step, no leftovers
     for item in ("params", "train"):  # each value written once, by one of the two processes
-        per_process = stored_values(multi / "checkpoints" / "4" / item)
-        (one,) = stored_values(single / "checkpoints" / "4" / item)
+        per_process = stored_values(multi / "checkpoints" / str(STEPS) / item)
+        (one,) = stored_values(single / "checkpoints" / str(STEPS) / item)
         assert len(per_process) == 2, (item, len(per_process))
         a, b = per_process
         assert not set(a) & set(b), (item, sorted(set(a) & set(b))[:5])
         assert set(a) | set(b) == set(one), (item, sorted(set(one) ^ (set(a) | set(b)))[:5])
         # Same keys, so about the same (compressed) bytes: not empty, not a second copy.
         assert 0.9 < (sum(a.values()) + sum(b.values())) / sum(one.values()) < 1.1, item
-    assert {f for f in os.listdir(multi) if not f.startswith(".")} == {
-        "checkpoints",
-        "model.json",
-        "parameters.txt",
-    }
+    files = {f for f in os.listdir(multi) if not f.startswith(".")}
+    events = {f for f in files if f.startswith("events.out.tfevents.")}
+    assert files - events == {"checkpoints", "model.json", "parameters.txt"}
+    assert len(events) == 2  # TensorBoard events from process 0 only, one file per phase (run)
     logs = {n: open(tmp / f"b{n}.log").read() for n in range(2)}
     assert f"resumed from {multi / 'checkpoints'} at step {STOP}" in logs[0]
-    assert "resumed from" not in logs[1] and "step 4/4" not in logs[1]  # only process 0 logs
+    assert "resumed from" not in logs[1] and f"step {STEPS}/{STEPS}" not in logs[1]  # only process 0 logs
     assert runs["b1"]["final_step"] == STEPS
     import edsr_jax
 
@@ -247,17 +275,34 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step_and_both_resume(tmp_
     # A preemption notice reaching one host of a pod: JAX's preemption notifier and Orbax's sync
     # point must make both processes save the same step and exit 0 (no hang in a collective).
     image_cache, xla_cache = str(tmp_path / "images"), str(tmp_path / "xla")
-    env, workdir, total, signal_after = worker_env(2, xla_cache), tmp_path / "w", 200, 4
+    env, workdir, total, signal_after = worker_env(2, xla_cache), tmp_path / "w", 200, 10
 
     def pair(name, steps):
         address = f"127.0.0.1:{free_port()}"
         return [
-            (["--without-tensorflow", "--steps", str(steps), "--cache-dir", image_cache,
-              "--workdir", str(workdir), "--out", str(tmp_path / f"{name}{i}.json"),
-              "--coordinator", address, "--num-processes", "2", "--process-id", str(i)],
-             env, str(tmp_path / f"{name}{i}.log"))
+            (
+                [
+                    "--without-tensorflow",
+                    "--steps",
+                    str(steps),
+                    "--cache-dir",
+                    image_cache,
+                    "--workdir",
+                    str(workdir),
+                    "--out",
+                    str(tmp_path / f"{name}{i}.json"),
+                    "--coordinator",
+                    address,
+                    "--num-processes",
+                    "2",
+                    "--process-id",
+                    str(i),
+                ],
+                env,
+                str(tmp_path / f"{name}{i}.log"),
+            )
             for i in range(2)
-        ]  # fmt: skip
+        ]
 
     sent = []
 

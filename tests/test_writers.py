@@ -1,35 +1,66 @@
-"""Training's summaries (edsr_jax.writers): the console fallback without clu and TensorFlow, the
-parameter table, the validation image strips."""
+"""Training's summaries (edsr_jax.writers): TensorBoard event files read back by TensorBoard,
+nothing on other processes, the step timer, the parameter table, the validation image strips."""
 
+import io
 import os
-import sys
 
 import numpy as np
-import pytest
+from PIL import Image
 
 from edsr_jax import writers
 from edsr_jax.imaging import resize
 
 
-def test_training_writers_fall_back_without_clu_and_tensorflow(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "clu", None)  # `import clu...` raises ImportError
-    monkeypatch.setitem(sys.modules, "tensorflow", None)
-    monkeypatch.setattr(writers, "_WARNED_NO_CLU", [])
-    with pytest.warns(UserWarning, match="TensorBoard summaries are off"):
-        writer, report = writers.create_writer(str(tmp_path), True, 10, 1)
-    assert isinstance(writer, writers.ConsoleWriter)
-    writer.write_scalars(1, {"loss": 1.0})
-    writer.write_hparams({"a": 1})
-    report(1)
-    writer.flush()
-    assert os.listdir(tmp_path) == []  # console only
-    assert "total 3" in writers.parameter_overview({"a": np.zeros((3,), np.float32)})
+def read_events(folder):
+    """TensorBoard's own reader over ``folder`` (what the TensorBoard UI shows)."""
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    accumulator = ea.EventAccumulator(str(folder), size_guidance={ea.IMAGES: 0, ea.SCALARS: 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_tensorboard_events_hold_scalars_images_and_hparams(tmp_path):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    writer = writers.create_writer(str(tmp_path), True)
+    writer.write_hparams(
+        {"learning_rate": 1e-3, "model.arch": "edsr", "async_checkpoints": True, "scales": "(2,)"}
+    )
+    writer.write_scalars(10, {"train/loss": 12.5, "train/data_wait": 0.25})
+    strip = np.random.default_rng(0).integers(0, 256, (1, 8, 24, 3), dtype=np.uint8)
+    writer.write_images(10, {"val/x2": strip})
+    writer.close()
+    events = read_events(tmp_path)
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(10, 12.5)]
+    (image,) = events.Images("val/x2")
+    decoded = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)))
+    np.testing.assert_array_equal(decoded, strip[0])
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["learning_rate"].number_value == 1e-3 and hparams["model.arch"].string_value == "edsr"
+    assert hparams["async_checkpoints"].bool_value is True
+    assert "Total: 3 " in writers.parameter_overview({"a": np.zeros((3,), np.float32)})
 
 
 def test_other_processes_write_nothing(tmp_path):
-    writer, report = writers.create_writer(str(tmp_path), False, 10, 1)
-    assert isinstance(writer, writers.ConsoleWriter) and report(1) is None
+    writer = writers.create_writer(str(tmp_path), False)
+    assert isinstance(writer, writers.ConsoleWriter)
+    writer.write_scalars(1, {"loss": 1.0})
+    writer.close()
     assert os.listdir(tmp_path) == []
+
+
+def test_step_timer_reports_rate_eta_and_the_share_spent_waiting_for_data():
+    now = [100.0]
+    timer = writers.StepTimer(10, 110, clock=lambda: now[0])
+    now[0] += 4.0
+    timer.waited(1.0)
+    report = timer.report(30)  # 20 steps in 4 s, 1 s of it waiting
+    assert report == {"steps_per_second": 5.0, "data_wait": 0.25, "eta_seconds": 16.0}
+    assert writers.format_duration(report["eta_seconds"]) == "16s"
+    assert writers.format_duration(3725) == "1h02m" and writers.format_duration(185) == "3m05s"
+    assert writers.format_duration(float("inf")) == "?"
 
 
 def test_summary_image_is_lr_bicubic_sr_hr_of_a_central_crop():

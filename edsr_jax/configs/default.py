@@ -35,11 +35,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.degradation = "bicubic"  # "bicubic" or "unknown" (DIV2K track 2)
     config.data.train_range = (1, 800)  # DIV2K image numbers trained on (inclusive)
     config.data.val_range = (801, 810)  # DIV2K image numbers validated on (inclusive)
-    config.data.cache_dir = ""  # where decoded images are cached as .npy ("" = memory only)
-    config.data.patches_per_image = 16  # crops per image per pass over the images
+    config.data.cache_dir = ""  # decoded images as memory-mapped .npy files here ("" = in memory)
     config.data.skip_small = "error"  # images smaller than a patch: "error" or "skip"
     config.data.flat_patch_threshold = 0.0  # redraw LR patches with a lower std (0 = never)
-    config.data.prefetch = 4  # batches tf.data prepares ahead
+    config.data.threads = 0  # host threads that build batches (0: the cores this process may use, 2-16)
+    config.data.workers = 0  # Grain worker processes (0: threads only; > 0 needs data.cache_dir)
+    config.data.prefetch = 4  # batches prepared ahead of the training step
 
     # Optimisation (paper: L1, Adam 0.9/0.999/1e-8, lr 1e-4 halved every 2e5 updates, batch 16).
     config.num_train_steps = 300_000  # updates (EDSR 300k, MDSR 650k in the official runs)

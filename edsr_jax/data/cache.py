@@ -1,30 +1,35 @@
-"""The on-disk cache of decoded training images: flat ``.npy`` buffers that later runs memory-map.
+"""Decoded training images, decoded once, on first use: in memory or in memory-mapped ``.npy`` files.
 
-Decoding a DIV2K pair takes ~80 ms, so every image is decoded once. With ``config.data.cache_dir``
-the decoded pixels go into one folder per source description (a hash of everything that changes
-the pixels: source, image ids, scales, degradation, data folder), written atomically
-(:func:`edsr_jax.atomic.folder`), so a crash leaves no half-written cache and two processes
-building the same cache keep the first one finished. Reading memory-maps the buffers: no copy,
-and the pages are shared by every process on the host.
+Decoding a DIV2K pair takes ~80 ms, a training step needs 16 of them, so every image is decoded
+once and kept. :class:`PairCache` decodes image ``i`` the first time a batch asks for it (only the
+images this process's rows need) and keeps it:
 
-Layout of a cache folder: ``index.json`` (names and shapes) and one flat uint8 ``.npy`` per group
-(``hr.npy``, ``lr_x2.npy``, ...) holding the images one after the other.
+* in memory (``config.data.cache_dir = ""``): the arrays of this process;
+* on disk (``config.data.cache_dir``): one ``.npy`` file per image and kind, written atomically by
+  whichever process decodes it first, then memory-mapped: no copy, the pages are shared by every
+  process (and Grain worker) on the host, and later runs start with everything decoded.
+
+Disk layout: ``cache_dir/pairs-<hash>/hr/<i>.npy`` and ``lr_x<s>/<i>.npy``, where the hash covers
+everything that changes the pixels (:attr:`~edsr_jax.data.sources.PairSource.description` and
+:data:`CACHE_VERSION`). Several threads may ask for the same image at once: one decodes, the others
+wait for it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-from collections.abc import Sequence
+import threading
 
 import numpy as np
 
 from edsr_jax import atomic
+from edsr_jax.data import sources
 
 # Bumped when the cache file layout or the decoding changes, so old cache files are not reused.
-CACHE_VERSION = 1
-INDEX_JSON = "index.json"
+CACHE_VERSION = 2
 
 
 def cache_folder(cache_dir: str, description: dict) -> str:
@@ -33,55 +38,91 @@ def cache_folder(cache_dir: str, description: dict) -> str:
     return os.path.join(cache_dir, "pairs-" + hashlib.sha256(text.encode()).hexdigest()[:16])
 
 
-def exists(folder: str) -> bool:
-    """Whether ``folder`` holds a finished cache."""
-    return os.path.isfile(os.path.join(folder, INDEX_JSON))
+def _save_npy(path: str, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    atomic.write_bytes(path, buffer.getvalue())
 
 
-def _groups(pairs) -> dict[str, tuple[np.ndarray, ...]]:
-    return {"hr": tuple(pairs.hr)} | {f"lr_x{s}": tuple(v) for s, v in pairs.lr.items()}
+class PairCache:
+    """``cache.pair(i, scale) -> (hr, lr)`` over a :class:`~edsr_jax.data.sources.PairSource`.
 
+    Thread-safe; HR images are shared by every scale of a source. Arrays are read-only views
+    (memory-mapped from disk with a ``cache_dir``).
+    """
 
-def save_cache(pairs, folder: str) -> None:
-    """Writes ``pairs`` (an ``ImagePairs``) into ``folder`` atomically; a finished one is kept."""
-    if exists(folder):
-        return
-    groups = _groups(pairs)
-    index = {"names": list(pairs.names)} | {k: [list(a.shape) for a in v] for k, v in groups.items()}
-    try:
-        with atomic.folder(folder) as tmp:
-            for key, arrays in groups.items():
-                flat = np.lib.format.open_memmap(
-                    os.path.join(tmp, f"{key}.npy"),
-                    mode="w+",
-                    dtype=np.uint8,
-                    shape=(sum(a.size for a in arrays),),
-                )
-                offset = 0
-                for a in arrays:
-                    flat[offset : offset + a.size] = a.reshape(-1)
-                    offset += a.size
-                flat.flush()
-                del flat
-            atomic.write_json(os.path.join(tmp, INDEX_JSON), index)
-    except FileExistsError:  # another process finished it first
-        pass
+    def __init__(self, source: sources.PairSource, cache_dir: str = ""):
+        self.__setstate__(
+            {"source": source, "folder": cache_folder(cache_dir, source.description) if cache_dir else None}
+        )
 
+    def __len__(self) -> int:
+        return len(self.source)
 
-def load_cache(
-    folder: str, scales: Sequence[int]
-) -> tuple[tuple[str, ...], tuple[np.ndarray, ...], dict[int, tuple[np.ndarray, ...]]]:
-    """Memory-maps a cache written by :func:`save_cache`: ``(names, hr, {scale: lr})``, no copy."""
-    with open(os.path.join(folder, INDEX_JSON)) as f:
-        index = json.load(f)
+    def __getstate__(self) -> dict:
+        # Sent to Grain worker processes: the source and the disk folder, not the arrays (a worker
+        # maps the files itself) nor the locks.
+        return {"source": self.source, "folder": self.folder}
 
-    def views(key):
-        flat = np.load(os.path.join(folder, f"{key}.npy"), mmap_mode="r")
-        out, offset = [], 0
-        for shape in index[key]:
-            size = int(np.prod(shape))
-            out.append(flat[offset : offset + size].reshape(shape))
-            offset += size
-        return tuple(out)
+    def __setstate__(self, state: dict) -> None:
+        self.source, self.folder = state["source"], state["folder"]
+        self._arrays, self._pending, self._lock = {}, {}, threading.Lock()
 
-    return tuple(index["names"]), views("hr"), {s: views(f"lr_x{s}") for s in scales}
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded images this process holds (in memory or mapped)."""
+        with self._lock:
+            return sum(a.nbytes for a in self._arrays.values())
+
+    def pair(self, i: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image ``i``'s HR image and its LR image at ``scale`` (LR pixel (y, x) covers HR pixels
+        (y*s .. y*s+s-1, x*s .. x*s+s-1); the HR may be larger than LR size x scale).
+
+        Raises:
+            UserError: an unreadable file, or an LR image larger than its HR image / scale.
+        """
+        hr = self._get(("hr", i), lambda: self.source.read_hr(i))
+        lr = self._get((f"lr_x{scale}", i), lambda: self._read_lr(i, scale, hr))
+        return hr, lr
+
+    def _read_lr(self, i: int, scale: int, hr: np.ndarray) -> np.ndarray:
+        name = self.source.names[i]
+        lr = self.source.read_lr(i, scale)
+        lr = sources.make_lr(hr, scale, name=f"image {name}") if lr is None else lr
+        sources.check_pair(name, hr, lr, scale)
+        return lr
+
+    def _get(self, key: tuple, decode) -> np.ndarray:
+        while True:
+            with self._lock:
+                if key in self._arrays:
+                    return self._arrays[key]
+                event = self._pending.get(key)
+                if event is None:
+                    event = self._pending[key] = threading.Event()
+                    owner = True
+                else:
+                    owner = False
+            if not owner:
+                event.wait()
+                continue  # (if the owner failed, try again: the error is raised where it happened)
+            try:
+                array = self._load(key, decode)
+                with self._lock:
+                    self._arrays[key] = array
+                return array
+            finally:
+                with self._lock:
+                    del self._pending[key]
+                event.set()
+
+    def _load(self, key: tuple, decode) -> np.ndarray:
+        if self.folder is None:
+            array = decode()
+            array.setflags(write=False)
+            return array
+        path = os.path.join(self.folder, key[0], f"{key[1]}.npy")
+        if not os.path.isfile(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _save_npy(path, decode())
+        return np.load(path, mmap_mode="r")

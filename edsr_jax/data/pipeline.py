@@ -1,45 +1,47 @@
-"""Training batches and evaluation samples: random aligned crops and flips, the host pipeline.
+"""Training batches as the paper draws them, the same on any topology, through Grain; eval samples.
 
 Batches are numpy dicts ``{"lr": uint8 (b, p, p, 3), "hr": uint8 (b, p*s, p*s, 3), "scale": int}``
-with values in [0, 255] (the models take float in [0, 255]: cast on the device). ``b`` is this
-process's share of ``config.batch_size``.
+with values in [0, 255] (the models take float in [0, 255]: cast on the device).
 
-**Determinism and resume.** The batch at global step ``k`` is a pure function of
-``(config.seed, k, process_index, process_count)`` and the images; it does not depend on the
-iterator's history. Resuming at step ``k`` is ``create_train_iterator(config, start_step=k)``: the
-resumed run sees exactly the batches an uninterrupted run would. No iterator state is saved.
+**The global batch of step k is a pure function of (config.seed, k).** For each of its
+``batch_size`` rows:
 
-How a batch is drawn (numpy, on cached decoded images, see :mod:`edsr_jax.data.sources`):
+1. the image: a fresh permutation of all training images per pass (keyed by ``(seed, pass)``),
+   consecutive rows taking consecutive images of it, ``batch_size`` images per step, so every
+   batch holds ``batch_size`` different images (as ``DataLoader(shuffle=True, drop_last=True)``:
+   with ``N`` images a pass is ``N // batch_size`` steps and the ``N % batch_size`` images left
+   over wait for the next pass; with fewer images than the batch, the rows run through
+   consecutive permutations and every image appears once per pass);
+2. a uniformly random LR position (LR pixel (y, x) covers HR pixels from (y*s, x*s)) and the three
+   independent coin flips of the paper (flip W, flip H, transpose), applied identically to LR and
+   HR; with ``flat_patch_threshold > 0`` a position whose LR patch has a standard deviation below
+   the threshold (grey levels) is redrawn, up to :data:`FLAT_PATCH_RETRIES` times;
+3. MDSR: the step's scale, drawn from ``(seed, k)``.
 
-1. MDSR: the scale of step ``k`` is drawn from ``(seed, k)`` only, so every process agrees.
-2. Image schedule: this process's patch number ``g = k * b + j`` belongs to block
-   ``g // patches_per_image``; blocks walk through a fresh permutation of this process's images
-   every pass (permutation keyed by ``(seed, pass, process)``). Each image thus gives
-   ``patches_per_image`` crops per pass, and every image is visited once per pass.
-3. Each patch: a uniformly random LR position, the aligned HR window (LR pixel (y, x) covers HR
-   pixels from (y*s, x*s)), then the three independent coin flips of the paper (flip W, flip H,
-   transpose), applied identically to LR and HR. With ``flat_patch_threshold > 0`` a position
-   whose LR patch has a standard deviation below the threshold (grey levels) is redrawn, up to
-   :data:`FLAT_PATCH_RETRIES` times. All randomness comes from ``(seed, k, process)``.
+All randomness of step k comes from ``(seed, k)``, drawn for every row at once, so a row does not
+depend on who builds it: process ``i`` of ``P`` builds rows ``[i*b/P, (i+1)*b/P)`` (``rows``,
+from :func:`edsr_jax.sharding.process_rows`), and 1 process x 4 devices, 2 x 2 or 4 x 1 train on
+the same global batches; a run preempted on 8 hosts resumes on 4 with the batches it would have
+seen. There is no iterator state to save: resuming at step k is ``start_step=k``.
 
-The numpy sampler runs inside a tf.data pipeline (``Dataset.range(start_step, ...)`` mapped with
-``tf.numpy_function``, ordered parallel map, prefetch), the same path for every source.
-TensorFlow is imported only when a training iterator is created. This module uses no JAX: the
-caller (``edsr_jax.train``) says which process it is and puts the batches on the devices
-(:func:`edsr_jax.sharding.prefetch_to_device`).
+Every process can reach every image (:class:`edsr_jax.data.cache.PairCache`: decoded on first
+use and kept, in memory or memory-mapped from ``config.data.cache_dir``). The host pipeline is
+Grain: ``MapDataset`` over step numbers, a map to the numpy batch, ``to_iter_dataset`` with
+``config.data.threads`` threads and ``config.data.prefetch`` batches ahead, in step order (and
+Grain worker processes with ``config.data.workers``). This module uses no JAX: the caller
+(``edsr_jax.train``) puts the batches on the devices (:func:`edsr_jax.sharding.prefetch_to_device`).
 """
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import functools
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from edsr_jax.data import sources
+from edsr_jax.data import cache, sources
 from edsr_jax.data.benchmarks import Sample
 from edsr_jax.errors import UserError
 
@@ -47,10 +49,12 @@ from edsr_jax.errors import UserError
 _STREAM_SCALE, _STREAM_ORDER, _STREAM_CROP = 1, 2, 3
 # How often a nearly flat patch is redrawn before it is accepted anyway.
 FLAT_PATCH_RETRIES = 8
-# Steps the tf.data range runs to (effectively endless).
+# The step range the pipeline runs over (effectively endless).
 MAX_STEPS = 2**62
-# Parallel calls of the numpy sampler inside tf.data (ordered, so the order stays deterministic).
-NUM_PARALLEL_CALLS = 2
+# Threads that build batches when config.data.threads is 0 (auto), at most.
+MAX_AUTO_THREADS = 16
+# The sampler's version, stored in checkpoints: batches of one version are reproducible.
+SAMPLER = "global-v1"
 
 
 def _rng(*key: int) -> np.random.Generator:
@@ -58,62 +62,34 @@ def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
 
 
-def local_batch_size(global_batch: int, process_count: int) -> int:
-    """This process's share of the global batch.
-
-    Raises:
-        UserError: the global batch is not divisible by the process count.
-    """
-    if global_batch <= 0 or global_batch % process_count:
-        raise UserError(
-            f"config.batch_size={global_batch} must be a positive multiple of the process count "
-            f"{process_count}"
-        )
-    return global_batch // process_count
-
-
 def batch_scale(seed: int, step: int, scales: Sequence[int]) -> int:
-    """The scale of global step ``step``: drawn from ``(seed, step)`` only (same on every process)."""
+    """The scale of global step ``step``: drawn from ``(seed, step)`` only."""
     if len(scales) == 1:
         return int(scales[0])
     return int(scales[_rng(seed, step, _STREAM_SCALE).integers(len(scales))])
 
 
 @functools.lru_cache(maxsize=16)
-def _pass_order(seed: int, epoch: int, process_index: int, process_count: int, n: int) -> np.ndarray:
-    """The permutation of this process's ``n`` images for pass ``epoch``."""
-    return _rng(seed, epoch, process_index, process_count, _STREAM_ORDER).permutation(n)
+def _pass_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The permutation of the ``n`` images for pass ``epoch``."""
+    return _rng(seed, epoch, _STREAM_ORDER).permutation(n)
 
 
-def image_schedule(
-    seed: int,
-    step: int,
-    batch: int,
-    n_images: int,
-    patches_per_image: int,
-    process_index: int = 0,
-    process_count: int = 1,
-) -> np.ndarray:
-    """Index (into this process's images) of each of the ``batch`` patches of step ``step``.
+def image_schedule(seed: int, step: int, batch: int, n_images: int) -> np.ndarray:
+    """Image index of each of the ``batch`` rows of global step ``step`` (int64, (batch,)).
 
-    Args:
-        seed: the run's seed.
-        step: global step.
-        batch: this process's batch size.
-        n_images: number of images this process holds.
-        patches_per_image: crops taken from an image per pass over the images.
-        process_index: this process.
-        process_count: number of processes.
-
-    Returns:
-        int array (batch,).
+    With at least ``batch`` images, step ``k`` takes ``batch`` consecutive images of pass
+    ``k // (n_images // batch)``'s permutation: all different. With fewer, the rows walk through
+    the permutations of consecutive passes.
     """
-    block = (step * batch + np.arange(batch)) // patches_per_image
-    epoch, position = np.divmod(block, n_images)
+    if n_images >= batch:
+        per_pass = n_images // batch
+        epoch, k = divmod(step, per_pass)
+        return _pass_order(seed, epoch, n_images)[k * batch : (k + 1) * batch].astype(np.int64)
+    epoch, position = np.divmod(step * batch + np.arange(batch), n_images)
     out = np.empty(batch, np.int64)
     for e in np.unique(epoch):
-        order = _pass_order(seed, int(e), process_index, process_count, n_images)
-        out[epoch == e] = order[position[epoch == e]]
+        out[epoch == e] = _pass_order(seed, int(e), n_images)[position[epoch == e]]
     return out
 
 
@@ -159,46 +135,51 @@ def write_augmented(out: np.ndarray, patch: np.ndarray, flip_w: bool, flip_h: bo
     np.take(np.ascontiguousarray(patch).reshape(-1), index, out=out.reshape(-1))
 
 
-def sample_batch(
-    pairs: sources.ImagePairs,
+def sample_rows(
+    pairs: cache.PairCache,
     *,
     seed: int,
     step: int,
     batch: int,
+    rows: tuple[int, int],
     patch: int,
     scale: int,
-    patches_per_image: int,
     flat_patch_threshold: float = 0.0,
-    process_index: int = 0,
-    process_count: int = 1,
+    images: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``(lr, hr)`` uint8 patches of step ``step`` for this process (pure function of its args).
+    """Rows ``[rows[0], rows[1])`` of the global batch of step ``step`` (a pure function of its args).
 
     Args:
-        pairs: this process's decoded images (with LR images for ``scale``).
+        pairs: the training images (every process can reach every one).
         seed: the run's seed.
         step: global step.
-        batch: this process's batch size.
+        batch: the global batch size.
+        rows: the half-open range of rows to build (this process's share).
         patch: LR patch side; the HR patch side is ``patch * scale``.
         scale: this step's scale.
-        patches_per_image: crops per image per pass.
         flat_patch_threshold: redraw patches whose LR standard deviation is below it (0: never).
-        process_index: this process.
-        process_count: number of processes.
+        images: the indices (into ``pairs``) training draws from (default: all of them).
 
     Returns:
-        lr uint8 (batch, patch, patch, 3) and hr uint8 (batch, patch*scale, patch*scale, 3).
+        lr uint8 (n, patch, patch, 3) and hr uint8 (n, patch*scale, patch*scale, 3), n = rows.
     """
-    images = image_schedule(seed, step, batch, len(pairs), patches_per_image, process_index, process_count)
-    rng = _rng(seed, step, process_index, process_count, _STREAM_CROP)
-    positions = rng.random((batch, FLAT_PATCH_RETRIES + 1, 2))
-    flips = rng.random((batch, 3)) < 0.5
-    lr_out = np.empty((batch, patch, patch, 3), np.uint8)
-    hr_out = np.empty((batch, patch * scale, patch * scale, 3), np.uint8)
-    lrs = pairs.lr[scale]
-    for j, i in enumerate(images):
-        lr_img, hr_img = lrs[i], pairs.hr[i]
+    start, stop = rows
+    usable = np.arange(len(pairs)) if images is None else np.asarray(images)
+    chosen = usable[image_schedule(seed, step, batch, len(usable))[start:stop]]
+    rng = _rng(seed, step, _STREAM_CROP)  # drawn for every row of the global batch
+    positions = rng.random((batch, FLAT_PATCH_RETRIES + 1, 2))[start:stop]
+    flips = (rng.random((batch, 3)) < 0.5)[start:stop]
+    lr_out = np.empty((stop - start, patch, patch, 3), np.uint8)
+    hr_out = np.empty((stop - start, patch * scale, patch * scale, 3), np.uint8)
+    for j, i in enumerate(chosen):
+        hr_img, lr_img = pairs.pair(int(i), scale)
         room = np.array(lr_img.shape[:2]) - patch + 1
+        if min(room) < 1:
+            raise UserError(
+                f"{pairs.source.names[i]}: x{scale} LR image is {lr_img.shape[1]}x{lr_img.shape[0]}, "
+                f"smaller than the {patch}x{patch} LR patch "
+                "(set config.data.skip_small='skip' to leave such images out)"
+            )
         for attempt in range(FLAT_PATCH_RETRIES + 1):
             y, x = (positions[j, attempt] * room).astype(np.int64)
             lr, hr = crop_pair(lr_img, hr_img, y, x, patch, scale)
@@ -209,147 +190,149 @@ def sample_batch(
     return lr_out, hr_out
 
 
-def _import_tf():
-    """TensorFlow, kept off any accelerator (it only runs the input pipeline)."""
-    import tensorflow as tf
+def usable_images(
+    source: sources.PairSource, scales: Sequence[int], patch: int, skip_small: str
+) -> list[int] | None:
+    """The images training may draw from: all (None), or those at least a patch large at every scale.
 
-    try:
-        tf.config.set_visible_devices([], "GPU")
-    except RuntimeError:  # already initialised; tensorflow-cpu has no GPU anyway
-        pass
-    return tf
+    With ``skip_small="skip"`` every image's LR size is read (from file headers; for TFDS from the
+    records) and the small ones are left out with one warning naming them. With ``"error"`` the
+    sizes that are cheap to read are checked now; the others when the image is first used.
 
-
-def make_dataset(sample_step, start_step: int, prefetch: int, num_parallel_calls: int | None = None):
-    """tf.data pipeline over steps ``start_step, start_step + 1, ...`` of a numpy step sampler.
-
-    Args:
-        sample_step: ``step (np.int64) -> (lr uint8, hr uint8, scale int64)``.
-        start_step: the first step.
-        prefetch: batches tf.data keeps ready.
-        num_parallel_calls: sampler calls running at once (default :data:`NUM_PARALLEL_CALLS`);
-            the output order stays by step.
-
-    Returns:
-        A ``tf.data.Dataset`` of dicts {"lr", "hr", "scale"}.
+    Raises:
+        UserError: a small image with ``skip_small="error"``, or no image left.
     """
-    tf = _import_tf()
+    if skip_small not in ("error", "skip"):
+        raise UserError(f"config.data.skip_small must be 'error' or 'skip', got {skip_small!r}")
+    small = {}
+    for i in range(len(source)):
+        for s in scales:
+            shape = source.lr_shape(i, s)
+            if shape is None and skip_small == "skip":
+                shape = source.read_lr(i, s).shape[:2]
+            if shape is not None and min(shape) < patch:
+                small[i] = f"{source.names[i]} (x{s} LR {shape[1]}x{shape[0]})"
+                break
+        if small and skip_small == "error":
+            raise UserError(
+                f"{next(iter(small.values()))} is smaller than the {patch}x{patch} LR patch "
+                "(set config.data.skip_small='skip' to leave such images out)"
+            )
+    if not small:
+        return None
+    kept = [i for i in range(len(source)) if i not in small]
+    if not kept:
+        raise UserError(
+            f"no training image is at least {patch}x{patch} LR pixels at every scale {tuple(scales)}"
+        )
+    warnings.warn(
+        f"skipped {len(small)} images smaller than the {patch}x{patch} LR patch: {', '.join(small.values())}",
+        stacklevel=2,
+    )
+    return kept
 
-    @tf.autograph.experimental.do_not_convert
-    def to_batch(step):
-        lr, hr, scale = tf.numpy_function(sample_step, [step], (tf.uint8, tf.uint8, tf.int64), stateful=False)
-        lr.set_shape((None, None, None, 3))
-        hr.set_shape((None, None, None, 3))
-        return {"lr": lr, "hr": hr, "scale": scale}
 
-    ds = tf.data.Dataset.range(start_step, MAX_STEPS)
-    parallel = NUM_PARALLEL_CALLS if num_parallel_calls is None else num_parallel_calls
-    ds = ds.map(to_batch, num_parallel_calls=parallel, deterministic=True)
-    return ds.prefetch(prefetch)
+def host_threads(requested: int = 0) -> int:
+    """Threads that build batches: ``requested``, or (0) the cores this process may use, 2..16."""
+    if requested > 0:
+        return int(requested)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(2, min(MAX_AUTO_THREADS, cores))
 
 
 def create_train_iterator(
-    config, *, start_step: int = 0, process_index: int = 0, process_count: int = 1
+    config, *, start_step: int = 0, rows: tuple[int, int] | None = None
 ) -> Iterator[dict]:
-    """Endless iterator of this process's training batches, starting at global step ``start_step``.
+    """Endless iterator of training batches (rows ``rows`` of each global batch), from ``start_step``.
 
     Args:
         config: ConfigDict with seed, batch_size (global), patch_size (LR), scales and data.*
-            (source, tfds_name, data_dir, degradation, train_range, cache_dir, patches_per_image,
-            skip_small, flat_patch_threshold, prefetch).
+            (source, tfds_name, data_dir, degradation, train_range, cache_dir, skip_small,
+            flat_patch_threshold, threads, workers, prefetch).
         start_step: global step of the first batch (resume: the step to continue from).
-        process_index: this process (``jax.process_index()`` in a multi-process run).
-        process_count: number of processes (``jax.process_count()``).
+        rows: the half-open range of rows of the global batch this process builds (default: all;
+            a multi-process run takes it from :func:`edsr_jax.sharding.process_rows`).
 
     Returns:
-        Iterator of {"lr": uint8 (b, p, p, 3), "hr": uint8 (b, p*s, p*s, 3), "scale": int}, values
-        in [0, 255], ``b = config.batch_size // process_count``; the batch at step k depends only
-        on (seed, k, process_index, process_count).
+        Iterator of {"lr": uint8 (n, p, p, 3), "hr": uint8 (n, p*s, p*s, 3), "scale": int}, values
+        in [0, 255]; the batch at step k depends only on (config.seed, k) and ``rows``.
 
     Raises:
-        UserError: bad batch size, patch size or ranges; missing or too-small images.
+        UserError: bad rows, patch size or ranges; missing or too-small images.
     """
-    index, count = int(process_index), int(process_count)
-    batch = local_batch_size(config.batch_size, count)
-    patch, scales, data = int(config.patch_size), tuple(int(s) for s in config.scales), config.data
-    if patch <= 0 or data.patches_per_image <= 0 or not scales:
+    import grain
+
+    batch, patch = int(config.batch_size), int(config.patch_size)
+    scales, data = tuple(int(s) for s in config.scales), config.data
+    rows = (0, batch) if rows is None else (int(rows[0]), int(rows[1]))
+    if not 0 <= rows[0] < rows[1] <= batch:
+        raise UserError(f"rows must be a non-empty range inside [0, config.batch_size={batch}), got {rows}")
+    if patch <= 0 or not scales:
+        raise UserError(f"need config.patch_size > 0 and config.scales, got {patch} and {scales}")
+    workers = int(data.workers)
+    if workers > 0 and not data.cache_dir:
         raise UserError(
-            f"need patch_size > 0, patches_per_image > 0 and scales, got {patch}, "
-            f"{data.patches_per_image}, {scales}"
+            f"config.data.workers={workers} needs config.data.cache_dir: each worker process would "
+            "otherwise decode and hold its own copy of every image"
         )
-    pairs = sources.load_pairs(data, "train", scales, patch, index, count)
-    if not len(pairs):
-        raise UserError(
-            f"no training image of source {data.source!r} is at least {patch}x{patch} at every scale"
+    source = sources.open_source(data, "train", scales)
+    images = usable_images(source, scales, patch, data.skip_small)
+    pairs = cache.PairCache(source, data.cache_dir)
+    seed = int(config.seed)
+    threshold = float(data.flat_patch_threshold)
+
+    def make_batch(step: int) -> dict:
+        scale = batch_scale(seed, int(step), scales)
+        lr, hr = sample_rows(
+            pairs,
+            seed=seed,
+            step=int(step),
+            batch=batch,
+            rows=rows,
+            patch=patch,
+            scale=scale,
+            flat_patch_threshold=threshold,
+            images=images,
         )
-    sample = functools.partial(
-        sample_batch,
-        pairs,
-        seed=config.seed,
-        batch=batch,
-        patch=patch,
-        patches_per_image=data.patches_per_image,
-        flat_patch_threshold=data.flat_patch_threshold,
-        process_index=index,
-        process_count=count,
+        return {"lr": lr, "hr": hr, "scale": scale}
+
+    dataset = grain.MapDataset.range(int(start_step), MAX_STEPS).map(make_batch)
+    options = grain.ReadOptions(
+        num_threads=host_threads(int(data.threads)), prefetch_buffer_size=max(1, int(data.prefetch))
     )
+    iterable = dataset.to_iter_dataset(options)
+    if workers > 0:
+        from absl import flags
 
-    def sample_step(step):
-        scale = batch_scale(config.seed, int(step), scales)
-        lr, hr = sample(step=int(step), scale=scale)
-        return lr, hr, np.int64(scale)
-
-    try:
-        ds = make_dataset(sample_step, int(start_step), data.prefetch)
-    except ImportError as e:  # e.g. a GPU machine with JAX only: the same batches, without tf.data
-        if not _WARNED_NO_TF:
-            _WARNED_NO_TF.append(True)
-            warnings.warn(
-                f"input pipeline without tf.data ({e}): Python threads sample the batches", stacklevel=2
-            )
-        batches = thread_batches(sample_step, int(start_step), data.prefetch)
-        return ({"lr": lr, "hr": hr, "scale": int(scale)} for lr, hr, scale in batches)
-    return ({"lr": b["lr"], "hr": b["hr"], "scale": int(b["scale"])} for b in ds.as_numpy_iterator())
+        if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; outside absl.app: defaults
+            flags.FLAGS.mark_as_parsed()
+        iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    return iter(iterable)
 
 
-_WARNED_NO_TF: list[bool] = []  # (the fallback warns once per process)
-
-
-def thread_batches(sample_step, start_step: int, prefetch: int, num_threads: int = NUM_PARALLEL_CALLS):
-    """What :func:`make_dataset` yields, without TensorFlow: ``sample_step(k)`` for k = start_step...
-
-    ``num_threads`` threads sample ahead (numpy releases the GIL while copying), up to
-    ``prefetch + num_threads`` steps; the output stays in step order.
-    """
-    with concurrent.futures.ThreadPoolExecutor(max(1, num_threads), "edsr-batches") as pool:
-        pending = collections.deque()
-        step = start_step
-        while True:
-            while len(pending) < max(1, prefetch) + num_threads:
-                pending.append(pool.submit(sample_step, np.int64(step)))
-                step += 1
-            yield pending.popleft().result()
-
-
-def create_eval_samples(config, split: str = "val") -> dict[int, list[Sample]]:
+def create_eval_samples(config, split: str = "val", num_images: int = 0) -> dict[int, list[Sample]]:
     """Whole evaluation images per scale: DIV2K validation images, or the held-out photographs.
 
-    Every process gets all images. HR images are cropped (top-left) to LR size times the scale.
+    HR images are cropped (top-left) to LR size times the scale. Only the images asked for are
+    decoded.
 
     Args:
         config: ConfigDict with scales and data.* (source, data_dir, val_range, ...).
         split: "val" (config.data.val_range, or :data:`sources.SKIMAGE_VAL`) or "train".
+        num_images: the first this many images (0: all).
 
     Returns:
-        scale -> list of :class:`~edsr_jax.data.benchmarks.Sample` (lr uint8 (h, w, 3), hr uint8
-        (h*s, w*s, 3)).
+        scale -> list of :class:`~edsr_jax.data.benchmarks.Sample`.
     """
     scales = tuple(int(s) for s in config.scales)
-    pairs = sources.load_pairs(config.data, split, scales, min_lr=1)
-    return {
-        s: [
-            Sample(name=name, lr=lr, hr=np.ascontiguousarray(hr[: lr.shape[0] * s, : lr.shape[1] * s]))
-            for name, lr, hr in zip(pairs.names, pairs.lr[s], pairs.hr, strict=True)
-        ]
-        for s in scales
-    }
+    source = sources.open_source(config.data, split, scales)
+    pairs = cache.PairCache(source)  # (whole images, read once: no disk cache)
+    count = len(source) if num_images <= 0 else min(int(num_images), len(source))
+    out = {}
+    for s in scales:
+        out[s] = []
+        for i in range(count):
+            hr, lr = pairs.pair(i, s)
+            hr = np.ascontiguousarray(hr[: lr.shape[0] * s, : lr.shape[1] * s])
+            out[s].append(Sample(name=source.names[i], lr=np.asarray(lr), hr=hr))
+    return out

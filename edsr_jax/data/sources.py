@@ -1,17 +1,20 @@
-"""Image sources for training and evaluation: decode every LR/HR pair once into a cache.
+"""Image sources: random access to the (HR, LR) pairs of a split, decoded only when asked for.
 
-Every source ends as an :class:`ImagePairs`: the HR images and, per scale, the LR images, as uint8
-RGB arrays in [0, 255], decoded once (PNG decoding per patch costs ~80 ms per DIV2K pair, see
-``experiments/perf/RESULTS.md``). The cache lives in memory, or in flat ``.npy`` files under
-``config.data.cache_dir`` that later runs (and other processes on the same host) memory-map
-(:mod:`edsr_jax.data.cache`).
+A :class:`PairSource` knows how many images a split has, their names, and how to decode image
+``i``'s HR image and its LR image at a scale (``None``: made from the HR with the MATLAB-exact
+resize). It decodes nothing up front; :class:`edsr_jax.data.cache.PairCache` decodes each image
+the first time a batch needs it and keeps it (in memory, or in memory-mapped ``.npy`` files under
+``config.data.cache_dir``).
 
 Sources (``config.data.source``):
 
-* ``"tfds"``: TensorFlow Datasets ``div2k/{degradation}_x{s}`` (one builder per scale); image
-  numbers are positions in the ``train`` split (1..800) and the ``validation`` split (801..900)
-  in TFDS's fixed (hashed) order, so a partial range is not the same files as in the folder
-  sources (the full splits are the same images).
+* ``"tfds"``: TensorFlow Datasets ``div2k/{degradation}_x{s}`` (one builder per scale), read
+  through ``builder.as_data_source`` (ArrayRecord files, random access, no TensorFlow at training
+  time; the PNG bytes are decoded with Pillow). Image numbers are positions in the ``train``
+  split (1..800) and the ``validation`` split (801..900) in the first scale's builder order
+  (TFDS's fixed, hashed order: a partial range is not the same files as in the folder sources;
+  the full splits are the same images); the other scales' LR images are found by the bytes of
+  their HR image, once, when the source is opened.
 * ``"div2k_folder"``: the official DIV2K layout under ``data_dir``
   (``DIV2K_train_HR/0001.png``, ``DIV2K_train_LR_bicubic/X2/0001x2.png``, ``DIV2K_valid_*`` for
   801..900, ``_LR_unknown`` for ``degradation="unknown"``); missing bicubic LR images are made
@@ -21,27 +24,26 @@ Sources (``config.data.source``):
 * ``"skimage"``: the photographs bundled with scikit-image (no download), split by the fixed name
   lists :data:`SKIMAGE_TRAIN` and :data:`SKIMAGE_VAL`.
 
-TensorFlow and TFDS are imported only by the TFDS source.
+TensorFlow Datasets is imported only by the TFDS source (and TensorFlow only to prepare a
+dataset, never here).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import dataclasses
 import hashlib
+import io
 import os
 import re
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from edsr_jax.data import cache
-from edsr_jax.errors import UserError
+from edsr_jax.errors import UserError, quote
 from edsr_jax.imaging import files, resize
 
 SOURCES = ("tfds", "div2k_folder", "folder", "skimage")
 DEGRADATIONS = ("bicubic", "unknown")
+SPLITS = ("train", "val")
 # DIV2K numbering: images 1..800 are the train split, 801..900 the validation split.
 DIV2K_NUM_TRAIN = 800
 DIV2K_NUM_TOTAL = 900
@@ -79,56 +81,315 @@ SKIMAGE_TRAIN: tuple[str, ...] = (
     "brick",
 )
 SKIMAGE_VAL: tuple[str, ...] = ("astronaut", "chelsea", "coffee")
-# Threads that decode images (PIL and the resize release the GIL for most of their work).
-MAX_DECODE_THREADS = 8
 
 
-@dataclasses.dataclass(frozen=True)
-class ImagePairs:
-    """Decoded images of one shard: ``hr[i]`` with ``lr[s][i]`` for every scale ``s``.
+class PairSource:
+    """Random access to the images of one split; subclasses decode.
 
     Attributes:
-        names: one name per image (file name, DIV2K number or photo name), for messages.
-        hr: HR images, uint8 (H, W, 3); ``lr[s][i].shape[:2] * s <= hr[i].shape[:2]`` and LR pixel
-            (y, x) covers HR pixels (y*s .. y*s+s-1, x*s .. x*s+s-1) (top-left aligned).
-        lr: scale -> LR images, uint8 (h, w, 3).
+      names: one name per image (its file, DIV2K number or photo name), for messages.
+      scales: the scales whose LR images can be read.
+      description: everything that determines the pixels (the key of the disk cache).
     """
 
-    names: tuple[str, ...]
-    hr: tuple[np.ndarray, ...]
-    lr: dict[int, tuple[np.ndarray, ...]]
+    def __init__(self, names: Sequence[str], scales: Sequence[int], description: dict):
+        self.names = tuple(names)
+        self.scales = tuple(int(s) for s in scales)
+        self.description = {**description, "scales": sorted(self.scales), "names": list(self.names)}
 
     def __len__(self) -> int:
         return len(self.names)
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes the decoded images take."""
-        return sum(a.nbytes for a in self.hr) + sum(a.nbytes for v in self.lr.values() for a in v)
+    def read_hr(self, i: int) -> np.ndarray:
+        """Image ``i``'s HR image, uint8 (H, W, 3)."""
+        raise NotImplementedError
+
+    def read_lr(self, i: int, scale: int) -> np.ndarray | None:
+        """Image ``i``'s LR image at ``scale``, or None when it is made from the HR image."""
+        raise NotImplementedError
+
+    def lr_shape(self, i: int, scale: int) -> tuple[int, int] | None:
+        """``(h, w)`` of image ``i``'s LR image without decoding it, or None if that needs a decode."""
+        return None
 
 
-def shard_numbers(numbers: Sequence, process_index: int, process_count: int) -> list:
-    """The contiguous chunk of ``numbers`` that process ``process_index`` of ``process_count`` reads.
+def _header_size(path: str) -> tuple[int, int]:
+    """``(h, w)`` of an image file from its header (Pillow reads no pixels)."""
+    from PIL import Image
 
-    Raises:
-        UserError: fewer images than processes, or a bad process index.
-    """
-    if not 0 <= process_index < process_count:
-        raise UserError(f"process_index must be in [0, {process_count}), got {process_index}")
-    if len(numbers) < process_count:
-        raise UserError(
-            f"{len(numbers)} images cannot be shared by {process_count} processes (each needs one)"
-        )
-    bounds = np.linspace(0, len(numbers), process_count + 1).round().astype(int)
-    return list(numbers[bounds[process_index] : bounds[process_index + 1]])
+    try:
+        with Image.open(path) as image:
+            w, h = image.size
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"cannot read image {path}: {quote(e)}") from None
+    return h, w
+
+
+class FileSource(PairSource):
+    """Images in files: HR paths, and per scale an LR path or None (made by MATLAB bicubic)."""
+
+    def __init__(self, names, hr_paths, lr_paths: dict[int, Sequence[str | None]], description: dict):
+        self.hr_paths = tuple(hr_paths)
+        self.lr_paths = {int(s): tuple(p) for s, p in lr_paths.items()}
+        # A changed file (size or modification time) gets a new disk cache.
+        used = [*self.hr_paths, *(p for paths in self.lr_paths.values() for p in paths if p)]
+        stamps = [[os.path.abspath(p), os.stat(p).st_size, os.stat(p).st_mtime_ns] for p in used]
+        super().__init__(names, lr_paths.keys(), {**description, "files": stamps})
+
+    def read_hr(self, i: int) -> np.ndarray:
+        return files.read_image(self.hr_paths[i])
+
+    def read_lr(self, i: int, scale: int) -> np.ndarray | None:
+        path = self.lr_paths[scale][i]
+        return None if path is None else files.read_image(path)
+
+    def lr_shape(self, i: int, scale: int) -> tuple[int, int]:
+        path = self.lr_paths[scale][i]
+        if path is not None:
+            return _header_size(path)
+        h, w = _header_size(self.hr_paths[i])
+        return h // scale, w // scale
 
 
 def image_numbers(image_range: Sequence[int]) -> list[int]:
     """1-based image numbers ``first..last`` (inclusive) of a ``(first, last)`` range."""
     first, last = (int(v) for v in image_range)
     if not 1 <= first <= last:
-        raise UserError(f"an image range must be (first, last) with 1 <= first <= last, got {image_range}")
+        raise UserError(
+            f"an image range must be (first, last) with 1 <= first <= last, got {tuple(image_range)}"
+        )
     return list(range(first, last + 1))
+
+
+def div2k_folder_source(
+    data_dir: str, numbers: Sequence[int], scales: Sequence[int], degradation: str
+) -> FileSource:
+    """DIV2K image numbers in the official folder layout under ``data_dir``.
+
+    Raises:
+        UserError: a missing HR file, or a missing LR file for ``degradation="unknown"``.
+    """
+    hr_paths, lr_paths = [], {int(s): [] for s in scales}
+    for n in numbers:
+        if not 1 <= n <= DIV2K_NUM_TOTAL:
+            raise UserError(f"DIV2K image numbers are 1..{DIV2K_NUM_TOTAL}, got {n}")
+        part = "train" if n <= DIV2K_NUM_TRAIN else "valid"
+        hr_path = os.path.join(data_dir, f"DIV2K_{part}_HR", f"{n:04d}.png")
+        if not os.path.isfile(hr_path):
+            raise UserError(f"DIV2K HR image not found: {hr_path} (config.data.data_dir={data_dir})")
+        hr_paths.append(hr_path)
+        for s in lr_paths:
+            p = os.path.join(data_dir, f"DIV2K_{part}_LR_{degradation}", f"X{s}", f"{n:04d}x{s}.png")
+            if not os.path.isfile(p):
+                if degradation != "bicubic":
+                    raise UserError(f"DIV2K LR image not found: {p} (only bicubic LR can be made)")
+                p = None
+            lr_paths[s].append(p)
+    description = {
+        "source": "div2k_folder",
+        "data_dir": os.path.abspath(data_dir),
+        "degradation": degradation,
+    }
+    return FileSource(hr_paths, hr_paths, lr_paths, description)
+
+
+def folder_source(data_dir: str, numbers: Sequence[int], scales: Sequence[int]) -> FileSource:
+    """Images ``numbers`` (1-based, sorted by name) of a folder of HR images; LR made by MATLAB bicubic."""
+    found = files.list_images(data_dir)
+    if max(numbers) > len(found):
+        raise UserError(f"the image range goes up to {max(numbers)} but {data_dir} holds {len(found)} images")
+    paths = [found[n - 1] for n in numbers]
+    description = {"source": "folder", "data_dir": os.path.abspath(data_dir)}
+    return FileSource(paths, paths, {int(s): [None] * len(paths) for s in scales}, description)
+
+
+def skimage_source(names: Sequence[str], scales: Sequence[int]) -> FileSource:
+    """scikit-image sample photographs by name (keys of :data:`SKIMAGE_FILES`)."""
+    import skimage.data
+
+    root = os.path.dirname(skimage.data.__file__)
+    unknown = [n for n in names if n not in SKIMAGE_FILES]
+    if unknown:
+        raise UserError(f"unknown scikit-image photographs {unknown}; known: {sorted(SKIMAGE_FILES)}")
+    paths = [os.path.join(root, SKIMAGE_FILES[n]) for n in names]
+    return FileSource(names, paths, {int(s): [None] * len(paths) for s in scales}, {"source": "skimage"})
+
+
+# --- TFDS ------------------------------------------------------------------------------------------
+
+
+def tfds_name_for_scale(tfds_name: str, degradation: str, scale: int) -> str:
+    """``div2k/bicubic_x2`` style name for ``scale`` (the ``_x{n}`` suffix of ``tfds_name`` replaced).
+
+    A bare builder name (``"div2k"``, the default) gets ``/{degradation}_x{scale}``.
+    """
+    name = tfds_name or "div2k"
+    if "/" not in name:
+        name = f"{name}/{degradation}_x{scale}"
+    if not re.search(r"_x\d+$", name):
+        raise UserError(
+            f"config.data.tfds_name must end in _x<scale> (e.g. div2k/bicubic_x2), got {tfds_name!r}"
+        )
+    return re.sub(r"_x\d+$", f"_x{scale}", name)
+
+
+def tfds_split(numbers: Sequence[int]) -> tuple[str, int]:
+    """``(split, offset)``: the TFDS split holding the DIV2K numbers, and the position of the first.
+
+    Raises:
+        UserError: numbers that are not one contiguous range inside train (1..800) or
+          validation (801..900).
+    """
+    first, last = min(numbers), max(numbers)
+    if last - first + 1 != len(numbers):
+        raise UserError(f"TFDS images must be a contiguous range, got {len(numbers)} in {first}..{last}")
+    if last <= DIV2K_NUM_TRAIN:
+        return "train", first - 1
+    if first > DIV2K_NUM_TRAIN and last <= DIV2K_NUM_TOTAL:
+        return "validation", first - 1 - DIV2K_NUM_TRAIN
+    raise UserError(
+        f"a TFDS image range must lie in 1..800 (train) or 801..900 (validation), got {first}..{last}"
+    )
+
+
+PREPARE_HINT = (
+    "prepare it once (this needs TensorFlow: pip install 'edsr-jax[prepare]') with "
+    "tfds.builder(NAME, data_dir=DIR).download_and_prepare(file_format='array_record'), or convert "
+    "a TFRecord-prepared folder with `tfds convert_format --dataset_dir=DIR/NAME/VERSION "
+    "--out_file_format=array_record`"
+)
+
+
+def _open_tfds(name: str, data_dir: str | None, split: str):
+    """The ``as_data_source`` of one split, as raw records (serialised ``tf.train.Example``s)."""
+    import tensorflow_datasets as tfds
+
+    where = data_dir or "the default data_dir"
+    try:
+        builder = tfds.builder(name, data_dir=data_dir or None)
+        prepared = builder.is_prepared()
+    except Exception as e:  # (TFDS raises many types for a name or folder it cannot use)
+        raise UserError(
+            f"TFDS dataset {name} cannot be opened in {where} ({quote(e)}); {PREPARE_HINT}"
+        ) from None
+    if not prepared:
+        raise UserError(f"TFDS dataset {name} is not prepared in {where}; {PREPARE_HINT}")
+    try:
+        return builder.as_data_source(split=split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+    except NotImplementedError:
+        raise UserError(
+            f"TFDS dataset {name} in {where} is not in the ArrayRecord format that random access needs; "
+            + PREPARE_HINT
+        ) from None
+
+
+def decode_png(data: bytes, what: str) -> np.ndarray:
+    """Encoded image bytes -> uint8 RGB (H, W, 3), with Pillow."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"), np.uint8)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"cannot decode {what}: {quote(e)}") from None
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """``(h, w)`` from a PNG header (the IHDR chunk), or None for another format."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return None
+    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+
+
+def _raw(record: bytes, key: str) -> bytes:
+    """The encoded image ``key`` of a raw TFDS record, parsed with TFDS's own (TensorFlow-free)
+    copy of the ``tf.train.Example`` proto."""
+    from tensorflow_datasets.proto import tf_example_pb2
+
+    return tf_example_pb2.Example.FromString(record).features.feature[key].bytes_list.value[0]
+
+
+class TfdsSource(PairSource):
+    """DIV2K pairs from TFDS ArrayRecord data sources, one builder per scale, aligned by HR image."""
+
+    def __init__(
+        self, tfds_name: str, data_dir: str | None, numbers: Sequence[int], scales, degradation: str
+    ):
+        split, offset = tfds_split(numbers)
+        scales = [int(s) for s in scales]
+        self.builder_names = {s: tfds_name_for_scale(tfds_name, degradation, s) for s in scales}
+        self.sources = {s: _open_tfds(self.builder_names[s], data_dir, split) for s in scales}
+        first = self.builder_names[scales[0]]
+        available = len(self.sources[scales[0]])
+        if offset + len(numbers) > available:
+            raise UserError(
+                f"{first} {split} has {available} images, fewer than the range {min(numbers)}..{max(numbers)}"
+            )
+        self.positions = {scales[0]: list(range(offset, offset + len(numbers)))}
+        if len(scales) > 1:
+            keys = [
+                hashlib.sha1(_raw(self.sources[scales[0]][p], "hr")).hexdigest()
+                for p in self.positions[scales[0]]
+            ]
+            for s in scales[1:]:
+                source = self.sources[s]
+                where = {hashlib.sha1(_raw(source[p], "hr")).hexdigest(): p for p in range(len(source))}
+                missing = sum(k not in where for k in keys)
+                if missing:
+                    raise UserError(
+                        f"{self.builder_names[s]} {split} lacks {missing} of the HR images of {first}"
+                    )
+                self.positions[s] = [where[k] for k in keys]
+        names = [f"{first}:{split}#{p}" for p in self.positions[scales[0]]]
+        description = {
+            "source": "tfds",
+            "builders": self.builder_names,
+            "data_dir": data_dir,
+            "split": split,
+            "offset": offset,
+        }
+        super().__init__(names, scales, description)
+
+    def read_hr(self, i: int) -> np.ndarray:
+        s = self.scales[0]
+        return decode_png(
+            _raw(self.sources[s][self.positions[s][i]], "hr"), f"the HR image of {self.names[i]}"
+        )
+
+    def read_lr(self, i: int, scale: int) -> np.ndarray:
+        record = self.sources[scale][self.positions[scale][i]]
+        return decode_png(_raw(record, "lr"), f"the x{scale} LR image of {self.names[i]}")
+
+    def lr_shape(self, i: int, scale: int) -> tuple[int, int] | None:
+        return _png_size(_raw(self.sources[scale][self.positions[scale][i]], "lr"))
+
+
+# --- opening a split -------------------------------------------------------------------------------
+
+
+def open_source(data_config, split: str, scales: Sequence[int]) -> PairSource:
+    """The :class:`PairSource` of ``split`` (``"train"`` or ``"val"``) of ``config.data``.
+
+    Raises:
+        UserError: an unknown source, split or degradation, or missing files.
+    """
+    source, degradation = data_config.source, data_config.degradation
+    if source not in SOURCES:
+        raise UserError(f"config.data.source must be one of {SOURCES}, got {source!r}")
+    if degradation not in DEGRADATIONS:
+        raise UserError(f"config.data.degradation must be one of {DEGRADATIONS}, got {degradation!r}")
+    if split not in SPLITS:
+        raise UserError(f"split must be one of {SPLITS}, got {split!r}")
+    if source == "skimage":
+        return skimage_source(SKIMAGE_TRAIN if split == "train" else SKIMAGE_VAL, scales)
+    numbers = image_numbers(data_config.train_range if split == "train" else data_config.val_range)
+    if source == "tfds":
+        return TfdsSource(data_config.tfds_name, data_config.data_dir or None, numbers, scales, degradation)
+    if not data_config.data_dir:
+        raise UserError(f"config.data.source={source!r} needs config.data.data_dir (the image folder)")
+    if source == "div2k_folder":
+        return div2k_folder_source(data_config.data_dir, numbers, scales, degradation)
+    return folder_source(data_config.data_dir, numbers, scales)
 
 
 def make_lr(hr: np.ndarray, scale: int, name: str = "image") -> np.ndarray:
@@ -146,285 +407,3 @@ def check_pair(name: str, hr: np.ndarray, lr: np.ndarray, scale: int) -> None:
             f"{name}: LR image {lr.shape[1]}x{lr.shape[0]} times scale {scale} is larger than "
             f"its HR image {hr.shape[1]}x{hr.shape[0]}"
         )
-
-
-# ----------------------------------------------------------------------------------------------
-# One loader per source: (numbers or names) -> list of (name, load_fn) where load_fn() returns
-# (hr, {scale: lr}). Loading runs on a thread pool.
-# ----------------------------------------------------------------------------------------------
-
-Loader = Callable[[], tuple[np.ndarray, dict[int, np.ndarray]]]
-
-
-def _hr_then_lr(read_hr: Callable[[], np.ndarray], lr_paths: dict[int, str | None]) -> Loader:
-    """A loader reading the HR image and each LR file, resizing where the LR path is None."""
-
-    def load():
-        hr = read_hr()
-        return hr, {s: files.read_image(p) if p else make_lr(hr, s) for s, p in lr_paths.items()}
-
-    return load
-
-
-def div2k_folder_loaders(
-    data_dir: str, numbers: Sequence[int], scales: Sequence[int], degradation: str
-) -> list[tuple[str, Loader]]:
-    """Loaders for DIV2K image numbers in the official folder layout under ``data_dir``.
-
-    Raises:
-        UserError: a missing HR file, or a missing LR file for ``degradation="unknown"``.
-    """
-    out = []
-    for n in numbers:
-        if not 1 <= n <= DIV2K_NUM_TOTAL:
-            raise UserError(f"DIV2K image numbers are 1..{DIV2K_NUM_TOTAL}, got {n}")
-        part = "train" if n <= DIV2K_NUM_TRAIN else "valid"
-        hr_path = os.path.join(data_dir, f"DIV2K_{part}_HR", f"{n:04d}.png")
-        if not os.path.isfile(hr_path):
-            raise UserError(f"DIV2K HR image not found: {hr_path} (data_dir={data_dir})")
-        lr_paths = {}
-        for s in scales:
-            p = os.path.join(data_dir, f"DIV2K_{part}_LR_{degradation}", f"X{s}", f"{n:04d}x{s}.png")
-            if not os.path.isfile(p):
-                if degradation != "bicubic":
-                    raise UserError(f"DIV2K LR image not found: {p} (only bicubic LR can be made)")
-                p = None
-            lr_paths[s] = p
-        out.append((hr_path, _hr_then_lr(lambda path=hr_path: files.read_image(path), lr_paths)))
-    return out
-
-
-def folder_loaders(data_dir: str, numbers: Sequence[int], scales: Sequence[int]) -> list[tuple[str, Loader]]:
-    """Loaders for images ``numbers`` (1-based, sorted by name) of a folder of HR images."""
-    found = files.list_images(data_dir)
-    if max(numbers) > len(found):
-        raise UserError(f"image range goes up to {max(numbers)} but {data_dir} holds {len(found)} images")
-    paths = [found[n - 1] for n in numbers]
-    return [(p, _hr_then_lr(lambda p=p: files.read_image(p), dict.fromkeys(scales))) for p in paths]
-
-
-def skimage_loaders(names: Sequence[str], scales: Sequence[int]) -> list[tuple[str, Loader]]:
-    """Loaders for scikit-image sample photographs by name (keys of :data:`SKIMAGE_FILES`)."""
-    import skimage.data
-
-    root = os.path.dirname(skimage.data.__file__)
-    out = []
-    for name in names:
-        if name not in SKIMAGE_FILES:
-            raise UserError(f"unknown scikit-image photograph {name!r}; known: {sorted(SKIMAGE_FILES)}")
-        path = os.path.join(root, SKIMAGE_FILES[name])
-        out.append((name, _hr_then_lr(lambda path=path: files.read_image(path), dict.fromkeys(scales))))
-    return out
-
-
-def tfds_name_for_scale(tfds_name: str, degradation: str, scale: int) -> str:
-    """``div2k/bicubic_x2`` style name for ``scale`` (the ``_x{n}`` suffix of ``tfds_name`` replaced)."""
-    name = tfds_name or f"div2k/{degradation}_x{scale}"
-    if not re.search(r"_x\d+$", name):
-        raise UserError(f"tfds_name must end in _x<scale> (e.g. div2k/bicubic_x2), got {name!r}")
-    return re.sub(r"_x\d+$", f"_x{scale}", name)
-
-
-def _tfds_split(numbers: Sequence[int]) -> str:
-    """TFDS split slice holding the contiguous DIV2K numbers (train 1..800, validation 801..900)."""
-    first, last = min(numbers), max(numbers)
-    if last - first + 1 != len(numbers):
-        raise UserError(f"TFDS images must be a contiguous range, got {len(numbers)} in {first}..{last}")
-    if last <= DIV2K_NUM_TRAIN:
-        return f"train[{first - 1}:{last}]"
-    if first > DIV2K_NUM_TRAIN and last <= DIV2K_NUM_TOTAL:
-        return f"validation[{first - 1 - DIV2K_NUM_TRAIN}:{last - DIV2K_NUM_TRAIN}]"
-    raise UserError(
-        f"a TFDS image range must lie in 1..800 (train) or 801..900 (validation), got {first}..{last}"
-    )
-
-
-def _tfds_encoded(name: str, data_dir: str | None, split: str) -> list[tuple[bytes, bytes]]:
-    """(HR, LR) encoded PNG bytes of a TFDS split, in TFDS order (decoded later, once, on threads).
-
-    Raises:
-        UserError: the dataset is not prepared in ``data_dir``.
-    """
-    import tensorflow_datasets as tfds
-
-    skip = {"hr": tfds.decode.SkipDecoding(), "lr": tfds.decode.SkipDecoding()}
-    try:
-        ds = tfds.builder(name, data_dir=data_dir).as_dataset(split=split, shuffle_files=False, decoders=skip)
-        return [(ex["hr"], ex["lr"]) for ex in ds.as_numpy_iterator()]
-    except (AssertionError, OSError, ValueError) as e:
-        raise UserError(
-            f"TFDS dataset {name} is not available in data_dir={data_dir}: {e}. Prepare it once with "
-            f"tfds.builder({name!r}, data_dir=...).download_and_prepare(download_config="
-            "tfds.download.DownloadConfig(manual_dir=<folder with the official DIV2K zips>))"
-        ) from e
-
-
-def _decode_png(data: bytes) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 RGB (H, W, 3)."""
-    import tensorflow as tf
-
-    return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
-
-
-def tfds_loaders(
-    tfds_name: str, data_dir: str | None, numbers: Sequence[int], scales: Sequence[int], degradation: str
-) -> list[tuple[str, Loader]]:
-    """Loaders for DIV2K pairs from TFDS, one builder per scale.
-
-    TFDS stores each configuration in its own hashed order, so "image n" is position n of the
-    first scale's split; the other scales' LR images are found by the bytes of their HR image.
-
-    Raises:
-        UserError: the dataset is not prepared, or another scale lacks one of the HR images.
-    """
-    split = _tfds_split(numbers)
-    names = [tfds_name_for_scale(tfds_name, degradation, s) for s in scales]
-    first = _tfds_encoded(names[0], data_dir, split)
-    keys = [hashlib.sha1(hr).hexdigest() for hr, _ in first]
-    lr_bytes = {scales[0]: [lr for _, lr in first]}
-    for name, s in zip(names[1:], scales[1:], strict=True):
-        full_split = split.split("[")[0]
-        by_key = {hashlib.sha1(hr).hexdigest(): lr for hr, lr in _tfds_encoded(name, data_dir, full_split)}
-        missing = sum(k not in by_key for k in keys)
-        if missing:
-            raise UserError(f"{name} {full_split} lacks {missing} of the HR images of {names[0]} {split}")
-        lr_bytes[s] = [by_key[k] for k in keys]
-
-    def loader(i):
-        return lambda: (_decode_png(first[i][0]), {s: _decode_png(lr_bytes[s][i]) for s in scales})
-
-    return [(f"{names[0]}:{split}#{i}", loader(i)) for i in range(len(first))]
-
-
-# ----------------------------------------------------------------------------------------------
-# Decoding, checking and caching.
-# ----------------------------------------------------------------------------------------------
-
-
-def _keep(name: str, lrs: dict[int, np.ndarray], min_lr: int, skip_small: str) -> bool:
-    """False (with a warning) for an image with an LR side below ``min_lr`` when skipping, else raise."""
-    small = {s: lr.shape[:2] for s, lr in lrs.items() if min(lr.shape[:2]) < min_lr}
-    if not small:
-        return True
-    s, (h, w) = next(iter(small.items()))
-    message = f"{name}: x{s} LR image is {w}x{h}, smaller than the {min_lr}x{min_lr} LR patch"
-    if skip_small == "skip":
-        warnings.warn(message + "; skipped", stacklevel=3)
-        return False
-    if skip_small != "error":
-        raise UserError(f"skip_small must be 'error' or 'skip', got {skip_small!r}")
-    raise UserError(message + " (set config.data.skip_small='skip' to leave such images out)")
-
-
-def run_loaders(items: list[tuple[str, Loader]]) -> list[tuple[str, np.ndarray, dict[int, np.ndarray]]]:
-    """Runs (name, loader) pairs on a thread pool; returns (name, hr, {scale: lr}) in input order."""
-    with concurrent.futures.ThreadPoolExecutor(min(MAX_DECODE_THREADS, max(1, len(items)))) as pool:
-        loaded = list(pool.map(lambda item: item[1](), items))
-    return [(name, hr, lrs) for (name, _), (hr, lrs) in zip(items, loaded, strict=True)]
-
-
-def check_all(
-    decoded: list, scales: Sequence[int], min_lr: int, skip_small: str
-) -> list[tuple[str, np.ndarray, dict[int, np.ndarray]]]:
-    """Checks every (name, hr, {scale: lr}) pair; drops (warning) or rejects too-small images.
-
-    Args:
-        decoded: (name, hr, {scale: lr}) triples.
-        scales: the scales every image must have.
-        min_lr: smallest LR side allowed (the LR patch size; 1 for evaluation).
-        skip_small: "error" or "skip".
-
-    Returns:
-        The kept triples, in input order.
-
-    Raises:
-        UserError: a malformed pair, or a too-small image when ``skip_small == "error"``.
-    """
-    out = []
-    for name, hr, lrs in decoded:
-        for s in scales:
-            check_pair(name, hr, lrs[s], s)
-        if _keep(name, lrs, min_lr, skip_small):
-            out.append((name, hr, lrs))
-    return out
-
-
-def to_pairs(decoded: list, scales: Sequence[int]) -> ImagePairs:
-    """Packs decoded (name, hr, {scale: lr}) triples into an :class:`ImagePairs`."""
-    return ImagePairs(
-        names=tuple(d[0] for d in decoded),
-        hr=tuple(d[1] for d in decoded),
-        lr={s: tuple(d[2][s] for d in decoded) for s in scales},
-    )
-
-
-def from_pairs(pairs: ImagePairs) -> list[tuple[str, np.ndarray, dict[int, np.ndarray]]]:
-    """The (name, hr, {scale: lr}) triples of an :class:`ImagePairs`."""
-    return [(name, pairs.hr[i], {s: v[i] for s, v in pairs.lr.items()}) for i, name in enumerate(pairs.names)]
-
-
-def load_pairs(
-    data_config,
-    split: str,
-    scales: Sequence[int],
-    min_lr: int,
-    process_index: int = 0,
-    process_count: int = 1,
-) -> ImagePairs:
-    """Decodes (or reads from the cache) this process's shard of a split.
-
-    Args:
-        data_config: ``config.data`` (source, tfds_name, data_dir, degradation, train_range,
-            val_range, cache_dir, skip_small).
-        split: "train" or "val".
-        scales: scales whose LR images are needed.
-        min_lr: smallest LR side allowed (the LR patch size for training, 1 for evaluation).
-        process_index: this process; it reads a contiguous, disjoint chunk of the split.
-        process_count: number of processes sharing the split.
-
-    Returns:
-        The decoded :class:`ImagePairs` of this process's shard.
-
-    Raises:
-        UserError: an unknown source/split/degradation, missing files, or too-small images.
-    """
-    source, degradation = data_config.source, data_config.degradation
-    if source not in SOURCES:
-        raise UserError(f"config.data.source must be one of {SOURCES}, got {source!r}")
-    if degradation not in DEGRADATIONS:
-        raise UserError(f"config.data.degradation must be one of {DEGRADATIONS}, got {degradation!r}")
-    if split not in ("train", "val"):
-        raise UserError(f"split must be 'train' or 'val', got {split!r}")
-    if source == "skimage":
-        ids = list(SKIMAGE_TRAIN if split == "train" else SKIMAGE_VAL)
-    else:
-        ids = image_numbers(data_config.train_range if split == "train" else data_config.val_range)
-    ids = shard_numbers(ids, process_index, process_count)
-    description = {
-        "source": source,
-        "ids": ids,
-        "scales": sorted(scales),
-        "degradation": degradation,
-        "data_dir": os.path.abspath(data_config.data_dir) if data_config.data_dir else None,
-        "tfds_name": data_config.tfds_name if source == "tfds" else None,
-    }
-    folder = cache.cache_folder(data_config.cache_dir, description) if data_config.cache_dir else None
-    if folder and cache.exists(folder):
-        names, hr, lr = cache.load_cache(folder, scales)
-        decoded = from_pairs(ImagePairs(names=names, hr=hr, lr=lr))
-        return to_pairs(check_all(decoded, scales, min_lr, data_config.skip_small), scales)
-
-    if source == "tfds":
-        items = tfds_loaders(data_config.tfds_name, data_config.data_dir, ids, scales, degradation)
-    elif source == "div2k_folder":
-        items = div2k_folder_loaders(data_config.data_dir, ids, scales, degradation)
-    elif source == "folder":
-        items = folder_loaders(data_config.data_dir, ids, scales)
-    else:
-        items = skimage_loaders(ids, scales)
-    decoded = run_loaders(items)
-    if folder:
-        # The cache holds every image; the size check runs on each load, so a new patch size
-        # needs no rebuild.
-        cache.save_cache(to_pairs(check_all(decoded, scales, 0, "error"), scales), folder)
-    return to_pairs(check_all(decoded, scales, min_lr, data_config.skip_small), scales)

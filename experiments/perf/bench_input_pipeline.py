@@ -65,7 +65,7 @@ def make_config(root: str, n: int, scale: int, batch: int, patch: int) -> ml_col
                 skip_small="error", flat_patch_threshold=0.0, prefetch=4,
             ),
         )
-    )  # fmt: skip
+    )
 
 
 def time_iterator(it, warmup: int, steps: int, batch: int) -> float:

@@ -28,7 +28,7 @@ PAPER = {
     ("Urban100", 4): {"paper EDSR": "26.64"},
     ("DIV2K", 2): {"paper EDSR": "35.03"}, ("DIV2K", 3): {"paper EDSR": "31.26"},
     ("DIV2K", 4): {"paper EDSR": "29.25"},
-}  # fmt: skip
+}
 PAPER_COLUMNS = ("paper EDSR", "paper EDSR+")
 # Preferred column order (models); others follow alphabetically.
 ORDER = ("edsr_baseline", "edsr", "mdsr_baseline", "mdsr")

@@ -42,11 +42,17 @@ def _images(folder):
     Image.fromarray(rng.integers(0, 65536, (10, 13)).astype(np.uint16)).save(folder / "deep16.tif")
     Image.fromarray(rgb(1, 1)).save(folder / "one.png")
     return {
-        "gray.png": ((10, 13), "L"), "rgba.png": ((10, 13), "RGBA"), "gray_alpha.png": ((10, 13), "LA"),
-        "palette.png": ((10, 13), "RGB"), "photo.jpg": ((10, 13), "RGB"), "photo.bmp": ((10, 13), "RGB"),
-        "photo.webp": ((10, 13), "RGB"), "deep16.png": ((10, 13), "L"), "deep16.tif": ((10, 13), "L"),
+        "gray.png": ((10, 13), "L"),
+        "rgba.png": ((10, 13), "RGBA"),
+        "gray_alpha.png": ((10, 13), "LA"),
+        "palette.png": ((10, 13), "RGB"),
+        "photo.jpg": ((10, 13), "RGB"),
+        "photo.bmp": ((10, 13), "RGB"),
+        "photo.webp": ((10, 13), "RGB"),
+        "deep16.png": ((10, 13), "L"),
+        "deep16.tif": ((10, 13), "L"),
         "one.png": ((1, 1), "RGB"),
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture(scope="module")

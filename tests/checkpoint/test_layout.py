@@ -15,8 +15,12 @@ SPEC = {"arch": "edsr", "scale": 2, "num_blocks": 1, "num_features": 8, "res_sca
 def test_model_json_round_trip_and_names(tmp_path):
     layout.write_model_json(tmp_path, SPEC, {"note": "x", "steps": [1, 2]})
     document = json.loads((tmp_path / layout.MODEL_JSON).read_text())
-    assert document == {"format": layout.MODEL_FORMAT, "format_version": layout.FORMAT_VERSION,
-                        "spec": SPEC, "metadata": {"note": "x", "steps": [1, 2]}}  # fmt: skip
+    assert document == {
+        "format": layout.MODEL_FORMAT,
+        "format_version": layout.FORMAT_VERSION,
+        "spec": SPEC,
+        "metadata": {"note": "x", "steps": [1, 2]},
+    }
     assert layout.read_model_json(tmp_path) == (SPEC, {"note": "x", "steps": [1, 2]})
     assert os.listdir(tmp_path) == [layout.MODEL_JSON]  # written atomically: no temporary left
     assert layout.checkpoint_dir("w") == os.path.join(os.path.abspath("w"), layout.CHECKPOINTS_DIR)

@@ -28,8 +28,13 @@ def model_dir(tmp_path_factory):
 
 def fill(case: Case, folder, model_dir) -> list[str]:
     """The case's arguments with its files in ``folder``; builds ``{in}`` first."""
-    paths = {"in": str(folder / "in"), "out": str(folder / "out" / "result"), "model": model_dir,
-             "tmp": str(folder), "config": TEST_CONFIG}  # fmt: skip
+    paths = {
+        "in": str(folder / "in"),
+        "out": str(folder / "out" / "result"),
+        "model": model_dir,
+        "tmp": str(folder),
+        "config": TEST_CONFIG,
+    }
     args = [a.format(**paths) for a in case.args]
     if case.make:
         target = next((a for a in args if a.startswith(paths["in"])), paths["in"])

@@ -13,9 +13,15 @@ from edsr_jax.errors import UserError
 def test_config_overrides_convert_types_and_reject_unknown_fields():
     config = config_flags.load_config(TEST_CONFIG)
     pairs = config_flags.split_overrides(
-        ["--config.batch_size=32", "--config.scales", "2,3,4", "--config.eval.self_ensemble=true",
-         "--config.learning_rate=2e-4", "--config.model.arch=mdsr"]
-    )  # fmt: skip
+        [
+            "--config.batch_size=32",
+            "--config.scales",
+            "2,3,4",
+            "--config.eval.self_ensemble=true",
+            "--config.learning_rate=2e-4",
+            "--config.model.arch=mdsr",
+        ]
+    )
     config = config_flags.apply_overrides(config, pairs)
     assert config.batch_size == 32 and config.scales == (2, 3, 4) and config.eval.self_ensemble is True
     assert config.learning_rate == 2e-4 and config.model.arch == "mdsr"

@@ -21,8 +21,20 @@ SET5_BICUBIC = {2: (33.67, 0.9303), 3: (30.40, 0.8689), 4: (28.43, 0.8111)}
 def bicubic_run(benchmarks_dir, tmp_path_factory):
     """``edsr-jax eval --method bicubic`` on Set5 (default scales: x2/x3/x4), once: (exit code, JSON)."""
     out = str(tmp_path_factory.mktemp("eval") / "bicubic.json")
-    code = cli.main(["eval", "--data-dir", benchmarks_dir, "--datasets", "Set5",
-                     "--method", "bicubic", "--json", out, "--no-progress"])  # fmt: skip
+    code = cli.main(
+        [
+            "eval",
+            "--data-dir",
+            benchmarks_dir,
+            "--datasets",
+            "Set5",
+            "--method",
+            "bicubic",
+            "--json",
+            out,
+            "--no-progress",
+        ]
+    )
     with open(out) as f:
         return code, json.load(f)
 
@@ -49,8 +61,9 @@ def test_eval_json_schema(bicubic_run):
 
 def test_a_missing_set_is_a_one_line_error_with_exit_2(tmp_path, capsys):
     os.makedirs(tmp_path / "Empty" / "HR")
-    code = cli.main(["eval", "--data-dir", str(tmp_path), "--datasets", "Nope", "--scales", "2",
-                     "--method", "bicubic"])  # fmt: skip
+    code = cli.main(
+        ["eval", "--data-dir", str(tmp_path), "--datasets", "Nope", "--scales", "2", "--method", "bicubic"]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Nope" in err and err.startswith("edsr-jax eval: error: ")
@@ -60,8 +73,18 @@ def test_eval_with_a_checkpoint_and_a_scale_it_lacks(set5_dir, tmp_path, capsys)
     model = models.EDSR(scale=2, num_blocks=1, num_features=4)
     exported.save_model(str(tmp_path / "model"), model, numpy_init(model))
     copy_hr(set5_dir, tmp_path / "data" / "Tiny", names=("butterfly",))
-    args = ["eval", "--data-dir", str(tmp_path / "data"), "--datasets", "Tiny", "--checkpoint",
-            str(tmp_path / "model"), "--no-progress", "--json", str(tmp_path / "r.json")]  # fmt: skip
+    args = [
+        "eval",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--datasets",
+        "Tiny",
+        "--checkpoint",
+        str(tmp_path / "model"),
+        "--no-progress",
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     assert cli.main(args + ["--scales", "2", "--tile", "40"]) == 0
     (result,) = json.load(open(tmp_path / "r.json"))["results"]
     assert result["scale"] == 2 and len(result["images"]) == 1 and result["psnr"] > 5

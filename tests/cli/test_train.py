@@ -67,17 +67,32 @@ def test_cli_flags_reach_jax_distributed_initialize(monkeypatch):
     parser = argparse.ArgumentParser()
     train_command.add_arguments(parser)
     args = parser.parse_args(
-        ["--config", "c.py", "--workdir", "w", "--coordinator", "h:1234", "--num-processes", "4",
-         "--process-id", "2", "--local-devices", "0,1", "--config.batch_size=8"]
-    )  # fmt: skip
+        [
+            "--config",
+            "c.py",
+            "--workdir",
+            "w",
+            "--coordinator",
+            "h:1234",
+            "--num-processes",
+            "4",
+            "--process-id",
+            "2",
+            "--local-devices",
+            "0,1",
+            "--config.batch_size=8",
+        ]
+    )
     assert args.overrides == ["--config.batch_size=8"]
     seen = {}
     monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
     monkeypatch.setattr(jax.distributed, "initialize", lambda **k: seen.update(k))
     assert sharding.maybe_initialize_distributed(
-        coordinator_address=args.coordinator, num_processes=args.num_processes, process_id=args.process_id,
+        coordinator_address=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
         local_device_ids=train_command.parse_device_ids(args.local_devices),
-    )  # fmt: skip
+    )
     assert seen == {
         "coordinator_address": "h:1234",
         "num_processes": 4,
@@ -102,8 +117,20 @@ def test_train_command_initializes_the_runtime_then_trains(monkeypatch, capsys):
     monkeypatch.setattr(train, "train_and_evaluate", fake_train)
     parser = argparse.ArgumentParser()
     train_command.add_arguments(parser)
-    args = parser.parse_args(["--config", "test", "--workdir", "w", "--distributed", "--num-processes", "2",
-                              "--process-id", "1", "--config.seed=5"])  # fmt: skip
+    args = parser.parse_args(
+        [
+            "--config",
+            "test",
+            "--workdir",
+            "w",
+            "--distributed",
+            "--num-processes",
+            "2",
+            "--process-id",
+            "1",
+            "--config.seed=5",
+        ]
+    )
     assert train_command.run(args) == 0
     (_, requested, kwargs), (_, config, workdir) = calls
     assert requested is True and kwargs["num_processes"] == 2 and kwargs["process_id"] == 1

@@ -1,17 +1,18 @@
-"""Image sources (edsr_jax.data.sources): DIV2K folders with real or made LR images, TFDS (mock
-data), folders, the scikit-image photographs, too-small images, shards, and evaluation samples."""
+"""Image sources (edsr_jax.data.sources): DIV2K folders with real or made LR images, TFDS
+(ArrayRecord, read without TensorFlow), folders, the scikit-image photographs, too-small images,
+and evaluation samples."""
 
-import io
 import os
-import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
-from PIL import Image
 from support.configs import pipeline_config
 from support.images import div2k_from_set5, make_div2k, nearest_up, write_png
 
-from edsr_jax.data import pipeline, sources
+from edsr_jax.data import cache, pipeline, sources
 from edsr_jax.data.benchmarks import Sample
 from edsr_jax.errors import UserError
 from edsr_jax.imaging.resize import imresize
@@ -20,7 +21,7 @@ from edsr_jax.imaging.resize import imresize
 def test_set5_patches_downscale_to_their_matlab_lr_and_missing_lr_is_made(set5_dir, tmp_path):
     real = pipeline_config(data_dir=div2k_from_set5(set5_dir, tmp_path / "real", True), train_range=(1, 5))
     real.patch_size = 24
-    batch = next(pipeline.create_train_iterator(real, start_step=0, process_index=0, process_count=1))
+    batch = next(pipeline.create_train_iterator(real, start_step=0))
     margin = 3  # LR pixels whose x2 bicubic taps reach outside the HR patch
     inner = lambda a: a[margin:-margin, margin:-margin]  # noqa: E731
     for lr, hr in zip(batch["lr"], batch["hr"], strict=True):
@@ -32,85 +33,109 @@ def test_set5_patches_downscale_to_their_matlab_lr_and_missing_lr_is_made(set5_d
     made_dir = div2k_from_set5(set5_dir, tmp_path / "made", False)
     made = pipeline_config(data_dir=made_dir, train_range=(1, 5))
     made.patch_size = 24
-    batch_made = next(pipeline.create_train_iterator(made, start_step=0, process_index=0, process_count=1))
+    batch_made = next(pipeline.create_train_iterator(made, start_step=0))
     np.testing.assert_array_equal(batch_made["lr"], batch["lr"])  # MATLAB-exact resize, bit for bit
     np.testing.assert_array_equal(batch_made["hr"], batch["hr"])
 
 
-def mock_div2k(calls, n=8):
-    """``as_dataset_fn`` for tfds.testing.mock_data: paired DIV2K-like examples of every scale.
+@pytest.fixture(scope="module")
+def tiny_tfds(tmp_path_factory):
+    """A prepared ArrayRecord ``div2k_tiny`` (x2, x3) and the config reading it."""
+    from support import tiny_tfds
 
-    Image i has LR (10 + i, 12) at x6; each scale's HR is the nearest-upsampled image, as in the
-    real builder each configuration lists the images in its own order (reversed here for x3).
-    Like TFDS with ``SkipDecoding``, it yields PNG bytes when decoders are passed.
-    """
-    import tensorflow as tf
-
-    def png(a):
-        buf = io.BytesIO()
-        Image.fromarray(a).save(buf, format="PNG")
-        return buf.getvalue()
-
-    def as_dataset(self, split, decoders=None, **kwargs):
-        calls.append((self.name, self.builder_config.name, str(split)))
-        s = int(self.builder_config.name[-1])
-        m = re.search(r"\[(\d+):(\d+)\]", str(split))
-        first, last = map(int, m.groups()) if m else (0, n)
-        order = list(range(n))[::-1] if s == 3 else list(range(n))
-
-        def gen():
-            for i in order[first:last]:
-                hr = nearest_up(np.random.default_rng(i).integers(0, 256, (10 + i, 12, 3), dtype=np.uint8), 6)
-                ex = {"hr": hr, "lr": hr[::s, ::s]}
-                yield {k: png(v) for k, v in ex.items()} if decoders else ex
-
-        spec = tf.TensorSpec((), tf.string) if decoders else tf.TensorSpec((None, None, 3), tf.uint8)
-        return tf.data.Dataset.from_generator(gen, output_signature={"lr": spec, "hr": spec})
-
-    return as_dataset
+    return tiny_tfds.prepare(str(tmp_path_factory.mktemp("tfds")))
 
 
-def test_tfds_source_with_paired_mock_data_and_sharded_slices():
-    tfds = pytest.importorskip("tensorflow_datasets")
-    calls = []
-    cfg = pipeline_config(source="tfds", tfds_name="div2k/bicubic_x2", train_range=(3, 6))
-    with tfds.testing.mock_data(as_dataset_fn=mock_div2k(calls)):
-        batch = next(pipeline.create_train_iterator(cfg, start_step=0, process_index=1, process_count=2))
-        evals = pipeline.create_eval_samples(cfg)
-    assert ("div2k", "bicubic_x2", "train[4:6]") in calls  # process 1 of 2 reads images 5..6
-    assert ("div2k", "bicubic_x2", "validation[0:2]") in calls
-    assert batch["lr"].shape == (4, 8, 8, 3)
+def test_tfds_source_reads_array_record_batches_and_eval_samples(tiny_tfds):
+    from support import tiny_tfds as tiny
+
+    cfg = pipeline_config(source="tfds", tfds_name=tiny.NAME, data_dir=tiny_tfds, train_range=(3, 6))
+    source = sources.open_source(cfg.data, "train", (2,))
+    assert source.names[0] == "div2k_tiny/bicubic_x2:train#2" and len(source) == 4
+    batch = next(pipeline.create_train_iterator(cfg, start_step=0))
+    assert batch["lr"].shape == (8, 8, 8, 3)
     for lr, hr in zip(batch["lr"], batch["hr"], strict=True):
         np.testing.assert_array_equal(hr, nearest_up(lr, 2))
-    assert all(isinstance(s, Sample) for s in evals[2])
-    assert [s.lr.shape for s in evals[2]] == [(30, 36, 3), (33, 36, 3)]
+    evals = pipeline.create_eval_samples(cfg)
+    assert all(isinstance(s, Sample) for s in evals[2]) and len(evals[2]) == tiny.NUM_VALIDATION
+    heights = sorted(s.lr.shape[0] for s in evals[2])
+    assert heights == sorted(3 * (10 + i % 7) for i in range(100, 100 + tiny.NUM_VALIDATION))
 
 
-def test_tfds_mdsr_pairs_scales_by_hr_image_across_builder_orders():
-    tfds = pytest.importorskip("tensorflow_datasets")
-    calls = []
-    cfg = pipeline_config(source="tfds", tfds_name="div2k/bicubic_x2", train_range=(1, 3))
-    cfg.scales = (2, 3)
-    with tfds.testing.mock_data(as_dataset_fn=mock_div2k(calls)):
-        pairs = sources.load_pairs(cfg.data, "train", (2, 3), 8)
-    assert ("div2k", "bicubic_x3", "train") in calls
-    for hr, lr2, lr3 in zip(pairs.hr, pairs.lr[2], pairs.lr[3], strict=True):
+def test_tfds_mdsr_pairs_scales_by_hr_image_across_builder_orders(tiny_tfds):
+    from support import tiny_tfds as tiny
+
+    cfg = pipeline_config(
+        source="tfds", tfds_name=f"{tiny.NAME}/bicubic_x2", data_dir=tiny_tfds, train_range=(1, 6)
+    )
+    pairs = cache.PairCache(sources.open_source(cfg.data, "train", (2, 3)))
+    for i in range(len(pairs)):
+        hr, lr2 = pairs.pair(i, 2)
+        _, lr3 = pairs.pair(i, 3)
         np.testing.assert_array_equal(hr, nearest_up(lr2, 2))
         np.testing.assert_array_equal(hr, nearest_up(lr3, 3))
 
 
+def test_tfds_is_read_without_tensorflow(tiny_tfds):
+    # A subprocess in which TensorFlow cannot be found (the finders hide it, as on a machine
+    # without it): the source opens, aligns the scales and decodes with Pillow.
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from support.no_tensorflow import hide_tensorflow
+        hide_tensorflow()
+        import ml_collections
+        from edsr_jax.data import cache, sources
+        data = ml_collections.ConfigDict(dict(source="tfds", tfds_name="div2k_tiny", data_dir={tiny_tfds!r},
+            degradation="bicubic", train_range=(1, 6), val_range=(801, 802)))
+        pairs = cache.PairCache(sources.open_source(data, "train", (2, 3)))
+        print([pairs.pair(i, 3)[1].shape for i in range(len(pairs))])
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow"))
+        """
+    )
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": tests}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    shapes, modules = out.stdout.strip().splitlines()[-2:]
+    assert shapes.count("(") == 6 and modules == "[]"
+
+
+def test_a_missing_or_tfrecord_dataset_says_how_to_prepare_it(tmp_path):
+    cfg = pipeline_config(source="tfds", tfds_name="div2k", data_dir=str(tmp_path))
+    with pytest.raises(UserError, match=r"div2k/bicubic_x2 is not prepared in .*file_format='array_record'"):
+        sources.open_source(cfg.data, "train", (2,))
+
+
+def test_a_tfrecord_prepared_dataset_says_how_to_convert_it(tmp_path):
+    from support import tiny_tfds as tiny
+
+    data_dir = tiny.prepare(str(tmp_path), file_format="tfrecord", scales=(2,))
+    cfg = pipeline_config(source="tfds", tfds_name=tiny.NAME, data_dir=data_dir)
+    with pytest.raises(UserError, match=r"not in the ArrayRecord format .*tfds convert_format"):
+        sources.open_source(cfg.data, "train", (2,))
+
+
+def test_tfds_names_get_the_scale_of_each_builder():
+    assert sources.tfds_name_for_scale("div2k", "bicubic", 3) == "div2k/bicubic_x3"
+    assert sources.tfds_name_for_scale("div2k/unknown_x2", "bicubic", 4) == "div2k/unknown_x4"
+    with pytest.raises(UserError, match=r"config\.data\.tfds_name must end in _x<scale>"):
+        sources.tfds_name_for_scale("div2k/bicubic", "bicubic", 2)
+
+
 def test_small_image_error_names_the_file_and_skip_warns(tmp_path):
-    root = make_div2k(tmp_path, range(1, 3))
+    root = make_div2k(tmp_path, range(1, 3), image_id_channel=True)
     small = np.zeros((6, 20, 3), np.uint8)
     write_png(str(tmp_path / "DIV2K_train_HR" / "0003.png"), nearest_up(small, 2))
     write_png(str(tmp_path / "DIV2K_train_LR_bicubic" / "X2" / "0003x2.png"), small)
     cfg = pipeline_config(data_dir=root, train_range=(1, 3))
-    with pytest.raises(UserError, match=r"0003\.png: x2 LR image is 20x6, smaller than the 8x8"):
-        pipeline.create_train_iterator(cfg, start_step=0, process_index=0, process_count=1)
+    with pytest.raises(UserError, match=r"0003\.png \(x2 LR 20x6\) is smaller than the 8x8 LR patch"):
+        pipeline.create_train_iterator(cfg, start_step=0)
     cfg.data.skip_small = "skip"
-    with pytest.warns(UserWarning, match=r"0003\.png.*skipped"):
-        pairs = sources.load_pairs(cfg.data, "train", (2,), 8)
-    assert len(pairs) == 2
+    with pytest.warns(UserWarning, match=r"skipped 1 images smaller .*0003\.png"):
+        it = pipeline.create_train_iterator(cfg, start_step=0)
+    used = {int(np.unique(hr[..., 2])[0]) for b in (next(it) for _ in range(4)) for hr in b["hr"]}
+    assert len(used) == 2  # the two large images only
 
 
 def test_skimage_source_splits_and_eval_samples_are_aligned():
@@ -130,30 +155,23 @@ def test_folder_source_numbers_images_by_sorted_name(tmp_path):
     for name in ("b.png", "a.jpg", "c.png"):
         write_png(str(tmp_path / "imgs" / name), rng.integers(0, 256, (30, 34, 3), dtype=np.uint8))
     cfg = pipeline_config(source="folder", data_dir=str(tmp_path / "imgs"), train_range=(2, 3))
-    pairs = sources.load_pairs(cfg.data, "train", (2,), 8)
-    assert [os.path.basename(n) for n in pairs.names] == ["b.png", "c.png"]
-    assert pairs.hr[0].shape == (30, 34, 3) and pairs.lr[2][0].shape == (15, 17, 3)
+    source = sources.open_source(cfg.data, "train", (2,))
+    assert [os.path.basename(n) for n in source.names] == ["b.png", "c.png"]
+    hr, lr = cache.PairCache(source).pair(0, 2)
+    assert hr.shape == (30, 34, 3) and lr.shape == (15, 17, 3) and source.lr_shape(0, 2) == (15, 17)
     cfg.data.train_range = (1, 4)
     with pytest.raises(UserError, match=r"image range goes up to 4 but .*imgs holds 3 images"):
-        sources.load_pairs(cfg.data, "train", (2,), 8)
-
-
-def test_shards_are_contiguous_disjoint_and_cover_every_image():
-    numbers = list(range(1, 8))
-    shards = [sources.shard_numbers(numbers, i, 3) for i in range(3)]
-    assert sum(shards, []) == numbers and all(shards)
-    with pytest.raises(UserError, match=r"process_index must be in \[0, 3\), got 3"):
-        sources.shard_numbers(numbers, 3, 3)
-    with pytest.raises(UserError, match="2 images cannot be shared by 3 processes"):
-        sources.shard_numbers([1, 2], 0, 3)
+        sources.open_source(cfg.data, "train", (2,))
 
 
 def test_unknown_source_degradation_and_split_name_the_config_field():
     cfg = pipeline_config(source="imagenet")
     with pytest.raises(UserError, match=r"config\.data\.source must be one of .*'imagenet'"):
-        sources.load_pairs(cfg.data, "train", (2,), 8)
+        sources.open_source(cfg.data, "train", (2,))
     cfg = pipeline_config(degradation="blurry")
     with pytest.raises(UserError, match=r"config\.data\.degradation must be one of .*'blurry'"):
-        sources.load_pairs(cfg.data, "train", (2,), 8)
-    with pytest.raises(UserError, match="split must be 'train' or 'val'"):
-        sources.load_pairs(pipeline_config().data, "test", (2,), 8)
+        sources.open_source(cfg.data, "train", (2,))
+    with pytest.raises(UserError, match=r"split must be one of \('train', 'val'\), got 'test'"):
+        sources.open_source(pipeline_config().data, "test", (2,))
+    with pytest.raises(UserError, match=r"config\.data\.source='folder' needs config\.data\.data_dir"):
+        sources.open_source(pipeline_config(source="folder").data, "train", (2,))

@@ -22,8 +22,12 @@ def test_bad_image_files_are_user_errors_naming_the_file(tmp_path, set5_dir):
     (tmp_path / "text.png").write_text("not an image")
     data = open(os.path.join(set5_dir, "HR", "bird.png"), "rb").read()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
-    for name, pattern in (("missing.png", "not found"), ("empty.png", "empty"), ("text.png", "not an image"),
-                          ("cut.png", "cannot decode")):  # fmt: skip
+    for name, pattern in (
+        ("missing.png", "not found"),
+        ("empty.png", "empty"),
+        ("text.png", "not an image"),
+        ("cut.png", "cannot decode"),
+    ):
         with pytest.raises(UserError, match=pattern) as info:
             files.read_image(str(tmp_path / name))
         assert name in str(info.value)

@@ -60,8 +60,9 @@ def test_jax_version_equals_numpy_on_uint8(set5_dir, scale):
 def test_jax_version_equals_numpy_on_float_and_batches(set5_dir):
     lr = _rgb(os.path.join(set5_dir, "LR_bicubic", "X3", "birdx3.png"))
     f = lr.astype(np.float32) / 7.0
-    np.testing.assert_allclose(np.asarray(resize.imresize_jax(jnp.asarray(f), 3)), resize.imresize(f, 3),
-                               rtol=0, atol=2e-4)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(resize.imresize_jax(jnp.asarray(f), 3)), resize.imresize(f, 3), rtol=0, atol=2e-4
+    )
     batch = np.stack([lr, lr[::-1]])  # a batch is resized image by image
     out = np.asarray(resize.imresize_jax(jnp.asarray(batch), 1 / 3))
     np.testing.assert_array_equal(out[1], resize.imresize(lr[::-1], 1 / 3))
@@ -131,8 +132,12 @@ def test_downscale_names_an_image_smaller_than_the_scale_and_rejects_bad_scales(
 
 
 @FEW
-@given(h=st.integers(1, 40), w=st.integers(1, 40), scale=st.sampled_from(SCALES),
-       channels=st.sampled_from([None, 1, 3]))  # fmt: skip
+@given(
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    scale=st.sampled_from(SCALES),
+    channels=st.sampled_from([None, 1, 3]),
+)
 def test_imresize_output_shape_is_matlabs_ceil(h, w, scale, channels):
     shape = (h, w) if channels is None else (h, w, channels)
     x = np.zeros(shape, np.uint8)

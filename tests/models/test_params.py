@@ -32,10 +32,13 @@ def test_fast_init_has_flax_structure_and_is_deterministic():
     assert not np.array_equal(a["params"]["tail"]["kernel"], c["params"]["tail"]["kernel"])
 
 
-@pytest.mark.parametrize("model", [
-    models.EDSR(scale=2, num_blocks=3, num_features=16, res_scale=0.1),
-    models.MDSR(num_blocks=2, num_features=8, res_scale=0.5),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "model",
+    [
+        models.EDSR(scale=2, num_blocks=3, num_features=16, res_scale=0.1),
+        models.MDSR(num_blocks=2, num_features=8, res_scale=0.5),
+    ],
+)
 def test_fold_residual_scaling_keeps_outputs(model):
     variables = models.init(model, jax.random.key(0))
     x = jax.random.uniform(jax.random.key(3), (1, 9, 7, 3), maxval=255.0)

@@ -134,8 +134,16 @@ BUILDERS: dict[str, Callable[[str], None]] = {
 }
 
 _U = ("--checkpoint", "{model}", "--no-progress")  # upscale's model arguments
-_T = ("--config", "{config}", "--workdir", "{out}", "--config.model.num_blocks=1",
-      "--config.model.num_features=8", "--config.batch_size=8", "--config.patch_size=12")  # fmt: skip
+_T = (
+    "--config",
+    "{config}",
+    "--workdir",
+    "{out}",
+    "--config.model.num_blocks=1",
+    "--config.model.num_features=8",
+    "--config.batch_size=8",
+    "--config.patch_size=12",
+)
 _ONE_LINE = "a one-line error naming"
 
 CASES: tuple[Case, ...] = (
