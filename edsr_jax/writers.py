@@ -10,7 +10,9 @@ makes the ``[LR | bicubic | SR | HR]`` strips of the validation images.
 from __future__ import annotations
 
 import io
+import sys
 import time
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +22,8 @@ from edsr_jax.imaging import metrics, resize
 
 # Seconds between automatic flushes of the event file.
 FLUSH_SECONDS = 30
+# The module whose presence makes TensorBoard use its TensorFlow-free file layer.
+_NO_TF_SWITCH = "tensorboard.compat.notf"
 
 
 class ConsoleWriter:
@@ -50,6 +54,11 @@ class TensorBoardWriter(ConsoleWriter):
     """
 
     def __init__(self, logdir: str):
+        # TensorBoard reaches files through ``tensorboard.compat.tf``, which imports TensorFlow
+        # whenever it is installed (seconds of start-up, for nothing) unless the module
+        # ``tensorboard.compat.notf`` exists (its own switch): then it uses its TensorFlow-free
+        # file layer (local paths; gs:// and s3:// through fsspec/gcsfs or boto3).
+        sys.modules.setdefault(_NO_TF_SWITCH, types.ModuleType(_NO_TF_SWITCH))
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self._writer = EventFileWriter(logdir, flush_secs=FLUSH_SECONDS)

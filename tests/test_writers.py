@@ -76,3 +76,19 @@ def test_summary_image_is_lr_bicubic_sr_hr_of_a_central_crop():
     np.testing.assert_array_equal(strip[:, 8:16], resize.imresize(crop, 2))
     np.testing.assert_array_equal(strip[:, 16:24], hr[6:14, 8:16])  # SR, quantised
     np.testing.assert_array_equal(strip[:, 24:], hr[6:14, 8:16])
+
+
+def test_writing_events_does_not_import_tensorflow_even_where_it_is_installed(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from edsr_jax import writers; w = writers.create_writer(sys.argv[1], True); "
+        "w.write_scalars(1, {'a': 1.0}); w.close(); print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
+    assert [f for f in os.listdir(tmp_path) if f.startswith("events.out.tfevents.")]

@@ -73,10 +73,25 @@ def launch(processes: int, devices: int, args) -> float:
         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
         "JAX_PLATFORMS": "cpu",
     }
-    common = [sys.executable, os.path.abspath(__file__), "--child", "--num-processes", str(processes),
-              "--coordinator", address, "--steps", str(args.steps), "--batch", str(args.batch),
-              "--patch", str(args.patch), "--num-blocks", str(args.num_blocks),
-              "--num-features", str(args.num_features)]
+    common = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        "--num-processes",
+        str(processes),
+        "--coordinator",
+        address,
+        "--steps",
+        str(args.steps),
+        "--batch",
+        str(args.batch),
+        "--patch",
+        str(args.patch),
+        "--num-blocks",
+        str(args.num_blocks),
+        "--num-features",
+        str(args.num_features),
+    ]
     procs = [
         subprocess.Popen(
             [*common, "--process-id", str(i)], env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT
@@ -116,9 +131,11 @@ def main(argv=None) -> int:
         for layout in LAYOUTS:
             results[layout].append(launch(*layout, args))
     command = "python experiments/perf/bench_multihost.py " + " ".join(sys.argv[1:])
-    print(f"`{command.strip()}` (EDSR B{args.num_blocks} F{args.num_features} x2, global batch "
-          f"{args.batch}, LR patch {args.patch}, {args.steps} timed steps, "
-          f"best of {args.repeats})\n")
+    print(
+        f"`{command.strip()}` (EDSR B{args.num_blocks} F{args.num_features} x2, global batch "
+        f"{args.batch}, LR patch {args.patch}, {args.steps} timed steps, "
+        f"best of {args.repeats})\n"
+    )
     print("| layout | steps/s (best) | all runs | vs 1 x 4 |\n|---|---|---|---|")
     base = max(results[LAYOUTS[0]])
     for (procs, devs), values in results.items():

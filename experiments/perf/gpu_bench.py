@@ -8,7 +8,7 @@ Measures, on one accelerator, with batches that are already in memory:
    (analytic conv FLOPs, 3x forward) and MFU against ``--peak-tflops`` (default: the device's
    dense bf16 / TF32 / fp32 peak from a small table).
 2. ``input``: the share of step time spent feeding batches: the edsr-jax numpy sampler
-   (``input_pipeline.sample_batch`` on in-memory 2040x1356 images) + ``prefetch_to_device``,
+   (``data.pipeline.sample_rows`` on in-memory 2040x1356 images) + ``prefetch_to_device``,
    versus the same number of steps on one resident batch.
 3. ``tiled``: x4 tiled inference (``make_upscaler(tile=...)``) of a 2040x1356 HR-sized image
    (510x339 LR) with EDSR x4; peak device memory from ``memory_stats()`` per tile size.
@@ -39,6 +39,7 @@ from bench_models import edsr_forward_flops  # noqa: E402
 
 import edsr_jax  # noqa: E402,F401  (first, before any JAX backend starts)
 from edsr_jax import inference, models, optim, sharding, train  # noqa: E402
+from edsr_jax.data import cache as data_cache  # noqa: E402
 from edsr_jax.data import pipeline as input_pipeline  # noqa: E402
 from edsr_jax.data import sources as data_sources  # noqa: E402
 
@@ -192,13 +193,27 @@ def bench_train(args, arch) -> list[dict]:
     return rows
 
 
-def synthetic_pairs(n: int, hr_hw: tuple[int, int], scale: int) -> data_sources.ImagePairs:
-    """n random in-memory HR images and their (unrelated, right-sized) LR images."""
-    rng = np.random.default_rng(0)
-    h, w = hr_hw
-    hr = tuple(rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n))
-    lr = tuple(rng.integers(0, 256, (h // scale, w // scale, 3), dtype=np.uint8) for _ in range(n))
-    return data_sources.ImagePairs(names=tuple(map(str, range(n))), hr=hr, lr={scale: lr})
+class SyntheticSource(data_sources.PairSource):
+    """n random HR images and their (unrelated, right-sized) LR images, made instead of decoded."""
+
+    def __init__(self, n: int, hr_hw: tuple[int, int], scale: int):
+        super().__init__([str(i) for i in range(n)], (scale,), {"source": "synthetic"})
+        self.hr_hw, self.scale = hr_hw, scale
+
+    def read_hr(self, i: int) -> np.ndarray:
+        return np.random.default_rng(i).integers(0, 256, (*self.hr_hw, 3), dtype=np.uint8)
+
+    def read_lr(self, i: int, scale: int) -> np.ndarray:
+        h, w = self.hr_hw
+        return np.random.default_rng(1000 + i).integers(0, 256, (h // scale, w // scale, 3), dtype=np.uint8)
+
+
+def synthetic_pairs(n: int, hr_hw: tuple[int, int], scale: int) -> data_cache.PairCache:
+    """The in-memory cache of a :class:`SyntheticSource`, every image already made."""
+    pairs = data_cache.PairCache(SyntheticSource(n, hr_hw, scale))
+    for i in range(n):
+        pairs.pair(i, scale)
+    return pairs
 
 
 def bench_input(args, arch) -> dict:
@@ -212,16 +227,16 @@ def bench_input(args, arch) -> dict:
     def host_batches(start):
         step = start
         while True:
-            lr, hr = input_pipeline.sample_batch(
-                pairs, seed=0, step=step, batch=args.batch, patch=args.patch, scale=s, patches_per_image=16
+            lr, hr = input_pipeline.sample_rows(
+                pairs, seed=0, step=step, batch=args.batch, rows=(0, args.batch), patch=args.patch, scale=s
             )
             yield {"lr": lr, "hr": hr, "scale": s}
             step += 1
 
     t0 = time.perf_counter()
     for step in range(args.steps):
-        input_pipeline.sample_batch(
-            pairs, seed=0, step=step, batch=args.batch, patch=args.patch, scale=s, patches_per_image=16
+        input_pipeline.sample_rows(
+            pairs, seed=0, step=step, batch=args.batch, rows=(0, args.batch), patch=args.patch, scale=s
         )
     sample_s = (time.perf_counter() - t0) / args.steps
 
