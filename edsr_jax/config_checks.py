@@ -1,6 +1,6 @@
 """Checks a training config's values before anything is created (no workdir, no compile).
 
-Without them a bad value fails late (after the workdir, the model and TensorFlow are set up), or
+Without them a bad value fails late (after the workdir, the model and the input pipeline are set up), or
 not at all (``num_train_steps=-5`` "finishes" at step 0; ``log_every_steps=0`` divides by zero).
 """
 

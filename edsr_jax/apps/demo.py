@@ -44,7 +44,7 @@ from edsr_jax.errors import UserError
 
 # Default time budget (seconds from the demo's start to the end of training) without --steps.
 DEFAULT_SECONDS = 420.0
-# Allowance for train_and_evaluate's set-up before its first step (TensorFlow import, decoding the
+# Allowance for train_and_evaluate's set-up before its first step (imports, decoding the
 # photographs, compiling), measured at 15-50 s on a busy 2-core machine.
 TRAINING_SETUP_SECONDS = 30.0
 # A budgeted run is stopped (and saved) once this many times the budget has passed.

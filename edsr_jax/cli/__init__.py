@@ -1,7 +1,7 @@
 """The ``edsr-jax`` command line: one module per subcommand in this folder; parse, call, print.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``
-and keeps heavy imports (JAX, TensorFlow, Orbax) inside ``run`` so that ``--help`` is instant. The
+and keeps heavy imports (JAX, Orbax, Grain) inside ``run`` so that ``--help`` is instant. The
 package's ``__init__`` has already applied the XLA defaults when a command runs. Flag spellings
 live only here; the library's messages name arguments and config fields.
 

@@ -20,6 +20,7 @@ PACKAGES = (
     "tensorflow-cpu",
     "tensorflow",
     "tensorflow-datasets",
+    "grain",
     "ml-collections",
     "clu",
     "torch",

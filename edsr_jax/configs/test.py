@@ -7,7 +7,7 @@ the trained model.
 
     edsr-jax train --config test --workdir /tmp/edsr_test
 
-Expected: about a minute on a shared 2-core CPU (TensorFlow import, image decoding and
+Expected: about a minute on a shared 2-core CPU (imports, image decoding and
 compilation included; the steps themselves run at 13-20 steps/s); the training loss (L1, 0..255)
 falls from about 42 (steps 1-10) to about 14 (steps 51-60); validation PSNR (RGB, shave 8) about
 25.0 dB at step 60. A smoke test of the whole program, not a result.
