@@ -1,4 +1,5 @@
-"""Checks a training config's values before anything is created (no workdir, no compile).
+"""Checks a training config's values before anything is created (no workdir, no compile), and
+flattens configs for ``model.json``, TensorBoard hparams and the resume warning.
 
 Without them a bad value fails late (after the workdir, the model and the input pipeline are set up), or
 not at all (``num_train_steps=-5`` "finishes" at step 0; ``log_every_steps=0`` divides by zero).
@@ -7,9 +8,13 @@ not at all (``num_train_steps=-5`` "finishes" at step 0; ``log_every_steps=0`` d
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from edsr_jax.errors import UserError
+
+# Most changed config fields one resume warning lists.
+MAX_CHANGES_LISTED = 12
 
 # (dotted field, test, what the test requires): the numeric rules of a training config.
 _RULES = (
@@ -80,3 +85,27 @@ def check_config(config: Any) -> None:
     found = problems(config)
     if found:
         raise UserError(f"invalid config: {'; '.join(found)}")
+
+
+def flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` for a nested config; tuples and None as strings (for hparams and model.json)."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, bool | int | float | str) else str(value)
+    return out
+
+
+def change_message(changed: list[tuple[str, Any, Any]], limit: int = MAX_CHANGES_LISTED) -> str:
+    """One warning line naming the config entries that differ from the run's ``model.json``."""
+    items = [f"{key} {old!r} -> {new!r}" for key, old, new in changed]
+    more = f"; and {len(items) - limit} more" if len(items) > limit else ""
+    return (
+        "warning: this config differs from the one this workdir's run started with (model.json): "
+        + "; ".join(items[:limit])
+        + more
+        + ". Training resumes with the new values; from here the run is not the one an "
+        "uninterrupted run of either config would give."
+    )

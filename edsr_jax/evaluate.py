@@ -99,6 +99,7 @@ def evaluate_sets(
     boundary: str = "replicate",
     progress_factory: Callable[[int], Callable[[], None]] | None = None,
     on_result: Callable[[dict], None] | None = None,
+    skip_bad: bool = False,
 ) -> list[dict]:
     """Evaluate every (dataset, scale) from local folders in the EDSR layout.
 
@@ -114,13 +115,15 @@ def evaluate_sets(
       boundary: how missing LR files are generated (see :func:`benchmarks.load_benchmark`).
       progress_factory: given the total image count, returns a per-image callback.
       on_result: called with each result dict as soon as it is complete.
+      skip_bad: score the readable images of a set and list the others (``"skipped"``) instead of
+        failing on the first unreadable file.
 
     Returns:
       One dict per (dataset, scale) in order: ``{"dataset", "scale", "protocol", "psnr", "ssim",
-      "seconds", "images"}``.
+      "seconds", "images", "skipped"}`` (``skipped``: ``[{"name", "error"}]``).
 
     Raises:
-      UserError: a missing or empty set, or an unreadable image.
+      UserError: a missing or empty set, or (without ``skip_bad``) an unreadable image, named.
     """
     counts = {name: len(benchmarks.hr_files(data_dir, name)) for name in datasets}  # fail fast
     progress = progress_factory(sum(counts.values()) * len(scales)) if progress_factory else None
@@ -128,10 +131,14 @@ def evaluate_sets(
     for s in scales:
         upscale_fn = upscaler_for_scale(s)
         for name in datasets:
-            samples = benchmarks.load_benchmark(data_dir, name, s, boundary=boundary)
+            skipped = [] if skip_bad else None
+            samples = benchmarks.load_benchmark(data_dir, name, s, boundary=boundary, skipped=skipped)
+            if progress is not None:
+                for _ in skipped or ():
+                    progress()
             proto = protocol or metrics.protocol_for_dataset(name)
             res = evaluate_images(upscale_fn, samples, scale=s, protocol=proto, progress=progress)
-            res = {"dataset": name, "scale": int(s), "protocol": proto.name, **res}
+            res = {"dataset": name, "scale": int(s), "protocol": proto.name, **res, "skipped": skipped or []}
             results.append(res)
             if on_result is not None:
                 on_result(res)
@@ -180,11 +187,15 @@ def as_scalars(results: Mapping[int, dict], prefix: str) -> dict[str, float]:
 
 
 def format_table(results: Sequence[dict]) -> str:
-    """A plain-text table: dataset, scale, PSNR, SSIM, images, seconds."""
+    """A plain-text table: dataset, scale, PSNR, SSIM, images, seconds; then any skipped files."""
     lines = [f"{'dataset':<12} {'scale':>5} {'PSNR':>8} {'SSIM':>7} {'images':>6} {'seconds':>8}"]
+    notes = []
     for r in results:
+        skipped = r.get("skipped") or []
+        count = f"{len(r['images'])}" + (f" (+{len(skipped)} skipped)" if skipped else "")
         lines.append(
             f"{r['dataset']:<12} {'x' + str(r['scale']):>5} {r['psnr']:>8.2f} {r['ssim']:>7.4f} "
-            f"{len(r['images']):>6d} {r['seconds']:>8.1f}"
+            f"{count:>6} {r['seconds']:>8.1f}"
         )
-    return "\n".join(lines)
+        notes += [f"skipped {r['dataset']} x{r['scale']} {s['name']}: {s['error']}" for s in skipped]
+    return "\n".join(lines + notes)

@@ -18,6 +18,7 @@ Facts the code relies on:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -32,7 +33,7 @@ import optax
 from etils import epath
 
 from edsr_jax import config_checks, evaluate, models, optim, sharding, writers
-from edsr_jax.checkpoint import layout, manager
+from edsr_jax.checkpoint import layout, lock, manager
 from edsr_jax.errors import UserError
 from edsr_jax.imaging import metrics
 
@@ -45,8 +46,6 @@ DEVICE_PREFETCH = 2
 # What checkpoints without a "sampler" entry were drawn with (edsr-jax 0.1: crops of one image
 # per batch, per-process image shards).
 OLD_SAMPLER = "per-process single-image (edsr-jax 0.1)"
-# Most changed config fields one resume warning lists.
-MAX_CHANGES_LISTED = 12
 
 
 @flax.struct.dataclass
@@ -241,30 +240,6 @@ def load_init_params(path: str) -> Any:
     return exported.load_model(path)[1]["params"]
 
 
-def flatten_config(config: Mapping, prefix: str = "") -> dict[str, Any]:
-    """``{"a.b": value}`` for a nested config; tuples and None as strings (for hparams and model.json)."""
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            out.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value if isinstance(value, bool | int | float | str) else str(value)
-    return out
-
-
-def config_change_message(changed: list[tuple[str, Any, Any]], limit: int = MAX_CHANGES_LISTED) -> str:
-    """One warning line naming the config entries that differ from the run's ``model.json``."""
-    items = [f"{key} {old!r} -> {new!r}" for key, old, new in changed]
-    more = f"; and {len(items) - limit} more" if len(items) > limit else ""
-    return (
-        "warning: this config differs from the one this workdir's run started with (model.json): "
-        + "; ".join(items[:limit])
-        + more
-        + ". Training resumes with the new values; from here the run is not the one an "
-        "uninterrupted run of either config would give."
-    )
-
-
 def _local_copy(tree: Any) -> Any:
     """One device's copy of a replicated tree (evaluation runs on one device, not on all)."""
     return jax.tree.map(lambda a: a.addressable_data(0), tree)
@@ -300,6 +275,24 @@ def _start(config, workdir: str, state: TrainState, shardings: Any, ckpt, log) -
     return state.replace(params=jax.device_put(params, shardings.params))
 
 
+@contextlib.contextmanager
+def _workdir_lock(workdir: str, is_chief: bool):
+    """Process 0 holds the workdir's lock for the run; the other processes check that it does."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+    if not is_chief:
+        multihost_utils.sync_global_devices("edsr-jax: workdir locked")
+        if not lock.read_holder(workdir):
+            raise UserError(f"process 0 holds no lock on workdir {workdir}: is it training another workdir?")
+        yield None
+        return
+    with lock.WorkdirLock(workdir) as held:
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("edsr-jax: workdir locked")
+        yield held
+
+
 def train_and_evaluate(
     config,
     workdir: str,
@@ -309,6 +302,7 @@ def train_and_evaluate(
 ) -> TrainState:
     """Trains (or resumes) ``config`` in ``workdir``; returns the final state.
 
+    Takes the workdir's lock first (:mod:`edsr_jax.checkpoint.lock`: one trainer per workdir).
     Writes ``workdir/model.json``, Orbax checkpoints under ``workdir/checkpoints`` (every
     ``checkpoint_every_steps``, at each evaluation, at the end, and on SIGTERM), TensorBoard
     events and ``parameters.txt``. Rerunning on the same workdir continues from the latest
@@ -326,7 +320,8 @@ def train_and_evaluate(
       The final (or, after SIGTERM or ``on_step``'s stop, the saved) ``TrainState``.
 
     Raises:
-      UserError: bad configuration, or a workdir of a different model.
+      UserError: bad configuration, a workdir of a different model, or one another run is
+        training.
       RuntimeError: the loss or gradient norm became non-finite (the step and values are named).
     """
     config_checks.check_config(config)  # before anything is created
@@ -342,88 +337,98 @@ def train_and_evaluate(
     rows = sharding.process_rows(int(config.batch_size), mesh)  # (checks the batch size first)
     model = create_model(config)
     spec = models.model_spec(model)
-    changed = layout.prepare_workdir(workdir, spec, flatten_config(config.to_dict()), write=is_chief)
-    if changed:
-        log(config_change_message(changed))
-    learning_rate_fn = optim.create_learning_rate_fn(config)
-    tx = optim.create_optimizer(config, model)
-    state, shardings = create_train_state(model, tx, mesh, jax.random.PRNGKey(int(config.seed)))
-    ckpt = manager.create_manager(
-        layout.checkpoint_dir(workdir),
-        keep=int(config.keep_checkpoints),
-        async_save=bool(config.async_checkpoints),
-    )
-    state = _start(config, workdir, state, shardings, ckpt, log)
-    start, total = int(state.step), int(config.num_train_steps)
-    meta = {"model_spec": spec, "process_count": jax.process_count(), "sampler": pipeline.SAMPLER}
-
-    log_every, ckpt_every, eval_every = (
-        int(config.log_every_steps),
-        int(config.checkpoint_every_steps),
-        int(config.eval_every_steps),
-    )
-    writer = writers.create_writer(workdir, is_chief)
-    if is_chief:
-        (epath.Path(workdir) / PARAMETERS_TXT).write_text(writers.parameter_overview(state.params) + "\n")
-        log(
-            f"{spec}: {models.count_params(state.params):,} parameters ({PARAMETERS_TXT}); "
-            f"{mesh.devices.size} device(s), {jax.process_count()} process(es); steps {start} -> {total}"
+    with _workdir_lock(workdir, is_chief) as workdir_lock:
+        if workdir_lock is not None and workdir_lock.taken_over:
+            log(f"warning: {workdir_lock.taken_over}")
+        changed = layout.prepare_workdir(
+            workdir, spec, config_checks.flatten(config.to_dict()), write=is_chief
         )
-        if start == 0:
-            writer.write_hparams(flatten_config(config.to_dict()))
-    step_fns: dict[int, Callable] = {}
-    history: list = []
-    timer = writers.StepTimer(start, total)
-    try:
-        with manager.PreemptionGuard(ckpt) as guard:
-            batches = iter(())
-            if start < total:
-                local = pipeline.create_train_iterator(config, start_step=start, rows=rows)
-                batches = sharding.prefetch_to_device(local, DEVICE_PREFETCH, mesh)
-            step = start
-            while step < total:
-                waiting = time.perf_counter()
-                batch = next(batches)
-                timer.waited(time.perf_counter() - waiting)
-                scale = int(batch["scale"])
-                if scale not in step_fns:
-                    step_fns[scale] = compile_train_step(model, tx, learning_rate_fn, mesh, shardings, scale)
-                state, step_metrics = step_fns[scale](state, {"lr": batch["lr"], "hr": batch["hr"]})
-                step += 1
-                history.append((step, step_metrics))
-                if on_step is not None and on_step(step):
-                    guard.request()
-                stop = guard.should_stop(step)
-                evaluate_now = step == total or (eval_every > 0 and step % eval_every == 0)
-                save_now = stop or evaluate_now or (ckpt_every > 0 and step % ckpt_every == 0)
-                if step % log_every == 0 or step == total:
-                    means = check_finite(history)
-                    history = []
-                    speed = timer.report(step)
-                    writer.write_scalars(step, {f"train/{k}": v for k, v in {**means, **speed}.items()})
-                    log(
-                        f"step {step}/{total}  loss {means['loss']:.4f}  grad_norm {means['grad_norm']:.4g}  "
-                        f"lr {means['learning_rate']:.3g}  {speed['steps_per_second']:.2f} steps/s  "
-                        f"data wait {100 * speed['data_wait']:.0f}%  "
-                        f"eta {writers.format_duration(speed['eta_seconds'])}"
+        if changed:
+            log(config_checks.change_message(changed))
+        learning_rate_fn = optim.create_learning_rate_fn(config)
+        tx = optim.create_optimizer(config, model)
+        state, shardings = create_train_state(model, tx, mesh, jax.random.PRNGKey(int(config.seed)))
+        ckpt = manager.create_manager(
+            layout.checkpoint_dir(workdir),
+            keep=int(config.keep_checkpoints),
+            async_save=bool(config.async_checkpoints),
+        )
+        state = _start(config, workdir, state, shardings, ckpt, log)
+        start, total = int(state.step), int(config.num_train_steps)
+        meta = {"model_spec": spec, "process_count": jax.process_count(), "sampler": pipeline.SAMPLER}
+
+        log_every, ckpt_every, eval_every = (
+            int(config.log_every_steps),
+            int(config.checkpoint_every_steps),
+            int(config.eval_every_steps),
+        )
+        writer = writers.create_writer(workdir, is_chief)
+        if is_chief:
+            (epath.Path(workdir) / PARAMETERS_TXT).write_text(writers.parameter_overview(state.params) + "\n")
+            log(
+                f"{spec}: {models.count_params(state.params):,} parameters ({PARAMETERS_TXT}); "
+                f"{mesh.devices.size} device(s), {jax.process_count()} process(es); steps {start} -> {total}"
+            )
+            if start == 0:
+                writer.write_hparams(config_checks.flatten(config.to_dict()))
+        step_fns: dict[int, Callable] = {}
+        history: list = []
+        timer = writers.StepTimer(start, total)
+        try:
+            with manager.PreemptionGuard(ckpt) as guard:
+                batches = iter(())
+                if start < total:
+                    local = pipeline.create_train_iterator(config, start_step=start, rows=rows)
+                    batches = sharding.prefetch_to_device(local, DEVICE_PREFETCH, mesh)
+                step = start
+                while step < total:
+                    waiting = time.perf_counter()
+                    batch = next(batches)
+                    timer.waited(time.perf_counter() - waiting)
+                    scale = int(batch["scale"])
+                    if scale not in step_fns:
+                        step_fns[scale] = compile_train_step(
+                            model, tx, learning_rate_fn, mesh, shardings, scale
+                        )
+                    state, step_metrics = step_fns[scale](state, {"lr": batch["lr"], "hr": batch["hr"]})
+                    step += 1
+                    history.append((step, step_metrics))
+                    if on_step is not None and on_step(step):
+                        guard.request()
+                    stop = guard.should_stop(step)
+                    evaluate_now = step == total or (eval_every > 0 and step % eval_every == 0)
+                    save_now = stop or evaluate_now or (ckpt_every > 0 and step % ckpt_every == 0)
+                    if step % log_every == 0 or step == total:
+                        means = check_finite(history)
+                        history = []
+                        if workdir_lock is not None:
+                            workdir_lock.check()
+                        speed = timer.report(step)
+                        writer.write_scalars(step, {f"train/{k}": v for k, v in {**means, **speed}.items()})
+                        log(
+                            f"step {step}/{total}  loss {means['loss']:.4f}  "
+                            f"grad_norm {means['grad_norm']:.4g}  "
+                            f"lr {means['learning_rate']:.3g}  {speed['steps_per_second']:.2f} steps/s  "
+                            f"data wait {100 * speed['data_wait']:.0f}%  "
+                            f"eta {writers.format_duration(speed['eta_seconds'])}"
+                        )
+                    elif save_now:
+                        check_finite(history)
+                    scores = (
+                        validate(config, model, _local_copy(state.params), step, writer, log)
+                        if evaluate_now
+                        else None
                     )
-                elif save_now:
-                    check_finite(history)
-                scores = (
-                    validate(config, model, _local_copy(state.params), step, writer, log)
-                    if evaluate_now
-                    else None
-                )
-                if save_now:
-                    manager.save(ckpt, state, meta=meta, metrics=scores)
-                if stop:
-                    log(
-                        f"stopped (SIGTERM or stop request): saved step {step} to {ckpt.directory}; "
-                        "rerun the command to resume"
-                    )
-                    break
-    finally:
-        ckpt.wait_until_finished()
-        ckpt.close()
-        writer.close()
+                    if save_now:
+                        manager.save(ckpt, state, meta=meta, metrics=scores)
+                    if stop:
+                        log(
+                            f"stopped (SIGTERM or stop request): saved step {step} to {ckpt.directory}; "
+                            "rerun the command to resume"
+                        )
+                        break
+        finally:
+            ckpt.wait_until_finished()
+            ckpt.close()
+            writer.close()
     return state

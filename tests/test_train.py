@@ -15,7 +15,7 @@ from support.configs import tiny_config
 from support.trees import assert_trees_equal, params_of, random_params
 
 import edsr_jax
-from edsr_jax import models, optim, sharding, train
+from edsr_jax import config_checks, models, optim, sharding, train
 from edsr_jax.checkpoint import exported
 from edsr_jax.checkpoint import manager as checkpoint_manager
 from edsr_jax.errors import UserError
@@ -200,16 +200,16 @@ def test_config_change_message_names_every_difference():
         ("new_field", None, "x"),
         ("seed", 0, 1),
     ]
-    message = train.config_change_message(changed)
+    message = config_checks.change_message(changed)
     assert message.startswith("warning: this config differs") and "seed 0 -> 1" in message
     assert "batch_size 16 -> 32" in message and "more" not in message
-    many = train.config_change_message([(f"k{i}", i, i + 1) for i in range(15)])
+    many = config_checks.change_message([(f"k{i}", i, i + 1) for i in range(15)])
     assert many.count(" -> ") == 12 and "and 3 more" in many
 
 
 def test_flatten_config_gives_dotted_keys_and_json_values():
     config = ml_collections.ConfigDict({"a": 1, "b": {"c": (2, 3), "d": None, "e": "x"}, "f": True})
-    assert train.flatten_config(config.to_dict()) == {
+    assert config_checks.flatten(config.to_dict()) == {
         "a": 1,
         "b.c": "(2, 3)",
         "b.d": "None",

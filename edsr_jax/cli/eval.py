@@ -53,6 +53,11 @@ def add_arguments(parser) -> None:
         default="replicate",
         help="edge handling when LR files are missing and made here (default: MATLAB's)",
     )
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="score the readable images and list unreadable files (table and JSON) instead of failing",
+    )
     parser.add_argument("--json", dest="json_path", default=None, help="also write the results as JSON here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -133,6 +138,7 @@ def run(args) -> int:
             protocol=protocol,
             boundary=args.boundary,
             progress_factory=progress_factory,
+            skip_bad=args.skip_bad,
         )
     finally:
         if bar is not None:
@@ -146,6 +152,7 @@ def run(args) -> int:
             "self_ensemble": bool(args.self_ensemble),
             "tile": args.tile,
             "protocol": {name: metrics.get_protocol(name).describe() for name in used},
+            "skip_bad": bool(args.skip_bad),
             "results": results,
         }
         atomic.write_json(args.json_path, payload)

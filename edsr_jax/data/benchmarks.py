@@ -97,7 +97,9 @@ def load_pair(hr_file: str, lr_file: str | None, scale: int, *, boundary: str = 
     return Sample(name=stem, lr=lr, hr=np.ascontiguousarray(hr[:h, :w]), lr_generated=lr_file is None)
 
 
-def load_benchmark(root: str, name: str, scale: int, *, boundary: str = "replicate") -> list[Sample]:
+def load_benchmark(
+    root: str, name: str, scale: int, *, boundary: str = "replicate", skipped: list | None = None
+) -> list[Sample]:
     """All pairs of benchmark set ``name`` at ``scale``, sorted by image name.
 
     Args:
@@ -106,12 +108,15 @@ def load_benchmark(root: str, name: str, scale: int, *, boundary: str = "replica
       scale: integer upscaling factor.
       boundary: how missing LR files are made (``"replicate"``: MATLAB; ``"mirror"``: the EDSR
         benchmark package).
+      skipped: if given, an image whose files cannot be read (truncated, not an image, an LR too
+        large for its HR) is left out and ``{"name", "error"}`` appended here, instead of failing.
 
     Returns:
       A list of :class:`Sample`.
 
     Raises:
-      UserError: the set or its HR folder is missing or empty, or a file cannot be read.
+      UserError: the set or its HR folder is missing or empty, or (without ``skipped``) a file
+        cannot be read; the message names the file.
     """
     if int(scale) != scale or scale < 1:
         raise UserError(f"scale must be a positive integer, got {scale!r}")
@@ -119,5 +124,12 @@ def load_benchmark(root: str, name: str, scale: int, *, boundary: str = "replica
     samples = []
     for hr_file in hr_files(root, name):
         stem = os.path.splitext(os.path.basename(hr_file))[0]
-        samples.append(load_pair(hr_file, lr_path(root, name, scale, stem), scale, boundary=boundary))
+        try:
+            samples.append(load_pair(hr_file, lr_path(root, name, scale, stem), scale, boundary=boundary))
+        except UserError as e:
+            if skipped is None:
+                raise
+            skipped.append({"name": stem, "error": " ".join(str(e).split())})
+    if not samples:
+        raise UserError(f"benchmark set {name!r} in {root} has no readable image at x{scale}")
     return samples

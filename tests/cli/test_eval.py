@@ -122,3 +122,20 @@ def test_eval_json_is_strict_when_a_psnr_is_infinite(tmp_path):
     with open(path) as f:
         data = json.loads(f.read(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     assert data == {"results": [{"psnr": None, "images": [{"psnr": 30.5}]}]}
+
+
+def test_skip_bad_scores_the_readable_images_and_lists_the_others(tmp_path, capsys):
+    from support.cases import make_set_with_a_truncated_image
+
+    root = str(tmp_path / "bench")
+    make_set_with_a_truncated_image(root)
+    out = str(tmp_path / "r.json")
+    args = ["--data-dir", root, "--datasets", "Set5", "--scales", "2", "--method", "bicubic", "--no-progress"]
+    assert cli.main(["eval", *args, "--skip-bad", "--json", out]) == 0
+    table = capsys.readouterr().out
+    assert "1 (+1 skipped)" in table and "skipped Set5 x2 half_copied: cannot decode image" in table
+    (result,) = json.load(open(out))["results"]
+    assert [i["name"] for i in result["images"]] == ["good"]
+    assert [s["name"] for s in result["skipped"]] == ["half_copied"] and "half_copied.png" in result[
+        "skipped"
+    ][0]["error"]

@@ -123,6 +123,14 @@ def make_folder_with_a_file(path: str) -> None:
     make_text(os.path.join(path, "notes.txt"))
 
 
+def make_set_with_a_truncated_image(path: str) -> None:
+    """A benchmark folder whose Set5 holds one good and one half-copied (truncated) HR image."""
+    hr = os.path.join(path, "Set5", "HR")
+    os.makedirs(hr)
+    _save(_rgb(24, 24), os.path.join(hr, "good.png"))
+    make_truncated(os.path.join(hr, "half_copied.png"))
+
+
 def make_pt_of_other_tensors(path: str) -> None:
     import torch
 
@@ -355,6 +363,15 @@ CASES: tuple[Case, ...] = (
         ("--data-dir", "{in}", "--datasets", "Set5", "--scales", "2", "--method", "bicubic"),
         error=r"in\b",
     ),
+    Case(
+        "eval_truncated_image",
+        "eval",
+        "a benchmark set holds a truncated or non-image file (a half-copied Urban100)",
+        f"{_ONE_LINE} the file (`--skip-bad` scores the others and lists it)",
+        "set_with_a_truncated_image",
+        ("--data-dir", "{in}", "--datasets", "Set5", "--scales", "2", "--method", "bicubic", "--no-progress"),
+        error=r"half_copied\.png",
+    ),
     # --- downscale --------------------------------------------------------------------------------
     Case(
         "downscale_missing",
@@ -560,6 +577,21 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
         "the loss becomes NaN or infinite",
         "stops naming the step, loss and gradient norm; keeps the last good checkpoint",
         "test_train_faults.py::test_non_finite_loss_names_the_step_and_values_and_keeps_the_good_checkpoints",
+    ),
+    (
+        "`train` is started on a workdir that another trainer is using",
+        "exits at once with a one-line error naming the other trainer (host, PID, since when); exit 2",
+        "checkpoint/test_lock.py::test_a_second_trainer_on_a_workdir_exits_at_once_naming_the_first",
+    ),
+    (
+        "a trainer was killed (SIGKILL) and left its workdir lock behind",
+        "the next `train` takes the lock over with a warning naming the dead trainer",
+        "checkpoint/test_lock.py::test_a_lock_left_by_a_killed_trainer_is_taken_over_naming_it",
+    ),
+    (
+        "`eval --skip-bad` on a set with unreadable files",
+        "scores the readable images; the table and the JSON list each skipped file with its error",
+        "cli/test_eval.py::test_skip_bad_scores_the_readable_images_and_lists_the_others",
     ),
     (
         "`--workdir` holds a run of a different model",
