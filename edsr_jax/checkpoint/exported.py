@@ -121,10 +121,10 @@ def load_model(
                 f"and {layout.PARAMS_DIR}/); convert PyTorch .pt files with `edsr-jax convert-torch` first"
             )
         path = path.parent
-    is_workdir = (path / layout.CHECKPOINTS_DIR).is_dir() and not (path / layout.PARAMS_DIR).is_dir()
+    has_checkpoints = (path / layout.CHECKPOINTS_DIR).is_dir()
     if not (path / layout.MODEL_JSON).exists():
         contents = sorted(p.name for p in path.iterdir())
-        if is_workdir:
+        if has_checkpoints:
             raise UserError(
                 f"{path} looks like a training workdir ({layout.CHECKPOINTS_DIR}/ but no "
                 f"{layout.MODEL_JSON}): not written by `edsr-jax train`?"
@@ -135,11 +135,15 @@ def load_model(
             f"no model at {path}: no {layout.MODEL_JSON} in it (found {listing(contents)}); "
             "expected a directory written by save_model or `edsr-jax convert-torch`"
         )
-    spec, _ = layout.read_model_json(path)
-    model = layout.model_from_spec(
-        spec, str(path / layout.MODEL_JSON), **({} if dtype is None else {"dtype": dtype})
+    spec, metadata = layout.read_model_json(path)
+    where = str(path / layout.MODEL_JSON)
+    model = layout.model_from_spec(spec, where, **({} if dtype is None else {"dtype": dtype}))
+    is_workdir = metadata.get("source") == "training" or (
+        has_checkpoints and not (path / layout.PARAMS_DIR).is_dir()
     )
     if is_workdir:
+        if not has_checkpoints:  # (a run that has not saved its first checkpoint yet)
+            raise UserError(f"no complete checkpoint in {path / layout.CHECKPOINTS_DIR} yet")
         return model, {"params": _load_training_params(path, model, which)}
     return model, {"params": _load_exported_params(path / layout.PARAMS_DIR, model)}
 
