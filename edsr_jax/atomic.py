@@ -43,7 +43,7 @@ def write_bytes(path: PathLike, data: bytes) -> None:
     try:
         tmp.write_bytes(data)
         if _is_local(path):
-            os.chmod(tmp, 0o666 & ~_umask())  # the permissions a plain open() would give
+            os.chmod(tmp, 0o666 & ~umask())  # the permissions a plain open() would give
         tmp.replace(path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -124,7 +124,8 @@ def _remove(path: epath.Path) -> None:
             path.rmtree()
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-creation mask (read without changing it for long)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

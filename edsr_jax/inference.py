@@ -116,7 +116,17 @@ def _tile_starts(length: int, padded: int, tile: int, core: int, overlap: int) -
     return out
 
 
-def tiled(fn: Callable, x, *, scale: int, tile: int, overlap: int, with_valid: bool = False) -> np.ndarray:
+def tiled(
+    fn: Callable,
+    x,
+    *,
+    scale: int,
+    tile: int,
+    overlap: int,
+    with_valid: bool = False,
+    out: np.ndarray | None = None,
+    finish: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
     """Run ``fn`` on fixed ``tile x tile`` LR tiles and stitch the interiors of the outputs.
 
     Tiles are placed on a grid with stride ``tile - 2 * overlap`` and shifted to stay inside the
@@ -124,26 +134,29 @@ def tiled(fn: Callable, x, *, scale: int, tile: int, overlap: int, with_valid: b
     from every cut edge (image borders are not cuts). An image smaller than the tile is padded at
     the bottom/right: with ``with_valid=True`` ``fn`` is told which part is image and can ignore
     the rest exactly (see :func:`make_upscaler`); otherwise the edge pixels are replicated, which
-    changes the output near those borders. Tiles run one at a time; only the output image is
-    held in host memory.
+    changes the output near those borders. Tiles run one at a time and are converted to float32
+    one at a time; host memory holds the input, the output and a few tiles.
 
     Args:
       fn: ``fn(tile) -> out`` (NHWC, out ``scale`` times larger); with ``with_valid``,
         ``fn(tile, valid)`` where ``valid`` is int32 ``[top, bottom, left, right]``: the rows and
         columns of the tile that hold image pixels.
-      x: NHWC input (numpy or JAX).
+      x: NHWC input (numpy or JAX; uint8 or float).
       scale: output/input size ratio.
       tile: tile size in LR pixels.
       overlap: context kept around each tile's interior (at least the receptive radius).
       with_valid: pass ``valid`` to ``fn`` and pad with zeros.
+      out: where to write the output (N, H * scale, W * scale, C_out), e.g. a uint8 or
+        memory-mapped array; default a new float32 array.
+      finish: applied to each tile's kept part before it is stored (e.g. quantisation to uint8).
 
     Returns:
-      float32 numpy array (N, H * scale, W * scale, C_out).
+      ``out`` (float32 (N, H * scale, W * scale, C_out) by default).
 
     Raises:
       UserError: ``tile <= 2 * overlap``.
     """
-    x = np.asarray(x, np.float32)
+    x = np.asarray(x)
     n, h, w, _ = x.shape
     tile, overlap = int(tile), int(overlap)
     core = tile - 2 * overlap
@@ -153,10 +166,9 @@ def tiled(fn: Callable, x, *, scale: int, tile: int, overlap: int, with_valid: b
     if (hp, wp) != (h, w):
         mode = "constant" if with_valid else "edge"
         x = np.pad(x, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)), mode=mode)
-    out = None
     for ty, cy0, cy1 in _tile_starts(h, hp, tile, core, overlap):
         for tx, cx0, cx1 in _tile_starts(w, wp, tile, core, overlap):
-            patch = x[:, ty : ty + tile, tx : tx + tile]
+            patch = np.asarray(x[:, ty : ty + tile, tx : tx + tile], np.float32)
             if with_valid:
                 valid = np.array([0, min(tile, h - ty), 0, min(tile, w - tx)], np.int32)
                 y = fn(patch, valid)
@@ -165,10 +177,24 @@ def tiled(fn: Callable, x, *, scale: int, tile: int, overlap: int, with_valid: b
             y = np.asarray(y, np.float32)
             if out is None:
                 out = np.empty((n, h * scale, w * scale, y.shape[-1]), np.float32)
-            out[:, cy0 * scale : cy1 * scale, cx0 * scale : cx1 * scale] = y[
-                :, (cy0 - ty) * scale : (cy1 - ty) * scale, (cx0 - tx) * scale : (cx1 - tx) * scale
-            ]
+            kept = y[:, (cy0 - ty) * scale : (cy1 - ty) * scale, (cx0 - tx) * scale : (cx1 - tx) * scale]
+            out[:, cy0 * scale : cy1 * scale, cx0 * scale : cx1 * scale] = (
+                kept if finish is None else finish(kept)
+            )
     return out
+
+
+def dihedral_valid(valid, k: int, size: int) -> np.ndarray:
+    """Where the image lies in :func:`dihedral` ``k`` of a square ``size`` tile whose image part
+    is ``valid = [top, bottom, left, right]``."""
+    top, bottom, left, right = (int(v) for v in valid)
+    if k & 1:
+        left, right = size - right, size - left
+    if k & 2:
+        top, bottom = size - bottom, size - top
+    if k & 4:
+        top, bottom, left, right = left, right, top, bottom
+    return np.array([top, bottom, left, right], np.int32)
 
 
 # --- model wrapper ------------------------------------------------------------------------------
@@ -251,28 +277,77 @@ class Upscaler:
 
         self._forward = jax.jit(counted)
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        """One pass (no ensemble) on a float32 (1, H, W, 3) array."""
-        fn = lambda patch, valid: self._forward(self.variables, patch, valid)
-        if self.tile is not None:
-            return tiled(fn, x, scale=self.scale, tile=self.tile, overlap=self.overlap, with_valid=True)
+    def _tile(self, patch: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """One tile, averaged over the 8 transforms with the self-ensemble (so a tiled ensemble
+        holds a tile, not a float32 copy of the whole output, per transform)."""
+        if not self.self_ensemble:
+            return np.asarray(self._forward(self.variables, patch, valid))
+        total = None
+        for k in range(NUM_TRANSFORMS):
+            y = self._forward(
+                self.variables,
+                np.ascontiguousarray(dihedral(patch, k)),
+                dihedral_valid(valid, k, patch.shape[1]),
+            )
+            y = undo_dihedral(np.asarray(y), k)
+            total = y if total is None else total + y
+        return total / NUM_TRANSFORMS
+
+    def _whole(self, x: np.ndarray) -> np.ndarray:
+        """One pass (no ensemble) on a float32 (1, H, W, 3) array, padded to the size bucket."""
         _, h, w, _ = x.shape
         hp, wp = -(-h // self.bucket) * self.bucket, -(-w // self.bucket) * self.bucket
         padded = np.pad(x, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)))
-        y = fn(padded, np.array([0, h, 0, w], np.int32))
+        y = self._forward(self.variables, padded, np.array([0, h, 0, w], np.int32))
         return np.asarray(y)[:, : h * self.scale, : w * self.scale]
 
-    def __call__(self, lr) -> np.ndarray:
+    def _check(self, lr) -> np.ndarray:
         lr = np.asarray(lr)
         if lr.ndim != 3 or lr.shape[-1] != 3:
             raise UserError(f"upscaler expects an (H, W, 3) RGB image, got shape {tuple(lr.shape)}")
+        return lr
+
+    def _tiled(self, lr: np.ndarray, out=None, finish=None) -> np.ndarray:
+        return tiled(
+            self._tile,
+            lr[None],
+            scale=self.scale,
+            tile=self.tile,
+            overlap=self.overlap,
+            with_valid=True,
+            out=out,
+            finish=finish,
+        )
+
+    def __call__(self, lr) -> np.ndarray:
+        lr = self._check(lr)
+        if self.tile is not None:
+            return self._tiled(lr)[0]
         x = lr.astype(np.float32)[None]
         if not self.self_ensemble:
-            return self._run(x)[0]
+            return self._whole(x)[0]
         total = np.zeros((lr.shape[0] * self.scale, lr.shape[1] * self.scale, 3), np.float32)
         for k in range(NUM_TRANSFORMS):
-            total += undo_dihedral(self._run(np.ascontiguousarray(dihedral(x, k)))[0], k)
+            total += undo_dihedral(self._whole(np.ascontiguousarray(dihedral(x, k)))[0], k)
         return total / NUM_TRANSFORMS
+
+    def upscale_uint8(self, lr, out: np.ndarray | None = None) -> np.ndarray:
+        """The output quantised like a scored image (clip, round half away), as uint8 (H*s, W*s, 3).
+
+        Tiled, each finished tile is quantised into ``out`` (default a new array; e.g. a
+        memory-mapped one for outputs too large for memory): host memory is then the uint8 output
+        plus a few tiles, whatever the self-ensemble.
+        """
+        from edsr_jax.imaging import metrics
+
+        lr = self._check(lr)
+        if out is None:
+            out = np.empty((lr.shape[0] * self.scale, lr.shape[1] * self.scale, 3), np.uint8)
+        if self.tile is None:
+            out[...] = metrics.quantize_uint8(self(lr))
+            return out
+        self._tiled(lr, out=out[None], finish=metrics.quantize_uint8)
+        return out
 
 
 def make_upscaler(

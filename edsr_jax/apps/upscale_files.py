@@ -23,19 +23,25 @@ receptive radius, see :mod:`edsr_jax.inference`). Input and output paths are pla
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import tempfile
 from collections.abc import Callable
 
 import numpy as np
 
 from edsr_jax import inference
-from edsr_jax.imaging import files, metrics, resize
+from edsr_jax.imaging import files, resize
 
 # LR images with more pixels than this are tiled unless a tile size is given (bounded memory).
 LARGE_IMAGE_PIXELS = 512 * 512
 # Tile side (LR pixels) used for large images by default.
 DEFAULT_TILE = 256
+# Outputs larger than this (bytes of uint8 pixels) are built in a memory-mapped file, not in memory.
+IN_MEMORY_BYTES = 2 * 2**30
+# Pixels of one block of rows converted to grayscale at a time.
+LUMA_BLOCK_PIXELS = 2**22
 # Pillow formats that store an alpha channel as we write it (JPEG cannot; Pillow reads BMP's back
 # without it).
 ALPHA_FORMATS = ("PNG", "TIFF", "WEBP")
@@ -74,9 +80,15 @@ def decompose(raw: files.RawImage) -> Decomposed:
 
 
 def to_luma(rgb: np.ndarray) -> np.ndarray:
-    """uint8 (H, W) luma of a uint8 (H, W, 3) image (Pillow's ``convert("L")`` weights, rounded)."""
-    y = rgb.astype(np.float32) @ np.asarray(LUMA_WEIGHTS, np.float32)
-    return np.clip(np.round(y), 0, 255).astype(np.uint8)
+    """uint8 (H, W) luma of a uint8 (H, W, 3) image (Pillow's ``convert("L")`` weights, rounded),
+    computed in blocks of rows (a float copy of a block, not of the image)."""
+    out = np.empty(rgb.shape[:2], np.uint8)
+    weights = np.asarray(LUMA_WEIGHTS, np.float32)
+    rows = max(1, LUMA_BLOCK_PIXELS // max(1, rgb.shape[1]))
+    for y in range(0, rgb.shape[0], rows):
+        luma = np.asarray(rgb[y : y + rows], np.float32) @ weights
+        out[y : y + rows] = np.clip(np.round(luma), 0, 255)
+    return out
 
 
 def recompose(sr_rgb: np.ndarray, parts: Decomposed, scale: int, keep_alpha: bool = True) -> np.ndarray:
@@ -114,39 +126,73 @@ class Upscalers:
             return int(self.tile) or None
         return DEFAULT_TILE if h * w > LARGE_IMAGE_PIXELS else None
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        """uint8 (H, W, 3) -> uint8 (H*s, W*s, 3) (clipped and rounded like a scored output)."""
+    def __call__(self, rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """uint8 (H, W, 3) -> uint8 (H*s, W*s, 3), clipped and rounded like a scored output, into
+        ``out`` if given (tiled images are quantised tile by tile)."""
         tile = self.tile_for(*rgb.shape[:2])
         if tile not in self._cache:
             self._cache[tile] = inference.make_upscaler(
                 self.model, self.variables, self.scale, self_ensemble=self.self_ensemble, tile=tile
             )
-        return metrics.quantize_uint8(self._cache[tile](rgb))
+        return self._cache[tile].upscale_uint8(rgb, out=out)
 
 
-def upscale_file(src: str, dst: str, upscale_fn: Callable[[np.ndarray], np.ndarray], scale: int) -> tuple:
+@contextlib.contextmanager
+def output_buffer(dst: str, shape: tuple[int, ...], in_memory_bytes: int):
+    """A uint8 array for an output of ``shape``: in memory, or above ``in_memory_bytes`` memory-mapped
+    from a temporary file beside ``dst`` (deleted afterwards), so that host memory stays bounded."""
+    size = int(np.prod(shape))
+    if size <= in_memory_bytes:
+        yield np.empty(shape, np.uint8)
+        return
+    folder = os.path.dirname(os.path.abspath(dst))
+    with tempfile.NamedTemporaryFile(prefix=".edsr-jax-output-", suffix=".u8", dir=folder) as backing:
+        array = np.memmap(backing, dtype=np.uint8, mode="w+", shape=shape)
+        try:
+            yield array
+        finally:
+            del array
+
+
+def upscale_file(
+    src: str,
+    dst: str,
+    upscale_fn: Callable[..., np.ndarray],
+    scale: int,
+    *,
+    in_memory_bytes: int = IN_MEMORY_BYTES,
+) -> tuple:
     """Reads ``src``, upscales it, writes ``dst`` atomically (nothing is written on failure).
+
+    Host memory is about the uint8 output (3 bytes per output pixel) plus a few tiles: tiled
+    images are quantised tile by tile, grayscale is converted in blocks of rows, and PNG is encoded
+    in blocks of rows. Outputs over ``in_memory_bytes`` are built in a memory-mapped temporary
+    file beside ``dst`` instead (disk, not memory). Alpha channels are upscaled whole (float).
 
     Args:
       src: the input image file.
       dst: the output file (checked by :func:`edsr_jax.imaging.files.plan_outputs`); its
         extension picks the format; its folder is created.
-      upscale_fn: uint8 (H, W, 3) -> uint8 (H*s, W*s, 3), e.g. an :class:`Upscalers`.
+      upscale_fn: ``(uint8 (H, W, 3), out=None) -> uint8 (H*s, W*s, 3)``, e.g. an :class:`Upscalers`.
       scale: the upscaling factor.
+      in_memory_bytes: the largest output held in memory.
 
     Returns:
       The output array's shape.
 
     Raises:
-      UserError: a missing, empty, truncated or non-image input, an unsupported mode or an
-        unknown output extension.
+      UserError: a missing, empty, truncated or non-image input, one over Pillow's pixel limit,
+        an unsupported mode or an unknown output extension.
     """
     fmt = files.output_format(dst)
     parts = decompose(files.load_raw(src))
-    out = recompose(upscale_fn(parts.rgb), parts, scale, keep_alpha=fmt in ALPHA_FORMATS)
+    h, w = parts.rgb.shape[:2]
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    files.write_image(dst, out)
-    return out.shape
+    with output_buffer(dst, (h * scale, w * scale, 3), in_memory_bytes) as buffer:
+        sr = upscale_fn(parts.rgb, out=buffer)
+        out = recompose(sr, parts, scale, keep_alpha=fmt in ALPHA_FORMATS)
+        files.write_image(dst, out)
+        return out.shape
 
 
 def load_for_upscaling(checkpoint: str, scale: int | None):

@@ -44,6 +44,13 @@ def add_arguments(parser) -> None:
         help="LR tile size for every image (exact, bounded memory); 0: never tile; "
         "default: tiles of 256 for images above 512x512 LR pixels",
     )
+    parser.add_argument(
+        "--max-memory-mb",
+        type=int,
+        default=2048,
+        help="outputs larger than this are built in a memory-mapped file beside the output "
+        "instead of in memory (default: %(default)s)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar for folders")
 
 
@@ -57,10 +64,13 @@ def run(args) -> int:
         raise UserError(f"--tile must be 0 (never tile) or a positive size, got {args.tile}")
     jobs = files.plan_outputs(args.input, args.output)
     model, variables, scale = upscale.load_for_upscaling(args.checkpoint, args.scale)
+    if args.max_memory_mb < 1:
+        raise UserError(f"--max-memory-mb must be at least 1, got {args.max_memory_mb}")
+    memory = args.max_memory_mb * 2**20
     upscalers = upscale.Upscalers(model, variables, scale, self_ensemble=args.self_ensemble, tile=args.tile)
     if len(jobs) == 1 and jobs[0][0] == args.input:
         src, dst = jobs[0]
-        shape = upscale.upscale_file(src, dst, upscalers, scale)
+        shape = upscale.upscale_file(src, dst, upscalers, scale, in_memory_bytes=memory)
         print(f"wrote {dst} ({shape[1]}x{shape[0]}, x{scale})")
         return 0
 
@@ -71,7 +81,7 @@ def run(args) -> int:
         jobs, desc="upscaling", unit="img", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True
     ):
         try:
-            upscale.upscale_file(src, dst, upscalers, scale)
+            upscale.upscale_file(src, dst, upscalers, scale, in_memory_bytes=memory)
         except Exception as e:  # a bad file is reported and the folder goes on; a bug stops it
             message = user_message(e)
             if message is None or args.debug:

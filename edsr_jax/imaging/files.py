@@ -13,6 +13,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import struct
+import warnings
+import zlib
 from collections.abc import Callable
 
 import numpy as np
@@ -20,6 +23,10 @@ import numpy as np
 from edsr_jax import atomic
 from edsr_jax.errors import UserError
 
+# PNG outputs larger than this (bytes of pixels) are encoded in blocks of rows straight to disk.
+STREAM_BYTES = 64 * 2**20
+# Environment variable that raises (or lowers) Pillow's decompression-bomb limit (pixels).
+MAX_PIXELS_ENV = "EDSR_JAX_MAX_IMAGE_PIXELS"
 # File extensions treated as images when scanning folders (lower case).
 IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -40,6 +47,16 @@ class RawImage:
     mode: str
     path: str
     palette: np.ndarray | None = None
+
+
+def _set_pixel_limit(image_module) -> None:
+    """Pillow's decompression-bomb limit from :data:`MAX_PIXELS_ENV`, if set."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if value:
+        try:
+            image_module.MAX_IMAGE_PIXELS = int(value)
+        except ValueError:
+            raise UserError(f"{MAX_PIXELS_ENV} must be a number of pixels, got {value!r}") from None
 
 
 def load_raw(path: str) -> RawImage:
@@ -63,17 +80,26 @@ def load_raw(path: str) -> RawImage:
         raise UserError(f"expected an image file, got a folder: {path}")
     if os.path.getsize(path) == 0:
         raise UserError(f"image file is empty (0 bytes): {path}")
+    _set_pixel_limit(Image)
     try:
-        with Image.open(path) as img:
-            img.load()
-            mode = img.mode
-            palette = None
-            if mode == "P":
-                pal = np.asarray(img.getpalette("RGB") or [], np.uint8)
-                palette = np.zeros((256, 3), np.uint8)
-                palette[: len(pal) // 3] = pal.reshape(-1, 3)
-                img = img.copy()
-            array = np.array(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: refuse
+            with Image.open(path) as img:
+                img.load()
+                mode = img.mode
+                palette = None
+                if mode == "P":
+                    pal = np.asarray(img.getpalette("RGB") or [], np.uint8)
+                    palette = np.zeros((256, 3), np.uint8)
+                    palette[: len(pal) // 3] = pal.reshape(-1, 3)
+                    img = img.copy()
+                array = np.array(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise UserError(
+            f"image {path} is larger than the limit of {Image.MAX_IMAGE_PIXELS:,} pixels (Pillow's "
+            f"decompression-bomb guard: {e}); if you trust the file, raise the limit with the "
+            f"environment variable {MAX_PIXELS_ENV}=<pixels>"
+        ) from None
     except UnidentifiedImageError:
         raise UserError(f"not an image file (or a format Pillow cannot read): {path}") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -173,9 +199,53 @@ def write_image(path: str, array: np.ndarray) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UserError(f"output folder does not exist: {folder}")
+    fmt = output_format(path)
+    if fmt == "PNG" and array.nbytes > STREAM_BYTES:
+        _write_png_streaming(path, array)
+        return
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format=output_format(path))
+    Image.fromarray(array).save(buffer, format=fmt)
     atomic.write_bytes(path, buffer.getvalue())
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
+
+
+def _write_png_streaming(path: str, array: np.ndarray) -> None:
+    """A PNG written in blocks of rows (``array`` may be memory-mapped): memory stays a few rows.
+
+    8 bits per channel, the "Sub" filter on every row, zlib at level 6; written to a temporary
+    name beside ``path`` and renamed, as :func:`edsr_jax.atomic.write_bytes` does.
+    """
+    h, w = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    color = {1: 0, 2: 4, 3: 2, 4: 6}[channels]  # gray, gray + alpha, RGB, RGBA
+    rows = max(1, STREAM_BYTES // 8 // max(1, w * channels))
+    compressor = zlib.compressobj(6)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(
+                b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
+            )
+            for y in range(0, h, rows):
+                block = np.asarray(array[y : y + rows]).reshape(-1, w * channels)
+                filtered = block.copy()
+                filtered[:, channels:] -= block[:, :-channels]  # Sub: each byte minus the one a pixel left
+                lines = np.concatenate([np.ones((len(block), 1), np.uint8), filtered], axis=1)
+                data = compressor.compress(lines.tobytes())
+                if data:
+                    f.write(_png_chunk(b"IDAT", data))
+            f.write(_png_chunk(b"IDAT", compressor.flush()) + _png_chunk(b"IEND", b""))
+        os.chmod(tmp, 0o666 & ~atomic.umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def is_image_name(name: str) -> bool:

@@ -191,3 +191,80 @@ def test_recompose_keeps_alpha_only_where_the_format_stores_it():
 def test_debug_shows_the_traceback(checkpoint, tmp_path):
     with pytest.raises(UserError, match="not found"):
         cli.main(["upscale", "--debug", "--checkpoint", checkpoint, str(tmp_path / "nope.png"), "x.png"])
+
+
+# ---------------------------------------------------------------- bounded host memory
+
+
+def test_a_tiled_self_ensemble_is_averaged_tile_by_tile_and_equals_the_whole_image_one():
+    import jax
+
+    from edsr_jax import inference
+
+    model = models.EDSR(scale=SCALE, num_blocks=1, num_features=8)
+    variables = models.init(model, jax.random.key(1))
+    lr = np.random.default_rng(3).integers(0, 256, (45, 38, 3), dtype=np.uint8)
+    whole = inference.make_upscaler(model, variables, SCALE, self_ensemble=True)(lr)
+    tiled = inference.make_upscaler(model, variables, SCALE, self_ensemble=True, tile=24)
+    np.testing.assert_allclose(tiled(lr), whole, atol=2e-3)
+    quantised = tiled.upscale_uint8(lr)
+    assert quantised.dtype == np.uint8
+    assert (
+        np.abs(quantised.astype(int) - np.floor(np.clip(whole, 0, 255) + 0.5)).max() <= 1
+    )  # (rounding ties)
+
+
+def test_outputs_over_the_memory_limit_are_built_on_disk_and_written_the_same(checkpoint, tmp_path):
+    src = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(src)
+    model, variables, scale = upscale.load_for_upscaling(checkpoint, None)
+    upscalers = upscale.Upscalers(model, variables, scale, tile=24)
+    upscale.upscale_file(str(src), str(tmp_path / "memory.png"), upscalers, scale)
+    upscale.upscale_file(str(src), str(tmp_path / "disk.png"), upscalers, scale, in_memory_bytes=100)
+    np.testing.assert_array_equal(
+        files.read_image(tmp_path / "disk.png"), files.read_image(tmp_path / "memory.png")
+    )
+    assert sorted(os.listdir(tmp_path)) == ["disk.png", "in.png", "memory.png"]  # the backing file is gone
+
+
+def test_large_pngs_are_written_in_blocks_of_rows_that_read_back_exactly(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "STREAM_BYTES", 500)
+    rng = np.random.default_rng(0)
+    for shape in [(37, 53, 3), (20, 31), (17, 9, 4), (5, 6, 2)]:
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        files.write_image(str(tmp_path / "s.png"), image)
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "s.png")), image)
+    assert os.listdir(tmp_path) == ["s.png"]
+
+
+def test_an_image_over_the_pixel_limit_names_the_limit_and_how_to_raise_it(
+    checkpoint, tmp_path, monkeypatch, capsys
+):
+    src = tmp_path / "big.png"
+    Image.fromarray(np.zeros((60, 60, 3), np.uint8)).save(src)
+    monkeypatch.setenv(files.MAX_PIXELS_ENV, "1000")
+    assert cli.main(["upscale", "--checkpoint", checkpoint, str(src), str(tmp_path / "out.png")]) == 2
+    err = capsys.readouterr().err
+    assert "larger than the limit of 1,000 pixels" in err and f"{files.MAX_PIXELS_ENV}=<pixels>" in err
+    monkeypatch.setenv(files.MAX_PIXELS_ENV, "10000")
+    assert cli.main(["upscale", "--checkpoint", checkpoint, str(src), str(tmp_path / "out.png")]) == 0
+
+
+@pytest.mark.slow
+def test_upscaling_a_4000x3000_photo_at_x4_stays_within_its_uint8_output_size_in_memory(tmp_path):
+    # Peak RSS under 1.5 x the 549 MB uint8 output + 500 MB (edsr-jax 0.1: 7.2 GB, 13 bytes per
+    # output pixel; experiments/perf/bench_upscale_memory.py).
+    import subprocess
+    import sys
+
+    from support.paths import EXPERIMENTS
+
+    bench = os.path.join(EXPERIMENTS, "perf", "bench_upscale_memory.py")
+    out = subprocess.run(
+        [sys.executable, bench, "--sizes", "4000x3000"], capture_output=True, text=True, timeout=900
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    row = [line for line in out.stdout.splitlines() if line.startswith("| 4000x3000")][0]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    output_mb, rss_mb = float(cells[2].replace(",", "")), float(cells[3].replace(",", ""))
+    assert rss_mb < 1.5 * output_mb + 500, row

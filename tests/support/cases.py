@@ -589,6 +589,23 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
         "checkpoint/test_lock.py::test_a_lock_left_by_a_killed_trainer_is_taken_over_naming_it",
     ),
     (
+        "`eval --checkpoint` or `load_model` on a workdir while `train` writes it",
+        "only complete checkpoints are read (or one line says there is none yet); nothing is written "
+        "or deleted; the trainer's result is unchanged",
+        "checkpoint/test_readers.py::test_loading_and_evaluating_while_training_sees_only_complete_steps",
+    ),
+    (
+        "`upscale` of a very large photo (4000x3000 at x4)",
+        "host memory stays about the uint8 output (tiles quantised as they finish, PNG written in "
+        "blocks of rows); outputs over `--max-memory-mb` are built in a memory-mapped file beside the output",
+        "apps/test_upscale_files.py::test_upscaling_a_4000x3000_photo_at_x4_stays_within_its_uint8_output_size_in_memory",
+    ),
+    (
+        "`upscale` input over Pillow's decompression-bomb pixel limit",
+        "a one-line error naming the limit and how to raise it (`EDSR_JAX_MAX_IMAGE_PIXELS`); exit 2",
+        "apps/test_upscale_files.py::test_an_image_over_the_pixel_limit_names_the_limit_and_how_to_raise_it",
+    ),
+    (
         "`eval --skip-bad` on a set with unreadable files",
         "scores the readable images; the table and the JSON list each skipped file with its error",
         "cli/test_eval.py::test_skip_bad_scores_the_readable_images_and_lists_the_others",
