@@ -49,14 +49,15 @@ class RawImage:
     palette: np.ndarray | None = None
 
 
-def _set_pixel_limit(image_module) -> None:
-    """Pillow's decompression-bomb limit from :data:`MAX_PIXELS_ENV`, if set."""
+def _pixel_limit(image_module) -> int | None:
+    """Pillow's decompression-bomb limit for this read: :data:`MAX_PIXELS_ENV` if set, else Pillow's."""
     value = os.environ.get(MAX_PIXELS_ENV, "").strip()
-    if value:
-        try:
-            image_module.MAX_IMAGE_PIXELS = int(value)
-        except ValueError:
-            raise UserError(f"{MAX_PIXELS_ENV} must be a number of pixels, got {value!r}") from None
+    if not value:
+        return image_module.MAX_IMAGE_PIXELS
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"{MAX_PIXELS_ENV} must be a number of pixels, got {value!r}") from None
 
 
 def load_raw(path: str) -> RawImage:
@@ -80,7 +81,8 @@ def load_raw(path: str) -> RawImage:
         raise UserError(f"expected an image file, got a folder: {path}")
     if os.path.getsize(path) == 0:
         raise UserError(f"image file is empty (0 bytes): {path}")
-    _set_pixel_limit(Image)
+    limit, pillows = _pixel_limit(Image), Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit  # (for this read only: restored below)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: refuse
@@ -96,7 +98,7 @@ def load_raw(path: str) -> RawImage:
                 array = np.array(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise UserError(
-            f"image {path} is larger than the limit of {Image.MAX_IMAGE_PIXELS:,} pixels (Pillow's "
+            f"image {path} is larger than the limit of {limit:,} pixels (Pillow's "
             f"decompression-bomb guard: {e}); if you trust the file, raise the limit with the "
             f"environment variable {MAX_PIXELS_ENV}=<pixels>"
         ) from None
@@ -104,6 +106,8 @@ def load_raw(path: str) -> RawImage:
         raise UserError(f"not an image file (or a format Pillow cannot read): {path}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise UserError(f"cannot decode image {path}: {e}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillows
     return RawImage(array=array, mode=mode, path=path, palette=palette)
 
 
