@@ -21,6 +21,12 @@ def add_arguments(parser) -> None:
         help="residual scaling (cannot be read from weights; default: 0.1 for an EDSR with F >= 256, "
         "else 1.0)",
     )
+    parser.add_argument(
+        "--img-range",
+        type=float,
+        default=None,
+        help="BasicSR checkpoints: the img_range the model was trained with (default: BasicSR's 255)",
+    )
     parser.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
 
 
@@ -32,7 +38,18 @@ def run(args) -> int:
 
     if os.path.isdir(args.out) and os.listdir(args.out) and not args.force:
         raise UserError(f"{args.out} exists and is not empty; pass --force to replace it")
-    state_dict = convert.load_torch_state_dict(args.file)
+    state_dict, wrapper = convert.load_torch_checkpoint(args.file)
+    layout = "official EDSR-PyTorch"
+    if convert.is_basicsr(state_dict):
+        img_range = convert.BASICSR_IMG_RANGE if args.img_range is None else float(args.img_range)
+        if img_range <= 0:
+            raise UserError(f"--img-range must be positive, got {img_range}")
+        state_dict = convert.basicsr_to_official(state_dict, img_range)
+        took = {"params_ema": "params_ema (the EMA weights)", "params": "params (the file has no params_ema)"}
+        layout = f"BasicSR, img_range {img_range:g}"
+        print(f"BasicSR checkpoint: using {took.get(wrapper, wrapper or 'the plain state dict')}")
+    elif args.img_range is not None:
+        raise UserError("--img-range applies to BasicSR checkpoints; this file has the official layout")
     inferred = convert.infer_spec(state_dict)
     spec = dict(inferred)
     if args.res_scale is not None:
@@ -43,6 +60,8 @@ def run(args) -> int:
         "source": os.path.basename(args.file),
         "source_sha256_prefix": digest[:SHA256_PREFIX_CHARS],
         "inferred_spec": inferred,
+        "layout": layout,
+        "state_dict_key": wrapper,
         "res_scale_from": "inferred" if args.res_scale is None else "--res-scale",
         "converted_by": f"edsr-jax {__version__} convert-torch",
     }

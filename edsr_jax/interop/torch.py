@@ -59,6 +59,11 @@ _LEAF_TO_TORCH = {"kernel": "weight", "bias": "bias"}
 
 
 def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The state dict of a PyTorch file as float32 numpy arrays (see :func:`load_torch_checkpoint`)."""
+    return load_torch_checkpoint(path)[0]
+
+
+def load_torch_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], str | None]:
     """Reads a PyTorch state dict file into float32 numpy arrays.
 
     Accepts a plain ``state_dict`` and common wrappers (``{"state_dict": ...}``, ``{"model": ...}``,
@@ -69,7 +74,9 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
       path: the ``.pt``/``.pth`` file.
 
     Returns:
-      ``{key: array}`` with the original (un-prefixed) key names and OIHW weights.
+      ``({key: array}, wrapper)``: the original (un-prefixed) key names and OIHW weights, and the
+      wrapper key the state dict was found under (``"params_ema"`` for BasicSR's EMA weights,
+      ``"params"``, ``"state_dict"``, ...) or None for a plain state dict.
 
     Raises:
       UserError: torch is missing, the file is missing or unreadable, or holds no state dict.
@@ -87,10 +94,11 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except Exception as e:  # pickle, zip and torch errors of many types
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise UserError(f"{path} is not a readable PyTorch file ({type(e).__name__}: {first_line})") from None
-    state_dict = _find_state_dict(obj, torch)
-    if state_dict is None:
+    found = _find_state_dict(obj, torch)
+    if found is None:
         raise UserError(f"{path} does not hold a state dict of tensors (found {_describe(obj, torch)})")
-    return {key: _to_numpy(value) for key, value in _strip_prefixes(state_dict).items()}
+    state_dict, wrapper = found
+    return {key: _to_numpy(value) for key, value in _strip_prefixes(state_dict).items()}, wrapper
 
 
 def _is_state_dict(obj: Any, torch) -> bool:
@@ -101,13 +109,13 @@ def _is_state_dict(obj: Any, torch) -> bool:
     )
 
 
-def _find_state_dict(obj: Any, torch) -> dict | None:
+def _find_state_dict(obj: Any, torch) -> tuple[dict, str | None] | None:
     if _is_state_dict(obj, torch):
-        return obj
+        return obj, None
     if isinstance(obj, dict):
         for key in WRAPPER_KEYS:
             if _is_state_dict(obj.get(key), torch):
-                return obj[key]
+                return obj[key], key
     return None
 
 
@@ -306,3 +314,76 @@ def _check_mean_shift(state_dict: dict) -> None:
                     "the latter, so outputs will differ from the original model",
                     stacklevel=2,
                 )
+
+
+# --- BasicSR checkpoints ----------------------------------------------------------------------------
+
+# BasicSR's EDSR key prefixes -> the official ones (``body.{i}.conv1/2`` handled apart).
+_BASICSR_RENAMES = {"conv_first": "head.0", "conv_last": "tail.1"}
+# The value range BasicSR's EDSR multiplies its [0, 1] inputs by by default (``img_range``).
+BASICSR_IMG_RANGE = 255.0
+
+
+def is_basicsr(state_dict: dict) -> bool:
+    """Whether a state dict has BasicSR's EDSR layout (``conv_first``, ``conv_after_body``, ...)."""
+    return "conv_first.weight" in state_dict and "head.0.weight" not in state_dict
+
+
+def basicsr_to_official(state_dict: dict[str, Any], img_range: float = BASICSR_IMG_RANGE) -> dict[str, Any]:
+    """A BasicSR EDSR state dict in the official layout, for inputs and outputs in [0, 255].
+
+    BasicSR's EDSR computes ``net((x - mean) * img_range) / img_range + mean`` on [0, 1] images
+    (mean: the DIV2K mean, as here). Every layer is affine or ReLU, so feeding it
+    ``255 / img_range`` times larger inputs with every bias scaled by ``255 / img_range`` scales its
+    output by the same factor: with the biases scaled, the network maps our [0, 255] inputs (minus
+    255 x mean) exactly as BasicSR maps its own. With the default ``img_range`` of 255 nothing is
+    scaled.
+
+    Raises:
+      UserError: a key this mapping does not know.
+    """
+    factor = 255.0 / float(img_range)
+    blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"body\.(\d+)\.conv[12]\.", k))}
+    out = {}
+    for key, value in state_dict.items():
+        module, leaf = key.rsplit(".", 1)
+        if module in _BASICSR_RENAMES:
+            name = _BASICSR_RENAMES[module]
+        elif module == "conv_after_body":
+            name = f"body.{len(blocks)}"
+        elif m := re.fullmatch(r"body\.(\d+)\.conv([12])", module):
+            name = f"body.{m.group(1)}.body.{0 if m.group(2) == '1' else 2}"
+        elif m := re.fullmatch(r"upsample\.(\d+)", module):
+            name = f"tail.0.{m.group(1)}"
+        elif module in MEAN_SHIFT_SIGNS:
+            continue
+        else:
+            raise UserError(f"unknown key {key!r} for a BasicSR EDSR checkpoint")
+        scaled = (
+            np.asarray(value, np.float32) * np.float32(factor) if leaf == "bias" and factor != 1.0 else value
+        )
+        out[f"{name}.{leaf}"] = scaled
+    return out
+
+
+# --- edsr-jax -> the official layout -----------------------------------------------------------------
+
+
+def export_state_dict(model: models.SRModel, variables: dict) -> dict[str, np.ndarray]:
+    """The official EDSR-PyTorch state dict of a model (OIHW float32, with the mean-shift convs).
+
+    Its keys and shapes are those ``--pre_train`` of the official code loads;
+    :func:`convert_state_dict` of it gives ``variables`` back bit for bit.
+    """
+    spec = models.model_spec(model)
+    out: dict[str, np.ndarray] = {}
+    mean = models.RGB_RANGE * np.asarray(models.DIV2K_RGB_MEAN, np.float32)
+    for name, sign in MEAN_SHIFT_SIGNS.items():
+        out[f"{name}.weight"] = np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1)
+        out[f"{name}.bias"] = (sign * mean).astype(np.float32)
+    for path, value in sorted(models.flat_params(variables["params"]).items()):
+        value = np.asarray(value, np.float32)
+        out[torch_key(path, spec)] = np.ascontiguousarray(
+            value.transpose(3, 2, 0, 1) if value.ndim == 4 else value
+        )
+    return out

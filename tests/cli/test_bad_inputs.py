@@ -73,7 +73,7 @@ def test_case(case, model_dir, tmp_path, capsys):
 
 def test_at_least_13_upscale_situations_are_covered():
     assert len([c for c in CASES if c.command == "upscale"]) >= 13
-    assert {c.command for c in CASES} == {"upscale", "eval", "downscale", "convert-torch", "train"}
+    assert {c.command for c in CASES} == {"upscale", "eval", "downscale", "convert-torch", "train", "export"}
 
 
 def test_the_readme_table_is_the_generated_one():

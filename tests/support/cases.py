@@ -62,6 +62,11 @@ def _rgb(h: int, w: int) -> np.ndarray:
     return _rng().integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
+def make_old_export(path: str) -> None:
+    with open(path, "wb") as f:
+        f.write(b"an earlier export")
+
+
 def make_rgb(path: str) -> None:
     _save(_rgb(10, 13), path)
 
@@ -372,6 +377,25 @@ CASES: tuple[Case, ...] = (
         ("--data-dir", "{in}", "--datasets", "Set5", "--scales", "2", "--method", "bicubic", "--no-progress"),
         error=r"half_copied\.png",
     ),
+    # --- export -----------------------------------------------------------------------------------
+    Case(
+        "export_unknown_format",
+        "export",
+        "`export --format` names a format edsr-jax does not write",
+        f"{_ONE_LINE} the format and the ones it writes",
+        None,
+        ("--checkpoint", "{model}", "--format", "keras", "{out}"),
+        error=r"unknown export format 'keras'; use one of stablehlo, savedmodel, tflite, onnx",
+    ),
+    Case(
+        "export_output_exists",
+        "export",
+        "the `export` output exists (no `--force`)",
+        f"{_ONE_LINE} the file; it is left as it was",
+        "old_export",
+        ("--checkpoint", "{model}", "--format", "torch", "{in}.pt"),
+        error=r"in\.pt exists; pass --force",
+    ),
     # --- downscale --------------------------------------------------------------------------------
     Case(
         "downscale_missing",
@@ -609,6 +633,11 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
         "`eval --skip-bad` on a set with unreadable files",
         "scores the readable images; the table and the JSON list each skipped file with its error",
         "cli/test_eval.py::test_skip_bad_scores_the_readable_images_and_lists_the_others",
+    ),
+    (
+        "`export` to a format whose package is not installed (e.g. onnx)",
+        'a one-line error naming the package and `pip install "edsr-jax[export]"`; nothing written',
+        "interop/test_export.py::test_export_errors_name_what_is_wrong",
     ),
     (
         "`--workdir` holds a run of a different model",
