@@ -99,7 +99,11 @@ def build(model: models.SRModel, variables: dict, scale: int, *, fp16: bool = Fa
     )
     checker.check_model(proto)
     if fp16:
+        import warnings
+
         from onnxconverter_common import float16
 
-        proto = float16.convert_float_to_float16(proto, keep_io_types=True)
+        with warnings.catch_warnings():  # (it warns for every weight too small for float16: expected)
+            warnings.simplefilter("ignore", UserWarning)
+            proto = float16.convert_float_to_float16(proto, keep_io_types=True)
     return proto

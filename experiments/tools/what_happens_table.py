@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from edsr_jax import atomic
@@ -36,11 +37,21 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _command(situation: str) -> str:
+    """The command a fault row is about: the first `command` it names, else train."""
+    from edsr_jax.cli import COMMANDS
+
+    return next((w for w in re.findall(r"`([a-z][\w-]*)", situation) if w in COMMANDS), "train")
+
+
 def table(cases, faults=()) -> str:
-    """A Markdown table: one row per bad-input case (in table order), then one per training fault."""
+    """A Markdown table: one row per bad-input case (in table order), then one per fault row."""
     rows = ["| Command | Situation | What edsr-jax does |", "|---|---|---|"]
     rows += [f"| `{c.command}` | {_cell(c.situation)} | {_cell(c.outcome)} |" for c in cases]
-    rows += [f"| `train` | {_cell(situation)} | {_cell(outcome)} |" for situation, outcome, _ in faults]
+    rows += [
+        f"| `{_command(situation)}` | {_cell(situation)} | {_cell(outcome)} |"
+        for situation, outcome, _ in faults
+    ]
     return "\n".join(rows)
 
 
