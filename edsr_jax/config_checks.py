@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from edsr_jax.data.sources import SOURCES
 from edsr_jax.errors import UserError
 
 # Most changed config fields one resume warning lists.
@@ -42,7 +43,7 @@ _CHOICES = (
     ("model.arch", ("edsr", "mdsr")),
     ("dtype", ("float32", "bfloat16")),
     ("lr_schedule", ("step", "cosine")),
-    ("data.source", ("tfds", "div2k_folder", "folder", "skimage")),
+    ("data.source", SOURCES),
     ("data.skip_small", ("error", "skip")),
     ("eval.protocol", ("div2k", "benchmark")),
 )

@@ -66,9 +66,12 @@ def evaluate_images(
     if not samples:
         raise UserError("nothing to evaluate: the sample list is empty")
     images, seconds = [], 0.0
+    # An Upscaler on several devices keeps one image per device in flight (its ``map``).
+    mapper = getattr(upscale_fn, "map", None)
+    outputs = mapper(s.lr for s in samples) if mapper else (upscale_fn(s.lr) for s in samples)
     for sample in samples:
         start = time.perf_counter()
-        sr = np.asarray(upscale_fn(sample.lr))
+        sr = np.asarray(next(outputs))
         seconds += time.perf_counter() - start
         if sr.shape != sample.hr.shape:
             raise UserError(
@@ -100,6 +103,7 @@ def evaluate_sets(
     progress_factory: Callable[[int], Callable[[], None]] | None = None,
     on_result: Callable[[dict], None] | None = None,
     skip_bad: bool = False,
+    on_output: Callable[[str, int, Sample, np.ndarray], None] | None = None,
 ) -> list[dict]:
     """Evaluate every (dataset, scale) from local folders in the EDSR layout.
 
@@ -117,6 +121,8 @@ def evaluate_sets(
       on_result: called with each result dict as soon as it is complete.
       skip_bad: score the readable images of a set and list the others (``"skipped"``) instead of
         failing on the first unreadable file.
+      on_output: called with ``(dataset, scale, sample, uint8 output)`` for every image (saving
+        the results, building a report).
 
     Returns:
       One dict per (dataset, scale) in order: ``{"dataset", "scale", "protocol", "psnr", "ssim",
@@ -137,7 +143,12 @@ def evaluate_sets(
                 for _ in skipped or ():
                     progress()
             proto = protocol or metrics.protocol_for_dataset(name)
-            res = evaluate_images(upscale_fn, samples, scale=s, protocol=proto, progress=progress)
+            hook = (
+                None if on_output is None else (lambda sample, sr, n=name, s=s: on_output(n, s, sample, sr))
+            )
+            res = evaluate_images(
+                upscale_fn, samples, scale=s, protocol=proto, progress=progress, on_output=hook
+            )
             res = {"dataset": name, "scale": int(s), "protocol": proto.name, **res, "skipped": skipped or []}
             results.append(res)
             if on_result is not None:

@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import collections
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -77,6 +79,19 @@ def self_ensemble(fn: Callable, x):
 # --- scales -------------------------------------------------------------------------------------
 
 
+# Computation dtypes ``eval`` and ``upscale`` offer (parameters stay float32).
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+def dtype_named(name: str):
+    """The JAX dtype of ``name`` (None for float32: the model's own)."""
+    import jax.numpy as jnp
+
+    if name not in DTYPE_NAMES:
+        raise UserError(f"dtype must be one of {DTYPE_NAMES}, got {name!r}")
+    return {"float32": None, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
+
+
 def check_scale(model, scale: int | None, what: str = "this model") -> int:
     """The scale to run ``model`` at: ``scale`` if the model has it, its only scale if None.
 
@@ -126,6 +141,7 @@ def tiled(
     with_valid: bool = False,
     out: np.ndarray | None = None,
     finish: Callable[[np.ndarray], np.ndarray] | None = None,
+    in_flight: int = 1,
 ) -> np.ndarray:
     """Run ``fn`` on fixed ``tile x tile`` LR tiles and stitch the interiors of the outputs.
 
@@ -149,6 +165,8 @@ def tiled(
       out: where to write the output (N, H * scale, W * scale, C_out), e.g. a uint8 or
         memory-mapped array; default a new float32 array.
       finish: applied to each tile's kept part before it is stored (e.g. quantisation to uint8).
+      in_flight: tiles dispatched before the first is fetched (``fn`` may return device arrays
+        still being computed, e.g. on several devices); 1: one at a time.
 
     Returns:
       ``out`` (float32 (N, H * scale, W * scale, C_out) by default).
@@ -166,6 +184,18 @@ def tiled(
     if (hp, wp) != (h, w):
         mode = "constant" if with_valid else "edge"
         x = np.pad(x, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)), mode=mode)
+    pending = collections.deque()
+
+    def store(y, ty, tx, cy0, cy1, cx0, cx1):
+        nonlocal out
+        y = np.asarray(y, np.float32)
+        if out is None:
+            out = np.empty((n, h * scale, w * scale, y.shape[-1]), np.float32)
+        kept = y[:, (cy0 - ty) * scale : (cy1 - ty) * scale, (cx0 - tx) * scale : (cx1 - tx) * scale]
+        out[:, cy0 * scale : cy1 * scale, cx0 * scale : cx1 * scale] = (
+            kept if finish is None else finish(kept)
+        )
+
     for ty, cy0, cy1 in _tile_starts(h, hp, tile, core, overlap):
         for tx, cx0, cx1 in _tile_starts(w, wp, tile, core, overlap):
             patch = np.asarray(x[:, ty : ty + tile, tx : tx + tile], np.float32)
@@ -174,13 +204,11 @@ def tiled(
                 y = fn(patch, valid)
             else:
                 y = fn(patch)
-            y = np.asarray(y, np.float32)
-            if out is None:
-                out = np.empty((n, h * scale, w * scale, y.shape[-1]), np.float32)
-            kept = y[:, (cy0 - ty) * scale : (cy1 - ty) * scale, (cx0 - tx) * scale : (cx1 - tx) * scale]
-            out[:, cy0 * scale : cy1 * scale, cx0 * scale : cx1 * scale] = (
-                kept if finish is None else finish(kept)
-            )
+            pending.append((y, ty, tx, cy0, cy1, cx0, cx1))
+            if len(pending) >= max(1, in_flight):
+                store(*pending.popleft())
+    while pending:
+        store(*pending.popleft())
     return out
 
 
@@ -263,6 +291,7 @@ class Upscaler:
         tile: int | None,
         overlap: int,
         bucket: int = BUCKET,
+        devices: Sequence | None = None,
     ):
         import jax
 
@@ -276,30 +305,55 @@ class Upscaler:
             return forward(variables, x, valid).astype("float32")
 
         self._forward = jax.jit(counted)
+        # One copy of the variables per device; images and tiles go round the devices.
+        self.devices = list(devices) if devices else [None]
+        self._variables = [variables if d is None else jax.device_put(variables, d) for d in self.devices]
+        self._turn = itertools.cycle(range(len(self.devices)))
 
-    def _tile(self, patch: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """One tile, averaged over the 8 transforms with the self-ensemble (so a tiled ensemble
-        holds a tile, not a float32 copy of the whole output, per transform)."""
+    def _run(self, x: np.ndarray, valid: np.ndarray, device: int):
+        """The forward pass on device number ``device``: a device array, not waited for."""
+        import jax
+
+        target = self.devices[device]
+        if target is not None:
+            x, valid = jax.device_put(x, target), jax.device_put(valid, target)
+        return self._forward(self._variables[device], x, valid)
+
+    def _ensembled(self, x: np.ndarray, valid: np.ndarray, device: int):
+        """:meth:`_run`, averaged over the 8 transforms with the self-ensemble (on the device)."""
         if not self.self_ensemble:
-            return np.asarray(self._forward(self.variables, patch, valid))
+            return self._run(x, valid, device)
         total = None
         for k in range(NUM_TRANSFORMS):
-            y = self._forward(
-                self.variables,
-                np.ascontiguousarray(dihedral(patch, k)),
-                dihedral_valid(valid, k, patch.shape[1]),
-            )
-            y = undo_dihedral(np.asarray(y), k)
+            y = self._run(np.ascontiguousarray(dihedral(x, k)), dihedral_valid(valid, k, x.shape[1]), device)
+            y = undo_dihedral(y, k)
             total = y if total is None else total + y
         return total / NUM_TRANSFORMS
 
-    def _whole(self, x: np.ndarray) -> np.ndarray:
-        """One pass (no ensemble) on a float32 (1, H, W, 3) array, padded to the size bucket."""
-        _, h, w, _ = x.shape
+    def _tile(self, patch: np.ndarray, valid: np.ndarray):
+        """One tile on the next device (the self-ensemble averaged tile by tile: a tiled ensemble
+        holds a tile, not a float32 copy of the whole output, per transform)."""
+        return self._ensembled(patch, valid, next(self._turn))
+
+    def _padded(self, x: np.ndarray, device: int):
+        """The forward pass of an (1, H, W, 3) image zero-padded to the size bucket (exact: masked)."""
+        h, w = x.shape[1:3]
         hp, wp = -(-h // self.bucket) * self.bucket, -(-w // self.bucket) * self.bucket
         padded = np.pad(x, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)))
-        y = self._forward(self.variables, padded, np.array([0, h, 0, w], np.int32))
-        return np.asarray(y)[:, : h * self.scale, : w * self.scale]
+        return self._run(padded, np.array([0, h, 0, w], np.int32), device)[
+            :, : h * self.scale, : w * self.scale
+        ]
+
+    def _whole(self, lr: np.ndarray, device: int):
+        """One whole image on ``device`` (a device array), with the self-ensemble if asked."""
+        x = lr.astype(np.float32)[None]
+        if not self.self_ensemble:
+            return self._padded(x, device)
+        total = None
+        for k in range(NUM_TRANSFORMS):
+            y = undo_dihedral(self._padded(np.ascontiguousarray(dihedral(x, k)), device), k)
+            total = y if total is None else total + y
+        return total / NUM_TRANSFORMS
 
     def _check(self, lr) -> np.ndarray:
         lr = np.asarray(lr)
@@ -317,19 +371,28 @@ class Upscaler:
             with_valid=True,
             out=out,
             finish=finish,
+            in_flight=len(self.devices),
         )
 
+    def map(self, images: Iterable) -> Iterator[np.ndarray]:
+        """``self(lr)`` of each image, in order, with up to one image per device in flight (tiled
+        images spread their tiles over the devices instead)."""
+        pending = collections.deque()
+        for lr in images:
+            lr = self._check(lr)
+            if self.tile is not None:
+                while pending:
+                    yield np.asarray(pending.popleft(), np.float32)[0]
+                yield self._tiled(lr)[0]
+                continue
+            pending.append(self._whole(lr, next(self._turn)))
+            if len(pending) >= len(self.devices):
+                yield np.asarray(pending.popleft(), np.float32)[0]
+        while pending:
+            yield np.asarray(pending.popleft(), np.float32)[0]
+
     def __call__(self, lr) -> np.ndarray:
-        lr = self._check(lr)
-        if self.tile is not None:
-            return self._tiled(lr)[0]
-        x = lr.astype(np.float32)[None]
-        if not self.self_ensemble:
-            return self._whole(x)[0]
-        total = np.zeros((lr.shape[0] * self.scale, lr.shape[1] * self.scale, 3), np.float32)
-        for k in range(NUM_TRANSFORMS):
-            total += undo_dihedral(self._whole(np.ascontiguousarray(dihedral(x, k)))[0], k)
-        return total / NUM_TRANSFORMS
+        return next(iter(self.map([lr])))
 
     def upscale_uint8(self, lr, out: np.ndarray | None = None) -> np.ndarray:
         """The output quantised like a scored image (clip, round half away), as uint8 (H*s, W*s, 3).
@@ -359,6 +422,7 @@ def make_upscaler(
     tile: int | None = None,
     overlap: int | None = None,
     dtype=None,
+    devices: Sequence | None = None,
 ) -> Upscaler:
     """An :class:`Upscaler` for ``model`` at ``scale``.
 
@@ -372,6 +436,8 @@ def make_upscaler(
       overlap: context around each tile's interior; default the model's receptive radius
         (:func:`edsr_jax.models.receptive_radius`: exact).
       dtype: computation dtype, e.g. ``jnp.bfloat16`` (parameters stay as given; output float32).
+      devices: spread images (and tiles) over these devices (e.g. ``jax.local_devices()``), one
+        copy of the variables each; the outputs equal one device's. Default: the default device.
 
     Returns:
       The upscaler.
@@ -397,4 +463,5 @@ def make_upscaler(
         self_ensemble=self_ensemble,
         tile=None if tile is None else int(tile),
         overlap=overlap,
+        devices=devices,
     )

@@ -113,11 +113,20 @@ def recompose(sr_rgb: np.ndarray, parts: Decomposed, scale: int, keep_alpha: boo
 class Upscalers:
     """The model's upscale functions, created on first use: whole images, and tiled ones."""
 
-    def __init__(self, model, variables, scale: int, *, self_ensemble: bool = False, tile: int | None = None):
+    def __init__(
+        self,
+        model,
+        variables,
+        scale: int,
+        *,
+        self_ensemble: bool = False,
+        tile: int | None = None,
+        devices=None,
+    ):
         """Args: see :func:`edsr_jax.inference.make_upscaler`; ``tile`` None: tile large images
         with :data:`DEFAULT_TILE`; 0: never tile; N: every image in N x N LR tiles."""
         self.model, self.variables, self.scale = model, variables, int(scale)
-        self.self_ensemble, self.tile = bool(self_ensemble), tile
+        self.self_ensemble, self.tile, self.devices = bool(self_ensemble), tile, devices
         self._cache: dict[int | None, Callable] = {}
 
     def tile_for(self, h: int, w: int) -> int | None:
@@ -132,7 +141,12 @@ class Upscalers:
         tile = self.tile_for(*rgb.shape[:2])
         if tile not in self._cache:
             self._cache[tile] = inference.make_upscaler(
-                self.model, self.variables, self.scale, self_ensemble=self.self_ensemble, tile=tile
+                self.model,
+                self.variables,
+                self.scale,
+                self_ensemble=self.self_ensemble,
+                tile=tile,
+                devices=self.devices,
             )
         return self._cache[tile].upscale_uint8(rgb, out=out)
 
@@ -195,7 +209,7 @@ def upscale_file(
         return out.shape
 
 
-def load_for_upscaling(checkpoint: str, scale: int | None):
+def load_for_upscaling(checkpoint: str, scale: int | None, dtype=None):
     """``(model, variables, scale)`` from a checkpoint, the scale checked against the model's.
 
     Raises:
@@ -204,5 +218,5 @@ def load_for_upscaling(checkpoint: str, scale: int | None):
     """
     from edsr_jax.checkpoint import exported
 
-    model, variables = exported.load_model(checkpoint)
+    model, variables = exported.load_model(checkpoint, dtype=dtype)
     return model, variables, inference.check_scale(model, scale, f"checkpoint {checkpoint}")

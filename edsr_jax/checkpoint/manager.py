@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 import jax
@@ -249,6 +250,11 @@ def resolve_step(manager: ocp.CheckpointManager, which: str | int = "latest") ->
     return step
 
 
+# How often a reader resolves a step again when the step it was reading was deleted meanwhile.
+READ_ATTEMPTS = 5
+READ_RETRY_PAUSE_S = 0.2
+
+
 def restore_params(directory: str | os.PathLike, abstract_params: Any, which: str | int = "latest"):
     """Restores only the parameters of one complete checkpoint (for evaluation and init_from).
 
@@ -258,19 +264,31 @@ def restore_params(directory: str | os.PathLike, abstract_params: Any, which: st
       which: ``"latest"``, ``"best"`` or a step number.
 
     Returns:
-      ``(params, step)``.
+      ``(params, step)``. A step that a trainer deletes while it is being read (it keeps only its
+      newest and best steps) is not an error: ``which`` is resolved again.
 
     Raises:
       UserError: no such checkpoint.
     """
-    manager = create_manager(directory, read_only=True, async_save=False)
-    try:
-        step = resolve_step(manager, which)
-        args = ocp.args.Composite(**{PARAMS_ITEM: ocp.args.StandardRestore(abstract_params)})
-        params = manager.restore(step, args=args)[PARAMS_ITEM]
-    finally:
-        manager.close()
-    return params, step
+    args = ocp.args.Composite(**{PARAMS_ITEM: ocp.args.StandardRestore(abstract_params)})
+    failed: set[int] = set()
+    for attempt in range(READ_ATTEMPTS):
+        manager = create_manager(directory, read_only=True, async_save=False)
+        try:
+            step = resolve_step(manager, which)
+            try:
+                return manager.restore(step, args=args)[PARAMS_ITEM], step
+            except Exception:  # (Orbax and TensorStore raise many types for files that vanish)
+                # A trainer writing this folder deletes old steps as it keeps new ones, and a step
+                # deleted while it was read fails part-way: resolve `which` again. A step that
+                # fails twice while it stays complete is damaged, and its error is raised.
+                if step in failed or attempt == READ_ATTEMPTS - 1:
+                    raise
+                failed.add(step)
+                time.sleep(READ_RETRY_PAUSE_S)
+        finally:
+            manager.close()
+    raise AssertionError("unreachable")
 
 
 def read_meta(manager: ocp.CheckpointManager, step: int) -> dict:

@@ -4,6 +4,10 @@ Examples::
 
     edsr-jax eval --data-dir data/benchmarks --datasets Set5,Set14 --scales 2,3,4 --method bicubic
     edsr-jax eval --data-dir data/benchmarks --datasets Set5 --scales 2 --checkpoint models/edsr_x2
+    edsr-jax eval --data-dir data/benchmarks --datasets Set5 --checkpoint runs/x2 --steps all --curve x2_curve
+    edsr-jax eval --data-dir data/benchmarks --datasets Set5 --checkpoint runs/x2 --steps best \
+        --save-results sr/ --report report.html --compare models/edsr_baseline_x2
+    edsr-jax eval --checkpoint runs/x2 --from-logs --curve x2_val     # training's own validation history
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ METHOD_SCALES = (2, 3, 4)
 def add_arguments(parser) -> None:
     parser.add_argument(
         "--data-dir",
-        required=True,
+        default=None,
         help="folder of sets in EDSR layout: <DIR>/<Set>/HR, <DIR>/<Set>/LR_bicubic/X<s>",
     )
     parser.add_argument(
@@ -59,6 +63,44 @@ def add_arguments(parser) -> None:
         help="score the readable images and list unreadable files (table and JSON) instead of failing",
     )
     parser.add_argument("--json", dest="json_path", default=None, help="also write the results as JSON here")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="computation dtype of the model (parameters stay float32)",
+    )
+    sweep = parser.add_argument_group("runs and outputs")
+    sweep.add_argument(
+        "--steps",
+        default=None,
+        help="a training workdir's checkpoints to score: all, best, latest or N,M,... (default: latest)",
+    )
+    sweep.add_argument(
+        "--curve",
+        default=None,
+        metavar="PREFIX",
+        help="write PSNR per step as PREFIX.json, PREFIX.csv and PREFIX.png (with --steps or --from-logs)",
+    )
+    sweep.add_argument(
+        "--from-logs",
+        action="store_true",
+        help="plot training's own validation history (TensorBoard events) instead of scoring",
+    )
+    sweep.add_argument(
+        "--save-results",
+        default=None,
+        metavar="DIR",
+        help="write every scored SR image (DIR/<set>/x<s>/<name>_x<s>_SR.png) and per-image CSVs",
+    )
+    sweep.add_argument(
+        "--report", default=None, metavar="FILE.html", help="write a self-contained HTML report"
+    )
+    sweep.add_argument(
+        "--compare",
+        default=None,
+        metavar="CHECKPOINT",
+        help="a second model scored beside the first in the table and the report",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -74,50 +116,71 @@ def _int_list(text: str, what: str) -> list[int]:
     return values
 
 
-def _upscaler_factory(args, scales):
-    """``(scale -> upscale_fn, scales, description)`` for --method or --checkpoint."""
-    from edsr_jax import evaluate
-    from edsr_jax.errors import UserError
-
-    if args.method == "bicubic":
-        if args.self_ensemble or args.tile:
-            raise UserError("--self-ensemble and --tile apply to models, not to --method bicubic")
-        return (
-            (lambda s: evaluate.bicubic(s)),
-            scales or list(METHOD_SCALES),
-            "bicubic (MATLAB imresize of the LR)",
-        )
-
+def _model(checkpoint: str, which, scales, dtype: str):
+    """``(model, variables, scales)`` of a checkpoint (``which``: latest, best or a step)."""
     from edsr_jax import inference
     from edsr_jax.checkpoint import exported
 
-    model, variables = exported.load_model(args.checkpoint)
-    scales = [
-        inference.check_scale(model, s, f"checkpoint {args.checkpoint}") for s in scales or model.scales
-    ]
-
-    def factory(s):
-        return inference.make_upscaler(model, variables, s, self_ensemble=args.self_ensemble, tile=args.tile)
-
-    return factory, scales, f"checkpoint {args.checkpoint}"
+    model, variables = exported.load_model(checkpoint, which=which, dtype=inference.dtype_named(dtype))
+    scales = [inference.check_scale(model, s, f"checkpoint {checkpoint}") for s in scales or model.scales]
+    return model, variables, scales
 
 
-def run(args) -> int:
-    from edsr_jax import atomic, evaluate
+def _factory(model, variables, args):
+    from edsr_jax import inference
+
+    return lambda s: inference.make_upscaler(
+        model, variables, s, self_ensemble=args.self_ensemble, tile=args.tile
+    )
+
+
+def _check(args):
     from edsr_jax.errors import UserError
-    from edsr_jax.imaging import metrics
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     if not datasets:
         raise UserError(f"--datasets needs at least one set name, got {args.datasets!r}")
-    scales = None if args.scales is None else _int_list(args.scales, "scales")
+    if args.from_logs:
+        if not args.checkpoint or not args.curve:
+            raise UserError("--from-logs needs --checkpoint WORKDIR and --curve PREFIX")
+        return datasets
+    if args.data_dir is None:
+        raise UserError("--data-dir is required (the folder of the benchmark sets)")
     if not os.path.isdir(args.data_dir):
         raise UserError(f"--data-dir {args.data_dir} is not a folder")
-    if args.json_path and not os.path.isdir(os.path.dirname(os.path.abspath(args.json_path))):
-        raise UserError(f"the folder of --json {args.json_path} does not exist")
-    factory, scales, method = _upscaler_factory(args, scales)
-    protocol = None if args.protocol == "auto" else metrics.get_protocol(args.protocol)
+    for flag, path in (("--json", args.json_path), ("--report", args.report), ("--curve", args.curve)):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise UserError(f"the folder of {flag} {path} does not exist")
+    if args.method:
+        for flag, value in (
+            ("--self-ensemble", args.self_ensemble),
+            ("--tile", args.tile),
+            ("--steps", args.steps),
+            ("--compare", args.compare),
+            ("--dtype", args.dtype != "float32"),
+        ):
+            if value:
+                raise UserError(f"{flag} applies to models, not to --method {args.method}")
+    if args.curve and not args.steps:
+        raise UserError("--curve plots several steps: add --steps all (or N,M,...) or --from-logs")
+    return datasets
 
+
+def run(args) -> int:
+    from edsr_jax import atomic, evaluate
+    from edsr_jax.apps import eval_outputs, sweep
+    from edsr_jax.imaging import metrics
+
+    datasets = _check(args)
+    if args.from_logs:
+        rows = sweep.curve_from_logs(args.checkpoint)
+        for path in sweep.write_curve(args.curve, rows, f"validation history of {args.checkpoint}"):
+            print(f"wrote {path}")
+        return 0
+    scales = None if args.scales is None else _int_list(args.scales, "scales")
+    protocol = None if args.protocol == "auto" else metrics.get_protocol(args.protocol)
+    saver = eval_outputs.ResultSaver(args.save_results) if args.save_results else None
+    report = eval_outputs.ReportCollector(protocol=protocol) if args.report else None
     bar = None
 
     def progress_factory(total):
@@ -129,32 +192,102 @@ def run(args) -> int:
         bar = tqdm(total=total, unit="img", desc="eval", file=sys.stderr, dynamic_ncols=True)
         return bar.update
 
-    try:
-        results = evaluate.evaluate_sets(
-            factory,
-            args.data_dir,
-            datasets,
-            scales,
-            protocol=protocol,
-            boundary=args.boundary,
-            progress_factory=progress_factory,
-            skip_bad=args.skip_bad,
+    def score(factory, scales, outputs):
+        def on_output(*a):
+            for hook in outputs:
+                hook(*a)
+
+        try:
+            return evaluate.evaluate_sets(
+                factory,
+                args.data_dir,
+                datasets,
+                scales,
+                protocol=protocol,
+                boundary=args.boundary,
+                progress_factory=progress_factory,
+                skip_bad=args.skip_bad,
+                on_output=on_output if outputs else None,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+
+    if args.method:
+        method, scales = "bicubic (MATLAB imresize of the LR)", scales or list(METHOD_SCALES)
+        results = score(lambda s: evaluate.bicubic(s), scales, [h for h in (saver, report) if h])
+        runs = [(None, results)]
+    else:
+        method = f"checkpoint {args.checkpoint}"
+        steps = sweep.resolve_steps(args.checkpoint, args.steps) if args.steps else ["latest"]
+        runs = []
+        for i, which in enumerate(steps):
+            model, variables, used = _model(args.checkpoint, which, scales, args.dtype)
+            last = i == len(steps) - 1  # (images and the report: of the last step scored)
+            outputs = [h for h in (saver, report) if h] if last else []
+            step = _step_of(args.checkpoint, which)
+            runs.append((step, score(_factory(model, variables, args), used, outputs)))
+            scales = used
+    compared = None
+    if args.compare:
+        model, variables, used = _model(args.compare, "latest", scales, args.dtype)
+        compared = score(_factory(model, variables, args), used, [])
+    print(f"method: {method}; self-ensemble: {'yes' if args.self_ensemble else 'no'}; dtype {args.dtype}")
+    for step, results in runs:
+        if step is not None and len(runs) > 1:
+            print(f"step {step}:")
+        print(evaluate.format_table(results))
+    if compared:
+        print(f"compared with {args.compare}:")
+        print(evaluate.format_table(compared))
+    step, results = runs[-1]
+    if len(runs) > 1:
+        rows = sweep.curve_rows(runs)
+        for (dataset, scale), top in sorted(sweep.best_steps(rows).items()):
+            print(f"best step for {dataset} x{scale}: {top['step']} ({top['psnr']:.2f} dB)")
+        if args.curve:
+            for path in sweep.write_curve(args.curve, rows, method):
+                print(f"wrote {path}")
+    if saver:
+        saver.write_tables(results)
+        print(f"wrote the SR images and per-image CSVs to {args.save_results}")
+    if report:
+        title = f"{method}" + (f", step {step}" if step is not None else "")
+        eval_outputs.write_report(
+            args.report,
+            results,
+            report,
+            title=title,
+            compare=compared,
+            compare_name=os.path.basename(os.path.normpath(args.compare or "")),
         )
-    finally:
-        if bar is not None:
-            bar.close()
-    print(f"method: {method}; self-ensemble: {'yes' if args.self_ensemble else 'no'}")
-    print(evaluate.format_table(results))
+        print(f"wrote {args.report}")
     if args.json_path:
-        used = sorted({r["protocol"] for r in results})
+        used = sorted({r["protocol"] for _, rs in runs for r in rs})
         payload = {
             "method": method,
             "self_ensemble": bool(args.self_ensemble),
             "tile": args.tile,
+            "dtype": args.dtype,
             "protocol": {name: metrics.get_protocol(name).describe() for name in used},
             "skip_bad": bool(args.skip_bad),
             "results": results,
+            "steps": [{"step": s, "results": rs} for s, rs in runs] if len(runs) > 1 else None,
+            "compare": {"checkpoint": args.compare, "results": compared} if compared else None,
         }
         atomic.write_json(args.json_path, payload)
         print(f"wrote {args.json_path}")
     return 0
+
+
+def _step_of(checkpoint: str, which) -> int | None:
+    """The step ``which`` names in a training workdir (None for an exported model)."""
+    from edsr_jax.checkpoint import layout, manager
+
+    if not os.path.isdir(layout.checkpoint_dir(checkpoint)):
+        return None
+    ckpt = manager.create_manager(layout.checkpoint_dir(checkpoint), read_only=True, async_save=False)
+    try:
+        return manager.resolve_step(ckpt, which)
+    finally:
+        ckpt.close()

@@ -45,6 +45,12 @@ def add_arguments(parser) -> None:
         "default: tiles of 256 for images above 512x512 LR pixels",
     )
     parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="computation dtype of the model (parameters stay float32)",
+    )
+    parser.add_argument(
         "--max-memory-mb",
         type=int,
         default=2048,
@@ -63,11 +69,18 @@ def run(args) -> int:
     if args.tile is not None and args.tile < 0:
         raise UserError(f"--tile must be 0 (never tile) or a positive size, got {args.tile}")
     jobs = files.plan_outputs(args.input, args.output)
-    model, variables, scale = upscale.load_for_upscaling(args.checkpoint, args.scale)
+    import jax
+
+    from edsr_jax import inference
+
+    dtype = inference.dtype_named(args.dtype)
+    model, variables, scale = upscale.load_for_upscaling(args.checkpoint, args.scale, dtype=dtype)
     if args.max_memory_mb < 1:
         raise UserError(f"--max-memory-mb must be at least 1, got {args.max_memory_mb}")
     memory = args.max_memory_mb * 2**20
-    upscalers = upscale.Upscalers(model, variables, scale, self_ensemble=args.self_ensemble, tile=args.tile)
+    upscalers = upscale.Upscalers(
+        model, variables, scale, self_ensemble=args.self_ensemble, tile=args.tile, devices=jax.local_devices()
+    )
     if len(jobs) == 1 and jobs[0][0] == args.input:
         src, dst = jobs[0]
         shape = upscale.upscale_file(src, dst, upscalers, scale, in_memory_bytes=memory)

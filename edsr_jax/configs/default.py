@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.batch_size = 16  # global batch (all processes and devices together)
     config.patch_size = 48  # LR patch side (HR side = patch_size * scale)
     config.data = ml_collections.ConfigDict()
-    config.data.source = "tfds"  # "tfds", "div2k_folder", "folder" or "skimage"
+    config.data.source = "tfds"  # "tfds", "div2k_folder", "folder", "paired_folder" or "skimage"
     config.data.tfds_name = "div2k"  # TFDS builder; configs "{degradation}_x{scale}"
     config.data.data_dir = ""  # TFDS data dir, or the image folder for div2k_folder/folder
     config.data.degradation = "bicubic"  # "bicubic" or "unknown" (DIV2K track 2)

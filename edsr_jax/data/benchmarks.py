@@ -9,6 +9,10 @@ HR images are cropped top-left to the LR size times the scale. When an LR file (
 ``LR_bicubic`` folder) is absent, the LR image is made from the HR with the MATLAB-exact
 ``imresize(modcrop(hr, s), 1/s)`` (:func:`edsr_jax.imaging.resize.downscale`). Grayscale images are
 replicated to three channels.
+
+A **paired** set (your own degradation: real, JPEG, blurred LR images) has an ``LR/`` folder
+instead: ``<root>/<Set>/LR/<name>x<s>.png`` or ``<name>.png`` (also under ``LR/X<s>/``), matched
+to ``HR/<name>.*`` by file name; a missing LR file is an error naming it, never made here.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from edsr_jax.imaging import files, resize
 # Folder names of the EDSR layout.
 HR_DIR = "HR"
 LR_DIR = "LR_bicubic"
+# A set with this folder is paired: its LR images (any degradation) are files, never made here.
+PAIRED_LR_DIR = "LR"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +49,37 @@ class Sample:
     lr_generated: bool = False
 
 
+def paired_lr_file(lr_root: str, stem: str, scale: int) -> str | None:
+    """The LR file paired with HR ``stem`` under ``lr_root``: ``X<s>/`` or the folder itself,
+    named ``<stem>x<s>`` or ``<stem>``, any image extension; None when there is none."""
+    for folder in (os.path.join(lr_root, f"X{scale}"), lr_root):
+        if not os.path.isdir(folder):
+            continue
+        for base in (f"{stem}x{scale}", stem):
+            for ext in files.IMAGE_EXTENSIONS:
+                for candidate in (os.path.join(folder, base + ext), os.path.join(folder, base + ext.upper())):
+                    if os.path.isfile(candidate):
+                        return candidate
+    return None
+
+
 def lr_path(root: str, name: str, scale: int, stem: str) -> str | None:
-    """The LR file of ``stem`` at ``scale`` in the EDSR layout, or None when there is none."""
+    """The LR file of ``stem`` at ``scale``: ``LR_bicubic/X<s>/<stem>x<s>.*`` (EDSR layout; None
+    when absent: it is made by MATLAB bicubic), or in a paired set (an ``LR/`` folder: real or
+    other degradations) the file :func:`paired_lr_file` finds.
+
+    Raises:
+      UserError: a paired set lacks the LR file of ``stem`` (it cannot be made).
+    """
+    paired = os.path.join(root, name, PAIRED_LR_DIR)
+    if os.path.isdir(paired):
+        found = paired_lr_file(paired, stem, scale)
+        if found is None:
+            raise UserError(
+                f"paired set {name!r} has no LR image for {stem} at x{scale} in {paired} "
+                f"(looked for {stem}x{scale}.* and {stem}.*, also under X{scale}/)"
+            )
+        return found
     folder = os.path.join(root, name, LR_DIR, f"X{scale}")
     if not os.path.isdir(folder):
         return None

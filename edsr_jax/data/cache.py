@@ -89,7 +89,7 @@ class PairCache:
         name = self.source.names[i]
         lr = self.source.read_lr(i, scale)
         lr = sources.make_lr(hr, scale, name=f"image {name}") if lr is None else lr
-        sources.check_pair(name, hr, lr, scale)
+        sources.check_pair(name, hr, lr, scale, self.source.lr_file(i, scale))
         return lr
 
     def _get(self, key: tuple, decode) -> np.ndarray:

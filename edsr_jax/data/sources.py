@@ -21,6 +21,9 @@ Sources (``config.data.source``):
   with the MATLAB-exact resize.
 * ``"folder"``: any folder of HR images (sorted by file name, numbered from 1); LR made with the
   MATLAB-exact resize.
+* ``"paired_folder"``: ``data_dir/HR`` and ``data_dir/LR`` (your own degradation), images numbered
+  by sorted HR file name, each LR file matched by name (``<name>x<s>.*`` or ``<name>.*``, also
+  under ``LR/X<s>/``; :func:`edsr_jax.data.benchmarks.paired_lr_file`); ``LR * s`` must fit ``HR``.
 * ``"skimage"``: the photographs bundled with scikit-image (no download), split by the fixed name
   lists :data:`SKIMAGE_TRAIN` and :data:`SKIMAGE_VAL`.
 
@@ -41,7 +44,7 @@ import numpy as np
 from edsr_jax.errors import UserError, quote
 from edsr_jax.imaging import files, resize
 
-SOURCES = ("tfds", "div2k_folder", "folder", "skimage")
+SOURCES = ("tfds", "div2k_folder", "folder", "paired_folder", "skimage")
 DEGRADATIONS = ("bicubic", "unknown")
 SPLITS = ("train", "val")
 # DIV2K numbering: images 1..800 are the train split, 801..900 the validation split.
@@ -112,6 +115,10 @@ class PairSource:
         """``(h, w)`` of image ``i``'s LR image without decoding it, or None if that needs a decode."""
         return None
 
+    def lr_file(self, i: int, scale: int) -> str | None:
+        """The file image ``i``'s LR image at ``scale`` is read from, for messages (None: no file)."""
+        return None
+
 
 def _header_size(path: str) -> tuple[int, int]:
     """``(h, w)`` of an image file from its header (Pillow reads no pixels)."""
@@ -149,6 +156,9 @@ class FileSource(PairSource):
             return _header_size(path)
         h, w = _header_size(self.hr_paths[i])
         return h // scale, w // scale
+
+    def lr_file(self, i: int, scale: int) -> str | None:
+        return self.lr_paths[scale][i]
 
 
 def image_numbers(image_range: Sequence[int]) -> list[int]:
@@ -201,6 +211,39 @@ def folder_source(data_dir: str, numbers: Sequence[int], scales: Sequence[int]) 
     paths = [found[n - 1] for n in numbers]
     description = {"source": "folder", "data_dir": os.path.abspath(data_dir)}
     return FileSource(paths, paths, {int(s): [None] * len(paths) for s in scales}, description)
+
+
+def paired_folder_source(data_dir: str, numbers: Sequence[int], scales: Sequence[int]) -> FileSource:
+    """Images ``numbers`` (1-based, sorted by name) of ``data_dir/HR``, each with its file in ``data_dir/LR``.
+
+    Raises:
+        UserError: a missing folder, or an HR image without its LR file (named).
+    """
+    from edsr_jax.data import benchmarks
+
+    found = files.list_images(os.path.join(data_dir, benchmarks.HR_DIR))
+    if max(numbers) > len(found):
+        raise UserError(
+            f"the image range goes up to {max(numbers)} but {data_dir}/HR holds {len(found)} images"
+        )
+    hr_paths = [found[n - 1] for n in numbers]
+    lr_root = os.path.join(data_dir, benchmarks.PAIRED_LR_DIR)
+    if not os.path.isdir(lr_root):
+        raise UserError(f"config.data.source='paired_folder' needs {lr_root} beside {data_dir}/HR")
+    lr_paths = {}
+    for s in scales:
+        lr_paths[int(s)] = []
+        for hr in hr_paths:
+            stem = os.path.splitext(os.path.basename(hr))[0]
+            lr = benchmarks.paired_lr_file(lr_root, stem, int(s))
+            if lr is None:
+                raise UserError(
+                    f"no LR image for {hr} at x{s} in {lr_root} (looked for {stem}x{s}.* and {stem}.*)"
+                )
+            lr_paths[int(s)].append(lr)
+    return FileSource(
+        hr_paths, hr_paths, lr_paths, {"source": "paired_folder", "data_dir": os.path.abspath(data_dir)}
+    )
 
 
 def skimage_source(names: Sequence[str], scales: Sequence[int]) -> FileSource:
@@ -389,6 +432,8 @@ def open_source(data_config, split: str, scales: Sequence[int]) -> PairSource:
         raise UserError(f"config.data.source={source!r} needs config.data.data_dir (the image folder)")
     if source == "div2k_folder":
         return div2k_folder_source(data_config.data_dir, numbers, scales, degradation)
+    if source == "paired_folder":
+        return paired_folder_source(data_config.data_dir, numbers, scales)
     return folder_source(data_config.data_dir, numbers, scales)
 
 
@@ -397,13 +442,15 @@ def make_lr(hr: np.ndarray, scale: int, name: str = "image") -> np.ndarray:
     return resize.downscale(hr, scale, boundary="replicate", name=name)
 
 
-def check_pair(name: str, hr: np.ndarray, lr: np.ndarray, scale: int) -> None:
-    """Raises a UserError naming ``name`` when an LR image is larger than its HR image / ``scale``."""
+def check_pair(name: str, hr: np.ndarray, lr: np.ndarray, scale: int, lr_file: str | None = None) -> None:
+    """Raises a UserError naming ``name`` (and ``lr_file``) when an LR image is larger than its HR
+    image / ``scale``."""
     for a, what in ((hr, "HR"), (lr, "LR")):
         if a.dtype != np.uint8 or a.ndim != 3 or a.shape[-1] != 3:
             raise UserError(f"{name}: {what} image must be uint8 (H, W, 3), got {a.dtype} {a.shape}")
     if lr.shape[0] * scale > hr.shape[0] or lr.shape[1] * scale > hr.shape[1]:
+        what = f"LR image {lr_file}" if lr_file else "LR image"
         raise UserError(
-            f"{name}: LR image {lr.shape[1]}x{lr.shape[0]} times scale {scale} is larger than "
+            f"{name}: {what} ({lr.shape[1]}x{lr.shape[0]}) times scale {scale} is larger than "
             f"its HR image {hr.shape[1]}x{hr.shape[0]}"
         )

@@ -71,6 +71,33 @@ def test_restore_params_resolves_latest_best_and_step(tmp_path):
         checkpoint_manager.restore_params(tmp_path, target, 2)
 
 
+def test_a_step_deleted_while_it_is_read_resolves_again_and_a_damaged_one_raises(tmp_path, monkeypatch):
+    save_steps(tmp_path, [1, 2], keep=5).close()
+    target = abstract(make_state(0)).params
+    original, calls = checkpoint_manager.ocp.CheckpointManager.restore, []
+
+    def restore_while_a_trainer_deletes(self, step, *args, **kwargs):
+        calls.append(step)
+        if len(calls) == 1:  # the trainer's retention removes the step the reader is opening
+            shutil.rmtree(tmp_path / str(step))
+        return original(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_manager.ocp.CheckpointManager, "restore", restore_while_a_trainer_deletes)
+    params, step = checkpoint_manager.restore_params(tmp_path, target, "latest")
+    assert (step, calls) == (1, [2, 1])
+    np.testing.assert_array_equal(params["head"]["kernel"], make_state(1).params["head"]["kernel"])
+    monkeypatch.undo()
+
+    # A step that stays complete but cannot be read is an error, not a silent fallback to step 1.
+    save_steps(tmp_path, [3], keep=5).close()
+    for root, _, files in os.walk(tmp_path / "3" / checkpoint_manager.PARAMS_ITEM):
+        for name in files:
+            if "/d" in root.replace(os.sep, "/"):  # the OCDBT data files
+                open(os.path.join(root, name), "wb").close()
+    with pytest.raises(Exception, match="(?i)truncat|corrupt|invalid|error"):
+        checkpoint_manager.restore_params(tmp_path, target, "latest")
+
+
 def test_partial_checkpoints_are_never_restored(tmp_path):
     manager = save_steps(tmp_path, [1, 2], keep=5)
     # A save killed mid-write leaves Orbax's temporary folder; a partial copy lacks files.

@@ -164,6 +164,66 @@ def test_folder_source_numbers_images_by_sorted_name(tmp_path):
         sources.open_source(cfg.data, "train", (2,))
 
 
+def dihedral(a):
+    """The 8 flips and 90-degree rotations of an (H, W, C) array."""
+    for k in range(4):
+        r = np.rot90(a, k)
+        yield r
+        yield r[:, ::-1]
+
+
+def crops(image, size):
+    return {
+        image[y : y + size, x : x + size].tobytes()
+        for y in range(image.shape[0] - size + 1)
+        for x in range(image.shape[1] - size + 1)
+    }
+
+
+def test_paired_folder_trains_on_the_lr_files_matched_by_name(tmp_path):
+    rng = np.random.default_rng(0)
+    lr_files = {}
+    # Your own degradation: LR files that are not the bicubic of HR (noise), named three ways.
+    for stem, lr_name in (("a", "LR/ax2.png"), ("b", "LR/b.png"), ("c", "LR/X2/cx2.png")):
+        hr = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+        lr = rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)
+        write_png(str(tmp_path / "HR" / f"{stem}.png"), hr)
+        write_png(str(tmp_path / lr_name), lr)
+        lr_files[stem] = (hr, lr)
+    cfg = pipeline_config(source="paired_folder", data_dir=str(tmp_path), train_range=(1, 3))
+    source = sources.open_source(cfg.data, "train", (2,))
+    assert [os.path.basename(p) for p in source.lr_paths[2]] == ["ax2.png", "b.png", "cx2.png"]
+    windows = {
+        stem: (
+            set().union(*(crops(t, 8) for t in dihedral(lr))),
+            set().union(*(crops(t, 16) for t in dihedral(hr))),
+        )
+        for stem, (hr, lr) in lr_files.items()
+    }
+    batch = next(pipeline.create_train_iterator(cfg, start_step=0))
+    for lr_patch, hr_patch in zip(batch["lr"], batch["hr"], strict=True):
+        # Each LR patch is a crop of one LR file (flipped or rotated), its HR patch a crop of that
+        # image's HR file: the LR was read, not made by bicubic.
+        owners = [stem for stem, (lr_w, hr_w) in windows.items() if lr_patch.tobytes() in lr_w]
+        assert len(owners) == 1 and hr_patch.tobytes() in windows[owners[0]][1]
+
+
+def test_paired_lr_too_large_for_its_hr_names_the_file(tmp_path):
+    rng = np.random.default_rng(1)
+    write_png(str(tmp_path / "HR" / "a.png"), rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
+    write_png(str(tmp_path / "LR" / "ax2.png"), rng.integers(0, 256, (21, 28, 3), dtype=np.uint8))
+    cfg = pipeline_config(source="paired_folder", data_dir=str(tmp_path), train_range=(1, 1))
+    with pytest.raises(
+        UserError,
+        match=r"a\.png: LR image \S*LR/ax2\.png \(28x21\) times scale 2 is larger than its HR image 56x40",
+    ):
+        next(pipeline.create_train_iterator(cfg, start_step=0))
+    write_png(str(tmp_path / "HR" / "b.png"), rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
+    cfg.data.train_range = (1, 2)
+    with pytest.raises(UserError, match=r"no LR image for .*b\.png at x2 .*looked for bx2\.\* and b\.\*"):
+        sources.open_source(cfg.data, "train", (2,))
+
+
 def test_unknown_source_degradation_and_split_name_the_config_field():
     cfg = pipeline_config(source="imagenet")
     with pytest.raises(UserError, match=r"config\.data\.source must be one of .*'imagenet'"):
