@@ -79,19 +79,6 @@ def self_ensemble(fn: Callable, x):
 # --- scales -------------------------------------------------------------------------------------
 
 
-# Computation dtypes ``eval`` and ``upscale`` offer (parameters stay float32).
-DTYPE_NAMES = ("float32", "bfloat16", "float16")
-
-
-def dtype_named(name: str):
-    """The JAX dtype of ``name`` (None for float32: the model's own)."""
-    import jax.numpy as jnp
-
-    if name not in DTYPE_NAMES:
-        raise UserError(f"dtype must be one of {DTYPE_NAMES}, got {name!r}")
-    return {"float32": None, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
-
-
 def check_scale(model, scale: int | None, what: str = "this model") -> int:
     """The scale to run ``model`` at: ``scale`` if the model has it, its only scale if None.
 
@@ -199,12 +186,8 @@ def tiled(
     for ty, cy0, cy1 in _tile_starts(h, hp, tile, core, overlap):
         for tx, cx0, cx1 in _tile_starts(w, wp, tile, core, overlap):
             patch = np.asarray(x[:, ty : ty + tile, tx : tx + tile], np.float32)
-            if with_valid:
-                valid = np.array([0, min(tile, h - ty), 0, min(tile, w - tx)], np.int32)
-                y = fn(patch, valid)
-            else:
-                y = fn(patch)
-            pending.append((y, ty, tx, cy0, cy1, cx0, cx1))
+            valid = np.array([0, min(tile, h - ty), 0, min(tile, w - tx)], np.int32)
+            pending.append((fn(patch, valid) if with_valid else fn(patch), ty, tx, cy0, cy1, cx0, cx1))
             if len(pending) >= max(1, in_flight):
                 store(*pending.popleft())
     while pending:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import sys
 
+from edsr_jax.cli import model_flags
+
 HELP = "evaluate a model (or bicubic) on benchmark sets: PSNR/SSIM on Y, shave = scale"
 
 # Methods that need no checkpoint, and the scales they are scored at by default.
@@ -63,12 +65,7 @@ def add_arguments(parser) -> None:
         help="score the readable images and list unreadable files (table and JSON) instead of failing",
     )
     parser.add_argument("--json", dest="json_path", default=None, help="also write the results as JSON here")
-    parser.add_argument(
-        "--dtype",
-        choices=("float32", "bfloat16", "float16"),
-        default="float32",
-        help="computation dtype of the model (parameters stay float32)",
-    )
+    model_flags.add_dtype_flag(parser)
     sweep = parser.add_argument_group("runs and outputs")
     sweep.add_argument(
         "--steps",
@@ -121,7 +118,7 @@ def _model(checkpoint: str, which, scales, dtype: str):
     from edsr_jax import inference
     from edsr_jax.checkpoint import exported
 
-    model, variables = exported.load_model(checkpoint, which=which, dtype=inference.dtype_named(dtype))
+    model, variables = exported.load_model(checkpoint, which=which, dtype=model_flags.dtype_of(dtype))
     scales = [inference.check_scale(model, s, f"checkpoint {checkpoint}") for s in scales or model.scales]
     return model, variables, scales
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sys
 
+from edsr_jax.cli import model_flags
+
 HELP = "upscale image files or a folder with a trained model (PNG, JPEG, BMP, TIFF, WebP)"
 EXIT_FAILED = 2
 
@@ -44,12 +46,7 @@ def add_arguments(parser) -> None:
         help="LR tile size for every image (exact, bounded memory); 0: never tile; "
         "default: tiles of 256 for images above 512x512 LR pixels",
     )
-    parser.add_argument(
-        "--dtype",
-        choices=("float32", "bfloat16", "float16"),
-        default="float32",
-        help="computation dtype of the model (parameters stay float32)",
-    )
+    model_flags.add_dtype_flag(parser)
     parser.add_argument(
         "--max-memory-mb",
         type=int,
@@ -71,9 +68,8 @@ def run(args) -> int:
     jobs = files.plan_outputs(args.input, args.output)
     import jax
 
-    from edsr_jax import inference
 
-    dtype = inference.dtype_named(args.dtype)
+    dtype = model_flags.dtype_of(args.dtype)
     model, variables, scale = upscale.load_for_upscaling(args.checkpoint, args.scale, dtype=dtype)
     if args.max_memory_mb < 1:
         raise UserError(f"--max-memory-mb must be at least 1, got {args.max_memory_mb}")

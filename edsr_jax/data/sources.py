@@ -19,11 +19,9 @@ Sources (``config.data.source``):
   (``DIV2K_train_HR/0001.png``, ``DIV2K_train_LR_bicubic/X2/0001x2.png``, ``DIV2K_valid_*`` for
   801..900, ``_LR_unknown`` for ``degradation="unknown"``); missing bicubic LR images are made
   with the MATLAB-exact resize.
-* ``"folder"``: any folder of HR images (sorted by file name, numbered from 1); LR made with the
-  MATLAB-exact resize.
-* ``"paired_folder"``: ``data_dir/HR`` and ``data_dir/LR`` (your own degradation), images numbered
-  by sorted HR file name, each LR file matched by name (``<name>x<s>.*`` or ``<name>.*``, also
-  under ``LR/X<s>/``; :func:`edsr_jax.data.benchmarks.paired_lr_file`); ``LR * s`` must fit ``HR``.
+* ``"folder"``: any folder of HR images (numbered from 1 by sorted file name); LR made as above.
+* ``"paired_folder"``: ``data_dir/HR`` numbered so, each with its LR file in ``data_dir/LR`` (your
+  degradation), matched by name: :func:`edsr_jax.data.benchmarks.paired_lr_file`.
 * ``"skimage"``: the photographs bundled with scikit-image (no download), split by the fixed name
   lists :data:`SKIMAGE_TRAIN` and :data:`SKIMAGE_VAL`.
 
@@ -116,8 +114,7 @@ class PairSource:
         return None
 
     def lr_file(self, i: int, scale: int) -> str | None:
-        """The file image ``i``'s LR image at ``scale`` is read from, for messages (None: no file)."""
-        return None
+        return None  # the file image i's LR image at scale is read from, for messages
 
 
 def _header_size(path: str) -> tuple[int, int]:
@@ -203,12 +200,17 @@ def div2k_folder_source(
     return FileSource(hr_paths, hr_paths, lr_paths, description)
 
 
+def _numbered(folder: str, numbers: Sequence[int]) -> list[str]:
+    """Images ``numbers`` (1-based) of ``folder``, sorted by file name."""
+    found = files.list_images(folder)
+    if max(numbers) > len(found):
+        raise UserError(f"the image range goes up to {max(numbers)} but {folder} holds {len(found)} images")
+    return [found[n - 1] for n in numbers]
+
+
 def folder_source(data_dir: str, numbers: Sequence[int], scales: Sequence[int]) -> FileSource:
     """Images ``numbers`` (1-based, sorted by name) of a folder of HR images; LR made by MATLAB bicubic."""
-    found = files.list_images(data_dir)
-    if max(numbers) > len(found):
-        raise UserError(f"the image range goes up to {max(numbers)} but {data_dir} holds {len(found)} images")
-    paths = [found[n - 1] for n in numbers]
+    paths = _numbered(data_dir, numbers)
     description = {"source": "folder", "data_dir": os.path.abspath(data_dir)}
     return FileSource(paths, paths, {int(s): [None] * len(paths) for s in scales}, description)
 
@@ -221,29 +223,21 @@ def paired_folder_source(data_dir: str, numbers: Sequence[int], scales: Sequence
     """
     from edsr_jax.data import benchmarks
 
-    found = files.list_images(os.path.join(data_dir, benchmarks.HR_DIR))
-    if max(numbers) > len(found):
-        raise UserError(
-            f"the image range goes up to {max(numbers)} but {data_dir}/HR holds {len(found)} images"
-        )
-    hr_paths = [found[n - 1] for n in numbers]
+    hr_paths = _numbered(os.path.join(data_dir, benchmarks.HR_DIR), numbers)
     lr_root = os.path.join(data_dir, benchmarks.PAIRED_LR_DIR)
     if not os.path.isdir(lr_root):
         raise UserError(f"config.data.source='paired_folder' needs {lr_root} beside {data_dir}/HR")
-    lr_paths = {}
-    for s in scales:
-        lr_paths[int(s)] = []
-        for hr in hr_paths:
-            stem = os.path.splitext(os.path.basename(hr))[0]
-            lr = benchmarks.paired_lr_file(lr_root, stem, int(s))
-            if lr is None:
-                raise UserError(
-                    f"no LR image for {hr} at x{s} in {lr_root} (looked for {stem}x{s}.* and {stem}.*)"
-                )
-            lr_paths[int(s)].append(lr)
-    return FileSource(
-        hr_paths, hr_paths, lr_paths, {"source": "paired_folder", "data_dir": os.path.abspath(data_dir)}
-    )
+    lr_paths = {int(s): [] for s in scales}
+    for s, hr in ((s, hr) for s in lr_paths for hr in hr_paths):
+        stem = os.path.splitext(os.path.basename(hr))[0]
+        lr = benchmarks.paired_lr_file(lr_root, stem, s)
+        if lr is None:
+            raise UserError(
+                f"no LR image for {hr} at x{s} in {lr_root} (looked for {stem}x{s}.* and {stem}.*)"
+            )
+        lr_paths[s].append(lr)
+    description = {"source": "paired_folder", "data_dir": os.path.abspath(data_dir)}
+    return FileSource(hr_paths, hr_paths, lr_paths, description)
 
 
 def skimage_source(names: Sequence[str], scales: Sequence[int]) -> FileSource:

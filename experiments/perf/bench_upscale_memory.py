@@ -2,7 +2,9 @@
 
 Generates smooth RGB photographs of the given sizes (PNG), saves a randomly initialised EDSR x4
 (``--model tiny``: B1 F8, for memory; ``baseline``: B16 F64, for a real run), and runs ``edsr-jax
-upscale`` on each in a fresh process, reading the child's peak RSS from ``getrusage``. With
+upscale`` on each in a fresh process, reading the child's peak RSS from ``getrusage``; the child
+sees one CPU device (``--devices N``: N fake ones, each with a tile in flight, as on a host with N
+accelerators, whose device buffers would not count in RSS). With
 ``--repo DIR`` the command runs the edsr-jax found in ``DIR`` (e.g. a worktree of an older commit)
 instead of the installed one, for a before/after comparison.
 
@@ -55,6 +57,12 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(ARCHS), default="tiny")
     parser.add_argument("--repo", default="", help="run the edsr-jax of this checkout instead")
     parser.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES), help="WxH,WxH,...")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="CPU devices the child sees (a CPU host has one; N fake devices keep N tiles in flight)",
+    )
     args = parser.parse_args()
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
 
@@ -64,7 +72,9 @@ def main() -> None:
     from edsr_jax import models
     from edsr_jax.checkpoint import exported
 
-    env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f]
+    flags.append(f"--xla_force_host_platform_device_count={args.devices}")
+    env = {**os.environ, "XLA_FLAGS": " ".join(flags)}
     runner = ["-c", "import sys; from edsr_jax import cli; sys.exit(cli.main(sys.argv[1:]))"]
     if args.repo:  # (an editable install's import hook would win over PYTHONPATH: drop it first)
         repo = os.path.abspath(args.repo)

@@ -1,0 +1,21 @@
+"""``--dtype``: the computation dtype of ``eval`` and ``upscale`` (the parameters stay float32)."""
+
+from __future__ import annotations
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+def add_dtype_flag(parser) -> None:
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPE_NAMES,
+        default="float32",
+        help="computation dtype of the model (parameters stay float32)",
+    )
+
+
+def dtype_of(name: str):
+    """The JAX dtype ``load_model(dtype=...)`` takes for ``name`` (None for float32: the model's own)."""
+    import jax.numpy as jnp
+
+    return {"float32": None, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
