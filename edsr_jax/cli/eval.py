@@ -238,7 +238,7 @@ def run(args) -> int:
         print(f"compared with {args.compare}:")
         print(evaluate.format_table(compared))
     step, results = runs[-1]
-    if len(runs) > 1:
+    if args.steps and not args.method:  # (a sweep of one kept step still gets its curve files)
         rows = sweep.curve_rows(runs)
         for (dataset, scale), top in sorted(sweep.best_steps(rows).items()):
             print(f"best step for {dataset} x{scale}: {top['step']} ({top['psnr']:.2f} dB)")

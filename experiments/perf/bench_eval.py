@@ -18,9 +18,9 @@ ratio within a round; < 1: edsr-jax faster). The PSNRs of both are printed: they
 
 ``devices``: Set5 x2 evaluated with ``make_upscaler(devices=jax.local_devices())`` in a fresh
 process per device count (``XLA_FLAGS=--xla_force_host_platform_device_count=N``), counts
-alternating over rounds; prints seconds (median) and checks that every count gives the same
-per-image PSNR and SSIM. On a CPU the fake devices share the same cores, so this shows the
-plumbing, not a speed-up.
+alternating over rounds; prints seconds (median) and checks, in each process, that all its
+devices give exactly the one-device per-image PSNR and SSIM. On a CPU the fake devices share the
+same cores, so this shows the plumbing, not a speed-up.
 
 Examples::
 
@@ -173,8 +173,10 @@ for _ in range({passes}):
     start = time.perf_counter()
     res = evaluate.evaluate_images(up, samples, scale=2)
     times.append(time.perf_counter() - start)
+one = evaluate.evaluate_images(inference.make_upscaler(model, variables, 2), samples, scale=2)
+same = one["images"] == res["images"]
 print("RESULT " + json.dumps({{"devices": jax.local_device_count(), "seconds": statistics.median(times),
-                               "images": res["images"]}}))
+                               "images": res["images"], "same_as_one_device": same}}))
 """
 
 
@@ -183,7 +185,7 @@ def devices(args) -> dict:
         tests=os.path.join(REPO_ROOT, "tests"), baseline=BASELINE, data=args.data_dir, passes=args.passes
     )
     seconds = {n: [] for n in args.counts}
-    images = {}
+    images, same = {}, {}
     for r in range(args.rounds):
         for n in args.counts if r % 2 == 0 else args.counts[::-1]:
             env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
@@ -197,13 +199,25 @@ def devices(args) -> dict:
             assert result["devices"] == n, result["devices"]
             seconds[n].append(result["seconds"])
             images.setdefault(n, result["images"])
+            same[n] = same.get(n, True) and result["same_as_one_device"]
     first = images[args.counts[0]]
-    identical = all(images[n] == first for n in args.counts)
+    identical = all(same[n] for n in args.counts)
+    across = max(
+        abs(a["psnr"] - b["psnr"]) for n in args.counts for a, b in zip(images[n], first, strict=True)
+    )
     for n in args.counts:
         print(f"{n} device(s): Set5 x2 in {statistics.median(seconds[n]):.2f} s (median of {args.rounds})")
-    print(f"per-image PSNR and SSIM identical across {args.counts} devices: {identical}")
+    print(f"within each process, all devices give exactly the one-device PSNR and SSIM: {identical}")
+    # (A process started with N fake CPU devices compiles for a different thread split, so its
+    # float32 sums may round differently from another process's: not the devices' doing.)
+    print(f"largest per-image PSNR difference between the processes: {across:.1e} dB")
     mean = statistics.mean(i["psnr"] for i in first)
-    return {"seconds": seconds, "identical": identical, "set5_x2_psnr": mean if math.isfinite(mean) else None}
+    return {
+        "seconds": seconds,
+        "identical_within_process": identical,
+        "max_psnr_difference_across_processes_db": across,
+        "set5_x2_psnr": mean if math.isfinite(mean) else None,
+    }
 
 
 def main(argv=None) -> int:

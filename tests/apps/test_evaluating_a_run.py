@@ -69,9 +69,13 @@ def test_the_sweep_scores_every_kept_step_and_marks_the_best(run, benchmarks_dir
     assert [s["results"][0]["psnr"] for s in steps] == [r["psnr"] for r in curve["rows"]]
 
 
-def test_named_steps_latest_best_and_a_step_that_is_not_kept(run, benchmarks_dir, capsys):
+def test_named_steps_latest_best_and_a_step_that_is_not_kept(run, benchmarks_dir, tmp_path, capsys):
     assert sweep.resolve_steps(run, "2,6") == [2, 6]
     assert sweep.resolve_steps(run, "best") == ["best"]
+    # A sweep of one step (a run that keeps one checkpoint) still writes its curve.
+    assert evaluate(benchmarks_dir, "--checkpoint", run, "--steps", "4", "--curve", str(tmp_path / "c")) == 0
+    assert [r["step"] for r in json.load(open(tmp_path / "c.json"))["rows"]] == [4]
+    assert "best step for Set5 x2: 4" in capsys.readouterr().out
     assert evaluate(benchmarks_dir, "--checkpoint", run, "--steps", "5") == 2
     err = capsys.readouterr().err
     assert "steps [5] are not kept" in err and "kept steps: [2, 4, 6]" in err
