@@ -68,7 +68,6 @@ def run(args) -> int:
     jobs = files.plan_outputs(args.input, args.output)
     import jax
 
-
     dtype = model_flags.dtype_of(args.dtype)
     model, variables, scale = upscale.load_for_upscaling(args.checkpoint, args.scale, dtype=dtype)
     if args.max_memory_mb < 1:

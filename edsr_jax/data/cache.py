@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import threading
 
 import numpy as np
@@ -42,6 +43,35 @@ def _save_npy(path: str, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     atomic.write_bytes(path, buffer.getvalue())
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_HEADER = re.compile(
+    r"'descr':\s*'([^']+)'.*'fortran_order':\s*(True|False).*'shape':\s*\(([\d,\s]*)\)", re.S
+)
+
+
+def _open_npy(path: str) -> np.ndarray:
+    """``np.load(path, mmap_mode="r")`` for the arrays :func:`_save_npy` writes, without ``ast``.
+
+    NumPy parses the header with ``ast.literal_eval``, which CPython 3.11 breaks when threads call
+    it at once ("AST constructor recursion depth mismatch"); the pipeline's threads open files
+    concurrently, so the header (a fixed dict) is read here.
+    """
+    with open(path, "rb") as f:
+        start = f.read(12)
+        if start[:6] != _NPY_MAGIC:
+            raise ValueError(f"{path} is not a .npy file")
+        size_bytes = 2 if start[6] == 1 else 4
+        length = int.from_bytes(start[8 : 8 + size_bytes], "little")
+        offset = 8 + size_bytes + length
+        f.seek(8 + size_bytes)
+        match = _NPY_HEADER.search(f.read(length).decode("latin1"))
+    if match is None:
+        raise ValueError(f"{path} has a .npy header this cache does not write")
+    shape = tuple(int(v) for v in match[3].replace(",", " ").split())
+    order = "F" if match[2] == "True" else "C"
+    return np.memmap(path, dtype=np.dtype(match[1]), mode="r", offset=offset, shape=shape, order=order)
 
 
 class PairCache:
@@ -125,4 +155,4 @@ class PairCache:
         if not os.path.isfile(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             _save_npy(path, decode())
-        return np.load(path, mmap_mode="r")
+        return _open_npy(path)

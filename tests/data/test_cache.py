@@ -100,3 +100,30 @@ def test_folder_source_and_disk_cache_give_the_same_batches(tmp_path):
     for key in ("lr", "hr"):
         np.testing.assert_array_equal(first[key], plain[key])
         np.testing.assert_array_equal(again[key], plain[key])
+
+
+def test_cached_arrays_open_like_np_load_without_ast(tmp_path, monkeypatch):
+    # np.load parses .npy headers with ast.literal_eval, which CPython 3.11 breaks under threads
+    # ("AST constructor recursion depth mismatch", seen in the SIGKILL fault test): the cache
+    # reads its own headers.
+    import ast
+
+    rng = np.random.default_rng(0)
+    arrays = [
+        rng.integers(0, 256, (20, 28, 3), dtype=np.uint8),
+        rng.integers(0, 256, (1, 5, 3), dtype=np.uint8),
+        rng.normal(size=(7, 4)).astype(np.float32),
+    ]
+    paths = []
+    for n, a in enumerate(arrays):
+        paths.append(str(tmp_path / f"{n}.npy"))
+        cache._save_npy(paths[-1], a)
+    expected = [np.load(p, mmap_mode="r") for p in paths]
+    monkeypatch.setattr(ast, "literal_eval", lambda *_: pytest.fail("the cache parsed a header with ast"))
+    for path, want in zip(paths, expected, strict=True):
+        got = cache._open_npy(path)
+        assert got.dtype == want.dtype and got.shape == want.shape and not got.flags.writeable
+        np.testing.assert_array_equal(got, want)
+    (tmp_path / "bad.npy").write_bytes(b"not an array")
+    with pytest.raises(ValueError, match="is not a .npy file"):
+        cache._open_npy(str(tmp_path / "bad.npy"))
