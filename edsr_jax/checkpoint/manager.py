@@ -285,10 +285,31 @@ def restore_params(directory: str | os.PathLike, abstract_params: Any, which: st
                 if step in failed or attempt == READ_ATTEMPTS - 1:
                     raise
                 failed.add(step)
-                time.sleep(READ_RETRY_PAUSE_S)
         finally:
             manager.close()
+        _collect_abandoned_reads()
+        time.sleep(READ_RETRY_PAUSE_S)
     raise AssertionError("unreachable")
+
+
+def _collect_abandoned_reads() -> None:
+    """Collects, quietly, the reads Orbax abandons when one read of a restore fails.
+
+    The other reads are left as coroutines never awaited; collected later at random, each would be
+    reported as an unrelated "Exception ignored" error (and asyncio logs their tasks' errors).
+    """
+    import gc
+    import inspect
+    import logging
+    import sys
+
+    previous, quiet = sys.unraisablehook, logging.getLogger("asyncio")
+    sys.unraisablehook = lambda u: None if inspect.iscoroutine(u.object) else previous(u)
+    was_disabled, quiet.disabled = quiet.disabled, True
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook, quiet.disabled = previous, was_disabled
 
 
 def read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
