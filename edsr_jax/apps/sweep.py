@@ -22,18 +22,36 @@ from edsr_jax.errors import UserError
 _PSNR_TAG = re.compile(r"^(?P<dataset>[^/]+)/psnr_x(?P<scale>\d+)$")
 
 
-def kept_steps(workdir: str) -> list[int]:
-    """The complete checkpoints of a training workdir, ascending (read-only)."""
+def _with_manager(workdir: str, read):
+    """``read(manager)`` on a read-only manager of ``workdir``'s checkpoints (None: no checkpoints/)."""
     from edsr_jax.checkpoint import layout, manager
 
     folder = layout.checkpoint_dir(workdir)
     if not os.path.isdir(folder):
-        raise UserError(f"{workdir} has no {layout.CHECKPOINTS_DIR}/ folder: not a training workdir")
+        return None
     ckpt = manager.create_manager(folder, read_only=True, async_save=False)
     try:
-        return manager.complete_steps(ckpt)
+        return read(ckpt)
     finally:
         ckpt.close()
+
+
+def kept_steps(workdir: str) -> list[int]:
+    """The complete checkpoints of a training workdir, ascending (read-only)."""
+    from edsr_jax.checkpoint import layout, manager
+
+    steps = _with_manager(workdir, manager.complete_steps)
+    if steps is None:
+        raise UserError(f"{workdir} has no {layout.CHECKPOINTS_DIR}/ folder: not a training workdir")
+    return steps
+
+
+def step_number(checkpoint: str, which: int | str) -> int | None:
+    """The step ``which`` (latest, best or a number) names in a training workdir; None for an
+    exported model. Resolved once, so that the step loaded is the step reported."""
+    from edsr_jax.checkpoint import manager
+
+    return _with_manager(checkpoint, lambda ckpt: manager.resolve_step(ckpt, which))
 
 
 def resolve_steps(workdir: str, which: str) -> list[int | str]:

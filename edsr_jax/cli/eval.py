@@ -219,10 +219,12 @@ def run(args) -> int:
         steps = sweep.resolve_steps(args.checkpoint, args.steps) if args.steps else ["latest"]
         runs = []
         for i, which in enumerate(steps):
-            model, variables, used = _model(args.checkpoint, which, scales, args.dtype)
+            step = sweep.step_number(args.checkpoint, which)
+            model, variables, used = _model(
+                args.checkpoint, which if step is None else step, scales, args.dtype
+            )
             last = i == len(steps) - 1  # (images and the report: of the last step scored)
             outputs = [h for h in (saver, report) if h] if last else []
-            step = _step_of(args.checkpoint, which)
             runs.append((step, score(_factory(model, variables, args), used, outputs)))
             scales = used
     compared = None
@@ -275,16 +277,3 @@ def run(args) -> int:
         atomic.write_json(args.json_path, payload)
         print(f"wrote {args.json_path}")
     return 0
-
-
-def _step_of(checkpoint: str, which) -> int | None:
-    """The step ``which`` names in a training workdir (None for an exported model)."""
-    from edsr_jax.checkpoint import layout, manager
-
-    if not os.path.isdir(layout.checkpoint_dir(checkpoint)):
-        return None
-    ckpt = manager.create_manager(layout.checkpoint_dir(checkpoint), read_only=True, async_save=False)
-    try:
-        return manager.resolve_step(ckpt, which)
-    finally:
-        ckpt.close()

@@ -49,18 +49,23 @@ class Sample:
     lr_generated: bool = False
 
 
+def _find_image(folder: str, bases: tuple[str, ...]) -> str | None:
+    """The first ``<base><ext>`` file in ``folder`` (bases in order, any image extension, either case)."""
+    if not os.path.isdir(folder):
+        return None
+    for base in bases:
+        for ext in files.IMAGE_EXTENSIONS:
+            for candidate in (os.path.join(folder, base + ext), os.path.join(folder, base + ext.upper())):
+                if os.path.isfile(candidate):
+                    return candidate
+    return None
+
+
 def paired_lr_file(lr_root: str, stem: str, scale: int) -> str | None:
     """The LR file paired with HR ``stem`` under ``lr_root``: ``X<s>/`` or the folder itself,
     named ``<stem>x<s>`` or ``<stem>``, any image extension; None when there is none."""
-    for folder in (os.path.join(lr_root, f"X{scale}"), lr_root):
-        if not os.path.isdir(folder):
-            continue
-        for base in (f"{stem}x{scale}", stem):
-            for ext in files.IMAGE_EXTENSIONS:
-                for candidate in (os.path.join(folder, base + ext), os.path.join(folder, base + ext.upper())):
-                    if os.path.isfile(candidate):
-                        return candidate
-    return None
+    bases = (f"{stem}x{scale}", stem)
+    return _find_image(os.path.join(lr_root, f"X{scale}"), bases) or _find_image(lr_root, bases)
 
 
 def lr_path(root: str, name: str, scale: int, stem: str) -> str | None:
@@ -80,14 +85,7 @@ def lr_path(root: str, name: str, scale: int, stem: str) -> str | None:
                 f"(looked for {stem}x{scale}.* and {stem}.*, also under X{scale}/)"
             )
         return found
-    folder = os.path.join(root, name, LR_DIR, f"X{scale}")
-    if not os.path.isdir(folder):
-        return None
-    for ext in files.IMAGE_EXTENSIONS:
-        candidate = os.path.join(folder, f"{stem}x{scale}{ext}")
-        if os.path.isfile(candidate):
-            return candidate
-    return None
+    return _find_image(os.path.join(root, name, LR_DIR, f"X{scale}"), (f"{stem}x{scale}",))
 
 
 def hr_files(root: str, name: str) -> list[str]:
