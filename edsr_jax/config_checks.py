@@ -37,10 +37,14 @@ _RULES = (
     ("data.workers", lambda v: v >= 0, ">= 0 (0: threads only)"),
     ("data.prefetch", lambda v: v >= 1, ">= 1"),
     ("eval.num_images", lambda v: v >= 0, ">= 0 (0: all)"),
+    ("ema_decay", lambda v: 0 <= v < 1, "in [0, 1) (0: no EMA)"),
+    ("grad_clip_norm", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0: no clipping)"),
+    ("skip_loss_factor", lambda v: v == 0 or (math.isfinite(v) and v > 1), "0 (off) or a finite number > 1"),
 )
 # (dotted field, allowed values): the names a training config may use.
 _CHOICES = (
-    ("model.arch", ("edsr", "mdsr")),
+    ("model.arch", ("edsr", "mdsr", "srresnet")),
+    ("loss", ("l1", "l2")),
     ("dtype", ("float32", "bfloat16")),
     ("lr_schedule", ("step", "cosine")),
     ("data.source", SOURCES),

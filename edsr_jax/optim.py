@@ -6,6 +6,10 @@
   count). A step at scale ``s`` updates only the shared group and ``s``'s group
   (:func:`keep_inactive`): with Adam a zero gradient would still move a parameter through its old
   momentum, so the other scales' parameters and Adam state are kept bit-identical instead.
+* Not in the paper, off by default (``configs/default.py``): an EMA of the weights
+  (:func:`ema_update`, as BasicSR and KAIR keep), global-norm gradient clipping
+  (:func:`clip_by_global_norm`) and skipping a step whose loss is a spike against the running mean
+  (:func:`is_spike`, the official code's ``--skip_threshold``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from edsr_jax import models
@@ -95,3 +100,62 @@ def keep_inactive(
         for g, new in opt_state.inner_states.items()
     }
     return params, opt_state._replace(inner_states=inner)
+
+
+# --- EMA of the weights and the stability guards ------------------------------------------------
+# (Applied by the train step around the optimizer, so Adam's state keeps the layout of runs without
+# them and checkpoints of either kind restore into the other.)
+
+# Decay of the running mean loss that spike skipping compares each step's loss with.
+LOSS_MEAN_DECAY = 0.99
+# Accepted steps before spike skipping starts judging (the running mean needs a history first).
+SKIP_WARMUP_STEPS = 10
+
+
+def ema_update(ema: Any, params: Any, decay: float) -> Any:
+    """The exponential moving average of the weights: ``decay * ema + (1 - decay) * params``."""
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
+def clip_by_global_norm(grads: Any, max_norm: float) -> tuple[Any, jax.Array]:
+    """Scales ``grads`` so their global L2 norm is at most ``max_norm`` (0 = unchanged).
+
+    Returns:
+      ``(grads, norm)`` with ``norm`` the global norm *before* clipping.
+    """
+    norm = optax.global_norm(grads)
+    if max_norm <= 0:
+        return grads, norm
+    factor = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-30))
+    return jax.tree.map(lambda g: g * factor.astype(g.dtype), grads), norm
+
+
+def init_loss_stats() -> dict[str, jax.Array]:
+    """The spike guard's state: an exponential moving sum of accepted losses and their count."""
+    return {"loss_ema": jnp.zeros((), jnp.float32), "count": jnp.zeros((), jnp.int32)}
+
+
+def running_mean_loss(stats: Mapping[str, jax.Array]) -> jax.Array:
+    """The bias-corrected running mean of the accepted losses (0 before the first one)."""
+    correction = 1.0 - LOSS_MEAN_DECAY ** stats["count"].astype(jnp.float32)
+    return jnp.where(stats["count"] > 0, stats["loss_ema"] / jnp.maximum(correction, 1e-30), 0.0)
+
+
+def is_spike(loss: jax.Array, stats: Mapping[str, jax.Array], factor: float) -> jax.Array:
+    """Whether a finite ``loss`` exceeds ``factor`` x the running mean (after the warm-up steps).
+
+    Non-finite losses are never "spikes": they stop the run instead (``train.check_finite``).
+    """
+    if factor <= 0:
+        return jnp.zeros((), bool)
+    judged = stats["count"] >= SKIP_WARMUP_STEPS
+    return judged & jnp.isfinite(loss) & (loss > factor * running_mean_loss(stats))
+
+
+def update_loss_stats(stats: Mapping[str, jax.Array], loss: jax.Array, accepted: jax.Array) -> dict:
+    """Adds an accepted step's loss to the running mean; a skipped step leaves it as it was."""
+    new = {
+        "loss_ema": LOSS_MEAN_DECAY * stats["loss_ema"] + (1.0 - LOSS_MEAN_DECAY) * loss.astype(jnp.float32),
+        "count": stats["count"] + 1,
+    }
+    return jax.tree.map(lambda n, o: jnp.where(accepted, n, o), new, dict(stats))

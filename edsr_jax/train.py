@@ -10,10 +10,13 @@ batches (:mod:`edsr_jax.data.pipeline`), devices (:mod:`edsr_jax.sharding`), che
 
 Facts the code relies on:
 
-* L1 loss on [0, 255] images; Adam and its MDSR groups as :mod:`edsr_jax.optim` describes.
+* L1 loss on [0, 255] images (L2 with ``config.loss = "l2"``, SRResNet's); Adam and its MDSR
+  groups as :mod:`edsr_jax.optim` describes, and the options the paper has not (EMA of the weights,
+  gradient clipping, spike skipping: ``config.ema_decay``, ``grad_clip_norm``, ``skip_loss_factor``).
 * ``config.dtype = "bfloat16"`` computes in bf16; parameters, optimizer state and loss stay float32.
-* Resume: batch ``k`` is a pure function of ``(seed, k, process)``, so restoring params, optimizer
-  state, step and RNG and restarting the iterator at the step gives the uninterrupted result.
+* Resume: batch ``k`` is a pure function of ``(seed, k)``, so restoring the state (params, Adam,
+  step, RNG, and the EMA, batch-norm averages and running loss when the run has them) and
+  restarting the iterator at the step gives the uninterrupted result, bit for bit.
 """
 
 from __future__ import annotations
@@ -48,14 +51,23 @@ DEVICE_PREFETCH = 2
 OLD_SAMPLER = "per-process single-image (edsr-jax 0.1)"
 
 
+# The losses ``config.loss`` may name.
+LOSSES = ("l1", "l2")
+
+
 @flax.struct.dataclass
 class TrainState:
-    """Everything a step changes: step counter, float32 parameters, Adam state, RNG key."""
+    """Everything a step changes: step counter, float32 parameters, Adam state, RNG key; and,
+    when the run has them (None otherwise), the EMA of the parameters, the batch-norm running
+    averages (SRResNet) and the spike guard's running loss (:func:`edsr_jax.optim.init_loss_stats`)."""
 
     step: jax.Array
     params: Any
     opt_state: Any
     rng: jax.Array
+    ema_params: Any = None
+    batch_stats: Any = None
+    loss_stats: Any = None
 
 
 def create_model(config) -> models.SRModel:
@@ -81,15 +93,23 @@ def create_model(config) -> models.SRModel:
         spec["scale"] = scales[0]
     elif arch == "mdsr":
         spec["scales"] = list(scales)
+    elif arch == "srresnet":
+        if len(scales) != 1:
+            raise UserError(f"an SRResNet upscales by one factor, but config.scales is {scales}")
+        spec = {"scale": scales[0], "num_blocks": spec["num_blocks"], "num_features": spec["num_features"]}
     else:
-        raise UserError(f"config.model.arch must be 'edsr' or 'mdsr', got {arch!r}")
+        raise UserError(f"config.model.arch must be 'edsr', 'mdsr' or 'srresnet', got {arch!r}")
     return models.from_spec({"arch": arch, **spec}, dtype=DTYPES[config.dtype])
 
 
 def create_train_state(
-    model: models.SRModel, tx: optax.GradientTransformation, mesh, rng: jax.Array
+    model: models.SRModel, tx: optax.GradientTransformation, mesh, rng: jax.Array, *, ema: bool = False
 ) -> tuple[TrainState, Any]:
     """Initialises the state directly into its (replicated) shardings, shapes first.
+
+    Args:
+      model, tx, mesh, rng: the network, the optimizer, the device mesh, the seed's key.
+      ema: keep an EMA of the parameters (starting at the initial parameters).
 
     Returns:
       ``(state, state_shardings)``.
@@ -97,9 +117,16 @@ def create_train_state(
 
     def init(rng):
         init_rng, state_rng = jax.random.split(rng)
-        params = models.init(model, init_rng)["params"]
+        variables = models.init(model, init_rng)
+        params = variables["params"]
         return TrainState(
-            step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=state_rng
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=tx.init(params),
+            rng=state_rng,
+            ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+            batch_stats=variables.get("batch_stats"),
+            loss_stats=optim.init_loss_stats(),
         )
 
     abstract = jax.eval_shape(init, rng)
@@ -117,6 +144,30 @@ def l1_loss(sr: jax.Array, hr: jax.Array) -> jax.Array:
     return jnp.mean(jnp.abs(sr.astype(jnp.float32) - hr.astype(jnp.float32)))
 
 
+def l2_loss(sr: jax.Array, hr: jax.Array) -> jax.Array:
+    """Mean squared error in float32 (SRResNet's loss in the paper's ablation)."""
+    return jnp.mean(jnp.square(sr.astype(jnp.float32) - hr.astype(jnp.float32)))
+
+
+def step_options(config) -> dict:
+    """The :func:`train_step` options a config sets: loss, EMA decay, clipping, spike skipping."""
+    return {
+        "loss": str(config.loss),
+        "ema_decay": float(config.ema_decay),
+        "grad_clip_norm": float(config.grad_clip_norm),
+        "skip_loss_factor": float(config.skip_loss_factor),
+    }
+
+
+def _forward(model, state: TrainState, params: Any, images: jax.Array, scale: int):
+    """The training forward pass: ``(sr, new_batch_stats)`` (batch statistics for batch norm)."""
+    if state.batch_stats is None:
+        return model.apply({"params": params}, images, scale=scale), None
+    variables = {"params": params, "batch_stats": state.batch_stats}
+    sr, updated = model.apply(variables, images, scale=scale, train=True, mutable=["batch_stats"])
+    return sr, updated["batch_stats"]
+
+
 def train_step(
     state: TrainState,
     batch: Mapping[str, jax.Array],
@@ -125,8 +176,12 @@ def train_step(
     tx: optax.GradientTransformation,
     learning_rate_fn: optax.Schedule,
     scale: int,
+    loss: str = "l1",
+    ema_decay: float = 0.0,
+    grad_clip_norm: float = 0.0,
+    skip_loss_factor: float = 0.0,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One Adam step on the L1 loss of a batch of one scale.
+    """One Adam step on the loss of a batch of one scale.
 
     Args:
       state: the current state.
@@ -136,29 +191,63 @@ def train_step(
       learning_rate_fn: from :func:`edsr_jax.optim.create_learning_rate_fn`; evaluated at
         ``state.step``.
       scale: the batch's scale (static: one compiled step per scale).
+      loss: ``"l1"`` or ``"l2"``, on [0, 255] images.
+      ema_decay: > 0 updates ``state.ema_params`` (which must exist) after the step.
+      grad_clip_norm: > 0 clips the gradients' global norm to it before Adam.
+      skip_loss_factor: > 0 skips the update of a step whose loss exceeds this multiple of the
+        running mean loss (:func:`edsr_jax.optim.is_spike`): the step is counted, everything
+        else (parameters, Adam, EMA, batch-norm averages, running loss) stays as it was.
 
     Returns:
-      ``(new_state, {"loss", "grad_norm", "learning_rate"})``.
+      ``(new_state, {"loss", "grad_norm" (before clipping), "learning_rate", "skipped" (0 or 1),
+      "loss_mean" (the running mean the step was judged against)})``.
     """
     lr_images = batch["lr"].astype(jnp.float32)
     hr_images = batch["hr"].astype(jnp.float32)
+    loss_of = {"l1": l1_loss, "l2": l2_loss}[loss]
+    if skip_loss_factor > 0 and state.loss_stats is None:
+        raise ValueError("skip_loss_factor needs state.loss_stats (create_train_state makes them)")
 
     def loss_fn(params):
-        return l1_loss(model.apply({"params": params}, lr_images, scale=scale), hr_images)
+        sr, batch_stats = _forward(model, state, params, lr_images, scale)
+        return loss_of(sr, hr_images), batch_stats
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    (loss_value, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads, grad_norm = optim.clip_by_global_norm(grads, grad_clip_norm)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     learning_rate = learning_rate_fn(state.step)
     params = optax.apply_updates(state.params, jax.tree.map(lambda u: -learning_rate * u, updates))
     params, opt_state = optim.keep_inactive(params, opt_state, state.params, state.opt_state, scale)
-    metrics_ = {"loss": loss, "grad_norm": optax.global_norm(grads), "learning_rate": learning_rate}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics_
+    new = state.replace(params=params, opt_state=opt_state, batch_stats=batch_stats)
+    if ema_decay > 0:
+        new = new.replace(ema_params=optim.ema_update(state.ema_params, params, ema_decay))
+    skipped = jnp.zeros((), bool)
+    loss_mean = jnp.zeros((), jnp.float32)
+    if state.loss_stats is not None:
+        loss_mean = optim.running_mean_loss(state.loss_stats)
+        skipped = optim.is_spike(loss_value, state.loss_stats, skip_loss_factor)
+        keep = lambda new_leaf, old_leaf: jnp.where(skipped, old_leaf, new_leaf)
+        new = jax.tree.map(keep, new, state)
+        new = new.replace(loss_stats=optim.update_loss_stats(state.loss_stats, loss_value, ~skipped))
+    metrics_ = {
+        "loss": loss_value,
+        "grad_norm": grad_norm,
+        "learning_rate": learning_rate,
+        "skipped": skipped.astype(jnp.int32),
+        "loss_mean": loss_mean,
+    }
+    return new.replace(step=state.step + 1), metrics_
 
 
-def compile_train_step(model, tx, learning_rate_fn, mesh, state_shardings, scale: int) -> Callable:
-    """``jit`` of :func:`train_step` for one scale: replicated state (donated), batch split."""
+def compile_train_step(
+    model, tx, learning_rate_fn, mesh, state_shardings, scale: int, **options
+) -> Callable:
+    """``jit`` of :func:`train_step` for one scale: replicated state (donated), batch split.
+
+    ``options``: the :func:`train_step` keywords (:func:`step_options` of a config).
+    """
     step_fn = functools.partial(
-        train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn, scale=scale
+        train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn, scale=scale, **options
     )
     batch_sharding = sharding.batch_sharding(mesh)
     return jax.jit(
@@ -169,14 +258,23 @@ def compile_train_step(model, tx, learning_rate_fn, mesh, state_shardings, scale
     )
 
 
-def check_finite(history: Sequence[tuple[int, Mapping[str, jax.Array]]]) -> dict[str, float]:
-    """Fetches per-step metrics; returns their means.
+def check_finite(
+    history: Sequence[tuple[int, Mapping[str, jax.Array]]], log: Callable[[str], None] | None = None
+) -> dict[str, float]:
+    """Fetches per-step metrics; returns their means (``skipped``: the fraction of skipped steps).
+
+    ``log`` is told of each step whose update was skipped as a loss spike, with both values.
 
     Raises:
       RuntimeError: naming the first step whose loss or gradient norm is not finite.
     """
     values = jax.device_get([m for _, m in history])
     for (step, _), v in zip(history, values, strict=True):
+        if log is not None and int(v.get("skipped", 0)):
+            log(
+                f"step {step}: skipped the update: loss {float(v['loss']):.4g} > config.skip_loss_factor "
+                f"x the running mean loss {float(v['loss_mean']):.4g}"
+            )
         if not (np.isfinite(v["loss"]) and np.isfinite(v["grad_norm"])):
             raise RuntimeError(
                 f"non-finite training values at step {step}: loss={float(v['loss'])}, "
@@ -186,10 +284,20 @@ def check_finite(history: Sequence[tuple[int, Mapping[str, jax.Array]]]) -> dict
     return {k: float(np.mean([v[k] for v in values])) for k in values[0]} if values else {}
 
 
+def eval_variables(state: TrainState) -> dict:
+    """The variables validation scores: the EMA of the weights when the run keeps one (else the
+    weights), with the batch-norm running averages when the model has them."""
+    variables = {"params": state.params if state.ema_params is None else state.ema_params}
+    if state.batch_stats is not None:
+        variables["batch_stats"] = state.batch_stats
+    return variables
+
+
 def validate(
-    config, model: models.SRModel, params: Any, step: int, writer, log: Callable[[str], None]
+    config, model: models.SRModel, variables: dict, step: int, writer, log: Callable[[str], None]
 ) -> dict:
-    """Scores ``params`` on the validation images (and benchmarks) through :mod:`edsr_jax.evaluate`.
+    """Scores ``variables`` (:func:`eval_variables`) on the validation images (and benchmarks)
+    through :mod:`edsr_jax.evaluate`.
 
     Writes the scalars and one image strip per scale; returns ``{"val_psnr": mean}`` (the metric
     that ranks checkpoints), or ``{}`` when nothing was scored.
@@ -197,7 +305,7 @@ def validate(
     from edsr_jax.data import benchmarks, pipeline
 
     samples = pipeline.create_eval_samples(config, "val", num_images=int(config.eval.num_images))
-    variables, ensemble = {"params": params}, bool(config.eval.self_ensemble)
+    ensemble = bool(config.eval.self_ensemble)
     strips = {}
 
     def keep_first(scale, sample, sr):
@@ -275,6 +383,22 @@ def _start(config, workdir: str, state: TrainState, shardings: Any, ckpt, log) -
     return state.replace(params=jax.device_put(params, shardings.params))
 
 
+def _complete_state(state: TrainState, fresh: TrainState, log) -> TrainState:
+    """Fills the optional fields a restored or ``init_from`` state lacks from the fresh one; the EMA
+    of a run at step 0 starts at its (possibly copied-in) parameters."""
+    step, ema = int(state.step), state.ema_params
+    if fresh.ema_params is not None and (ema is None or step == 0):
+        if step > 0:
+            log(f"config.ema_decay is set but checkpoint {step} has no EMA: it starts from the weights")
+        ema = jax.tree.map(jnp.copy, state.params)
+    pick = lambda value, default: default if value is None else value
+    return state.replace(
+        ema_params=ema,
+        batch_stats=pick(state.batch_stats, fresh.batch_stats),
+        loss_stats=pick(state.loss_stats, fresh.loss_stats),
+    )
+
+
 @contextlib.contextmanager
 def _workdir_lock(workdir: str, is_chief: bool):
     """Process 0 holds the workdir's lock for the run; the other processes check that it does."""
@@ -347,13 +471,14 @@ def train_and_evaluate(
             log(config_checks.change_message(changed))
         learning_rate_fn = optim.create_learning_rate_fn(config)
         tx = optim.create_optimizer(config, model)
-        state, shardings = create_train_state(model, tx, mesh, jax.random.PRNGKey(int(config.seed)))
+        ema = float(config.ema_decay) > 0
+        fresh, shardings = create_train_state(model, tx, mesh, jax.random.PRNGKey(int(config.seed)), ema=ema)
         ckpt = manager.create_manager(
             layout.checkpoint_dir(workdir),
             keep=int(config.keep_checkpoints),
             async_save=bool(config.async_checkpoints),
         )
-        state = _start(config, workdir, state, shardings, ckpt, log)
+        state = _complete_state(_start(config, workdir, fresh, shardings, ckpt, log), fresh, log)
         start, total = int(state.step), int(config.num_train_steps)
         meta = {"model_spec": spec, "process_count": jax.process_count(), "sampler": pipeline.SAMPLER}
 
@@ -388,7 +513,7 @@ def train_and_evaluate(
                     scale = int(batch["scale"])
                     if scale not in step_fns:
                         step_fns[scale] = compile_train_step(
-                            model, tx, learning_rate_fn, mesh, shardings, scale
+                            model, tx, learning_rate_fn, mesh, shardings, scale, **step_options(config)
                         )
                     state, step_metrics = step_fns[scale](state, {"lr": batch["lr"], "hr": batch["hr"]})
                     step += 1
@@ -399,7 +524,7 @@ def train_and_evaluate(
                     evaluate_now = step == total or (eval_every > 0 and step % eval_every == 0)
                     save_now = stop or evaluate_now or (ckpt_every > 0 and step % ckpt_every == 0)
                     if step % log_every == 0 or step == total:
-                        means = check_finite(history)
+                        means = check_finite(history, log)
                         history = []
                         if workdir_lock is not None:
                             workdir_lock.check()
@@ -413,9 +538,9 @@ def train_and_evaluate(
                             f"eta {writers.format_duration(speed['eta_seconds'])}"
                         )
                     elif save_now:
-                        check_finite(history)
+                        check_finite(history, log)
                     scores = (
-                        validate(config, model, _local_copy(state.params), step, writer, log)
+                        validate(config, model, _local_copy(eval_variables(state)), step, writer, log)
                         if evaluate_now
                         else None
                     )

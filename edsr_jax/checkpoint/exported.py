@@ -91,7 +91,7 @@ def _plain_dicts(tree: Any) -> Any:
 
 
 def load_model(
-    path: str | os.PathLike, *, dtype: Any = None, which: str | int = "latest"
+    path: str | os.PathLike, *, dtype: Any = None, which: str | int = "latest", weights: str = "auto"
 ) -> tuple[models.SRModel, dict]:
     """Restores a model that this package wrote.
 
@@ -102,10 +102,13 @@ def load_model(
         float32.
       which: for a training workdir, the checkpoint: ``"latest"``, ``"best"`` (highest validation
         PSNR) or a step number. Only complete checkpoints are considered.
+      weights: for a training workdir: ``"auto"`` (the EMA of the weights when the run kept one,
+        ``config.ema_decay > 0``; else the raw weights), ``"ema"`` or ``"raw"``. Exported models
+        hold one set of weights (the ones they were exported with) and ignore it.
 
     Returns:
-      ``(model, variables)`` with ``variables = {"params": ...}`` as JAX arrays on the default
-      device.
+      ``(model, variables)`` with ``variables = {"params": ...}`` (plus ``"batch_stats"`` for a
+      batch-norm model) as JAX arrays on the default device.
 
     Raises:
       UserError: the path is missing or is not a model, ``model.json`` is corrupt, or the stored
@@ -144,19 +147,19 @@ def load_model(
     if is_workdir:
         if not has_checkpoints:  # (a run that has not saved its first checkpoint yet)
             raise UserError(f"no complete checkpoint in {path / layout.CHECKPOINTS_DIR} yet")
-        return model, {"params": _load_training_params(path, model, which)}
+        return model, _load_training_variables(path, model, which, weights)
     return model, {"params": _load_exported_params(path / layout.PARAMS_DIR, model)}
 
 
-def _load_training_params(path: epath.Path, model: models.SRModel, which: str | int) -> Any:
-    """The parameters of one complete checkpoint of a workdir, on the first local device."""
+def _load_training_variables(path: epath.Path, model: models.SRModel, which: str | int, weights: str) -> dict:
+    """The variables of one complete checkpoint of a workdir, on the first local device."""
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.eval_shape(lambda: models.init(model, jax.random.key(0)))["params"]
+    abstract = jax.eval_shape(lambda: models.init(model, jax.random.key(0)))
     abstract = jax.tree_util.tree_map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), dict(abstract)
     )
-    params, _ = manager.restore_params(path / layout.CHECKPOINTS_DIR, abstract, which)
-    return params
+    variables, _, _ = manager.restore_variables(path / layout.CHECKPOINTS_DIR, abstract, which, weights=weights)
+    return variables
 
 
 def _load_exported_params(params_dir: epath.Path, model: models.SRModel) -> Any:

@@ -5,7 +5,12 @@ Each checkpoint is a step folder with three items:
 * ``params``: the model parameters (float32), restorable on their own for evaluation;
 * ``train``: optimizer state, step and RNG key (with ``params`` this is the whole ``TrainState``);
 * ``meta``: JSON with the step, the data position (equal to the step: the input pipeline's batch
-  ``k`` is a pure function of the seed and ``k``) and the model spec.
+  ``k`` is a pure function of the seed and ``k``) and the model spec;
+
+and, only in runs that have them: ``ema_params`` (the EMA of the weights, ``config.ema_decay``;
+restorable on its own like ``params``), ``batch_stats`` (batch-norm running averages, SRResNet)
+and ``loss_stats`` (the spike guard's running mean loss). A checkpoint without them (written
+before they existed, or by a run without them) restores with those fields set to None.
 
 Saves are asynchronous; a step folder only appears under its final name once every file is written
 (Orbax writes into a temporary folder and renames it), so a run killed mid-save leaves at most a
@@ -37,6 +42,11 @@ from edsr_jax.errors import UserError
 BEST_METRIC = "val_psnr"
 # Item names inside a step folder.
 PARAMS_ITEM, TRAIN_ITEM, META_ITEM = "params", "train", "meta"
+# Optional items: the TrainState field each holds is saved when it is not None.
+EMA_ITEM, STATS_ITEM, LOSS_STATS_ITEM = "ema_params", "batch_stats", "loss_stats"
+OPTIONAL_ITEMS = (EMA_ITEM, STATS_ITEM, LOSS_STATS_ITEM)
+# Which weights a reader takes: the EMA when the run kept one ("auto"), or a named kind.
+WEIGHTS = ("auto", "ema", "raw")
 
 
 def create_manager(
@@ -80,7 +90,7 @@ def create_manager(
         cleanup_tmp_directories=not read_only,
     )
     return ocp.CheckpointManager(
-        os.fspath(directory), item_names=(PARAMS_ITEM, TRAIN_ITEM, META_ITEM), options=options
+        os.fspath(directory), item_names=(PARAMS_ITEM, TRAIN_ITEM, META_ITEM, *OPTIONAL_ITEMS), options=options
     )
 
 
@@ -100,7 +110,8 @@ def save(
 
     Args:
       manager: from :func:`create_manager`.
-      state: a ``TrainState`` (``params``, ``opt_state``, ``step``, ``rng``).
+      state: a ``TrainState`` (``params``, ``opt_state``, ``step``, ``rng``; the optional fields
+        ``ema_params``, ``batch_stats``, ``loss_stats`` are saved when not None).
       meta: extra JSON-able facts stored beside the arrays (e.g. the model spec).
       metrics: e.g. ``{"val_psnr": 30.1}``; ranks the checkpoint for "best".
 
@@ -111,11 +122,13 @@ def save(
     if step in manager.all_steps():
         return False
     info = {"step": step, "data_position": step, **(meta or {})}
+    optional = {i: getattr(state, i) for i in OPTIONAL_ITEMS if getattr(state, i, None) is not None}
     args = ocp.args.Composite(
         **{
             PARAMS_ITEM: ocp.args.StandardSave(state.params),
             TRAIN_ITEM: ocp.args.StandardSave(_train_part(state)),
             META_ITEM: ocp.args.JsonSave(info),
+            **{i: ocp.args.StandardSave(tree) for i, tree in optional.items()},
         }
     )
     clean = {k: float(v) for k, v in (metrics or {}).items()}  # {} ranks below any score
@@ -200,17 +213,34 @@ def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exce
     )
 
 
+def has_item(manager: ocp.CheckpointManager, step: int, item: str) -> bool:
+    """Whether the checkpoint of ``step`` holds ``item`` (e.g. :data:`EMA_ITEM`)."""
+    return (epath.Path(manager.directory) / str(step) / item).is_dir()
+
+
 def _restore_step(manager: ocp.CheckpointManager, abstract_state: Any, step: int) -> Any:
+    """The state of ``step``; optional fields the checkpoint lacks (or the target has not) are None."""
+    optional = {
+        i: getattr(abstract_state, i)
+        for i in OPTIONAL_ITEMS
+        if getattr(abstract_state, i, None) is not None and has_item(manager, step, i)
+    }
     args = ocp.args.Composite(
         **{
             PARAMS_ITEM: ocp.args.StandardRestore(abstract_state.params),
             TRAIN_ITEM: ocp.args.StandardRestore(_train_part(abstract_state)),
+            **{i: ocp.args.StandardRestore(tree) for i, tree in optional.items()},
         }
     )
     restored = manager.restore(step, args=args)
     train = restored[TRAIN_ITEM]
+    fields = {i: restored[i] if i in optional else None for i in OPTIONAL_ITEMS if hasattr(abstract_state, i)}
     return abstract_state.replace(
-        params=restored[PARAMS_ITEM], opt_state=train["opt_state"], step=train["step"], rng=train["rng"]
+        params=restored[PARAMS_ITEM],
+        opt_state=train["opt_state"],
+        step=train["step"],
+        rng=train["rng"],
+        **fields,
     )
 
 
@@ -256,28 +286,64 @@ READ_RETRY_PAUSE_S = 0.2
 
 
 def restore_params(directory: str | os.PathLike, abstract_params: Any, which: str | int = "latest"):
-    """Restores only the parameters of one complete checkpoint (for evaluation and init_from).
+    """Restores only the (raw) parameters of one complete checkpoint: ``(params, step)``.
+
+    See :func:`restore_variables` (this is ``weights="raw"`` without batch statistics).
+    """
+    variables, step, _ = restore_variables(directory, {"params": abstract_params}, which, weights="raw")
+    return variables["params"], step
+
+
+def _weights_item(manager: ocp.CheckpointManager, step: int, weights: str) -> str:
+    """The item holding the weights a reader asked for (:data:`WEIGHTS`) in ``step``."""
+    if weights not in WEIGHTS:
+        raise UserError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+    has_ema = has_item(manager, step, EMA_ITEM)
+    if weights == "ema" and not has_ema:
+        raise UserError(
+            f"checkpoint {step} in {manager.directory} has no EMA weights (the run had config.ema_decay "
+            "= 0); use weights='raw' or 'auto'"
+        )
+    return EMA_ITEM if weights == "ema" or (weights == "auto" and has_ema) else PARAMS_ITEM
+
+
+def restore_variables(
+    directory: str | os.PathLike, abstract_variables: dict, which: str | int = "latest", *, weights="auto"
+) -> tuple[dict, int, str]:
+    """Restores a model's variables from one complete checkpoint (for evaluation and init_from).
 
     Args:
       directory: a checkpoint folder (:func:`edsr_jax.checkpoint.layout.checkpoint_dir`).
-      abstract_params: ``jax.ShapeDtypeStruct`` tree of the parameters (e.g. from ``eval_shape``).
+      abstract_variables: ``{"params": tree}`` (plus ``"batch_stats"`` for batch-norm models) of
+        ``jax.ShapeDtypeStruct`` (e.g. from ``eval_shape``).
       which: ``"latest"``, ``"best"`` or a step number.
+      weights: ``"auto"`` (the EMA of the weights when the run kept one, else the raw weights),
+        ``"ema"`` or ``"raw"``.
 
     Returns:
-      ``(params, step)``. A step that a trainer deletes while it is being read (it keeps only its
-      newest and best steps) is not an error: ``which`` is resolved again.
+      ``(variables, step, item)``, ``item`` naming the weights taken (:data:`EMA_ITEM` or
+      :data:`PARAMS_ITEM`). A step that a trainer deletes while it is being read (it keeps only
+      its newest and best steps) is not an error: ``which`` is resolved again.
 
     Raises:
-      UserError: no such checkpoint.
+      UserError: no such checkpoint, or ``weights="ema"`` for a run without an EMA.
     """
-    args = ocp.args.Composite(**{PARAMS_ITEM: ocp.args.StandardRestore(abstract_params)})
     failed: set[int] = set()
     for attempt in range(READ_ATTEMPTS):
         manager = create_manager(directory, read_only=True, async_save=False)
         try:
             step = resolve_step(manager, which)
+            item = _weights_item(manager, step, weights)
+            wanted = {item: abstract_variables["params"]}
+            if "batch_stats" in abstract_variables:
+                wanted[STATS_ITEM] = abstract_variables["batch_stats"]
+            args = ocp.args.Composite(**{i: ocp.args.StandardRestore(t) for i, t in wanted.items()})
             try:
-                return manager.restore(step, args=args)[PARAMS_ITEM], step
+                restored = manager.restore(step, args=args)
+                variables = {"params": restored[item]}
+                if STATS_ITEM in wanted:
+                    variables["batch_stats"] = restored[STATS_ITEM]
+                return variables, step, item
             except Exception:  # (Orbax and TensorStore raise many types for files that vanish)
                 # A trainer writing this folder deletes old steps as it keeps new ones, and a step
                 # deleted while it was read fails part-way: resolve `which` again. A step that

@@ -18,7 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Model (edsr_jax.models): "edsr" or "mdsr"; B residual blocks, F features, residual scaling.
     config.model = ml_collections.ConfigDict()
-    config.model.arch = "edsr"  # "edsr" (one scale) or "mdsr" (every scale in config.scales)
+    config.model.arch = "edsr"  # "edsr", "mdsr" (every scale in config.scales) or "srresnet" (BN)
     config.model.num_blocks = 16  # B
     config.model.num_features = 64  # F
     config.model.res_scale = 1.0  # 0.1 for the full EDSR (B32, F256)
@@ -53,6 +53,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.adam_b2 = 0.999  # Adam beta2 (BasicSR uses 0.99; the paper 0.999)
     config.adam_eps = 1e-8  # Adam epsilon
     config.init_from = ""  # start from these weights: a workdir, an exported model or a .pt file
+    config.loss = "l1"  # "l1" (the paper) or "l2" (SRResNet's, for the paper's ablation)
+    # Not in the paper (off): the peers' and the official code's stability and averaging options.
+    config.ema_decay = 0.0  # > 0 (e.g. 0.999): keep an EMA of the weights; validation, the best
+    #   checkpoint, load_model, eval, upscale and export then use it (weights="raw" for the others)
+    config.grad_clip_norm = 0.0  # > 0: clip the gradients' global L2 norm to this (0 = off)
+    config.skip_loss_factor = 0.0  # > 1: skip an update whose loss exceeds this x the running
+    #   mean loss (official --skip_threshold; the step is counted and logged; 0 = off)
 
     # Logging, checkpoints and validation.
     config.log_every_steps = 100  # console line and TensorBoard training scalars
