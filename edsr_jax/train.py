@@ -239,9 +239,7 @@ def train_step(
     return new.replace(step=state.step + 1), metrics_
 
 
-def compile_train_step(
-    model, tx, learning_rate_fn, mesh, state_shardings, scale: int, **options
-) -> Callable:
+def compile_train_step(model, tx, learning_rate_fn, mesh, state_shardings, scale: int, **options) -> Callable:
     """``jit`` of :func:`train_step` for one scale: replicated state (donated), batch split.
 
     ``options``: the :func:`train_step` keywords (:func:`step_options` of a config).

@@ -227,7 +227,8 @@ def test_create_model_names_the_config_field_of_a_bad_value():
         train.create_model(tiny_config("", scales="5"))
     with pytest.raises(UserError, match=r"an EDSR upscales by one factor, but config\.scales is \(2, 3\)"):
         train.create_model(tiny_config("", scales="2,3"))
-    with pytest.raises(UserError, match=r"config\.model\.arch must be 'edsr', 'mdsr' or 'srresnet', got 'srgan'"):
+    arch_message = r"config\.model\.arch must be 'edsr', 'mdsr' or 'srresnet', got 'srgan'"
+    with pytest.raises(UserError, match=arch_message):
         train.create_model(tiny_config("", model__arch="srgan"))
     mdsr = train.create_model(tiny_config("", model__arch="mdsr", scales="2,4"))
     assert isinstance(mdsr, models.MDSR) and mdsr.scales == (2, 4) and mdsr.num_features == 8

@@ -158,7 +158,8 @@ def _load_training_variables(path: epath.Path, model: models.SRModel, which: str
     abstract = jax.tree_util.tree_map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), dict(abstract)
     )
-    variables, _, _ = manager.restore_variables(path / layout.CHECKPOINTS_DIR, abstract, which, weights=weights)
+    folder = path / layout.CHECKPOINTS_DIR
+    variables, _, _ = manager.restore_variables(folder, abstract, which, weights=weights)
     return variables
 
 

@@ -45,6 +45,7 @@ PARAMS_ITEM, TRAIN_ITEM, META_ITEM = "params", "train", "meta"
 # Optional items: the TrainState field each holds is saved when it is not None.
 EMA_ITEM, STATS_ITEM, LOSS_STATS_ITEM = "ema_params", "batch_stats", "loss_stats"
 OPTIONAL_ITEMS = (EMA_ITEM, STATS_ITEM, LOSS_STATS_ITEM)
+ITEMS = (PARAMS_ITEM, TRAIN_ITEM, META_ITEM, *OPTIONAL_ITEMS)
 # Which weights a reader takes: the EMA when the run kept one ("auto"), or a named kind.
 WEIGHTS = ("auto", "ema", "raw")
 
@@ -89,9 +90,7 @@ def create_manager(
         best_mode="max",
         cleanup_tmp_directories=not read_only,
     )
-    return ocp.CheckpointManager(
-        os.fspath(directory), item_names=(PARAMS_ITEM, TRAIN_ITEM, META_ITEM, *OPTIONAL_ITEMS), options=options
-    )
+    return ocp.CheckpointManager(os.fspath(directory), item_names=ITEMS, options=options)
 
 
 def _best_metric(metrics: Any) -> float:
