@@ -257,18 +257,21 @@ def compile_train_step(model, tx, learning_rate_fn, mesh, state_shardings, scale
 
 
 def check_finite(
-    history: Sequence[tuple[int, Mapping[str, jax.Array]]], log: Callable[[str], None] | None = None
+    history: Sequence[tuple[int, Mapping[str, jax.Array]]],
+    log: Callable[[str], None] | None = None,
+    reported_through: int = -1,
 ) -> dict[str, float]:
     """Fetches per-step metrics; returns their means (``skipped``: the fraction of skipped steps).
 
-    ``log`` is told of each step whose update was skipped as a loss spike, with both values.
+    ``log`` is told of each step after ``reported_through`` whose update was skipped as a loss
+    spike, with both values.
 
     Raises:
       RuntimeError: naming the first step whose loss or gradient norm is not finite.
     """
     values = jax.device_get([m for _, m in history])
     for (step, _), v in zip(history, values, strict=True):
-        if log is not None and int(v.get("skipped", 0)):
+        if log is not None and step > reported_through and int(v.get("skipped", 0)):
             log(
                 f"step {step}: skipped the update: loss {float(v['loss']):.4g} > config.skip_loss_factor "
                 f"x the running mean loss {float(v['loss_mean']):.4g}"
@@ -496,6 +499,7 @@ def train_and_evaluate(
                 writer.write_hparams(config_checks.flatten(config.to_dict()))
         step_fns: dict[int, Callable] = {}
         history: list = []
+        reported_through = start  # skipped steps are logged once, when their metrics are fetched
         timer = writers.StepTimer(start, total)
         try:
             with manager.PreemptionGuard(ckpt) as guard:
@@ -522,7 +526,8 @@ def train_and_evaluate(
                     evaluate_now = step == total or (eval_every > 0 and step % eval_every == 0)
                     save_now = stop or evaluate_now or (ckpt_every > 0 and step % ckpt_every == 0)
                     if step % log_every == 0 or step == total:
-                        means = check_finite(history, log)
+                        means = check_finite(history, log, reported_through)
+                        reported_through = step
                         history = []
                         if workdir_lock is not None:
                             workdir_lock.check()
@@ -536,7 +541,8 @@ def train_and_evaluate(
                             f"eta {writers.format_duration(speed['eta_seconds'])}"
                         )
                     elif save_now:
-                        check_finite(history, log)
+                        check_finite(history, log, reported_through)
+                        reported_through = step
                     scores = (
                         validate(config, model, _local_copy(eval_variables(state)), step, writer, log)
                         if evaluate_now
