@@ -90,6 +90,7 @@ def test_every_folder_of_the_design_exists():
         "evaluate",
         "writers",
         "optim",
+        "train_step",
         "train",
     ):
         assert f"edsr_jax.{module}" in MODULES, module

@@ -1,0 +1,225 @@
+"""The training step: the state, the losses, one optimizer step and its guards, compiled per scale.
+
+Pure functions of arrays (no files, devices or clock): :class:`TrainState`, :func:`create_train_state`,
+:func:`train_step`, :func:`compile_train_step`, and :func:`check_finite` for the metrics they return.
+:mod:`edsr_jax.train` runs them (and re-exports them); a user's own loop can too::
+
+    state, shardings = create_train_state(model, tx, mesh, jax.random.key(0))
+    step = compile_train_step(model, tx, learning_rate_fn, mesh, shardings, scale=2)
+    state, metrics = step(state, batch)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from edsr_jax import models, optim, sharding
+
+# The losses ``config.loss`` may name.
+LOSSES = ("l1", "l2")
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a step changes: step counter, float32 parameters, Adam state, RNG key; and,
+    when the run has them (None otherwise), the EMA of the parameters, the batch-norm running
+    averages (SRResNet) and the spike guard's running loss (:func:`edsr_jax.optim.init_loss_stats`)."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    rng: jax.Array
+    ema_params: Any = None
+    batch_stats: Any = None
+    loss_stats: Any = None
+
+
+def create_train_state(
+    model: models.SRModel, tx: optax.GradientTransformation, mesh, rng: jax.Array, *, ema: bool = False
+) -> tuple[TrainState, Any]:
+    """Initialises the state directly into its (replicated) shardings, shapes first.
+
+    Args:
+      model, tx, mesh, rng: the network, the optimizer, the device mesh, the seed's key.
+      ema: keep an EMA of the parameters (starting at the initial parameters).
+
+    Returns:
+      ``(state, state_shardings)``.
+    """
+
+    def init(rng):
+        init_rng, state_rng = jax.random.split(rng)
+        variables = models.init(model, init_rng)
+        params = variables["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=tx.init(params),
+            rng=state_rng,
+            ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+            batch_stats=variables.get("batch_stats"),
+            loss_stats=optim.init_loss_stats(),
+        )
+
+    abstract = jax.eval_shape(init, rng)
+    shardings = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
+    return jax.jit(init, out_shardings=shardings)(rng), shardings
+
+
+def abstract_state(state: TrainState, shardings: Any) -> TrainState:
+    """``jax.ShapeDtypeStruct`` leaves with shardings: the restore target for ``state``."""
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)
+
+
+def l1_loss(sr: jax.Array, hr: jax.Array) -> jax.Array:
+    """Mean absolute error in float32."""
+    return jnp.mean(jnp.abs(sr.astype(jnp.float32) - hr.astype(jnp.float32)))
+
+
+def l2_loss(sr: jax.Array, hr: jax.Array) -> jax.Array:
+    """Mean squared error in float32 (SRResNet's loss in the paper's ablation)."""
+    return jnp.mean(jnp.square(sr.astype(jnp.float32) - hr.astype(jnp.float32)))
+
+
+def step_options(config) -> dict:
+    """The :func:`train_step` options a config sets: loss, EMA decay, clipping, spike skipping."""
+    return {
+        "loss": str(config.loss),
+        "ema_decay": float(config.ema_decay),
+        "grad_clip_norm": float(config.grad_clip_norm),
+        "skip_loss_factor": float(config.skip_loss_factor),
+    }
+
+
+def _forward(model, state: TrainState, params: Any, images: jax.Array, scale: int):
+    """The training forward pass: ``(sr, new_batch_stats)`` (batch statistics for batch norm)."""
+    if state.batch_stats is None:
+        return model.apply({"params": params}, images, scale=scale), None
+    variables = {"params": params, "batch_stats": state.batch_stats}
+    sr, updated = model.apply(variables, images, scale=scale, train=True, mutable=["batch_stats"])
+    return sr, updated["batch_stats"]
+
+
+def train_step(
+    state: TrainState,
+    batch: Mapping[str, jax.Array],
+    *,
+    model: models.SRModel,
+    tx: optax.GradientTransformation,
+    learning_rate_fn: optax.Schedule,
+    scale: int,
+    loss: str = "l1",
+    ema_decay: float = 0.0,
+    grad_clip_norm: float = 0.0,
+    skip_loss_factor: float = 0.0,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One Adam step on the loss of a batch of one scale.
+
+    Args:
+      state: the current state.
+      batch: ``{"lr": uint8 (b, p, p, 3), "hr": uint8 (b, p*scale, p*scale, 3)}``.
+      model: the network.
+      tx: from :func:`edsr_jax.optim.create_optimizer`.
+      learning_rate_fn: from :func:`edsr_jax.optim.create_learning_rate_fn`; evaluated at
+        ``state.step``.
+      scale: the batch's scale (static: one compiled step per scale).
+      loss: ``"l1"`` or ``"l2"``, on [0, 255] images.
+      ema_decay: > 0 updates ``state.ema_params`` (which must exist) after the step.
+      grad_clip_norm: > 0 clips the gradients' global norm to it before Adam.
+      skip_loss_factor: > 0 skips the update of a step whose loss exceeds this multiple of the
+        running mean loss (:func:`edsr_jax.optim.is_spike`): the step is counted, everything
+        else (parameters, Adam, EMA, batch-norm averages, running loss) stays as it was.
+
+    Returns:
+      ``(new_state, {"loss", "grad_norm" (before clipping), "learning_rate", "skipped" (0 or 1),
+      "loss_mean" (the running mean the step was judged against)})``.
+    """
+    lr_images = batch["lr"].astype(jnp.float32)
+    hr_images = batch["hr"].astype(jnp.float32)
+    loss_of = {"l1": l1_loss, "l2": l2_loss}[loss]
+    if skip_loss_factor > 0 and state.loss_stats is None:
+        raise ValueError("skip_loss_factor needs state.loss_stats (create_train_state makes them)")
+
+    def loss_fn(params):
+        sr, batch_stats = _forward(model, state, params, lr_images, scale)
+        return loss_of(sr, hr_images), batch_stats
+
+    (loss_value, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads, grad_norm = optim.clip_by_global_norm(grads, grad_clip_norm)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    learning_rate = learning_rate_fn(state.step)
+    params = optax.apply_updates(state.params, jax.tree.map(lambda u: -learning_rate * u, updates))
+    params, opt_state = optim.keep_inactive(params, opt_state, state.params, state.opt_state, scale)
+    new = state.replace(params=params, opt_state=opt_state, batch_stats=batch_stats)
+    if ema_decay > 0:
+        new = new.replace(ema_params=optim.ema_update(state.ema_params, params, ema_decay))
+    skipped = jnp.zeros((), bool)
+    loss_mean = jnp.zeros((), jnp.float32)
+    if state.loss_stats is not None:
+        loss_mean = optim.running_mean_loss(state.loss_stats)
+        skipped = optim.is_spike(loss_value, state.loss_stats, skip_loss_factor)
+        keep = lambda new_leaf, old_leaf: jnp.where(skipped, old_leaf, new_leaf)
+        new = jax.tree.map(keep, new, state)
+        new = new.replace(loss_stats=optim.update_loss_stats(state.loss_stats, loss_value, ~skipped))
+    metrics_ = {
+        "loss": loss_value,
+        "grad_norm": grad_norm,
+        "learning_rate": learning_rate,
+        "skipped": skipped.astype(jnp.int32),
+        "loss_mean": loss_mean,
+    }
+    return new.replace(step=state.step + 1), metrics_
+
+
+def compile_train_step(model, tx, learning_rate_fn, mesh, state_shardings, scale: int, **options) -> Callable:
+    """``jit`` of :func:`train_step` for one scale: replicated state (donated), batch split.
+
+    ``options``: the :func:`train_step` keywords (:func:`step_options` of a config).
+    """
+    step_fn = functools.partial(
+        train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn, scale=scale, **options
+    )
+    batch_sharding = sharding.batch_sharding(mesh)
+    return jax.jit(
+        step_fn,
+        in_shardings=(state_shardings, {"lr": batch_sharding, "hr": batch_sharding}),
+        out_shardings=(state_shardings, sharding.replicated(mesh)),
+        donate_argnums=0,
+    )
+
+
+def check_finite(
+    history: Sequence[tuple[int, Mapping[str, jax.Array]]],
+    log: Callable[[str], None] | None = None,
+    reported_through: int = -1,
+) -> dict[str, float]:
+    """Fetches per-step metrics; returns their means (``skipped``: the fraction of skipped steps).
+
+    ``log`` is told of each step after ``reported_through`` whose update was skipped as a loss
+    spike, with both values.
+
+    Raises:
+      RuntimeError: naming the first step whose loss or gradient norm is not finite.
+    """
+    values = jax.device_get([m for _, m in history])
+    for (step, _), v in zip(history, values, strict=True):
+        if log is not None and step > reported_through and int(v.get("skipped", 0)):
+            log(
+                f"step {step}: skipped the update: loss {float(v['loss']):.4g} > config.skip_loss_factor "
+                f"x the running mean loss {float(v['loss_mean']):.4g}"
+            )
+        if not (np.isfinite(v["loss"]) and np.isfinite(v["grad_norm"])):
+            raise RuntimeError(
+                f"non-finite training values at step {step}: loss={float(v['loss'])}, "
+                f"grad_norm={float(v['grad_norm'])}; stopped without saving this state (the last "
+                "checkpoint is kept). Lower the learning rate or check the data."
+            )
+    return {k: float(np.mean([v[k] for v in values])) for k in values[0]} if values else {}
