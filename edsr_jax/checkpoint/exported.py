@@ -101,7 +101,8 @@ def load_model(
       dtype: computation dtype of the returned model (e.g. ``jnp.bfloat16``); parameters stay
         float32.
       which: for a training workdir, the checkpoint: ``"latest"``, ``"best"`` (highest validation
-        PSNR) or a step number. Only complete checkpoints are considered.
+        PSNR), ``"best_or_latest"`` (the best, or the latest when none was scored) or a step number.
+        Only complete checkpoints are considered.
 
     Returns:
       ``(model, variables)`` with ``variables = {"params": ...}`` as JAX arrays on the default
@@ -110,6 +111,20 @@ def load_model(
     Raises:
       UserError: the path is missing or is not a model, ``model.json`` is corrupt, or the stored
         parameters are unreadable or do not match the stored architecture.
+    """
+    model, variables, _ = load_model_with_note(path, dtype=dtype, which=which)
+    return model, variables
+
+
+def load_model_with_note(
+    path: str | os.PathLike, *, dtype: Any = None, which: str | int = "latest"
+) -> tuple[models.SRModel, dict, str]:
+    """:func:`load_model`, and which checkpoint it read and why.
+
+    Returns:
+      ``(model, variables, note)``; ``note`` is ``""`` for an exported model and, for a training
+      workdir, e.g. ``"step 300, best by val_psnr 33.10 dB"`` or ``"step 400, the latest: no
+      checkpoint was scored"`` (:func:`edsr_jax.checkpoint.manager.describe_step`).
     """
     path = epath.Path(layout.absolute(path))
     if not path.exists():
@@ -144,19 +159,20 @@ def load_model(
     if is_workdir:
         if not has_checkpoints:  # (a run that has not saved its first checkpoint yet)
             raise UserError(f"no complete checkpoint in {path / layout.CHECKPOINTS_DIR} yet")
-        return model, {"params": _load_training_params(path, model, which)}
-    return model, {"params": _load_exported_params(path / layout.PARAMS_DIR, model)}
+        params, note = _load_training_params(path, model, which)
+        return model, {"params": params}, note
+    return model, {"params": _load_exported_params(path / layout.PARAMS_DIR, model)}, ""
 
 
-def _load_training_params(path: epath.Path, model: models.SRModel, which: str | int) -> Any:
-    """The parameters of one complete checkpoint of a workdir, on the first local device."""
+def _load_training_params(path: epath.Path, model: models.SRModel, which: str | int) -> tuple[Any, str]:
+    """The parameters of one complete checkpoint of a workdir, on the first local device, and which."""
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.eval_shape(lambda: models.init(model, jax.random.key(0)))["params"]
     abstract = jax.tree_util.tree_map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract
     )
-    params, _ = manager.restore_params(path / layout.CHECKPOINTS_DIR, abstract, which)
-    return params
+    params, step = manager.restore_params(path / layout.CHECKPOINTS_DIR, abstract, which)
+    return params, manager.describe_restored(path / layout.CHECKPOINTS_DIR, step, which)
 
 
 def _load_exported_params(params_dir: epath.Path, model: models.SRModel) -> Any:
