@@ -1,4 +1,4 @@
-"""EDSR baseline (B16, F64) x3 on DIV2K with the paper's recipe (trained from scratch).
+"""EDSR baseline (B16, F64) x3, initialised from the trained baseline x2 model (paper, Section 4.2).
 
 Re-exports ``edsr_jax/configs/edsr_baseline_x3.py``: configs ship in the package, so
 ``--config edsr_baseline_x3`` works from any installation; this file serves

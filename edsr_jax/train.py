@@ -147,15 +147,18 @@ def validate(
 # --- helpers of the program -----------------------------------------------------------------------
 
 
-def load_init_params(path: str) -> Any:
-    """Parameters to start from: a training workdir, an exported model, or an official ``.pt``."""
+def load_init_params(path: str) -> tuple[Any, str]:
+    """Parameters to start from, and which: an official ``.pt``, an exported model, or a training
+    workdir's best checkpoint by validation PSNR (its latest when none was scored), as the official
+    ``--pre_train`` takes ``model_best.pt``. The note says which step and why ("" if not a workdir)."""
     if path.endswith((".pt", ".pth")):
         from edsr_jax.interop import torch as torch_interop
 
-        return torch_interop.convert_state_dict(torch_interop.load_torch_state_dict(path))[1]["params"]
+        return torch_interop.convert_state_dict(torch_interop.load_torch_state_dict(path))[1]["params"], ""
     from edsr_jax.checkpoint import exported
 
-    return exported.load_model(path)[1]["params"]
+    _, variables, note = exported.load_model_with_note(path, which=manager.BEST_OR_LATEST)
+    return variables["params"], note
 
 
 def _local_copy(tree: Any) -> Any:
@@ -185,9 +188,11 @@ def _start(config, workdir: str, state: TrainState, shardings: Any, ckpt, log) -
         return restored
     if not config.init_from:
         return state
-    params, copied, not_copied = models.copy_matching(state.params, load_init_params(config.init_from))
+    init_params, note = load_init_params(config.init_from)
+    params, copied, not_copied = models.copy_matching(state.params, init_params)
     log(
-        f"init_from {config.init_from}: copied {len(copied)} tensors; not copied (kept fresh): "
+        f"init_from {config.init_from}{f' ({note})' if note else ''}: copied {len(copied)} tensors; "
+        "not copied (kept fresh): "
         f"{', '.join(not_copied) or 'none'}"
     )
     return state.replace(params=jax.device_put(params, shardings.params))

@@ -7,9 +7,12 @@ import os
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 from support.paths import EXPERIMENTS
 from support.scripts import load_script
+
+from edsr_jax.imaging import metrics
 
 SHELL_SCRIPTS = sorted(glob.glob(os.path.join(EXPERIMENTS, "**", "*.sh"), recursive=True))
 
@@ -57,3 +60,16 @@ def test_launch_scripts_are_valid_bash_and_document_batch_scaling(script):
     subprocess.run(["bash", "-n", path], check=True)
     text = open(path).read()
     assert "batch_size" in text and "learning_rate" in text and "edsr-jax train" in text
+
+
+def test_bicubic_protocols_scores_like_eval_on_its_first_row():
+    # Its valid-window SSIM and PSNR on float Y are the library's metrics (its other rows differ
+    # from these by the conventions it compares, and only by them).
+    tool = load_script("experiments/tools/bicubic_protocols.py")
+    rng = np.random.default_rng(0)
+    hr = rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)
+    sr = np.clip(hr.astype(np.int16) + rng.integers(-20, 21, hr.shape), 0, 255).astype(np.uint8)
+    a, b = tool.y_channel(sr)[2:-2, 2:-2], tool.y_channel(hr)[2:-2, 2:-2]
+    assert tool.psnr(a, b) == pytest.approx(float(metrics.psnr(sr, hr, scale=2)), abs=1e-6)
+    assert tool.ssim(a, b, whole_image=False) == pytest.approx(float(metrics.ssim(sr, hr, scale=2)), abs=1e-6)
+    assert tool.ssim(a, b, whole_image=True) != pytest.approx(tool.ssim(a, b, whole_image=False), abs=1e-4)

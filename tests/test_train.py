@@ -16,7 +16,7 @@ from support.trees import assert_trees_equal, params_of, random_params
 
 import edsr_jax
 from edsr_jax import config_checks, models, optim, sharding, train
-from edsr_jax.checkpoint import exported
+from edsr_jax.checkpoint import exported, layout
 from edsr_jax.checkpoint import manager as checkpoint_manager
 from edsr_jax.errors import UserError
 
@@ -168,10 +168,12 @@ def test_init_from_x2_starts_x4_from_the_matching_tensors(tmp_path, cache_dir, c
     x2 = train.create_model(tiny_config(cache_dir))
     x2_params = random_params(x2, 1)
     exported.save_model(tmp_path / "x2", x2, {"params": x2_params})
-    assert_trees_equal(jax.device_get(train.load_init_params(str(tmp_path / "x2"))), x2_params)
+    x2_loaded, note = train.load_init_params(str(tmp_path / "x2"))
+    assert_trees_equal(jax.device_get(x2_loaded), x2_params)
+    assert note == ""  # (an exported model, not a workdir)
     x4 = train.create_model(tiny_config(cache_dir, scales="4"))
     target = random_params(x4, 2)
-    params, copied, not_copied = models.copy_matching(target, train.load_init_params(str(tmp_path / "x2")))
+    params, copied, not_copied = models.copy_matching(target, x2_loaded)
     assert sorted(not_copied) == ["upsample/conv_1/bias", "upsample/conv_1/kernel"] and len(copied) == 12
     # Through the program: a fresh workdir starts from the copied tensors.
     config = tiny_config(cache_dir, scales="4", init_from=str(tmp_path / "x2"), num_train_steps=0)
@@ -181,6 +183,40 @@ def test_init_from_x2_starts_x4_from_the_matching_tensors(tmp_path, cache_dir, c
         np.asarray(state.params["block_0"]["conv1"]["kernel"]), x2_params["block_0"]["conv1"]["kernel"]
     )
     assert "copied 12 tensors; not copied (kept fresh): upsample/conv_1/bias" in capsys.readouterr().out
+
+
+def write_run(workdir, model, scores):
+    """A training workdir of ``model`` with a checkpoint per step of ``scores`` (step -> val_psnr or
+    None), the parameters of step ``k`` being ``random_params(model, k)``."""
+    layout.prepare_workdir(str(workdir), models.model_spec(model), {})
+    ckpt = checkpoint_manager.create_manager(layout.checkpoint_dir(workdir), keep=len(scores))
+    for step, score in scores.items():
+        state = train.TrainState(
+            step=jnp.asarray(step), params=random_params(model, step), opt_state={}, rng=jax.random.PRNGKey(0)
+        )
+        metrics = None if score is None else {checkpoint_manager.BEST_METRIC: score}
+        checkpoint_manager.save(ckpt, state, metrics=metrics)
+    ckpt.close()
+
+
+def test_init_from_a_workdir_takes_its_best_checkpoint_else_its_latest(tmp_path, cache_dir, capsys):
+    # As the official --pre_train takes model_best.pt: the best by val_psnr, not the latest.
+    model = train.create_model(tiny_config(cache_dir))
+    write_run(tmp_path / "scored", model, {2: None, 4: 33.1, 6: 32.5, 8: None})
+    params, note = train.load_init_params(str(tmp_path / "scored"))
+    assert_trees_equal(jax.device_get(params), random_params(model, 4))
+    assert note == "step 4, best by val_psnr 33.10 dB"
+    write_run(tmp_path / "unscored", model, {2: None, 4: None})
+    params, note = train.load_init_params(str(tmp_path / "unscored"))
+    assert_trees_equal(jax.device_get(params), random_params(model, 4))
+    assert note == "step 4, the latest: no checkpoint was scored"
+    # Through the program: a fresh run starts from step 4 of "scored" and says so.
+    config = tiny_config(cache_dir, init_from=str(tmp_path / "scored"), num_train_steps=0)
+    state = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert_trees_equal(params_of(state), random_params(model, 4))
+    out = capsys.readouterr().out
+    expected = f"init_from {tmp_path / 'scored'} (step 4, best by val_psnr 33.10 dB): copied 12 tensors; "
+    assert expected + "not copied (kept fresh): none" in out
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_good_checkpoints(tmp_path, cache_dir):

@@ -101,7 +101,8 @@ def load_model(
       dtype: computation dtype of the returned model (e.g. ``jnp.bfloat16``); parameters stay
         float32.
       which: for a training workdir, the checkpoint: ``"latest"``, ``"best"`` (highest validation
-        PSNR) or a step number. Only complete checkpoints are considered.
+        PSNR), ``"best_or_latest"`` (the best, or the latest when none was scored) or a step number.
+        Only complete checkpoints are considered.
       weights: for a training workdir: ``"auto"`` (the EMA of the weights when the run kept one,
         ``config.ema_decay > 0``; else the raw weights), ``"ema"`` or ``"raw"``. Exported models
         hold one set of weights (the ones they were exported with) and ignore it.
@@ -113,6 +114,20 @@ def load_model(
     Raises:
       UserError: the path is missing or is not a model, ``model.json`` is corrupt, or the stored
         parameters are unreadable or do not match the stored architecture.
+    """
+    model, variables, _ = load_model_with_note(path, dtype=dtype, which=which, weights=weights)
+    return model, variables
+
+
+def load_model_with_note(
+    path: str | os.PathLike, *, dtype: Any = None, which: str | int = "latest", weights: str = "auto"
+) -> tuple[models.SRModel, dict, str]:
+    """:func:`load_model`, and which checkpoint it read and why.
+
+    Returns:
+      ``(model, variables, note)``; ``note`` is ``""`` for an exported model and, for a training
+      workdir, e.g. ``"step 300, best by val_psnr 33.10 dB"`` or ``"step 400, the latest: no
+      checkpoint was scored"`` (:func:`edsr_jax.checkpoint.manager.describe_step`).
     """
     path = epath.Path(layout.absolute(path))
     if not path.exists():
@@ -147,20 +162,24 @@ def load_model(
     if is_workdir:
         if not has_checkpoints:  # (a run that has not saved its first checkpoint yet)
             raise UserError(f"no complete checkpoint in {path / layout.CHECKPOINTS_DIR} yet")
-        return model, _load_training_variables(path, model, which, weights)
-    return model, {"params": _load_exported_params(path / layout.PARAMS_DIR, model)}
+        variables, note = _load_training_variables(path, model, which, weights)
+        return model, variables, note
+    return model, {"params": _load_exported_params(path / layout.PARAMS_DIR, model)}, ""
 
 
-def _load_training_variables(path: epath.Path, model: models.SRModel, which: str | int, weights: str) -> dict:
-    """The variables of one complete checkpoint of a workdir, on the first local device."""
+def _load_training_variables(
+    path: epath.Path, model: models.SRModel, which: str | int, weights: str
+) -> tuple[dict, str]:
+    """The variables of one complete checkpoint of a workdir, on the first local device, and which."""
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.eval_shape(lambda: models.init(model, jax.random.key(0)))
     abstract = jax.tree_util.tree_map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), dict(abstract)
     )
     folder = path / layout.CHECKPOINTS_DIR
-    variables, _, _ = manager.restore_variables(folder, abstract, which, weights=weights)
-    return variables
+    variables, step, item = manager.restore_variables(folder, abstract, which, weights=weights)
+    note = manager.describe_restored(folder, step, which)
+    return variables, note + (", EMA weights" if item == manager.EMA_ITEM else "")
 
 
 def _load_exported_params(params_dir: epath.Path, model: models.SRModel) -> Any:

@@ -40,6 +40,8 @@ from edsr_jax.errors import UserError
 
 # The metric that ranks checkpoints for "best" (higher is better).
 BEST_METRIC = "val_psnr"
+# The ``which`` that picks the best checkpoint by BEST_METRIC, or the latest when none was scored.
+BEST_OR_LATEST = "best_or_latest"
 # Item names inside a step folder.
 PARAMS_ITEM, TRAIN_ITEM, META_ITEM = "params", "train", "meta"
 # Optional items: the TrainState field each holds is saved when it is not None.
@@ -245,16 +247,17 @@ def _restore_step(manager: ocp.CheckpointManager, abstract_state: Any, step: int
 
 def best_step(manager: ocp.CheckpointManager) -> int | None:
     """The kept step with the highest ``val_psnr`` (None if no checkpoint has that metric)."""
-    scored = []
-    for step in complete_steps(manager):
-        value = (manager.metrics(step) or {}).get(BEST_METRIC)
-        if value is not None and np.isfinite(value):
-            scored.append((float(value), step))
+    scored = [
+        (value, step) for step in complete_steps(manager) if (value := score(manager, step)) is not None
+    ]
     return max(scored)[1] if scored else None
 
 
 def resolve_step(manager: ocp.CheckpointManager, which: str | int = "latest") -> int:
-    """Turns ``"latest"``, ``"best"`` or a step number into a step that exists.
+    """Turns ``"latest"``, ``"best"``, ``"best_or_latest"`` or a step number into a step that exists.
+
+    ``"best_or_latest"`` is the best by ``val_psnr``, or the latest when no checkpoint was scored
+    (what ``init_from`` starts from, as the official code's ``--pre_train`` takes ``model_best.pt``).
 
     Raises:
       UserError: there is no checkpoint, no scored checkpoint for "best", or the step is not kept.
@@ -265,6 +268,9 @@ def resolve_step(manager: ocp.CheckpointManager, which: str | int = "latest") ->
         raise UserError(f"no complete checkpoint in {where}")
     if which == "latest":
         return steps[-1]
+    if which == BEST_OR_LATEST:
+        step = best_step(manager)
+        return steps[-1] if step is None else step
     if which == "best":
         step = best_step(manager)
         if step is None:
@@ -273,10 +279,39 @@ def resolve_step(manager: ocp.CheckpointManager, which: str | int = "latest") ->
     try:
         step = int(which)
     except (TypeError, ValueError):
-        raise UserError(f"which must be 'latest', 'best' or a step number, got {which!r}") from None
+        raise UserError(
+            f"which must be 'latest', 'best', '{BEST_OR_LATEST}' or a step number, got {which!r}"
+        ) from None
     if step not in steps:
         raise UserError(f"no checkpoint for step {step} in {where}; kept steps: {steps}")
     return step
+
+
+def score(manager: ocp.CheckpointManager, step: int) -> float | None:
+    """The ``val_psnr`` a checkpoint was saved with (None if it was not scored)."""
+    value = (manager.metrics(step) or {}).get(BEST_METRIC)
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def describe_step(step: int, which: str | int, step_score: float | None) -> str:
+    """Which checkpoint ``which`` chose and why, e.g. ``"step 300, best by val_psnr 33.10 dB"``."""
+    scored = "" if step_score is None else f" ({BEST_METRIC} {step_score:.2f} dB)"
+    if which in ("best", BEST_OR_LATEST) and step_score is not None:
+        return f"step {step}, best by {BEST_METRIC} {step_score:.2f} dB"
+    if which == BEST_OR_LATEST:
+        return f"step {step}, the latest: no checkpoint was scored"
+    if which == "latest":
+        return f"step {step}, the latest{scored}"
+    return f"step {step}{scored}"
+
+
+def describe_restored(directory: str | os.PathLike, step: int, which: str | int) -> str:
+    """:func:`describe_step` for a step of the checkpoint folder ``directory`` (read-only)."""
+    manager = create_manager(directory, read_only=True, async_save=False)
+    try:
+        return describe_step(step, which, score(manager, step))
+    finally:
+        manager.close()
 
 
 # How often a reader resolves a step again when the step it was reading was deleted meanwhile.

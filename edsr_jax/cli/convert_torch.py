@@ -55,6 +55,8 @@ def run(args) -> int:
     if args.res_scale is not None:
         spec["res_scale"] = float(args.res_scale)
     model, variables = convert.convert_state_dict(state_dict, spec)
+    rgb_range, diagonals = convert.read_mean_shift(state_dict)
+    rgb_std = [round(float(1 / d), 6) for d in diagonals["sub_mean"]]
     digest = _sha256(args.file)
     metadata = {
         "source": os.path.basename(args.file),
@@ -63,6 +65,7 @@ def run(args) -> int:
         "layout": layout,
         "state_dict_key": wrapper,
         "res_scale_from": "inferred" if args.res_scale is None else "--res-scale",
+        "mean_shift": {"rgb_range": rgb_range, "rgb_std": rgb_std},
         "converted_by": f"edsr-jax {__version__} convert-torch",
     }
     exported.save_model(args.out, model, variables, metadata=metadata, overwrite=args.force)
@@ -74,6 +77,11 @@ def run(args) -> int:
         f"res_scale {model.res_scale:g} ({origin})"
     )
     print(f"  {models.count_params(variables['params']):,} parameters")
+    if rgb_range != models.RGB_RANGE or rgb_std != [1.0, 1.0, 1.0]:
+        print(
+            f"  trained with rgb_range {rgb_range:g}, rgb_std {', '.join(f'{v:g}' for v in rgb_std)}: "
+            "folded into the head and tail convs, so the model takes and gives [0, 255] (exact)"
+        )
     return 0
 
 

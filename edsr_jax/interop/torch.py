@@ -3,7 +3,8 @@
 The official ``.pt`` files are plain ``state_dict``s with OIHW conv weights. The architecture is
 inferred from key names and shapes (any B and F, EDSR or MDSR), each tensor is mapped to our
 parameter name (see :mod:`edsr_jax.models.edsr`) and transposed to HWIO. The mean-shift
-convs (``sub_mean``/``add_mean``) are constants in our models: they are checked, not stored.
+convs (``sub_mean``/``add_mean``) are constants in our models: they are read, not stored; another
+``rgb_range``/``rgb_std`` is folded into the head and tail convs (:func:`fold_mean_shift`).
 
 Key mapping (``w`` is ``weight`` -> ``kernel`` or ``bias`` -> ``bias``):
 
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from typing import Any
 
 import numpy as np
@@ -49,8 +49,10 @@ FULL_EDSR_MIN_FEATURES = 256
 FULL_EDSR_RES_SCALE = 0.1
 # The official mean-shift layers (rgb_range 255, std 1) that our models hard-code.
 MEAN_SHIFT_SIGNS = {"sub_mean": -1.0, "add_mean": 1.0}
-# Tolerance when comparing a file's mean-shift constants with ours.
+# Tolerance for the off-diagonal of a file's mean-shift weights (official: exactly 0).
 MEAN_SHIFT_ATOL = 1e-3
+# Relative tolerance when reading rgb_range and rgb_std back from float32 mean-shift constants.
+MEAN_SHIFT_RTOL = 1e-4
 
 _LEAF_TO_TORCH = {"kernel": "weight", "bias": "bias"}
 
@@ -246,7 +248,7 @@ def convert_state_dict(state_dict: dict[str, Any], spec: dict | None = None):
 
     Raises:
       UserError: unknown or missing keys (up to 5 listed), a shape mismatch (key and both shapes),
-        or mean-shift constants of the wrong shape.
+        or mean-shift constants that no edsr-jax model computes (:func:`read_mean_shift`).
     """
     spec = infer_spec(state_dict) if spec is None else dict(spec)
     model = models.from_spec(spec)
@@ -254,7 +256,7 @@ def convert_state_dict(state_dict: dict[str, Any], spec: dict | None = None):
         torch_key(path, spec): (path, _torch_layout(shape))
         for path, shape in models.param_shapes(model).items()
     }
-    _check_mean_shift(state_dict)
+    rgb_range, diagonals = read_mean_shift(state_dict)
     unknown = sorted(k for k in state_dict if k not in expected and k.split(".")[0] not in MEAN_SHIFT_SIGNS)
     if unknown:
         raise UserError(
@@ -273,7 +275,7 @@ def convert_state_dict(state_dict: dict[str, Any], spec: dict | None = None):
                 f"needs {torch_shape}"
             )
         _set_path(params, path, value.transpose(2, 3, 1, 0) if value.ndim == 4 else value)
-    return model, {"params": params}
+    return model, {"params": fold_mean_shift(params, rgb_range, diagonals)}
 
 
 def _torch_layout(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -293,27 +295,81 @@ def _describe_spec(spec: dict) -> str:
     return f"{spec['arch'].upper()} {scales} B{spec['num_blocks']} F{spec['num_features']}"
 
 
-def _check_mean_shift(state_dict: dict) -> None:
-    """Checks ``sub_mean``/``add_mean`` (if present) against the DIV2K mean shift of our models."""
-    mean = models.RGB_RANGE * np.asarray(models.DIV2K_RGB_MEAN, np.float32)
+def read_mean_shift(state_dict: dict) -> tuple[float, dict[str, np.ndarray]]:
+    """The ``rgb_range`` and weight diagonals (``1 / rgb_std``) of the ``sub_mean``/``add_mean`` convs.
+
+    The official ``MeanShift`` is a 1x1 conv, weight ``eye(3) / rgb_std``, bias ``sign * rgb_range *
+    mean / rgb_std``; its model takes inputs in ``[0, rgb_range]``. Missing tensors count as the
+    standard ones (rgb_range 255, rgb_std 1), which give ``(255.0, ones)``.
+
+    Raises:
+      UserError: a wrong shape, a weight that is not a positive diagonal, a bias that is not one
+        ``rgb_range`` times the DIV2K mean, or two ``rgb_range``: no edsr-jax model computes that.
+    """
+    mean = np.asarray(models.DIV2K_RGB_MEAN, np.float64)
+    ranges, diagonals = {}, {}
     for name, sign in MEAN_SHIFT_SIGNS.items():
-        for leaf, want_shape, want in (
-            ("weight", (3, 3, 1, 1), np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1)),
-            ("bias", (3,), sign * mean),
-        ):
-            key = f"{name}.{leaf}"
-            if key not in state_dict:
-                continue
-            value = np.asarray(state_dict[key], np.float32)
-            if tuple(value.shape) != want_shape:
-                raise UserError(f"{key} has shape {tuple(value.shape)}; the mean shift needs {want_shape}")
-            if not np.allclose(value, want, atol=MEAN_SHIFT_ATOL):
-                warnings.warn(
-                    f"{key} is {value.reshape(-1).round(4).tolist()}, not the DIV2K mean shift for "
-                    f"rgb_range 255 ({want.reshape(-1).round(4).tolist()}); edsr-jax models always use "
-                    "the latter, so outputs will differ from the original model",
-                    stacklevel=2,
-                )
+        weight = np.asarray(state_dict.get(f"{name}.weight", np.eye(3).reshape(3, 3, 1, 1)), np.float64)
+        bias = np.asarray(state_dict.get(f"{name}.bias", sign * models.RGB_RANGE * mean), np.float64)
+        for key, value, shape in ((f"{name}.weight", weight, (3, 3, 1, 1)), (f"{name}.bias", bias, (3,))):
+            if value.shape != shape:
+                raise UserError(f"{key} has shape {value.shape}; the mean shift needs {shape}")
+        found = f"{name}.weight {_rounded(weight.reshape(3, 3))} and {name}.bias {_rounded(bias)}"
+        diagonal = np.diag(weight.reshape(3, 3))
+        if np.abs(weight.reshape(3, 3) - np.diag(diagonal)).max() > MEAN_SHIFT_ATOL or np.any(diagonal <= 0):
+            raise UserError(
+                f"{found}: not an official MeanShift (weight eye(3) / rgb_std); edsr-jax models shift by "
+                "the DIV2K mean only, so this model cannot be converted exactly"
+            )
+        implied = sign * bias / (diagonal * mean)  # rgb_range, once per channel
+        if np.any(implied <= 0) or not np.allclose(implied, implied.mean(), rtol=MEAN_SHIFT_RTOL):
+            raise UserError(
+                f"{found} imply rgb_range {_rounded(implied)} for R, G, B (rgb_std "
+                f"{_rounded(1 / diagonal)}): not one rgb_range times the DIV2K mean {models.DIV2K_RGB_MEAN}; "
+                "another mean cannot be converted exactly (it shifts what the zero-padded head conv sees)"
+            )
+        ranges[name], diagonals[name] = float(implied.mean()), diagonal
+    if not np.isclose(ranges["sub_mean"], ranges["add_mean"], rtol=MEAN_SHIFT_RTOL):
+        raise UserError(
+            f"sub_mean implies rgb_range {ranges['sub_mean']:.4g} but add_mean {ranges['add_mean']:.4g}: "
+            "the official code builds both from one rgb_range, so the output's range is unknown"
+        )
+    if np.isclose(ranges["sub_mean"], models.RGB_RANGE, rtol=MEAN_SHIFT_RTOL) and all(
+        np.allclose(d, 1.0, rtol=MEAN_SHIFT_RTOL) for d in diagonals.values()
+    ):
+        return models.RGB_RANGE, {name: np.ones(3) for name in MEAN_SHIFT_SIGNS}
+    return ranges["sub_mean"], diagonals
+
+
+def _rounded(values: np.ndarray) -> list:
+    return np.asarray(values).round(4).tolist()
+
+
+def fold_mean_shift(params: dict, rgb_range: float, diagonals: dict[str, np.ndarray]) -> dict:
+    """Parameters computing on [0, 255] what an official model with this mean shift computes.
+
+    That model maps ``x = X / k`` (``k = 255 / rgb_range``) to ``y``, and ``k y`` is our output. Its
+    ``sub_mean(x)`` is ``d (X - 255 mean) / k`` (``d``: the weight diagonal): our fixed shift, scaled per
+    channel, which is folded into the head conv's input channels (zero padding stays zero). After the
+    tail conv's ``t``, ``k add_mean(t) = k d' t + 255 mean d'``: the tail conv's kernel and bias times
+    ``k d'`` per output channel, plus ``255 mean (d' - 1)``, before our fixed ``+ 255 mean``. Body and
+    upsampler (biases, ReLUs) see the values they saw in PyTorch: exact up to float32 rounding.
+    The standard shift (rgb_range 255, rgb_std 1) returns ``params`` unchanged.
+    """
+    if rgb_range == models.RGB_RANGE and all(np.all(d == 1.0) for d in diagonals.values()):
+        return params
+    k = models.RGB_RANGE / rgb_range
+    sub, add = diagonals["sub_mean"], diagonals["add_mean"]
+    shift = models.RGB_RANGE * np.asarray(models.DIV2K_RGB_MEAN, np.float64) * (add - 1.0)
+    head, tail = params["head"], params["tail"]
+    return {
+        **params,
+        "head": {**head, "kernel": (head["kernel"] * (sub / k)[:, None]).astype(np.float32)},
+        "tail": {
+            "kernel": (tail["kernel"] * (k * add)).astype(np.float32),
+            "bias": (tail["bias"] * (k * add) + shift).astype(np.float32),
+        },
+    }
 
 
 # --- BasicSR checkpoints ----------------------------------------------------------------------------

@@ -139,9 +139,44 @@ def test_best_needs_a_scored_checkpoint_and_which_must_be_a_step(tmp_path):
     manager = save_steps(tmp_path, [1, 2], keep=2)
     with pytest.raises(UserError, match=r"no checkpoint in .* has a validation score \(val_psnr\)"):
         checkpoint_manager.resolve_step(manager, "best")
-    with pytest.raises(UserError, match="which must be 'latest', 'best' or a step number, got 'first'"):
+    with pytest.raises(
+        UserError, match="which must be 'latest', 'best', 'best_or_latest' or a step number, got 'first'"
+    ):
         checkpoint_manager.resolve_step(manager, "first")
     manager.close()
+
+
+def test_best_or_latest_is_the_best_scored_step_else_the_latest(tmp_path):
+    manager = save_steps(tmp_path / "scored", [1, 2, 3, 4], scores={2: 33.1, 3: 32.0}, keep=2)
+    assert checkpoint_manager.resolve_step(manager, "best_or_latest") == 2  # not 4, the latest
+    assert checkpoint_manager.score(manager, 2) == 33.1 and checkpoint_manager.score(manager, 4) is None
+    manager.close()
+    manager = save_steps(tmp_path / "unscored", [1, 2, 3], keep=2)
+    assert checkpoint_manager.resolve_step(manager, "best_or_latest") == 3
+    manager.close()
+    target = abstract(make_state(0)).params
+    params, step = checkpoint_manager.restore_params(tmp_path / "scored", target, "best_or_latest")
+    assert step == 2
+    np.testing.assert_array_equal(params["head"]["kernel"], make_state(2).params["head"]["kernel"])
+    assert checkpoint_manager.describe_restored(tmp_path / "scored", 2, "best_or_latest") == (
+        "step 2, best by val_psnr 33.10 dB"
+    )
+    assert checkpoint_manager.describe_restored(tmp_path / "unscored", 3, "best_or_latest") == (
+        "step 3, the latest: no checkpoint was scored"
+    )
+
+
+def test_describe_step_says_which_checkpoint_and_why():
+    assert checkpoint_manager.describe_step(300, "best", 33.104) == "step 300, best by val_psnr 33.10 dB"
+    assert (
+        checkpoint_manager.describe_step(300, "best_or_latest", 33.1) == "step 300, best by val_psnr 33.10 dB"
+    )
+    assert checkpoint_manager.describe_step(400, "best_or_latest", None) == (
+        "step 400, the latest: no checkpoint was scored"
+    )
+    assert checkpoint_manager.describe_step(400, "latest", None) == "step 400, the latest"
+    assert checkpoint_manager.describe_step(400, "latest", 32.0) == "step 400, the latest (val_psnr 32.00 dB)"
+    assert checkpoint_manager.describe_step(200, 200, None) == "step 200"
 
 
 def test_keep_must_be_positive(tmp_path):

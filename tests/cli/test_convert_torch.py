@@ -60,6 +60,22 @@ def test_convert_torch_writes_metadata_and_summary(tmp_path, capsys):
     assert document["metadata"]["inferred_spec"] == document["spec"]
 
 
+def test_convert_torch_says_when_it_folds_another_rgb_range(tmp_path, capsys):
+    net = ref.with_mean_shift(ref.randomized("edsr", 2, 1, 4), rgb_range=1.0)
+    torch.save(net.state_dict(), tmp_path / "range1.pt")
+    assert _convert_cli(tmp_path / "range1.pt", tmp_path / "out") == 0
+    assert (
+        "trained with rgb_range 1, rgb_std 1, 1, 1: folded into the head and tail" in capsys.readouterr().out
+    )
+    metadata = json.loads((tmp_path / "out" / "model.json").read_text())["metadata"]
+    assert metadata["mean_shift"]["rgb_range"] == pytest.approx(1.0, rel=1e-6)
+    torch.save(ref.randomized("edsr", 2, 1, 4).state_dict(), tmp_path / "standard.pt")
+    assert _convert_cli(tmp_path / "standard.pt", tmp_path / "out2") == 0
+    assert "rgb_range" not in capsys.readouterr().out
+    metadata = json.loads((tmp_path / "out2" / "model.json").read_text())["metadata"]
+    assert metadata["mean_shift"] == {"rgb_range": 255.0, "rgb_std": [1.0, 1.0, 1.0]}
+
+
 def test_convert_torch_refuses_non_empty_out_unless_forced(tmp_path, capsys):
     torch.save(ref.randomized("edsr", 2, 1, 4).state_dict(), tmp_path / "w.pt")
     out = tmp_path / "out"

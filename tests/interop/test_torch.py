@@ -138,15 +138,65 @@ def test_upsampler_with_impossible_width_is_rejected(tiny_state_dict):
         torch_interop.infer_spec(tiny_state_dict)
 
 
-def test_mean_shift_other_than_div2k_warns_and_wrong_shape_fails(tiny_state_dict):
-    div2k_bias = tiny_state_dict["sub_mean.bias"]
-    tiny_state_dict["sub_mean.bias"] = div2k_bias / 255.0  # an rgb_range 1 model
-    with pytest.warns(UserWarning, match="sub_mean.bias"):
-        torch_interop.convert_state_dict(tiny_state_dict)
-    tiny_state_dict["sub_mean.bias"] = div2k_bias
-    tiny_state_dict["add_mean.weight"] = np.zeros((3, 3), np.float32)
+# --- mean shifts of other rgb_range / rgb_std: converted exactly, or refused ---------------------
+
+
+@pytest.mark.parametrize(
+    "arch,scale,rgb_range,rgb_std",
+    [
+        ("edsr", 2, 1.0, (1.0, 1.0, 1.0)),  # an official model trained with --rgb_range 1
+        ("edsr", 4, 1.0, (1.0, 1.0, 1.0)),
+        ("mdsr", (2, 3, 4), 1.0, (1.0, 1.0, 1.0)),
+        ("edsr", 3, 2.0, (0.5, 0.25, 2.0)),  # another range, and a per-channel rgb_std
+    ],
+)
+def test_a_model_of_another_rgb_range_or_std_converts_exactly(arch, scale, rgb_range, rgb_std):
+    net = ref.with_mean_shift(ref.randomized(arch, scale, 2, 8), rgb_range, rgb_std)
+    state_dict = _state_dict(net)
+    assert torch_interop.read_mean_shift(state_dict)[0] == pytest.approx(rgb_range, rel=1e-6)
+    model, variables = torch_interop.convert_state_dict(state_dict)
+    for index, s in enumerate(model.scales):
+        # PyTorch as the official code runs it: inputs on [0, rgb_range], outputs * 255 / rgb_range.
+        expected = ref.run(net, LR * np.float32(rgb_range / 255), index) * np.float32(255 / rgb_range)
+        assert np.ptp(expected) > 50
+        got = np.asarray(model.apply(variables, jnp.asarray(LR), scale=s))
+        np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+    # Read as if the shift were the standard one (as the converter did, with a warning), far off.
+    _, plain = torch_interop.convert_state_dict({k: v for k, v in state_dict.items() if "_mean." not in k})
+    plain_out = np.asarray(model.apply(plain, jnp.asarray(LR), scale=model.scales[0]))
+    assert np.abs(plain_out - ref.run(net, LR * np.float32(rgb_range / 255)) * 255 / rgb_range).max() > 10
+
+
+def test_the_standard_mean_shift_leaves_the_weights_bit_for_bit(tiny_state_dict):
+    rgb_range, diagonals = torch_interop.read_mean_shift(tiny_state_dict)
+    assert rgb_range == 255.0 and all(np.array_equal(d, np.ones(3)) for d in diagonals.values())
+    _, variables = torch_interop.convert_state_dict(tiny_state_dict)
+    np.testing.assert_array_equal(
+        variables["params"]["head"]["kernel"], tiny_state_dict["head.0.weight"].transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(variables["params"]["tail"]["bias"], tiny_state_dict["tail.1.bias"])
+
+
+def test_a_mean_shift_no_edsr_jax_model_computes_is_refused_with_what_was_found(tiny_state_dict):
+    div2k = np.asarray(ref.DIV2K_RGB_MEAN, np.float32)
+    other_mean = dict(tiny_state_dict, **{"sub_mean.bias": -255 * np.float32([0.5, 0.5, 0.5])})
+    with pytest.raises(
+        UserError,
+        match=r"sub_mean\.weight .* and sub_mean\.bias \[-127\.5, -127\.5, -127\.5\] imply rgb_range "
+        r"\[284\.\d+, 291\.\d+, 315\.\d+\] for R, G, B \(rgb_std \[1\.0, 1\.0, 1\.0\]\): not one rgb_range",
+    ):
+        torch_interop.convert_state_dict(other_mean)
+    mixing = dict(tiny_state_dict, **{"add_mean.weight": np.ones((3, 3, 1, 1), np.float32)})
+    with pytest.raises(
+        UserError, match=r"add_mean\.weight \[\[1\.0, 1\.0, 1\.0\].*not an official MeanShift"
+    ):
+        torch_interop.convert_state_dict(mixing)
+    two_ranges = dict(tiny_state_dict, **{"sub_mean.bias": -div2k})  # rgb_range 1 in, 255 out
+    with pytest.raises(UserError, match=r"sub_mean implies rgb_range 1 but add_mean 255: the official code"):
+        torch_interop.convert_state_dict(two_ranges)
+    wrong_shape = dict(tiny_state_dict, **{"add_mean.weight": np.zeros((3, 3), np.float32)})
     with pytest.raises(UserError, match=r"add_mean\.weight has shape \(3, 3\)"):
-        torch_interop.convert_state_dict(tiny_state_dict)
+        torch_interop.convert_state_dict(wrong_shape)
 
 
 def test_files_without_a_state_dict_are_named(tmp_path):

@@ -29,13 +29,15 @@ def conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
 
 
 class MeanShift(nn.Conv2d):
-    """A fixed 1x1 conv adding ``sign * rgb_range * mean`` (std 1); its tensors are in the state dict."""
+    """A fixed 1x1 conv: weight ``eye(3) / std``, bias ``sign * rgb_range * mean / std`` (the official
+    MeanShift; std 1 by default); its tensors are in the state dict."""
 
-    def __init__(self, sign: float, rgb_range: float = RGB_RANGE):
+    def __init__(self, sign: float, rgb_range: float = RGB_RANGE, rgb_std: Sequence[float] = (1.0, 1.0, 1.0)):
         super().__init__(3, 3, kernel_size=1)
+        std = torch.tensor(rgb_std, dtype=torch.float32)
         with torch.no_grad():
-            self.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-            self.bias.copy_(sign * rgb_range * torch.tensor(DIV2K_RGB_MEAN))
+            self.weight.copy_(torch.eye(3).view(3, 3, 1, 1) / std.view(3, 1, 1, 1))
+            self.bias.copy_(sign * rgb_range * torch.tensor(DIV2K_RGB_MEAN) / std)
         for p in self.parameters():
             p.requires_grad = False
 
@@ -144,6 +146,14 @@ def randomize_(model: nn.Module, seed: int = 0, gain: float = 1.0) -> nn.Module:
                 bound = gain / module.weight[0].numel() ** 0.5
                 for p in (module.weight, module.bias):
                     p.copy_((torch.rand(p.shape, generator=generator) * 2 - 1) * bound)
+    return model
+
+
+def with_mean_shift(model: nn.Module, rgb_range: float, rgb_std: Sequence[float] = (1.0, 1.0, 1.0)):
+    """``model`` built as the official code's ``--rgb_range R`` (and ``rgb_std``) builds it: it then
+    takes inputs in [0, R] and gives outputs on that range (:func:`run` still passes [0, 255])."""
+    model.sub_mean = MeanShift(-1.0, rgb_range, rgb_std)
+    model.add_mean = MeanShift(1.0, rgb_range, rgb_std)
     return model
 
 
