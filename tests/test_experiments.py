@@ -35,6 +35,22 @@ def test_bench_models_quick_run_writes_results(tmp_path):
     assert rows[1]["compile_s"] > 0
 
 
+def test_bench_memory_quick_run_reports_a_ratio(tmp_path):
+    bench_memory = load_script("experiments/perf/bench_memory.py")
+    out = tmp_path / "memory.json"
+    assert bench_memory.main(["--quick", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["args"]["batch"] == 2 and figures["args"]["patch"] == 8
+    edsr, srresnet = figures["xla"]["edsr_baseline"], figures["xla"]["srresnet"]
+    assert 0 < edsr["temp"] < srresnet["temp"]  # batch norm keeps more for the backward pass
+    expected = edsr["temp_plus_argument"] / srresnet["temp_plus_argument"]
+    assert figures["ratio_edsr_srresnet"] == pytest.approx(expected) and 0 < expected < 1
+    assert figures["saved"] == pytest.approx(1 - expected) and figures["paper_saved"] == 0.4
+    # PyTorch keeps 2 feature maps per EDSR block and 4 per SRResNet block (+ 3-channel images)
+    assert 16 * 2 < figures["torch"]["edsr_baseline"]["maps"] < figures["torch"]["srresnet"]["maps"]
+    assert 0.45 < figures["torch_ratio"] < 0.55
+
+
 @pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: os.path.relpath(p, EXPERIMENTS))
 def test_experiment_scripts_parse(script):
     result = subprocess.run(["bash", "-n", script], capture_output=True, text=True)

@@ -1,8 +1,9 @@
-"""EDSR and MDSR as Flax modules, importable alone (this folder imports only jax, flax, numpy).
+"""EDSR, MDSR and SRResNet as Flax modules, importable alone (this folder imports only jax, flax, numpy).
 
-``edsr.py`` holds the layers, the two networks and the presets; ``conv.py`` the one convolution
-they use (a CPU-fast gradient); ``params.py`` initialisation, the architecture spec and parameter
-paths. Everything public is re-exported here::
+``edsr.py`` holds the layers, the two networks and the presets; ``srresnet.py`` SRResNet (its
+variables add ``batch_stats``), the ``SRModel`` type and ``receptive_radius``; ``conv.py`` the one
+convolution they use (a CPU-fast gradient); ``params.py`` initialisation, the architecture spec
+and parameter paths. Everything public is re-exported here::
 
     from edsr_jax import models
 
@@ -19,14 +20,12 @@ from edsr_jax.models.edsr import (
     RGB_RANGE,
     SUPPORTED_SCALES,
     ResBlock,
-    SRModel,
     Upsampler,
     edsr,
     edsr_baseline,
     mdsr,
     mdsr_baseline,
     pixel_shuffle,
-    receptive_radius,
 )
 from edsr_jax.models.params import (
     copy_matching,
@@ -39,6 +38,7 @@ from edsr_jax.models.params import (
     param_shapes,
     path_key,
 )
+from edsr_jax.models.srresnet import SRModel, SRResNet, receptive_radius, srresnet
 
 __all__ = [
     "DIV2K_RGB_MEAN",
@@ -49,6 +49,7 @@ __all__ = [
     "Conv",
     "ResBlock",
     "SRModel",
+    "SRResNet",
     "Upsampler",
     "conv2d",
     "copy_matching",
@@ -66,5 +67,6 @@ __all__ = [
     "path_key",
     "pixel_shuffle",
     "receptive_radius",
+    "srresnet",
     "torch_conv_kernel_init",
 ]

@@ -220,9 +220,6 @@ class MDSR(nn.Module):
         return _mean_shift(out, 1.0)
 
 
-SRModel = EDSR | MDSR
-
-
 # --- presets (paper Table 1/2 and the official model zoo) ---------------------------------------
 
 
@@ -249,7 +246,7 @@ def mdsr(**kwargs) -> MDSR:
 # --- receptive field ----------------------------------------------------------------------------
 
 
-def receptive_radius(model: SRModel) -> int:
+def receptive_radius(model: EDSR | MDSR) -> int:
     """How many LR pixels away an output pixel can see, for an EDSR or MDSR (rounded up).
 
     Every 3x3 conv adds 1 pixel at its resolution: head, 2 per residual block, the body's last

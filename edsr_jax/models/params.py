@@ -1,6 +1,7 @@
-"""Parameters of EDSR/MDSR: initialisation, the architecture spec, shapes, path keys, copying.
+"""Parameters of EDSR/MDSR/SRResNet: initialisation, the architecture spec, shapes, path keys, copying.
 
-* :func:`init` draws every parameter like PyTorch's ``nn.Conv2d`` (the official init).
+* :func:`init` draws every conv parameter like PyTorch's ``nn.Conv2d`` (the official init); the
+  other variables of an SRResNet (batch norm, PReLU) start at their constant PyTorch defaults.
 * :func:`model_spec` / :func:`from_spec`: a JSON-able description of an architecture and back
   (what ``model.json`` stores).
 * :func:`path_key` / :func:`flat_params`: parameters keyed by ``/``-joined paths such as
@@ -22,46 +23,73 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from edsr_jax.models.edsr import EDSR, MDSR, SRModel
+from edsr_jax.models.edsr import EDSR, MDSR
+from edsr_jax.models.srresnet import PRELU_INIT, SRModel, SRResNet
 
 # Side of the dummy LR input used to trace parameter shapes (any size works: convs are 3x3/5x5).
 TRACE_LR_SIZE = 8
+# Initial values of the variables that are not conv kernels or biases, by leaf name: batch norm
+# (scale 1, bias 0; running mean 0, variance 1) and PReLU (PyTorch's slope), as PyTorch starts them.
+CONSTANT_INITS = {
+    ("params", "scale"): 1.0,
+    ("params", "bias"): 0.0,
+    ("params", "negative_slope"): PRELU_INIT,
+    ("batch_stats", "mean"): 0.0,
+    ("batch_stats", "var"): 1.0,
+}
+
+
+def _abstract_variables(model: SRModel) -> dict:
+    x = jax.ShapeDtypeStruct((1, TRACE_LR_SIZE, TRACE_LR_SIZE, 3), jnp.float32)
+    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, scale=model.scales[0]), x)
 
 
 def _abstract_params(model: SRModel) -> dict:
-    x = jax.ShapeDtypeStruct((1, TRACE_LR_SIZE, TRACE_LR_SIZE, 3), jnp.float32)
-    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, scale=model.scales[0]), x)["params"]
+    return _abstract_variables(model)["params"]
+
+
+def _is_conv_leaf(flat: dict, path: tuple) -> bool:
+    """A conv's ``kernel`` or ``bias``: a leaf of ``params`` beside a 4-D ``kernel``."""
+    kernel = flat.get((*path[:-1], "kernel"))
+    return path[0] == "params" and kernel is not None and len(kernel.shape) == 4
 
 
 def init(model: SRModel, rng: jax.Array) -> dict:
-    """Initialises every parameter of ``model`` like PyTorch's ``nn.Conv2d`` (the official init).
+    """Initialises every variable of ``model`` like PyTorch does (the official init).
 
-    Equivalent in distribution to ``model.init(rng, x, scale=...)`` (each kernel and bias
+    Equivalent in distribution to ``model.init(rng, x, scale=...)`` (each conv kernel and bias
     ~ U(+-1/sqrt(fan_in)) of its conv), but draws all values with ONE uniform call and scales them
     per tensor: XLA compiles one random-number kernel instead of one per parameter shape, which cuts
-    the compile time of a (jitted) initialiser on CPU from ~10-20 s to about a second.
+    the compile time of a (jitted) initialiser on CPU from ~10-20 s to about a second. The batch
+    norms and PReLUs of an SRResNet take the constants of ``CONSTANT_INITS``.
 
     Args:
-      model: an EDSR or MDSR.
+      model: an EDSR, MDSR or SRResNet.
       rng: a JAX PRNG key.
 
     Returns:
-      ``{"params": ...}`` in ``model.param_dtype``.
+      ``{"params": ...}`` in ``model.param_dtype``; an SRResNet's also has ``"batch_stats"``
+      (float32 running means and variances).
     """
-    flat = flax.traverse_util.flatten_dict(_abstract_params(model))
+    flat = flax.traverse_util.flatten_dict(_abstract_variables(model))
     bounds = {}
     for path in flat:
-        kernel = flat[(*path[:-1], "kernel")]  # a bias takes the fan_in of its conv's kernel
-        bounds[path] = 1.0 / math.sqrt(int(np.prod(kernel.shape[:-1])))
-    total = sum(int(np.prod(leaf.shape)) for leaf in flat.values())
+        if _is_conv_leaf(flat, path):  # a bias takes the fan_in of its conv's kernel
+            bounds[path] = 1.0 / math.sqrt(int(np.prod(flat[(*path[:-1], "kernel")].shape[:-1])))
+        elif (path[0], path[-1]) not in CONSTANT_INITS:
+            raise ValueError(f"init does not know how to start the variable {path_key(path)}")
+    total = sum(int(np.prod(flat[path].shape)) for path in bounds)
     draws = jax.random.uniform(rng, (total,), jnp.float32, -1.0, 1.0)
-    params, offset = {}, 0
+    variables, offset = {}, 0
     for path, leaf in flat.items():
+        if path not in bounds:
+            variables[path] = jnp.full(leaf.shape, CONSTANT_INITS[(path[0], path[-1])], leaf.dtype)
+            continue
         size = int(np.prod(leaf.shape))
         value = draws[offset : offset + size].reshape(leaf.shape) * bounds[path]
-        params[path] = value.astype(leaf.dtype)
+        variables[path] = value.astype(leaf.dtype)
         offset += size
-    return {"params": flax.traverse_util.unflatten_dict(params)}
+    return flax.traverse_util.unflatten_dict(variables)
 
 
 def count_params(params: Any) -> int:
@@ -71,11 +99,10 @@ def count_params(params: Any) -> int:
 
 def model_spec(model: SRModel) -> dict:
     """A JSON-able description of the architecture (no dtypes); inverse of :func:`from_spec`."""
-    spec = {
-        "num_blocks": int(model.num_blocks),
-        "num_features": int(model.num_features),
-        "res_scale": float(model.res_scale),
-    }
+    size = {"num_blocks": int(model.num_blocks), "num_features": int(model.num_features)}
+    if isinstance(model, SRResNet):
+        return {"arch": "srresnet", "scale": int(model.scale), **size}
+    spec = {**size, "res_scale": float(model.res_scale)}
     if isinstance(model, EDSR):
         return {"arch": "edsr", "scale": int(model.scale), **spec}
     return {"arch": "mdsr", "scales": [int(s) for s in model.scales], **spec}
@@ -89,6 +116,13 @@ def from_spec(spec: dict, **kwargs) -> SRModel:
       KeyError, TypeError: a spec without the fields of its architecture.
     """
     arch = spec.get("arch")
+    if arch == "srresnet":
+        return SRResNet(
+            scale=int(spec["scale"]),
+            num_blocks=int(spec["num_blocks"]),
+            num_features=int(spec["num_features"]),
+            **kwargs,
+        )
     common = dict(
         num_blocks=int(spec["num_blocks"]),
         num_features=int(spec["num_features"]),
@@ -99,7 +133,7 @@ def from_spec(spec: dict, **kwargs) -> SRModel:
         return EDSR(scale=int(spec["scale"]), **common)
     if arch == "mdsr":
         return MDSR(scales=tuple(int(s) for s in spec["scales"]), **common)
-    raise ValueError(f"unknown architecture {arch!r} in model spec (expected 'edsr' or 'mdsr')")
+    raise ValueError(f"unknown architecture {arch!r} in model spec (expected 'edsr', 'mdsr' or 'srresnet')")
 
 
 def path_key(path: tuple) -> str:
@@ -152,13 +186,13 @@ def fold_residual_scaling(model: SRModel, variables: dict) -> tuple[SRModel, dic
     ``res_scale * conv2(y) == conv2'(y)`` with conv2's kernel and bias multiplied by ``res_scale``.
 
     Args:
-      model: an EDSR or MDSR.
+      model: an EDSR or MDSR (an SRResNet has no residual scale and is returned as it is).
       variables: its variables (``{"params": ...}``).
 
     Returns:
       ``(model_with_res_scale_1, folded_variables)``, equal in output up to float rounding.
     """
-    rs = float(model.res_scale)
+    rs = float(getattr(model, "res_scale", 1.0))
     if rs == 1.0:
         return model, variables
     params = dict(variables["params"])
