@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
 import time
 from typing import Any
 
@@ -36,6 +34,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
+from edsr_jax.checkpoint.preemption import PreemptionGuard  # noqa: F401  (re-exported)
 from edsr_jax.errors import UserError
 
 # The metric that ranks checkpoints for "best" (higher is better).
@@ -416,46 +415,3 @@ def read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
     """The JSON ``meta`` item of a checkpoint."""
     restored = manager.restore(step, args=ocp.args.Composite(**{META_ITEM: ocp.args.JsonRestore()}))
     return dict(restored[META_ITEM])
-
-
-class PreemptionGuard:
-    """Turns SIGTERM into a request to save and stop at the next step boundary.
-
-    Use as a context manager around the training loop; the previous handler comes back on exit.
-    With several processes, SIGTERM is left to JAX's preemption notifier (started by
-    ``jax.distributed.initialize``; a Python handler would replace it) and Orbax's preemption sync
-    point makes every process stop at the same step. :meth:`request` works in both cases, but with
-    several processes every process must make the same request at the same step.
-    """
-
-    def __init__(self, manager: ocp.CheckpointManager | None = None):
-        self._manager = manager
-        self._requested = threading.Event()
-        self._previous = None
-
-    def __enter__(self) -> PreemptionGuard:
-        if not self._multi_process() and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
-
-    def _on_sigterm(self, signum, frame) -> None:
-        del signum, frame
-        self._requested.set()
-
-    def request(self) -> None:
-        """Asks the loop to stop (what SIGTERM does)."""
-        self._requested.set()
-
-    def _multi_process(self) -> bool:
-        return jax.process_count() > 1 and self._manager is not None
-
-    def should_stop(self, step: int) -> bool:
-        """Whether to save and stop after ``step``."""
-        if self._requested.is_set():
-            return True
-        return self._multi_process() and bool(self._manager.reached_preemption(step))
