@@ -155,3 +155,29 @@ def test_l2_loss_is_the_mean_squared_error_and_configs_name_it():
     ):
         train.train_and_evaluate(tiny_config("", skip_loss_factor=0.5), "/nonexistent/never-created")
     assert not os.path.exists("/nonexistent/never-created")
+
+
+def test_srresnet_trains_with_l2_keeps_batch_norm_averages_and_resumes_bit_identical(
+    tmp_path, cache_dir, capsys
+):
+    config = tiny_config(cache_dir, model__arch="srresnet", loss="l2")
+    reference = train.train_and_evaluate(config, str(tmp_path / "a"))
+    workdir = str(tmp_path / "b")
+    train.train_and_evaluate(config, workdir, on_step=lambda step: step == 3)
+    resumed = train.train_and_evaluate(config, workdir)
+    assert "val/psnr_x2" in capsys.readouterr().out  # validated with the running averages
+    for field in ("params", "opt_state", "batch_stats"):
+        assert_trees_equal(host(getattr(resumed, field)), host(getattr(reference, field)))
+    fresh = jax.tree.leaves(host(train.create_train_state(*_srresnet_parts(config))[0].batch_stats))
+    trained = jax.tree.leaves(host(reference.batch_stats))
+    assert any(not np.array_equal(a, b) for a, b in zip(fresh, trained, strict=True))  # they moved
+    model, variables = edsr_jax.load_model(workdir)
+    assert type(model).__name__ == "SRResNet"
+    assert_trees_equal(host(variables["batch_stats"]), host(reference.batch_stats))
+
+
+def _srresnet_parts(config):
+    from edsr_jax import sharding
+
+    model = train.create_model(config)
+    return model, optim.create_optimizer(config, model), sharding.create_mesh(), jax.random.PRNGKey(0)

@@ -44,7 +44,8 @@ def save_model(
     Args:
       directory: the model directory to create (local or ``gs://``).
       model: an EDSR or MDSR (its dtypes are not stored; ``load_model`` takes ``dtype``).
-      variables: ``{"params": ...}`` matching ``model`` (JAX or numpy arrays, any float dtype).
+      variables: ``{"params": ...}`` matching ``model`` (JAX or numpy arrays, any float dtype),
+        plus ``"batch_stats"`` for a batch-norm model (SRResNet: its running averages).
       metadata: JSON-able extra information stored in ``model.json`` (source, training run...).
       overwrite: replace ``directory`` if it exists and is not empty (the old contents are
         deleted once the new model is in place).
@@ -60,12 +61,21 @@ def save_model(
         raise UserError(f"cannot save a model to {directory}: the directory is not empty")
     params = _host_float32(_params_of(variables))
     check_params_match(model, params, where="the parameters to save")
+    tree = {"params": params}
+    if _has_batch_stats(model):
+        if "batch_stats" not in variables:
+            raise UserError(f"{type(model).__name__} has batch norm: variables need its 'batch_stats'")
+        tree["batch_stats"] = _host_float32(variables["batch_stats"])
     with atomic.folder(directory, overwrite=True) as tmp:
         import orbax.checkpoint as ocp
 
-        ocp.PyTreeCheckpointer().save(tmp / layout.PARAMS_DIR, args=ocp.args.PyTreeSave({"params": params}))
+        ocp.PyTreeCheckpointer().save(tmp / layout.PARAMS_DIR, args=ocp.args.PyTreeSave(tree))
         # Last: only a finished folder has a model.json.
         layout.write_model_json(tmp, models.model_spec(model), dict(metadata or {}))
+
+
+def _has_batch_stats(model: models.SRModel) -> bool:
+    return "batch_stats" in jax.eval_shape(lambda: models.init(model, jax.random.key(0)))
 
 
 def _params_of(variables: Any) -> Any:
@@ -164,7 +174,7 @@ def load_model_with_note(
             raise UserError(f"no complete checkpoint in {path / layout.CHECKPOINTS_DIR} yet")
         variables, note = _load_training_variables(path, model, which, weights)
         return model, variables, note
-    return model, {"params": _load_exported_params(path / layout.PARAMS_DIR, model)}, ""
+    return model, _load_exported_variables(path / layout.PARAMS_DIR, model), ""
 
 
 def _load_training_variables(
@@ -182,8 +192,9 @@ def _load_training_variables(
     return variables, note + (", EMA weights" if item == manager.EMA_ITEM else "")
 
 
-def _load_exported_params(params_dir: epath.Path, model: models.SRModel) -> Any:
-    """The parameters of an exported model, checked against ``model`` before they are read."""
+def _load_exported_variables(params_dir: epath.Path, model: models.SRModel) -> dict:
+    """The variables of an exported model, its parameters checked against ``model`` before they are
+    read (and its batch-norm averages, for a model that has them)."""
     if not params_dir.is_dir():
         raise UserError(
             f"the model at {params_dir.parent} has no {layout.PARAMS_DIR}/ directory (incomplete copy?)"
@@ -205,12 +216,16 @@ def _load_exported_params(params_dir: epath.Path, model: models.SRModel) -> Any:
     if not isinstance(stored, dict) or "params" not in stored:
         raise UserError(f"the parameters in {params_dir} have no 'params' entry (not an edsr-jax model)")
     check_params_match(model, stored["params"], where=f"the parameters in {params_dir}")
+    if _has_batch_stats(model) and "batch_stats" not in stored:
+        name = type(model).__name__
+        raise UserError(f"the {name} in {params_dir} has no 'batch_stats' (its batch-norm averages)")
     restore_args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), stored)
     try:
         restored = checkpointer.restore(params_dir, args=ocp.args.PyTreeRestore(restore_args=restore_args))
     except Exception as e:
         raise UserError(f"cannot read the parameters in {params_dir}: {quote(e)}") from None
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), restored["params"])
+    keep = ("params", "batch_stats") if _has_batch_stats(model) else ("params",)
+    return {k: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), restored[k]) for k in keep}
 
 
 # --- parameter structure checks (shared with the converters) -------------------------------------

@@ -48,6 +48,22 @@ def test_save_load_round_trip_is_bit_exact(saved):
     assert checkpoint.save_model is exported.save_model
 
 
+def test_a_batch_norm_model_round_trips_with_its_running_averages(tmp_path):
+    model = models.SRResNet(scale=2, num_blocks=1, num_features=4)
+    shapes = jax.eval_shape(lambda: models.init(model, jax.random.key(0)))
+    rng = np.random.default_rng(2)
+    variables = jax.tree_util.tree_map(lambda a: rng.uniform(0.5, 1.5, a.shape).astype(np.float32), shapes)
+    exported.save_model(tmp_path / "m", model, variables)
+    loaded_model, loaded = edsr_jax.load_model(tmp_path / "m")
+    assert sorted(loaded) == ["batch_stats", "params"]
+    for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(variables), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    x = jnp.asarray(rng.uniform(0, 255, (1, 6, 6, 3)), jnp.float32)  # eval mode: the running averages
+    np.testing.assert_array_equal(loaded_model.apply(loaded, x), model.apply(variables, x))
+    with pytest.raises(UserError, match=r"SRResNet has batch norm: variables need its 'batch_stats'"):
+        exported.save_model(tmp_path / "n", model, {"params": variables["params"]})
+
+
 def test_interrupted_save_leaves_nothing_that_loads(tmp_path, monkeypatch, saved):
     _, model, variables = saved
 
