@@ -209,7 +209,7 @@ def upscale_file(
         return out.shape
 
 
-def load_for_upscaling(checkpoint: str, scale: int | None, dtype=None):
+def load_for_upscaling(checkpoint: str, scale: int | None, dtype=None, weights: str = "auto"):
     """``(model, variables, scale)`` from a checkpoint, the scale checked against the model's.
 
     Raises:
@@ -218,5 +218,5 @@ def load_for_upscaling(checkpoint: str, scale: int | None, dtype=None):
     """
     from edsr_jax.checkpoint import exported
 
-    model, variables = exported.load_model(checkpoint, dtype=dtype)
+    model, variables = exported.load_model(checkpoint, dtype=dtype, weights=weights)
     return model, variables, inference.check_scale(model, scale, f"checkpoint {checkpoint}")

@@ -66,6 +66,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--json", dest="json_path", default=None, help="also write the results as JSON here")
     model_flags.add_dtype_flag(parser)
+    model_flags.add_weights_flag(parser)
     sweep = parser.add_argument_group("runs and outputs")
     sweep.add_argument(
         "--steps",
@@ -113,12 +114,13 @@ def _int_list(text: str, what: str) -> list[int]:
     return values
 
 
-def _model(checkpoint: str, which, scales, dtype: str):
+def _model(checkpoint: str, which, scales, dtype: str, weights: str = "auto"):
     """``(model, variables, scales)`` of a checkpoint (``which``: latest, best or a step)."""
     from edsr_jax import inference
     from edsr_jax.checkpoint import exported
 
-    model, variables = exported.load_model(checkpoint, which=which, dtype=model_flags.dtype_of(dtype))
+    dtype = model_flags.dtype_of(dtype)
+    model, variables = exported.load_model(checkpoint, which=which, dtype=dtype, weights=weights)
     scales = [inference.check_scale(model, s, f"checkpoint {checkpoint}") for s in scales or model.scales]
     return model, variables, scales
 
@@ -155,6 +157,7 @@ def _check(args):
             ("--steps", args.steps),
             ("--compare", args.compare),
             ("--dtype", args.dtype != "float32"),
+            ("--weights", args.weights != "auto"),
         ):
             if value:
                 raise UserError(f"{flag} applies to models, not to --method {args.method}")
@@ -221,7 +224,7 @@ def run(args) -> int:
         for i, which in enumerate(steps):
             step = sweep.step_number(args.checkpoint, which)
             model, variables, used = _model(
-                args.checkpoint, which if step is None else step, scales, args.dtype
+                args.checkpoint, which if step is None else step, scales, args.dtype, args.weights
             )
             last = i == len(steps) - 1  # (images and the report: of the last step scored)
             outputs = [h for h in (saver, report) if h] if last else []
@@ -229,7 +232,7 @@ def run(args) -> int:
             scales = used
     compared = None
     if args.compare:
-        model, variables, used = _model(args.compare, "latest", scales, args.dtype)
+        model, variables, used = _model(args.compare, "latest", scales, args.dtype, args.weights)
         compared = score(_factory(model, variables, args), used, [])
     print(f"method: {method}; self-ensemble: {'yes' if args.self_ensemble else 'no'}; dtype {args.dtype}")
     for step, results in runs:
@@ -268,6 +271,7 @@ def run(args) -> int:
             "self_ensemble": bool(args.self_ensemble),
             "tile": args.tile,
             "dtype": args.dtype,
+            "weights": args.weights,
             "protocol": {name: metrics.get_protocol(name).describe() for name in used},
             "skip_bad": bool(args.skip_bad),
             "results": results,

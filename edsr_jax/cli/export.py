@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 
+from edsr_jax.cli import model_flags
 from edsr_jax.interop.export import FORMATS
 
 HELP = "export a model to StableHLO, SavedModel, TFLite, ONNX, PyTorch or safetensors"
@@ -30,6 +31,7 @@ def add_arguments(parser) -> None:
         "--fp16", action="store_true", help="onnx only: float16 weights and compute, float32 I/O"
     )
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    model_flags.add_weights_flag(parser)
 
 
 def run(args) -> int:
@@ -37,7 +39,7 @@ def run(args) -> int:
     from edsr_jax.interop import export
 
     which = int(args.which) if args.which.isdigit() else args.which
-    model, variables = exported.load_model(args.checkpoint, which=which)
+    model, variables = exported.load_model(args.checkpoint, which=which, weights=args.weights)
     start = time.perf_counter()
     paths = export.export_model(model, variables, args.output, args.format, force=args.force, fp16=args.fp16)
     seconds = time.perf_counter() - start

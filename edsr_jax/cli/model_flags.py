@@ -1,4 +1,5 @@
-"""``--dtype``: the computation dtype of ``eval`` and ``upscale`` (the parameters stay float32)."""
+"""Model-loading flags of ``eval``, ``upscale`` and ``export``: ``--dtype`` (the computation dtype;
+the parameters stay float32) and ``--weights`` (a training run's EMA or raw weights)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,16 @@ def add_dtype_flag(parser) -> None:
         choices=DTYPE_NAMES,
         default="float32",
         help="computation dtype of the model (parameters stay float32)",
+    )
+
+
+def add_weights_flag(parser) -> None:
+    parser.add_argument(
+        "--weights",
+        choices=("auto", "ema", "raw"),
+        default="auto",
+        help="for a training workdir: its EMA of the weights (config.ema_decay > 0) or the raw ones; "
+        "auto: the EMA when the run kept one",
     )
 
 

@@ -47,6 +47,7 @@ def add_arguments(parser) -> None:
         "default: tiles of 256 for images above 512x512 LR pixels",
     )
     model_flags.add_dtype_flag(parser)
+    model_flags.add_weights_flag(parser)
     parser.add_argument(
         "--max-memory-mb",
         type=int,
@@ -69,7 +70,9 @@ def run(args) -> int:
     import jax
 
     dtype = model_flags.dtype_of(args.dtype)
-    model, variables, scale = upscale.load_for_upscaling(args.checkpoint, args.scale, dtype=dtype)
+    model, variables, scale = upscale.load_for_upscaling(
+        args.checkpoint, args.scale, dtype=dtype, weights=args.weights
+    )
     if args.max_memory_mb < 1:
         raise UserError(f"--max-memory-mb must be at least 1, got {args.max_memory_mb}")
     memory = args.max_memory_mb * 2**20

@@ -87,12 +87,19 @@ def export_model(
 
     Raises:
       UserError: an unknown format, an output that exists (without ``force``), ``fp16`` for a
-        format other than ONNX, or a missing optional package (naming the extra).
+        format other than ONNX, a batch-norm model (SRResNet) in a format written layer by layer
+        (ONNX, the weight files), or a missing optional package (naming the extra).
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     if fp16 and fmt != "onnx":
         raise UserError(f"fp16 applies to the onnx format, not {fmt}")
+    if "batch_stats" in variables and (fmt in WEIGHT_FORMATS or fmt == "onnx"):
+        traced = ", ".join(f for f in FORMATS if f not in WEIGHT_FORMATS and f != "onnx")
+        raise UserError(
+            f"the {fmt} export writes the EDSR/MDSR layout; a batch-norm model ({type(model).__name__}) "
+            f"exports as {traced}"
+        )
     paths = output_paths(out, fmt, tuple(model.scales))
     for path in paths.values():
         if os.path.exists(path) and not force:

@@ -139,3 +139,23 @@ def test_skip_bad_scores_the_readable_images_and_lists_the_others(tmp_path, caps
     assert [s["name"] for s in result["skipped"]] == ["half_copied"] and "half_copied.png" in result[
         "skipped"
     ][0]["error"]
+
+
+@pytest.mark.usefixtures("compilation_cache")
+def test_eval_scores_a_runs_ema_weights_unless_told_raw(set5_dir, cache_dir, tmp_path):
+    from support.configs import tiny_config
+
+    from edsr_jax import train
+
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(tiny_config(cache_dir, num_train_steps=2, ema_decay=0.5), workdir)
+    copy_hr(set5_dir, tmp_path / "data" / "Tiny", names=("butterfly",))
+    args = ["eval", "--data-dir", str(tmp_path / "data"), "--datasets", "Tiny", "--checkpoint", workdir]
+    scores = {}
+    for weights in ("auto", "ema", "raw"):
+        out = tmp_path / f"{weights}.json"
+        assert cli.main(args + ["--no-progress", "--weights", weights, "--json", str(out)]) == 0
+        payload = json.load(open(out))
+        assert payload["weights"] == weights
+        scores[weights] = payload["results"][0]["psnr"]
+    assert scores["auto"] == scores["ema"] != scores["raw"]
