@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 from support.paths import EXPERIMENTS
@@ -57,3 +58,17 @@ def test_launch_scripts_are_valid_bash_and_document_batch_scaling(script):
     subprocess.run(["bash", "-n", path], check=True)
     text = open(path).read()
     assert "batch_size" in text and "learning_rate" in text and "edsr-jax train" in text
+
+
+def test_bench_restart_times_the_first_step_of_a_process(tmp_path):
+    bench_restart = load_script("experiments/perf/bench_restart.py")
+    # A stand-in trainer: a progress bar (carriage returns) on stderr, then the first step line.
+    code = "import sys,time; sys.stderr.write('x\\r'); time.sleep(0.3); print('step 1/2  loss 1')"
+    pattern = bench_restart.FIRST_STEP["train"]
+    first, total = bench_restart.timed_run([sys.executable, "-c", code], str(tmp_path), pattern, False, 60)
+    assert 0.3 <= first <= total
+    with pytest.raises(RuntimeError, match="without a first step"):
+        no_step = [sys.executable, "-c", "print('step 2/2')"]
+        bench_restart.timed_run(no_step, str(tmp_path), pattern, False, 60)
+    demo_bar = "training:  50%|#####     | 1/2 [00:01<00:01]"
+    assert bench_restart.FIRST_STEP["demo"].search(demo_bar)
