@@ -22,10 +22,15 @@ Settings (``config.compilation_cache_dir`` for training; eval, upscale and the d
 * ``EDSR_JAX_COMPILATION_CACHE=0`` (or ``off``, ``false``, ``no``) turns edsr-jax's cache off
   whatever the setting.
 
-Several processes may share the folder: JAX writes only from process 0 of a multi-host run (the
-others read what it wrote, so on a pod the folder must be shared for them to profit), and an
-entry that cannot be read (e.g. one being written by another run) is compiled again, with a
-warning. JAX does not bound the folder's size unless ``JAX_COMPILATION_CACHE_MAX_SIZE`` is set.
+Several processes may share the folder (jaxlib 0.10.2, checked on CPU): two runs started at once
+on an empty folder both finish and leave complete entries; JAX writes only from process 0 of a
+multi-host run (the others read what it wrote, so on a pod the folder must be shared for them to
+profit). JAX writes an entry in place, not atomically: an entry that cannot be read (one being
+written, or cut short by a kill) is compiled again with a warning ("Error reading persistent
+compilation cache entry"), and a cut-short one is never rewritten, so that warning then comes at
+every start until the folder is deleted (deleting it is always safe). The folder is not
+size-bounded; JAX's own bound (``JAX_COMPILATION_CACHE_MAX_SIZE``) is left off, as in jaxlib
+0.10.2 one entry without its ``-atime`` file makes every later write fail (jax-ml/jax#39880).
 """
 
 from __future__ import annotations

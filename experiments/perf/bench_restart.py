@@ -157,15 +157,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     kinds = [("train", c) for c in args.configs.split(",") if c] + ([("demo", "demo")] if args.demo else [])
-    print(f"# {os.cpu_count()} cores; load before: {os.getloadavg()}")
+    load = {"before": os.getloadavg()[0]}
+    print(f"# {os.cpu_count()} cores; load average (1 min) before: {load['before']:.2f}")
     with tempfile.TemporaryDirectory(prefix="bench_restart_") as root:
         rows = measure(kinds, args.tries, args.timeout, root)
-    print(f"# load after: {os.getloadavg()}")
+    load["after"] = os.getloadavg()[0]
+    print(f"# load average (1 min) after: {load['after']:.2f}")
     print("# seconds from process start to the first training step done; saved = cold - warm medians")
     print(format_table(rows))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"args": vars(args), "results": rows}, fh, indent=1)
+            json.dump({"args": vars(args), "load_1min": load, "results": rows}, fh, indent=1)
     return 0
 
 
