@@ -126,3 +126,22 @@ def test_bench_models_quick_run_with_torch_variants(tmp_path):
     (row,) = json.loads(out.read_text())["results"]
     assert set(row["times"]) == {"jax", "torch", "torch_cl"} and len(row["times"]["torch_cl"]) == 1
     assert set(row["ratios"]) == {"torch", "torch_cl", "fastest"} and row["ratios"]["torch"]["paired"] > 0
+
+
+def test_bench_train_cli_dry_run_reads_the_trainers_log(tmp_path):
+    bench = load_script("experiments/perf/bench_train_cli.py")
+    out = tmp_path / "train_cli.json"
+    assert bench.main(["--dry-run", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [r["step"] for r in result["log"]] == [2, 4, 6] and result["intervals"] == 2
+    assert result["steps_per_s"] > 0 and 0 <= result["data_wait"] <= 1 and result["wall_s"] > 0
+
+
+def test_bench_train_cli_reports_missing_modules_instead_of_running(tmp_path, monkeypatch):
+    bench = load_script("experiments/perf/bench_train_cli.py")
+    monkeypatch.setattr(bench, "NEEDED", ("json", "no_such_module_edsr_jax"))
+    out = tmp_path / "train_cli.json"
+    assert bench.main(["--dry-run", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["skipped"] == (
+        "edsr-jax train needs no_such_module_edsr_jax (not importable here)"
+    )
