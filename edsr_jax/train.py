@@ -265,8 +265,9 @@ def train_and_evaluate(
     """
     config_checks.check_config(config)  # before anything is created
     sharding.maybe_initialize_distributed(bool(config.distributed))
-    if config.compilation_cache_dir:  # (JAX also reads JAX_COMPILATION_CACHE_DIR itself)
-        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(config.compilation_cache_dir))
+    from edsr_jax import compile_cache  # the persistent XLA cache (restarts skip compiling)
+
+    compile_cache.enable(str(config.compilation_cache_dir), os.environ)  # before the first compile
     from edsr_jax.data import pipeline
 
     is_chief = jax.process_index() == 0

@@ -48,6 +48,21 @@ def cache_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("image_cache"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_compilation_cache(tmp_path_factory):
+    """Points edsr-jax's default compilation cache (``"auto"``) at a session folder, never the
+    user's ``~/.cache``; subprocesses inherit it through ``EDSR_JAX_COMPILATION_CACHE``."""
+    from edsr_jax import compile_cache
+
+    before = os.environ.get(compile_cache.ENV)
+    os.environ[compile_cache.ENV] = str(tmp_path_factory.mktemp("xla_cache_default"))
+    yield os.environ[compile_cache.ENV]
+    if before is None:
+        del os.environ[compile_cache.ENV]
+    else:
+        os.environ[compile_cache.ENV] = before
+
+
 @pytest.fixture(scope="module")
 def compilation_cache(tmp_path_factory):
     """A persistent XLA cache for a module (``pytestmark = pytest.mark.usefixtures(...)``): the

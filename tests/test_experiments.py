@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -89,3 +90,89 @@ def test_bicubic_protocols_scores_like_eval_on_its_first_row():
     assert tool.psnr(a, b) == pytest.approx(float(metrics.psnr(sr, hr, scale=2)), abs=1e-6)
     assert tool.ssim(a, b, whole_image=False) == pytest.approx(float(metrics.ssim(sr, hr, scale=2)), abs=1e-6)
     assert tool.ssim(a, b, whole_image=True) != pytest.approx(tool.ssim(a, b, whole_image=False), abs=1e-4)
+
+
+def test_bench_restart_times_the_first_step_of_a_process(tmp_path):
+    bench_restart = load_script("experiments/perf/bench_restart.py")
+    # A stand-in trainer: a progress bar (carriage returns) on stderr, then the first step line.
+    code = "import sys,time; sys.stderr.write('x\\r'); time.sleep(0.3); print('step 1/2  loss 1')"
+    pattern = bench_restart.FIRST_STEP["train"]
+    first, total = bench_restart.timed_run([sys.executable, "-c", code], str(tmp_path), pattern, False, 60)
+    assert 0.3 <= first <= total
+    with pytest.raises(RuntimeError, match="without a first step"):
+        no_step = [sys.executable, "-c", "print('step 2/2')"]
+        bench_restart.timed_run(no_step, str(tmp_path), pattern, False, 60)
+    demo_bar = "training:  50%|#####     | 1/2 [00:01<00:01]"
+    assert bench_restart.FIRST_STEP["demo"].search(demo_bar)
+
+
+def test_torch_channels_last_variants_compute_what_eager_does():
+    torch = pytest.importorskip("torch")
+    from support import torch_reference
+
+    variants = load_script("experiments/perf/torch_variants.py")
+    net = torch_reference.randomize_(torch_reference.build_model("edsr", 2, 1, 8), 0)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (1, 12, 12, 3)).astype(np.float32)
+    names = ["eager", "channels_last"]
+    for ensemble in (False, True):
+        built = variants.inference_variants(net, x, ensemble, names)
+        assert set(built) == {"torch", "torch_cl"} and not any(v.error for v in built.values())
+        torch.testing.assert_close(built["torch_cl"].run(), built["torch"].run(), rtol=1e-4, atol=1e-3)
+    lr = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    hr = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    steps = variants.train_variants(net, lr, hr, names)
+    losses = {name: [v.run() for _ in range(2)] for name, v in steps.items()}  # the 2nd after an Adam step
+    np.testing.assert_allclose(losses["torch_cl"], losses["torch"], rtol=1e-4)
+
+
+def test_a_torch_variant_that_fails_to_build_is_reported_not_raised():
+    variants = load_script("experiments/perf/torch_variants.py")
+
+    def make():
+        raise RuntimeError("no C++ compiler\nfound")
+
+    failed = variants._compiled("compile", make)
+    assert failed.run is None and failed.error == "RuntimeError: no C++ compiler found"
+    compiled = variants._compiled("compile", lambda: lambda: None)
+    assert compiled.run is not None and compiled.compile_s >= 0
+
+
+def test_bench_models_ratios_pair_rounds_and_name_the_fastest_torch_variant():
+    bench_models = load_script("experiments/perf/bench_models.py")
+    times = {"jax": [1.0, 2.0, 3.0], "torch": [2.0, 2.0, 6.0], "torch_cl": [1.0, 4.0, 3.0]}
+    ratios = bench_models.torch_ratios(times)
+    assert ratios["torch"]["paired"] == 0.5 and ratios["torch_cl"]["paired"] == 1.0
+    assert ratios["torch"]["of_medians"] == 1.0 and ratios["torch_cl"]["of_minima"] == 1.0
+    assert ratios["fastest"] == {"engine": "torch", **ratios["torch"]}  # medians 2.0 vs 3.0
+
+
+def test_bench_models_quick_run_with_torch_variants(tmp_path):
+    pytest.importorskip("torch")
+    bench_models = load_script("experiments/perf/bench_models.py")
+    out = tmp_path / "bench.json"
+    argv = ["--quick", "--workloads", "infer", "--repeats", "1", "--peak-gflops", "50", "--compare-torch"]
+    argv += ["--torch-variants", "eager,channels_last", "--json", str(out)]
+    assert bench_models.main(argv) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert set(row["times"]) == {"jax", "torch", "torch_cl"} and len(row["times"]["torch_cl"]) == 1
+    assert set(row["ratios"]) == {"torch", "torch_cl", "fastest"} and row["ratios"]["torch"]["paired"] > 0
+
+
+def test_bench_train_cli_dry_run_reads_the_trainers_log(tmp_path):
+    bench = load_script("experiments/perf/bench_train_cli.py")
+    out = tmp_path / "train_cli.json"
+    assert bench.main(["--dry-run", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [r["step"] for r in result["log"]] == [2, 4, 6] and result["intervals"] == 2
+    assert result["steps_per_s"] > 0 and 0 <= result["data_wait"] <= 1 and result["wall_s"] > 0
+
+
+def test_bench_train_cli_reports_missing_modules_instead_of_running(tmp_path, monkeypatch):
+    bench = load_script("experiments/perf/bench_train_cli.py")
+    monkeypatch.setattr(bench, "NEEDED", ("json", "no_such_module_edsr_jax"))
+    out = tmp_path / "train_cli.json"
+    assert bench.main(["--dry-run", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["skipped"] == (
+        "edsr-jax train needs no_such_module_edsr_jax (not importable here)"
+    )

@@ -42,8 +42,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from edsr_jax import compile_cache
     from edsr_jax.apps import demo
 
+    compile_cache.enable()  # before the demo's first compile (it times a step before training)
     demo.run_demo(
         args.workdir,
         data_dir=args.data_dir,

@@ -167,7 +167,7 @@ def _check(args):
 
 
 def run(args) -> int:
-    from edsr_jax import atomic, evaluate
+    from edsr_jax import atomic, compile_cache, evaluate
     from edsr_jax.apps import eval_outputs, sweep
     from edsr_jax.imaging import metrics
 
@@ -177,6 +177,7 @@ def run(args) -> int:
         for path in sweep.write_curve(args.curve, rows, f"validation history of {args.checkpoint}"):
             print(f"wrote {path}")
         return 0
+    compile_cache.enable()  # before the first compile: a rerun loads the programs from disk
     scales = None if args.scales is None else _int_list(args.scales, "scales")
     protocol = None if args.protocol == "auto" else metrics.get_protocol(args.protocol)
     saver = eval_outputs.ResultSaver(args.save_results) if args.save_results else None

@@ -69,6 +69,9 @@ def run(args) -> int:
     jobs = files.plan_outputs(args.input, args.output)
     import jax
 
+    from edsr_jax import compile_cache
+
+    compile_cache.enable()  # before the first compile: a rerun loads the programs from disk
     dtype = model_flags.dtype_of(args.dtype)
     model, variables, scale = upscale.load_for_upscaling(
         args.checkpoint, args.scale, dtype=dtype, weights=args.weights

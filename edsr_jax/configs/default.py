@@ -75,7 +75,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.benchmarks = ("Set5", "Set14", "B100", "Urban100")  # sets scored when it is set
     config.eval.image_crop = 48  # LR side of the crops written as TensorBoard images
     config.distributed = False  # call jax.distributed.initialize() (multi-host; also via env)
-    config.compilation_cache_dir = ""  # persistent XLA compilation cache; reruns skip compiling
+    # Persistent XLA compilation cache (restarts skip compiling): "auto" = $XDG_CACHE_HOME/edsr-jax/xla
+    # or ~/.cache/edsr-jax/xla, a folder, or "" (off); EDSR_JAX_COMPILATION_CACHE=0 also turns it off.
+    config.compilation_cache_dir = "auto"
     return config
 
 

@@ -9,16 +9,22 @@ For each it prints seconds (median and min over alternating repeats), LR pixels/
 GFLOP/s from an analytic count of the convolution FLOPs (``2*H*W*k*k*Cin*Cout`` per conv forward;
 a training step counts 3x the forward: forward + input and weight gradients) and the fraction of
 the fp32 FMA peak (``--peak-gflops``, or measured by ``experiments/perf/fma_peak.py``). With
-``--compare-torch`` the same architecture runs in PyTorch (eager, ``torch.set_num_threads`` = the
-cores this process may use) with the same weights, in the same process, alternating with JAX run
-by run, and the ratio JAX/PyTorch is printed (< 1: JAX faster): "paired" is the median over rounds
-of the ratio within a round (the figure to quote on a machine whose speed drifts), then the
-ratio of the medians and of the minima.
+``--compare-torch`` the same architecture runs in PyTorch (``torch.set_num_threads`` = the cores
+this process may use) with the same weights, in the same process, alternating with JAX run by run
+(11 rounds by default), in up to three variants (``--torch-variants``; ``torch_variants.py``):
+``torch`` (eager, NCHW), ``torch_cl`` (channels-last model and inputs) and ``torch_compile``
+(``torch.compile`` of the channels-last model, default mode; its compile time is printed apart and
+not timed). ``tiled`` runs eager PyTorch only. For each variant the ratio JAX/variant is printed
+(< 1: JAX faster): "paired" is the median over rounds of the ratio within a round (the figure to
+quote on a machine whose speed drifts), then the ratio of the medians and of the minima; then JAX
+against the fastest PyTorch variant (by median). A variant that fails to build (torch.compile
+needs a C++ compiler) is reported in its row.
 
 Examples::
 
     python experiments/perf/bench_models.py --compare-torch                     # baseline, all workloads
     python experiments/perf/bench_models.py --models edsr --quick --compare-torch
+    python experiments/perf/bench_models.py --compare-torch --workloads infer,train16 --torch-variants compile
     python experiments/perf/bench_models.py --workloads train16 --repeats 5 --json out.json
 
 ``import edsr_jax`` comes first, so the library's XLA CPU defaults apply (set
@@ -48,6 +54,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 # Presets this script knows: (num_blocks, num_features, res_scale).
 ARCHS = {"edsr_baseline": (16, 64, 1.0), "edsr": (32, 256, 0.1)}
 WORKLOADS = ("infer", "ensemble", "tiled", "train16", "train4")
+# PyTorch variants (--torch-variants; engines torch, torch_cl, torch_compile in torch_variants.py).
+TORCH_VARIANTS = ("eager", "channels_last", "compile")
 
 
 # --- FLOP count -------------------------------------------------------------------------------
@@ -122,16 +130,21 @@ def build_models(arch: str, scale: int, with_torch: bool, seed: int = 0):
 # --- workloads: each returns {"jax": fn, "torch": fn or absent}, LR pixels, FLOPs -------------
 
 
-def _torch_dihedral(x, k: int, inverse: bool = False):
-    """inference.dihedral for NCHW torch tensors (flip W = dim 3, flip H = dim 2)."""
-    steps = [(1, lambda t: t.flip(3)), (2, lambda t: t.flip(2)), (4, lambda t: t.transpose(2, 3))]
-    for bit, op in reversed(steps) if inverse else steps:
-        if k & bit:
-            x = op(x)
-    return x
+def _torch_variants():
+    """experiments/perf/torch_variants.py (beside this script)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_variants
+
+    return torch_variants
 
 
-def infer_workload(model, variables, net, size: int, ensemble: bool, dtype):
+def _add_variants(fns: dict, variants: dict) -> dict:
+    """Puts the runnable PyTorch variants into ``fns``; returns their errors and compile times."""
+    fns.update({name: v.run for name, v in variants.items() if v.run is not None})
+    return {name: {"error": v.error, "compile_s": v.compile_s} for name, v in variants.items()}
+
+
+def infer_workload(model, variables, net, size: int, ensemble: bool, dtype, variants=("eager",)):
     """One size x size LR image, plain or x8 self-ensemble, jitted as one program."""
     m = model.clone(dtype=dtype)
     rng = np.random.default_rng(0)
@@ -143,26 +156,18 @@ def infer_workload(model, variables, net, size: int, ensemble: bool, dtype):
 
     f = jax.jit(lambda v, t: inference.self_ensemble(lambda u: fwd(v, u), t) if ensemble else fwd(v, t))
     fns = {"jax": lambda: f(variables, x).block_until_ready()}
+    extra = {}
     if net is not None:
-        import torch
-
-        xt = torch.from_numpy(x_np).permute(0, 3, 1, 2).contiguous()
-
-        def torch_run():
-            with torch.inference_mode():
-                if not ensemble:
-                    return net(xt)
-                total = 0
-                for k in range(inference.NUM_TRANSFORMS):
-                    total = total + _torch_dihedral(net(_torch_dihedral(xt, k)), k, inverse=True)
-                return total / inference.NUM_TRANSFORMS
-
-        fns["torch"] = torch_run
+        built = _torch_variants().inference_variants(
+            net, x_np, ensemble, list(variants), transforms=inference.NUM_TRANSFORMS
+        )
+        extra["torch_variants"] = _add_variants(fns, built)
     passes = inference.NUM_TRANSFORMS if ensemble else 1
     return (
         fns,
         size * size,
         passes * edsr_forward_flops(size, size, model.scale, model.num_blocks, model.num_features),
+        extra,
     )
 
 
@@ -190,7 +195,7 @@ def tiled_workload(model, variables, net, hw: tuple[int, int], tile: int, dtype)
     return fns, h * w, flops
 
 
-def train_workload(model, variables, net, batch: int, patch: int, dtype):
+def train_workload(model, variables, net, batch: int, patch: int, dtype, variants=("eager",)):
     """The real edsr_jax.train step (jit, donated state) and a PyTorch Adam/L1 step."""
     import optax
 
@@ -227,29 +232,10 @@ def train_workload(model, variables, net, batch: int, patch: int, dtype):
     compile_info = {"lower_s": t1 - t0, "compile_s": t2 - t1, "first_step_s": time.perf_counter() - t3}
     fns = {"jax": jax_run}
     if net is not None:
-        import torch
-
-        tnet = _torch_copy(net).train()
-        opt = torch.optim.Adam(tnet.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
-        lr_t = torch.from_numpy(lr_np).permute(0, 3, 1, 2).contiguous()
-        hr_t = torch.from_numpy(hr_np).permute(0, 3, 1, 2).contiguous()
-
-        def torch_run():
-            opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.l1_loss(tnet(lr_t.float()), hr_t.float())
-            loss.backward()
-            opt.step()
-            return loss.item()
-
-        fns["torch"] = torch_run
+        built = _torch_variants().train_variants(net, lr_np, hr_np, list(variants))
+        compile_info["torch_variants"] = _add_variants(fns, built)
     flops = 3 * batch * edsr_forward_flops(patch, patch, scale, model.num_blocks, model.num_features)
     return fns, batch * patch * patch, flops, compile_info
-
-
-def _torch_copy(net):
-    import copy
-
-    return copy.deepcopy(net)
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -265,7 +251,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tile", type=int, default=512, help="LR tile side for the tiled workload")
     p.add_argument("--patch", type=int, default=48, help="LR patch side of the training batch")
     p.add_argument(
-        "--repeats", type=int, default=None, help="timed runs per engine after 1 warm-up (3; 2 with --quick)"
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed rounds after 1 warm-up (3; 11 with --compare-torch; 2 with --quick)",
     )
     p.add_argument(
         "--peak-gflops",
@@ -275,6 +264,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="JAX compute dtype")
     p.add_argument("--compare-torch", action="store_true", help="also run PyTorch, alternating")
+    p.add_argument(
+        "--torch-variants",
+        default="eager,channels_last,compile",
+        help="PyTorch variants with --compare-torch, from eager, channels_last, compile (%(default)s)",
+    )
     p.add_argument(
         "--quick",
         action="store_true",
@@ -286,7 +280,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.infer_size, args.tiled_size, args.tile, args.patch = 64, "128x96", 128, 24
         args.repeats = args.repeats or 2
         args.workloads = ",".join(w for w in args.workloads.split(",") if w != "train16")
-    args.repeats = args.repeats or 3
+    args.repeats = args.repeats or (11 if args.compare_torch else 3)
+    for name in args.torch_variants.split(","):
+        if name not in TORCH_VARIANTS:
+            p.error(f"--torch-variants: unknown variant {name!r}; choose from {TORCH_VARIANTS}")
     for name in args.models.split(","):
         if name not in ARCHS:
             p.error(f"--models: unknown model {name!r}; choose from {sorted(ARCHS)}")
@@ -300,7 +297,43 @@ def _fmt_row(arch, work, engine, times, pixels, flops, peak):
     med, best = statistics.median(times), min(times)
     gf = flops / med / 1e9
     share = f"{100 * gf / peak:6.1f}%" if peak else "    n/a"
-    return f"{arch:14s} {work:9s} {engine:6s} {med:8.3f} {best:8.3f} {pixels / med:11.0f} {gf:8.1f} {share}"
+    return f"{arch:14s} {work:9s} {engine:13s} {med:8.3f} {best:8.3f} {pixels / med:11.0f} {gf:8.1f} {share}"
+
+
+def torch_ratios(times: dict[str, list[float]]) -> dict:
+    """JAX / each PyTorch engine in ``times``, and JAX / the fastest of them (by median).
+
+    Each round runs every engine back to back, so a round's ratio is immune to the slow drift of
+    a shared machine's speed: "paired", the median of the per-round ratios, is the headline figure.
+    """
+    jax_t = times["jax"]
+    out = {}
+    for name, ts in times.items():
+        if name.startswith("torch"):
+            out[name] = {
+                "paired": statistics.median(j / t for j, t in zip(jax_t, ts, strict=True)),
+                "of_medians": statistics.median(jax_t) / statistics.median(ts),
+                "of_minima": min(jax_t) / min(ts),
+            }
+    if out:
+        fastest = min(out, key=lambda name: statistics.median(times[name]))
+        out["fastest"] = {"engine": fastest, **out[fastest]}
+    return out
+
+
+def _print_ratios(work: str, ratios: dict, failed: dict) -> None:
+    """The ratio lines of a workload, and a line per PyTorch variant that failed or compiled."""
+    for name, r in ratios.items():
+        label = f"fastest torch ({r['engine']})" if name == "fastest" else name
+        print(
+            f"{'':14s} {work:9s} ratio jax/{label}: paired {r['paired']:.3f} (median of per-round "
+            f"ratios), of medians {r['of_medians']:.3f}, of minima {r['of_minima']:.3f}"
+        )
+    for name, info in failed.items():
+        if info["error"]:
+            print(f"{'':14s} {work:9s} {name:13s} FAILED: {info['error']}")
+        elif info["compile_s"] is not None:
+            print(f"{'':14s} {work:9s} {name:13s} compile (not timed): {info['compile_s']:.1f} s")
 
 
 def resolve_peak(given: float | None) -> float | None:
@@ -335,25 +368,29 @@ def main(argv=None) -> int:
     if peak:
         source = "given" if args.peak_gflops else "measured by experiments/perf/fma_peak.py"
         print(f"# fp32 FMA peak: {peak:.1f} GFLOP/s ({source})")
-    print(f"# load before: {os.getloadavg()}")
+    load = {"before": os.getloadavg()[0]}
+    print(f"# load average (1 min) before: {load['before']:.2f}")
     print(
-        f"{'model':14s} {'workload':9s} {'engine':6s} {'median_s':>8s} {'min_s':>8s} {'LR_px/s':>11s} "
+        f"{'model':14s} {'workload':9s} {'engine':13s} {'median_s':>8s} {'min_s':>8s} {'LR_px/s':>11s} "
         f"{'GFLOP/s':>8s} {'peak':>7s}"
     )
     results = []
+    variants = args.torch_variants.split(",")
     for arch in args.models.split(","):
         model, variables, net = build_models(arch, args.scale, args.compare_torch)
         for work in args.workloads.split(","):
             extra = {}
             if work in ("infer", "ensemble"):
-                fns, pixels, flops = infer_workload(
-                    model, variables, net, args.infer_size, work == "ensemble", dtype
+                fns, pixels, flops, extra = infer_workload(
+                    model, variables, net, args.infer_size, work == "ensemble", dtype, variants
                 )
             elif work == "tiled":
                 fns, pixels, flops = tiled_workload(model, variables, net, (th, tw), args.tile, dtype)
             else:
                 batch = 16 if work == "train16" else 4
-                fns, pixels, flops, extra = train_workload(model, variables, net, batch, args.patch, dtype)
+                fns, pixels, flops, extra = train_workload(
+                    model, variables, net, batch, args.patch, dtype, variants
+                )
             times = time_alternating(fns, args.repeats)
             for engine, ts in times.items():
                 print(_fmt_row(arch, work, engine, ts, pixels, flops, peak), flush=True)
@@ -365,27 +402,27 @@ def main(argv=None) -> int:
                 "flops": flops,
                 **extra,
             }
-            if "torch" in times:
-                ratio = statistics.median(times["jax"]) / statistics.median(times["torch"])
-                ratio_min = min(times["jax"]) / min(times["torch"])
-                # Each round runs both engines back to back, so its ratio is immune to the slow
-                # drift of a shared machine's speed; the median of these is the headline figure.
-                paired = statistics.median(j / t for j, t in zip(times["jax"], times["torch"], strict=True))
-                row.update(ratio_jax_torch=ratio, ratio_paired=paired)
-                print(
-                    f"{'':14s} {work:9s} ratio jax/torch: paired {paired:.3f} (median of per-round ratios), "
-                    f"of medians {ratio:.3f}, of minima {ratio_min:.3f}"
-                )
-            if extra:
+            if net is not None:
+                ratios = torch_ratios(times)
+                row["ratios"] = ratios
+                if "torch" in ratios:  # (the eager figures under their former names)
+                    row.update(
+                        ratio_jax_torch=ratios["torch"]["of_medians"], ratio_paired=ratios["torch"]["paired"]
+                    )
+                _print_ratios(work, ratios, extra.get("torch_variants", {}))
+            if "compile_s" in extra:
                 print(
                     f"{'':14s} {work:9s} first step: lower {extra['lower_s']:.2f} s, compile "
                     f"{extra['compile_s']:.2f} s, first run {extra['first_step_s']:.2f} s"
                 )
             results.append(row)
-    print(f"# load after: {os.getloadavg()}")
+    load["after"] = os.getloadavg()[0]
+    print(f"# load average (1 min) after: {load['after']:.2f}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"args": vars(args), "peak_gflops": peak, "results": results}, fh, indent=1)
+            json.dump(
+                {"args": vars(args), "peak_gflops": peak, "load_1min": load, "results": results}, fh, indent=1
+            )
     return 0
 
 

@@ -3,6 +3,7 @@
 # with jax[cuda], flax, optax, orbax and torch installed (no TensorFlow needed, nothing downloaded).
 #
 #   bash experiments/perf/gpu_bench.sh            # full run, about 6-9 minutes on one H100/H200
+#                                                 # (before the train_cli part; not yet timed there)
 #   bash experiments/perf/gpu_bench.sh --dry-run  # tiny sizes, any machine (checks the script on CPU)
 #
 # Results: stdout, and JSON files in $OUT (default ./gpu_bench_out). Each part runs in its own
@@ -38,6 +39,13 @@ run_part() {  # name, timeout seconds, args...
   [[ $rc -ne 0 ]] && { echo "part $name failed (exit $rc)"; status=1; }
 }
 run_part train 300 --parts train
+# The real `edsr-jax train` (EDSR x2, bf16, folder of generated PNGs, 200 steps): steps/s and the
+# data-wait share it logs. It needs ml_collections, grain, clu, tensorboard and Pillow: where one
+# is missing it reports "skipped" (not a failure).
+echo "=== train_cli"
+timeout 420 "$PY" experiments/perf/bench_train_cli.py $DRY --out "$OUT/train_cli.json" 2>&1 | grep -v "^WARNING" | tee "$OUT/train_cli.txt"
+rc=${PIPESTATUS[0]}
+[[ $rc -ne 0 ]] && { echo "part train_cli failed (exit $rc)"; status=1; }
 run_part input 150 --parts input --no-torch
 for tile in $( [[ -n "$DRY" ]] && echo 32 || echo 192 256 384 ); do
   for dtype in float32 bfloat16; do
