@@ -103,6 +103,34 @@ def flatten(config: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Fields that do not change what a run computes (where and how fast only).
+NO_EFFECT_FIELDS = frozenset(
+    {
+        "compilation_cache_dir",
+        "data.threads",
+        "data.workers",
+        "data.prefetch",
+        "async_checkpoints",
+        "distributed",
+    }
+)
+# Fields added after runs were started, with the value that computes what those runs computed.
+ADDED_FIELDS = {"loss": "l1", "ema_decay": 0.0, "grad_clip_norm": 0.0, "skip_loss_factor": 0.0}
+
+
+def changes_that_matter(changed: list[tuple[str, Any, Any]]) -> list[tuple[str, Any, Any]]:
+    """The config differences (``(field, old, new)``) that change what a resumed run computes:
+    not :data:`NO_EFFECT_FIELDS`, nor an :data:`ADDED_FIELDS` entry absent from an older run at the
+    value that keeps its behaviour."""
+
+    def matters(key, old, new) -> bool:
+        if key in NO_EFFECT_FIELDS:
+            return False
+        return not (old is None and key in ADDED_FIELDS and new == ADDED_FIELDS[key])
+
+    return [change for change in changed if matters(*change)]
+
+
 def change_message(changed: list[tuple[str, Any, Any]], limit: int = MAX_CHANGES_LISTED) -> str:
     """One warning line naming the config entries that differ from the run's ``model.json``."""
     items = [f"{key} {old!r} -> {new!r}" for key, old, new in changed]

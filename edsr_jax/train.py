@@ -283,6 +283,7 @@ def train_and_evaluate(
         changed = layout.prepare_workdir(
             workdir, spec, config_checks.flatten(config.to_dict()), write=is_chief
         )
+        changed = config_checks.changes_that_matter(changed)
         if changed:
             log(config_checks.change_message(changed))
         learning_rate_fn = optim.create_learning_rate_fn(config)

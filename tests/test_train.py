@@ -388,3 +388,19 @@ def test_training_evaluation_and_tensorboard_run_without_tensorflow(tmp_path):
     assert tags["images"] == ["val/x2"] and "_hparams_/session_start_info" in events.PluginTagToContent(
         "hparams"
     )
+
+
+def test_resume_warnings_ignore_fields_without_effect_and_new_fields_at_their_old_behaviour():
+    changed = [
+        ("batch_size", 16, 32),
+        ("compilation_cache_dir", "", "auto"),  # where compiled programs are kept: no effect
+        ("data.threads", 0, 4),
+        ("ema_decay", None, 0.0),  # a run older than the field computed exactly this
+        ("skip_loss_factor", None, 3.0),  # ...but not this
+        ("loss", "l1", "l2"),
+    ]
+    assert config_checks.changes_that_matter(changed) == [
+        ("batch_size", 16, 32),
+        ("skip_loss_factor", None, 3.0),
+        ("loss", "l1", "l2"),
+    ]
