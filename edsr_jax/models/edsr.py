@@ -70,6 +70,17 @@ class ResBlock(nn.Module):
         return x + y
 
 
+def upsample_factors(scale: int) -> tuple[int, ...]:
+    """The pixel-shuffle factors of a sub-pixel upsampler: x2 (2,), x3 (3,), x4 (2, 2).
+
+    Raises:
+      ValueError: a scale outside :data:`SUPPORTED_SCALES`.
+    """
+    if scale not in SUPPORTED_SCALES:
+        raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale}")
+    return (2, 2) if scale == 4 else (scale,)
+
+
 class Upsampler(nn.Module):
     """Sub-pixel upsampler without activation: x2/x3 one conv + shuffle, x4 two x2 stages."""
 
@@ -80,11 +91,8 @@ class Upsampler(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        if self.scale not in SUPPORTED_SCALES:
-            raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {self.scale}")
-        factors = (2, 2) if self.scale == 4 else (self.scale,)
         f = self.features
-        for k, r in enumerate(factors):
+        for k, r in enumerate(upsample_factors(self.scale)):
             x = Conv(r * r * f, KERNEL_SIZE, f, self.dtype, self.param_dtype, name=f"conv_{k}")(x)
             x = pixel_shuffle(x, r)
         return x

@@ -32,11 +32,11 @@ from edsr_jax.models.edsr import (
     EDSR,
     KERNEL_SIZE,
     MDSR,
-    SUPPORTED_SCALES,
     _check_input,
     _conv_like,
     _mean_shift,
     pixel_shuffle,
+    upsample_factors,
 )
 from edsr_jax.models.edsr import receptive_radius as _edsr_receptive_radius
 
@@ -94,10 +94,7 @@ class PReLUUpsampler(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        if self.scale not in SUPPORTED_SCALES:
-            raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {self.scale}")
-        factors = (2, 2) if self.scale == 4 else (self.scale,)
-        for k, r in enumerate(factors):
+        for k, r in enumerate(upsample_factors(self.scale)):
             x = _conv_like(self, r * r * self.num_features, f"conv_{k}")(x)
             x = _prelu(self, f"act_{k}")(pixel_shuffle(x, r))
         return x
