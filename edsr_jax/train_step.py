@@ -165,9 +165,10 @@ def train_step(
     loss_mean = jnp.zeros((), jnp.float32)
     if state.loss_stats is not None:
         loss_mean = optim.running_mean_loss(state.loss_stats)
-        skipped = optim.is_spike(loss_value, state.loss_stats, skip_loss_factor)
-        keep = lambda new_leaf, old_leaf: jnp.where(skipped, old_leaf, new_leaf)
-        new = jax.tree.map(keep, new, state)
+        if skip_loss_factor > 0:  # (off: no per-leaf select over the whole state in the step)
+            skipped = optim.is_spike(loss_value, state.loss_stats, skip_loss_factor)
+            keep = lambda new_leaf, old_leaf: jnp.where(skipped, old_leaf, new_leaf)
+            new = jax.tree.map(keep, new, state)
         new = new.replace(loss_stats=optim.update_loss_stats(state.loss_stats, loss_value, ~skipped))
     metrics_ = {
         "loss": loss_value,

@@ -216,7 +216,8 @@ def _load_exported_variables(params_dir: epath.Path, model: models.SRModel) -> d
     if not isinstance(stored, dict) or "params" not in stored:
         raise UserError(f"the parameters in {params_dir} have no 'params' entry (not an edsr-jax model)")
     check_params_match(model, stored["params"], where=f"the parameters in {params_dir}")
-    if _has_batch_stats(model) and "batch_stats" not in stored:
+    keep = ("params", "batch_stats") if _has_batch_stats(model) else ("params",)
+    if "batch_stats" in keep and "batch_stats" not in stored:
         name = type(model).__name__
         raise UserError(f"the {name} in {params_dir} has no 'batch_stats' (its batch-norm averages)")
     restore_args = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), stored)
@@ -224,7 +225,6 @@ def _load_exported_variables(params_dir: epath.Path, model: models.SRModel) -> d
         restored = checkpointer.restore(params_dir, args=ocp.args.PyTreeRestore(restore_args=restore_args))
     except Exception as e:
         raise UserError(f"cannot read the parameters in {params_dir}: {quote(e)}") from None
-    keep = ("params", "batch_stats") if _has_batch_stats(model) else ("params",)
     return {k: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), restored[k]) for k in keep}
 
 
