@@ -34,6 +34,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
+from edsr_jax.checkpoint import late_results
 from edsr_jax.checkpoint.preemption import PreemptionGuard  # noqa: F401  (re-exported)
 from edsr_jax.errors import UserError
 
@@ -78,6 +79,7 @@ def create_manager(
     """
     if keep < 1:
         raise UserError(f"config.keep_checkpoints must be at least 1, got {keep}")
+    late_results.ignore_results_for_closed_loops()
     policies = [checkpoint_managers.LatestN(n=keep)]
     if keep_best:
         policies.append(
@@ -386,29 +388,9 @@ def restore_variables(
                 failed.add(step)
         finally:
             manager.close()
-        _collect_abandoned_reads()
+        late_results.collect_abandoned_reads()
         time.sleep(READ_RETRY_PAUSE_S)
     raise AssertionError("unreachable")
-
-
-def _collect_abandoned_reads() -> None:
-    """Collects, quietly, the reads Orbax abandons when one read of a restore fails.
-
-    The other reads are left as coroutines never awaited; collected later at random, each would be
-    reported as an unrelated "Exception ignored" error (and asyncio logs their tasks' errors).
-    """
-    import gc
-    import inspect
-    import logging
-    import sys
-
-    previous, quiet = sys.unraisablehook, logging.getLogger("asyncio")
-    sys.unraisablehook = lambda u: None if inspect.iscoroutine(u.object) else previous(u)
-    was_disabled, quiet.disabled = quiet.disabled, True
-    try:
-        gc.collect()
-    finally:
-        sys.unraisablehook, quiet.disabled = previous, was_disabled
 
 
 def read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
