@@ -23,7 +23,6 @@ import sys
 import threading
 
 _lock = threading.Lock()
-_dropped = 0  # how many late results this process has dropped (logged at debug level)
 
 
 def is_result_for_a_closed_loop(unraisable) -> bool:
@@ -57,12 +56,10 @@ def ignore_results_for_closed_loops() -> None:
             return
 
         def hook(unraisable):
-            global _dropped
             if is_result_for_a_closed_loop(unraisable):
-                _dropped += 1
-                logging.getLogger(__name__).debug("dropped a late read result (%d so far)", _dropped)
-                return
-            current(unraisable)
+                logging.getLogger(__name__).debug("dropped a result delivered to a closed event loop")
+            else:
+                current(unraisable)
 
         hook._edsr_jax_drops_late_results = True
         sys.unraisablehook = hook
