@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from support.optional import import_torch
 from support.paths import EXPERIMENTS
 from support.scripts import load_script
 
@@ -37,6 +38,7 @@ def test_bench_models_quick_run_writes_results(tmp_path):
 
 
 def test_bench_memory_quick_run_reports_a_ratio(tmp_path):
+    import_torch()  # (it counts PyTorch's saved activations too)
     bench_memory = load_script("experiments/perf/bench_memory.py")
     out = tmp_path / "memory.json"
     assert bench_memory.main(["--quick", "--json", str(out)]) == 0
@@ -107,7 +109,7 @@ def test_bench_restart_times_the_first_step_of_a_process(tmp_path):
 
 
 def test_torch_channels_last_variants_compute_what_eager_does():
-    torch = pytest.importorskip("torch")
+    torch = import_torch()
     from support import torch_reference
 
     variants = load_script("experiments/perf/torch_variants.py")
@@ -148,7 +150,7 @@ def test_bench_models_ratios_pair_rounds_and_name_the_fastest_torch_variant():
 
 
 def test_bench_models_quick_run_with_torch_variants(tmp_path):
-    pytest.importorskip("torch")
+    import_torch()
     bench_models = load_script("experiments/perf/bench_models.py")
     out = tmp_path / "bench.json"
     argv = ["--quick", "--workloads", "infer", "--repeats", "1", "--peak-gflops", "50", "--compare-torch"]

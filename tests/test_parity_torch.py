@@ -10,12 +10,15 @@ import sys
 
 import numpy as np
 import pytest
+from support.optional import import_torch
 from support.paths import ROOT
 from support.scripts import load_script
 
 from edsr_jax.data import sources
 
 SCRIPT = os.path.join(ROOT, "experiments", "parity_torch.py")
+
+import_torch()  # (both sides of the script need PyTorch; skips the module without it)
 
 
 @pytest.fixture(scope="module")

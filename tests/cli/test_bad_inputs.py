@@ -8,6 +8,7 @@ import re
 import pytest
 from PIL import Image
 from support.cases import BUILDERS, CASES, FAULTS, MODEL_SCALE, Case
+from support.optional import import_torch
 from support.paths import ROOT, TEST_CONFIG, TESTS
 from support.scripts import load_script
 from support.trees import numpy_init
@@ -52,6 +53,8 @@ def everything_under(folder) -> set[str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_case(case, model_dir, tmp_path, capsys):
+    if case.command == "convert-torch":
+        import_torch()  # (convert-torch reads its files with PyTorch)
     args = fill(case, tmp_path, model_dir)
     before = everything_under(tmp_path)
     code = cli.main([case.command, *args])

@@ -5,13 +5,16 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from support import torch_reference as ref
-from support.trees import assert_trees_equal
+from support.optional import import_torch
 
-import edsr_jax
-from edsr_jax import cli, models
-from edsr_jax.interop import torch as torch_interop
+torch = import_torch()  # (skips the module where PyTorch is not installed)
+
+from support import torch_reference as ref  # noqa: E402
+from support.trees import assert_trees_equal  # noqa: E402
+
+import edsr_jax  # noqa: E402
+from edsr_jax import cli, models  # noqa: E402
+from edsr_jax.interop import torch as torch_interop  # noqa: E402
 
 
 # (arch, scale, num_blocks, num_features, res_scale, how the file wraps the state dict)

@@ -8,15 +8,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from support import torch_reference as ref
+from support.optional import import_torch
 
-from edsr_jax import cli, models
-from edsr_jax.checkpoint import exported
-from edsr_jax.errors import UserError
-from edsr_jax.interop import export
-from edsr_jax.interop import torch as torch_interop
+torch = import_torch()  # (skips the module where PyTorch is not installed)
+
+from support import torch_reference as ref  # noqa: E402
+
+from edsr_jax import cli, models  # noqa: E402
+from edsr_jax.checkpoint import exported  # noqa: E402
+from edsr_jax.errors import UserError  # noqa: E402
+from edsr_jax.interop import export  # noqa: E402
+from edsr_jax.interop import torch as torch_interop  # noqa: E402
 
 # Largest |export - JAX| on [0, 255] outputs: float32 formats, and ONNX fp16 (measured: 0.04-0.07
 # on these tiny random models; stated in the README).

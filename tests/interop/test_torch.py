@@ -10,12 +10,15 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
-from support import torch_reference as ref
+from support.optional import import_torch
 
-from edsr_jax import models
-from edsr_jax.errors import UserError
-from edsr_jax.interop import torch as torch_interop
+torch = import_torch()  # (skips the module where PyTorch is not installed)
+
+from support import torch_reference as ref  # noqa: E402
+
+from edsr_jax import models  # noqa: E402
+from edsr_jax.errors import UserError  # noqa: E402
+from edsr_jax.interop import torch as torch_interop  # noqa: E402
 
 # Outputs are on [0, 255]; the acceptance tolerance.
 TOLERANCE = 1e-3

@@ -5,11 +5,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
-from support.receptive import measured_reach
-from support.torch_srresnet import TorchSRResNet, flax_variables, randomize_
+from support.optional import import_torch
 
-from edsr_jax import models
+torch = import_torch()  # (skips the module where PyTorch is not installed)
+
+from support.receptive import measured_reach  # noqa: E402
+from support.torch_srresnet import TorchSRResNet, flax_variables, randomize_  # noqa: E402
+
+from edsr_jax import models  # noqa: E402
 
 # B16, F64, as documented in SRResNet's docstring.
 DOCUMENTED_COUNTS = {2: 1_401_733, 3: 1_586_373, 4: 1_549_446}
