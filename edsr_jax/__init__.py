@@ -1,16 +1,12 @@
 """edsr-jax: EDSR and MDSR super-resolution in JAX/Flax, exact to the paper.
 
-``import edsr_jax`` applies fast XLA CPU defaults before any JAX backend starts (see
-:mod:`edsr_jax.xla_flags`; opt out with ``EDSR_JAX_NO_XLA_DEFAULTS=1``). The folders are the
+Importing the package changes nothing in the process (no environment variables, JAX settings or
+hooks); the ``edsr-jax`` command sets up its own process (:mod:`edsr_jax.cli`). The folders are the
 architecture: ``models/`` (Flax modules), ``imaging/`` (resize, metrics, image files), ``data/``
 (images to batches), ``checkpoint/`` (everything on disk that holds parameters), ``interop/``
 (other frameworks' files), ``apps/`` (the demo, upscaling files) and ``cli/`` (the command line);
 ``sharding``, ``optim``, ``train``, ``inference``, ``evaluate`` and ``writers`` are the core.
 """
-
-from edsr_jax import xla_flags
-
-xla_flags.apply()
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 from etils import epath
 
@@ -32,8 +32,13 @@ def _is_local(path: epath.Path) -> bool:
     return "://" not in os.fspath(path)
 
 
-def write_bytes(path: PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically; the folder must exist.
+@contextlib.contextmanager
+def open_for_writing(path: PathLike) -> Iterator[IO[bytes]]:
+    """A binary file that appears under ``path`` only when the block succeeds; the folder must exist.
+
+    Written under a temporary name beside ``path`` and renamed over it at the end; on an exception
+    the temporary file is removed and ``path`` is untouched. A local file gets the permissions a
+    plain ``open()`` would give (mode 0o666 less the umask, applied by the operating system).
 
     Raises:
       OSError: the folder does not exist or the write failed (no partial file is left).
@@ -41,14 +46,24 @@ def write_bytes(path: PathLike, data: bytes) -> None:
     path = epath.Path(path)
     tmp = _tmp_sibling(path, "tmp")
     try:
-        tmp.write_bytes(data)
         if _is_local(path):
-            os.chmod(tmp, 0o666 & ~umask())  # the permissions a plain open() would give
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            with os.fdopen(fd, "wb") as f:
+                yield f
+        else:
+            with tmp.open("wb") as f:
+                yield f
         tmp.replace(path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically (:func:`open_for_writing`)."""
+    with open_for_writing(path) as f:
+        f.write(data)
 
 
 def write_text(path: PathLike, text: str) -> None:
@@ -122,10 +137,3 @@ def _remove(path: epath.Path) -> None:
     else:
         with contextlib.suppress(OSError):
             path.rmtree()
-
-
-def umask() -> int:
-    """The process's file-creation mask (read without changing it for long)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

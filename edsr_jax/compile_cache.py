@@ -1,42 +1,32 @@
-"""The persistent XLA compilation cache, on by default: a restart loads its programs from disk.
+"""The persistent XLA compilation cache: a restart loads its compiled programs from disk.
 
-What and why: JAX compiles the state initialiser, the training step and validation's programs at
-every start. On a 2-core CPU that is most of the time before the first step of a small run, and
-JAX's own default (cache nothing that compiled in under 1 s) skips exactly those programs (the
-test config's step compiles in about 0.9 s, its initialiser in 0.45 s). So :func:`enable`
+JAX compiles the state initialiser, the training step and validation's programs at every start,
+and by default caches only programs that took over 1 s to compile, which leaves out most of them
+on small runs. :func:`enable` points ``jax_compilation_cache_dir`` at a folder and lowers the
+thresholds (unless their ``JAX_PERSISTENT_CACHE_*`` variables are set). It changes JAX's settings
+for the whole process, so only the ``edsr-jax`` command calls it, for its own process; library
+code uses :func:`scoped`, which restores the settings it found, and only when
+``config.compilation_cache_dir`` names a folder.
 
-* points ``jax_compilation_cache_dir`` at a per-user folder, ``$XDG_CACHE_HOME/edsr-jax/xla``
-  (``~/.cache/edsr-jax/xla`` when ``XDG_CACHE_HOME`` is unset), created private (mode 0700: JAX
-  runs what it finds there, so the folder must be trusted);
-* lowers JAX's thresholds (``jax_persistent_cache_min_compile_time_secs`` to
-  :data:`MIN_COMPILE_TIME_SECS`, ``jax_persistent_cache_min_entry_size_bytes`` to
-  :data:`MIN_ENTRY_SIZE_BYTES`) unless their ``JAX_PERSISTENT_CACHE_*`` variables are set.
-
-Settings (``config.compilation_cache_dir`` for training; eval, upscale and the demo use ``"auto"``):
+Settings (``config.compilation_cache_dir``; eval, upscale and the demo use ``"auto"``):
 
 * ``"auto"`` (the default): a folder already given to JAX (``JAX_COMPILATION_CACHE_DIR`` or
   ``jax.config``) is kept; otherwise the folder named by ``EDSR_JAX_COMPILATION_CACHE`` when it
-  holds a path, else the per-user folder.
+  holds a path, else the per-user folder ``$XDG_CACHE_HOME/edsr-jax/xla`` (created mode 0700: JAX
+  runs what it finds there, so the folder must be trusted).
 * a folder (local or ``gs://``): that folder.
 * ``""``: edsr-jax sets nothing (a cache the user configured for JAX itself still works).
 * ``EDSR_JAX_COMPILATION_CACHE=0`` (or ``off``, ``false``, ``no``) turns edsr-jax's cache off
   whatever the setting.
 
-Several processes may share the folder (jaxlib 0.10.2, checked on CPU): two runs started at once
-on an empty folder both finish and leave complete entries; JAX writes only from process 0 of a
-multi-host run (the others read what it wrote, so on a pod the folder must be shared for them to
-profit). JAX writes an entry in place, not atomically: an entry that cannot be read (one being
-written, or cut short by a kill) is compiled again with a warning ("Error reading persistent
-compilation cache entry"), and a cut-short one is never rewritten, so that warning then comes at
-every start until the folder is deleted (deleting it is always safe). The folder is not
-size-bounded; JAX's own bound (``JAX_COMPILATION_CACHE_MAX_SIZE``) is left off, as in jaxlib
-0.10.2 one entry without its ``-atime`` file makes every later write fail (jax-ml/jax#39880).
+Sharing the folder between runs and hosts, and deleting it: README, "Compilation cache".
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 # Environment variable: a folder for the "auto" setting, or 0/off/false/no to turn the cache off.
 ENV = "EDSR_JAX_COMPILATION_CACHE"
@@ -44,13 +34,12 @@ ENV = "EDSR_JAX_COMPILATION_CACHE"
 AUTO = "auto"
 # Values of ENV that turn the cache off.
 OFF_VALUES = ("0", "off", "false", "no")
-# Cache every program that took this long to compile (loading one takes 1-10 ms): on a 2-core CPU
-# the initialiser, the step and validation's programs take 0.03-1 s each (test config); the
-# eager one-operation programs (about 0.01 s) are left out.
+# Cache every program that took this long to compile: the initialiser, the step and validation's
+# programs, not JAX's one-operation eager programs (RESULTS.md, "Start-up").
 MIN_COMPILE_TIME_SECS = 0.02
 # No minimum entry size (the small programs of the test config are a few hundred kB).
 MIN_ENTRY_SIZE_BYTES = -1
-# JAX options set by enable() with the environment variable that, when set, keeps the user's value.
+# The JAX options enable() sets besides the folder (the user's environment variable keeps each).
 _THRESHOLDS = (
     ("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_TIME_SECS),
     ("jax_persistent_cache_min_entry_size_bytes", MIN_ENTRY_SIZE_BYTES),
@@ -89,7 +78,7 @@ def resolve_dir(
 
 
 def enable(setting: str = AUTO, environ: Mapping[str, str] | None = None) -> str | None:
-    """Turns the persistent compilation cache on in this process for ``setting``.
+    """Turns the persistent compilation cache on for the rest of this process (the CLI's setup).
 
     Call it before the first compilation (JAX opens the cache once, at its first compile).
 
@@ -115,3 +104,34 @@ def enable(setting: str = AUTO, environ: Mapping[str, str] | None = None) -> str
         if name.upper() not in env:
             jax.config.update(name, value)
     return path
+
+
+def _settings() -> dict:
+    import jax
+
+    names = ("jax_compilation_cache_dir", *(name for name, _ in _THRESHOLDS))
+    return {name: getattr(jax.config, name) for name in names}
+
+
+@contextlib.contextmanager
+def scoped(setting: str, environ: Mapping[str, str] | None = None) -> Iterator[str | None]:
+    """The cache of ``setting`` inside the block; JAX's cache settings as they were afterwards.
+
+    Yields the folder in use, or None when ``setting`` turns nothing on. JAX opens its cache once
+    per process, so it is reopened on entry and on exit (``reset_cache``).
+    """
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    before = _settings()
+    path = enable(setting, environ)
+    changed = _settings() != before
+    if changed:
+        compilation_cache.reset_cache()
+    try:
+        yield path
+    finally:
+        if changed:
+            for name, value in before.items():
+                jax.config.update(name, value)
+            compilation_cache.reset_cache()

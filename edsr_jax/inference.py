@@ -275,8 +275,11 @@ class Upscaler:
         overlap: int,
         bucket: int = BUCKET,
         devices: Sequence | None = None,
+        compiler_options: dict | None = None,
     ):
         import jax
+
+        from edsr_jax import compiler_options as xla_options
 
         self.model, self.variables, self.scale = model, variables, int(scale)
         self.self_ensemble, self.tile, self.overlap, self.bucket = self_ensemble, tile, overlap, bucket
@@ -287,9 +290,12 @@ class Upscaler:
             self.traces += 1  # runs only while tracing
             return forward(variables, x, valid).astype("float32")
 
-        self._forward = jax.jit(counted)
         # One copy of the variables per device; images and tiles go round the devices.
         self.devices = list(devices) if devices else [None]
+        if compiler_options is None:
+            platform = xla_options.platform_of([d for d in self.devices if d is not None])
+            compiler_options = xla_options.for_program(xla_options.INFER, platform)
+        self._forward = jax.jit(counted, compiler_options=dict(compiler_options))
         self._variables = [variables if d is None else jax.device_put(variables, d) for d in self.devices]
         self._turn = itertools.cycle(range(len(self.devices)))
 
@@ -406,6 +412,7 @@ def make_upscaler(
     overlap: int | None = None,
     dtype=None,
     devices: Sequence | None = None,
+    compiler_options: dict | None = None,
 ) -> Upscaler:
     """An :class:`Upscaler` for ``model`` at ``scale``.
 
@@ -421,6 +428,8 @@ def make_upscaler(
       dtype: computation dtype, e.g. ``jnp.bfloat16`` (parameters stay as given; output float32).
       devices: spread images (and tiles) over these devices (e.g. ``jax.local_devices()``), one
         copy of the variables each; the outputs equal one device's. Default: the default device.
+      compiler_options: XLA options of the forward pass (default:
+        :func:`edsr_jax.compiler_options.for_program` of an inference program).
 
     Returns:
       The upscaler.
@@ -447,4 +456,5 @@ def make_upscaler(
         tile=None if tile is None else int(tile),
         overlap=overlap,
         devices=devices,
+        compiler_options=compiler_options,
     )

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from edsr_jax import config_checks, evaluate, models, optim, sharding, writers
+from edsr_jax import compile_cache, config_checks, evaluate, models, optim, sharding, writers
 from edsr_jax.checkpoint import layout, lock, manager
 from edsr_jax.errors import UserError
 from edsr_jax.imaging import metrics
@@ -264,10 +263,15 @@ def train_and_evaluate(
       RuntimeError: the loss or gradient norm became non-finite (the step and values are named).
     """
     config_checks.check_config(config)  # before anything is created
-    sharding.maybe_initialize_distributed(bool(config.distributed))
-    from edsr_jax import compile_cache  # the persistent XLA cache (restarts skip compiling)
+    cache_setting = str(config.compilation_cache_dir)
+    if cache_setting in ("", compile_cache.AUTO):  # (the CLI turns "auto" on for its own process)
+        return _train_and_evaluate(config, workdir, on_step=on_step, devices=devices)
+    with compile_cache.scoped(cache_setting):
+        return _train_and_evaluate(config, workdir, on_step=on_step, devices=devices)
 
-    compile_cache.enable(str(config.compilation_cache_dir), os.environ)  # before the first compile
+
+def _train_and_evaluate(config, workdir, *, on_step, devices) -> TrainState:
+    sharding.maybe_initialize_distributed(bool(config.distributed))
     from edsr_jax.data import pipeline
 
     is_chief = jax.process_index() == 0

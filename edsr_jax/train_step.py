@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from edsr_jax import compiler_options as xla_options
 from edsr_jax import models, optim, sharding
 
 # The losses ``config.loss`` may name.
@@ -43,13 +44,21 @@ class TrainState:
 
 
 def create_train_state(
-    model: models.SRModel, tx: optax.GradientTransformation, mesh, rng: jax.Array, *, ema: bool = False
+    model: models.SRModel,
+    tx: optax.GradientTransformation,
+    mesh,
+    rng: jax.Array,
+    *,
+    ema: bool = False,
+    compiler_options: Mapping[str, str] | None = None,
 ) -> tuple[TrainState, Any]:
     """Initialises the state directly into its (replicated) shardings, shapes first.
 
     Args:
       model, tx, mesh, rng: the network, the optimizer, the device mesh, the seed's key.
       ema: keep an EMA of the parameters (starting at the initial parameters).
+      compiler_options: XLA options of the initialiser (default:
+        :func:`edsr_jax.compiler_options.for_program` of a training program on the mesh's platform).
 
     Returns:
       ``(state, state_shardings)``.
@@ -71,7 +80,9 @@ def create_train_state(
 
     abstract = jax.eval_shape(init, rng)
     shardings = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
-    return jax.jit(init, out_shardings=shardings)(rng), shardings
+    if compiler_options is None:
+        compiler_options = xla_options.for_program(xla_options.TRAIN, xla_options.platform_of(mesh.devices))
+    return jax.jit(init, out_shardings=shardings, compiler_options=dict(compiler_options))(rng), shardings
 
 
 def abstract_state(state: TrainState, shardings: Any) -> TrainState:
@@ -180,11 +191,25 @@ def train_step(
     return new.replace(step=state.step + 1), metrics_
 
 
-def compile_train_step(model, tx, learning_rate_fn, mesh, state_shardings, scale: int, **options) -> Callable:
+def compile_train_step(
+    model,
+    tx,
+    learning_rate_fn,
+    mesh,
+    state_shardings,
+    scale: int,
+    *,
+    compiler_options: Mapping[str, str] | None = None,
+    **options,
+) -> Callable:
     """``jit`` of :func:`train_step` for one scale: replicated state (donated), batch split.
 
     ``options``: the :func:`train_step` keywords (:func:`step_options` of a config).
+    ``compiler_options``: XLA options of the step (default:
+    :func:`edsr_jax.compiler_options.for_program` of a training program on the mesh's platform).
     """
+    if compiler_options is None:
+        compiler_options = xla_options.for_program(xla_options.TRAIN, xla_options.platform_of(mesh.devices))
     step_fn = functools.partial(
         train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn, scale=scale, **options
     )
@@ -194,6 +219,7 @@ def compile_train_step(model, tx, learning_rate_fn, mesh, state_shardings, scale
         in_shardings=(state_shardings, {"lr": batch_sharding, "hr": batch_sharding}),
         out_shardings=(state_shardings, sharding.replicated(mesh)),
         donate_argnums=0,
+        compiler_options=dict(compiler_options),
     )
 
 

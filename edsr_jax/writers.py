@@ -10,20 +10,22 @@ makes the ``[LR | bicubic | SR | HR]`` strips of the validation images.
 from __future__ import annotations
 
 import io
-import sys
+import itertools
+import os
+import socket
 import time
-import types
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 from edsr_jax.imaging import metrics, resize
 
 # Seconds between automatic flushes of the event file.
 FLUSH_SECONDS = 30
-# The module whose presence makes TensorBoard use its TensorFlow-free file layer.
-_NO_TF_SWITCH = "tensorboard.compat.notf"
+# Event files of one process get distinct names even when opened within the same second.
+_FILE_NUMBERS = itertools.count()
 
 
 class ConsoleWriter:
@@ -46,28 +48,35 @@ class ConsoleWriter:
 
 
 class TensorBoardWriter(ConsoleWriter):
-    """TensorBoard event files in ``logdir``, written with TensorBoard's own writer and protos.
+    """TensorBoard event files in ``logdir`` (local or any ``etils.epath`` URL, e.g. ``gs://``).
 
-    Neither TensorFlow nor PyTorch is imported (tensorboardX, the usual TF-free writer, imports
-    PyTorch whenever it is installed: seconds of start-up). Scalars as scalars, images as PNG
-    (uint8 ``(H, W, 3)`` or a batch of one), hparams for the HParams dashboard.
+    Records are framed with TensorBoard's own ``RecordWriter`` and protos; neither TensorFlow nor
+    PyTorch is imported, and TensorBoard's TensorFlow switch is left alone. Scalars as scalars,
+    images as PNG (uint8 ``(H, W, 3)`` or a batch of one), hparams for the HParams dashboard.
     """
 
     def __init__(self, logdir: str):
-        # TensorBoard reaches files through ``tensorboard.compat.tf``, which imports TensorFlow
-        # whenever it is installed (seconds of start-up, for nothing) unless the module
-        # ``tensorboard.compat.notf`` exists (its own switch): then it uses its TensorFlow-free
-        # file layer (local paths; gs:// and s3:// through fsspec/gcsfs or boto3).
-        sys.modules.setdefault(_NO_TF_SWITCH, types.ModuleType(_NO_TF_SWITCH))
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
 
-        self._writer = EventFileWriter(logdir, flush_secs=FLUSH_SECONDS)
+        folder = epath.Path(logdir)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
+        self._file = (folder / f"{name}.{next(_FILE_NUMBERS)}").open("wb")
+        self._records = RecordWriter(self._file)
+        self._flushed = time.monotonic()
+        self._add(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _add(self, event) -> None:
+        self._records.write(event.SerializeToString())
+        if time.monotonic() - self._flushed > FLUSH_SECONDS:
+            self.flush()
 
     def _write(self, step: int, values: list) -> None:
         from tensorboard.compat.proto import event_pb2, summary_pb2
 
         summary = summary_pb2.Summary(value=values)
-        self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+        self._add(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
         from tensorboard.compat.proto import summary_pb2
@@ -122,10 +131,12 @@ class TensorBoardWriter(ConsoleWriter):
             self._write(0, [summary_pb2.Summary.Value(tag=tag, metadata=metadata)])
 
     def flush(self) -> None:
-        self._writer.flush()
+        self._records.flush()
+        self._flushed = time.monotonic()
 
     def close(self) -> None:
-        self._writer.close()
+        if not self._file.closed:
+            self._records.close()
 
 
 def create_writer(workdir: str, is_chief: bool) -> ConsoleWriter:

@@ -1,7 +1,9 @@
-"""Test setup: 8 fake CPU devices (for sharding tests), the fast XLA CPU defaults, shared fixtures.
+"""Test setup: 8 fake CPU devices (for sharding tests) and shared fixtures.
 
-Both XLA settings must be in XLA_FLAGS before the JAX backend starts, so they are set here, at
-import time. Plain helper functions live in ``tests/support/`` (``from support import trees``).
+The device count must be in XLA_FLAGS before the JAX backend starts, so it is set here, at import
+time. The test process is a program that reads checkpoints while trainers write them, so it drops
+the reports of late Orbax results as the ``edsr-jax`` command does (``checkpoint/late_results.py``).
+Plain helper functions live in ``tests/support/`` (``from support import trees``).
 """
 
 import os
@@ -12,7 +14,9 @@ _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
     os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
 
-import edsr_jax  # noqa: E402,F401  (adds the CPU speed flags)
+from edsr_jax.checkpoint import late_results  # noqa: E402
+
+late_results.ignore_results_for_closed_loops()
 
 # ../shared/data beside the checkout holds Set5 (HR and real MATLAB LR images).
 SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))

@@ -119,3 +119,32 @@ def test_a_second_training_process_loads_what_the_first_compiled(tmp_path):
     second = _train(str(tmp_path / "run2"), cache)
     hits = {line.split("'")[1] for line in second.splitlines() if "Persistent compilation cache hit" in line}
     assert hits == written, (hits, written)  # (tiny programs may compile again: under the threshold)
+
+
+def test_scoped_turns_the_cache_on_inside_and_restores_the_settings_after(tmp_path, jax_options):
+    jax.config.update("jax_compilation_cache_dir", None)
+    before = {name: getattr(jax.config, name) for name in OPTIONS}
+    with compile_cache.scoped(str(tmp_path / "c"), {}) as path:
+        assert path == str(tmp_path / "c") and jax.config.jax_compilation_cache_dir == path
+        assert jax.config.jax_persistent_cache_min_compile_time_secs == compile_cache.MIN_COMPILE_TIME_SECS
+    assert {name: getattr(jax.config, name) for name in OPTIONS} == before
+    with compile_cache.scoped("", {}) as path:  # nothing asked: nothing changes
+        assert path is None and {name: getattr(jax.config, name) for name in OPTIONS} == before
+
+
+def test_training_with_a_cache_folder_in_its_config_fills_it_and_restores_jax(
+    tmp_path, cache_dir, jax_options
+):
+    from support.configs import tiny_config
+
+    from edsr_jax import train
+
+    jax.config.update("jax_compilation_cache_dir", None)
+    before = {name: getattr(jax.config, name) for name in OPTIONS}
+    folder = tmp_path / "xla"
+    config = tiny_config(cache_dir, num_train_steps=2, compilation_cache_dir=str(folder))
+    train.train_and_evaluate(config, str(tmp_path / "w"))
+    assert {"jit_init", "jit_train_step"} <= _programs(folder)
+    assert {name: getattr(jax.config, name) for name in OPTIONS} == before
+    train.train_and_evaluate(tiny_config(cache_dir, num_train_steps=4), str(tmp_path / "w"))  # "auto"
+    assert {name: getattr(jax.config, name) for name in OPTIONS} == before  # (the CLI turns "auto" on)

@@ -83,7 +83,7 @@ def test_every_folder_of_the_design_exists():
         assert modules_in(folder), folder
     for module in (
         "errors",
-        "xla_flags",
+        "compiler_options",
         "atomic",
         "sharding",
         "inference",
@@ -211,6 +211,15 @@ def test_importing_a_module_loads_only_what_its_folder_may_use(module, absent):
     assert not [m for m in absent if m in loaded], f"{module} loaded {[m for m in absent if m in loaded]}"
 
 
-def test_no_module_is_far_over_450_lines():
-    long = {m: n for m, p in MODULES.items() if (n := sum(1 for _ in open(p, encoding="utf-8"))) > 450}
+# Modules are split by job; about 600 lines is a guideline (DESIGN.md), and only modules far beyond
+# it fail: cohesion decides, never a re-export to get under a number.
+FAR_OVER_GUIDELINE = 750
+
+
+def test_no_module_is_far_beyond_the_size_guideline():
+    long = {
+        m: n
+        for m, p in MODULES.items()
+        if (n := sum(1 for _ in open(p, encoding="utf-8"))) > FAR_OVER_GUIDELINE
+    }
     assert not long, long

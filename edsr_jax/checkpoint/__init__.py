@@ -6,6 +6,13 @@ manager of a training workdir (save, restore, completeness, best step; ``preempt
 guard). ``late_results.py``: quiet handling of what a failed Orbax read leaves behind.
 """
 
-from edsr_jax.checkpoint.exported import load_model, save_model
-
 __all__ = ["load_model", "save_model"]
+
+
+def __getattr__(name):
+    # Lazy, so that importing a light module of this folder does not import Orbax.
+    if name in __all__:
+        from edsr_jax.checkpoint import exported
+
+        return getattr(exported, name)
+    raise AttributeError(f"module 'edsr_jax.checkpoint' has no attribute {name!r}")

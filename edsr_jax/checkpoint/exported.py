@@ -18,7 +18,7 @@ import numpy as np
 from etils import epath
 
 from edsr_jax import atomic, models
-from edsr_jax.checkpoint import late_results, layout, manager
+from edsr_jax.checkpoint import layout, manager
 from edsr_jax.errors import UserError, listing, quote
 
 # Files an Orbax PyTree checkpoint (OCDBT layout, as save_model writes it) cannot be read without.
@@ -205,7 +205,6 @@ def _load_exported_variables(params_dir: epath.Path, model: models.SRModel) -> d
     absent = [name for name in ORBAX_REQUIRED_FILES if not (params_dir / name).exists()]
     if absent:
         raise UserError(f"the parameters in {params_dir} are incomplete: {', '.join(absent)} missing")
-    late_results.ignore_results_for_closed_loops()  # (a read that fails leaves late results)
     checkpointer = ocp.PyTreeCheckpointer()
     try:
         item_metadata = checkpointer.metadata(params_dir).item_metadata

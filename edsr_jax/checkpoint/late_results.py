@@ -11,7 +11,9 @@ When one of its reads fails (a trainer deleted the step being read: readers retr
   result to the closed loop: Python reports each as ``Exception ignored in: None ... RuntimeError:
   Event loop is closed``. Nobody is waiting for such a result (its loop is gone), so the report says
   nothing a user can act on; :func:`ignore_results_for_closed_loops` drops exactly these reports
-  and passes every other one on.
+  and passes every other one on. It changes ``sys.unraisablehook`` for the whole process, so the
+  library never calls it: the ``edsr-jax`` command does, for its own process, and a program that
+  reads checkpoints while a trainer writes them may.
 """
 
 from __future__ import annotations

@@ -79,7 +79,6 @@ def create_manager(
     """
     if keep < 1:
         raise UserError(f"config.keep_checkpoints must be at least 1, got {keep}")
-    late_results.ignore_results_for_closed_loops()
     policies = [checkpoint_managers.LatestN(n=keep)]
     if keep_best:
         policies.append(

@@ -1,9 +1,13 @@
 """The ``edsr-jax`` command line: one module per subcommand in this folder; parse, call, print.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``
-and keeps heavy imports (JAX, Orbax, Grain) inside ``run`` so that ``--help`` is instant. The
-package's ``__init__`` has already applied the XLA defaults when a command runs. Flag spellings
-live only here; the library's messages name arguments and config fields.
+and keeps heavy imports (JAX, Orbax, Grain) inside ``run`` so that ``--help`` is instant. Flag
+spellings live only here; the library's messages name arguments and config fields.
+
+The command line is the one place that sets up its own process (the library never does):
+:func:`main` drops the reports of late Orbax results (:mod:`edsr_jax.checkpoint.late_results`),
+and ``train``, ``eval``, ``upscale`` and ``demo`` turn on the persistent compilation cache
+(:func:`edsr_jax.compile_cache.enable`) before their first compile.
 
 Exit status: 0 on success; 2 for a user's mistake (:class:`~edsr_jax.errors.UserError`, or an
 operating-system error about a path, such as a missing file or a full disk), printed as one line
@@ -66,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``edsr-jax`` console script."""
     args = build_parser().parse_args(argv)
+    from edsr_jax.checkpoint import late_results
+
+    late_results.ignore_results_for_closed_loops()
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

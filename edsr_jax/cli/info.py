@@ -47,4 +47,9 @@ def run(args) -> int:
     devices = jax.devices()
     print(f"devices       {len(devices)}: " + ", ".join(sorted({d.device_kind for d in devices})))
     print(f"XLA_FLAGS     {os.environ.get('XLA_FLAGS', '')!r}")
+    from edsr_jax import compiler_options
+
+    for kind in compiler_options.PROGRAM_KINDS:
+        options = compiler_options.for_program(kind, jax.default_backend())
+        print(f"{kind + ' programs':<14}compiler options {options or '{} (XLA defaults)'}")
     return 0

@@ -62,8 +62,10 @@ def run(args) -> int:
     config = config_flags.apply_overrides(
         config_flags.load_config(args.config), config_flags.split_overrides(args.overrides)
     )
-    from edsr_jax import sharding, train
+    from edsr_jax import compile_cache, sharding, train
     from edsr_jax.checkpoint import layout
+
+    compile_cache.enable(str(config.compilation_cache_dir))  # (this process's; before the first compile)
 
     sharding.maybe_initialize_distributed(
         bool(getattr(args, "distributed", False) or config.distributed),

@@ -14,9 +14,9 @@ import dataclasses
 import io
 import os
 import struct
-import warnings
 import zlib
 from collections.abc import Callable
+from typing import BinaryIO
 
 import numpy as np
 
@@ -49,15 +49,45 @@ class RawImage:
     palette: np.ndarray | None = None
 
 
-def _pixel_limit(image_module) -> int | None:
-    """Pillow's decompression-bomb limit for this read: :data:`MAX_PIXELS_ENV` if set, else Pillow's."""
+def pixel_limit() -> int | None:
+    """The largest image edsr-jax decodes, in pixels: :data:`MAX_PIXELS_ENV` if set, else Pillow's
+    ``Image.MAX_IMAGE_PIXELS`` (read, never changed; None: no limit)."""
+    from PIL import Image
+
     value = os.environ.get(MAX_PIXELS_ENV, "").strip()
     if not value:
-        return image_module.MAX_IMAGE_PIXELS
+        return Image.MAX_IMAGE_PIXELS
     try:
         return int(value)
     except ValueError:
         raise UserError(f"{MAX_PIXELS_ENV} must be a number of pixels, got {value!r}") from None
+
+
+def _open_lazily(fp: BinaryIO, name: str):
+    """Pillow's image object for ``fp``, header read and pixels not yet decoded.
+
+    Pillow's ``Image.open`` refuses (or warns about) large images by its global limit; edsr-jax
+    applies its own limit (:func:`pixel_limit`) instead, without changing Pillow's global, so it
+    asks each registered format plugin in turn, as ``Image.open`` does.
+
+    Raises:
+      UserError: no plugin recognises the file.
+    """
+    from PIL import Image
+
+    prefix = fp.read(16)
+    for loader in (Image.preinit, Image.init):
+        loader()
+        for fmt in list(Image.ID):
+            factory, accept = Image.OPEN[fmt]
+            if accept is not None and accept(prefix) is not True:
+                continue
+            fp.seek(0)
+            try:
+                return factory(fp, name)
+            except (SyntaxError, IndexError, TypeError, struct.error):
+                continue
+    raise UserError(f"not an image file (or a format Pillow cannot read): {name}")
 
 
 def load_raw(path: str) -> RawImage:
@@ -70,10 +100,9 @@ def load_raw(path: str) -> RawImage:
       The decoded :class:`RawImage`.
 
     Raises:
-      UserError: the file is missing, empty, truncated or not an image Pillow can read.
+      UserError: the file is missing, empty, truncated, larger than :func:`pixel_limit`, or not
+        an image Pillow can read.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = os.fspath(path)
     if not os.path.exists(path):
         raise UserError(f"image file not found: {path}")
@@ -81,33 +110,29 @@ def load_raw(path: str) -> RawImage:
         raise UserError(f"expected an image file, got a folder: {path}")
     if os.path.getsize(path) == 0:
         raise UserError(f"image file is empty (0 bytes): {path}")
-    limit, pillows = _pixel_limit(Image), Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = limit  # (for this read only: restored below)
+    limit = pixel_limit()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: refuse
-            with Image.open(path) as img:
-                img.load()
-                mode = img.mode
-                palette = None
-                if mode == "P":
-                    pal = np.asarray(img.getpalette("RGB") or [], np.uint8)
-                    palette = np.zeros((256, 3), np.uint8)
-                    palette[: len(pal) // 3] = pal.reshape(-1, 3)
-                    img = img.copy()
-                array = np.array(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise UserError(
-            f"image {path} is larger than the limit of {limit:,} pixels (Pillow's "
-            f"decompression-bomb guard: {e}); if you trust the file, raise the limit with the "
-            f"environment variable {MAX_PIXELS_ENV}=<pixels>"
-        ) from None
-    except UnidentifiedImageError:
-        raise UserError(f"not an image file (or a format Pillow cannot read): {path}") from None
+        with open(path, "rb") as fp, _open_lazily(fp, path) as img:
+            width, height = img.size
+            if limit is not None and width * height > limit:
+                raise UserError(
+                    f"image {path} ({width}x{height}) is larger than the limit of {limit:,} pixels (a "
+                    "guard against decompression bombs); if you trust the file, raise the limit with "
+                    f"the environment variable {MAX_PIXELS_ENV}=<pixels>"
+                )
+            img.load()
+            mode = img.mode
+            palette = None
+            if mode == "P":
+                pal = np.asarray(img.getpalette("RGB") or [], np.uint8)
+                palette = np.zeros((256, 3), np.uint8)
+                palette[: len(pal) // 3] = pal.reshape(-1, 3)
+                img = img.copy()
+            array = np.array(img)
+    except UserError:
+        raise
     except (OSError, SyntaxError, ValueError) as e:
         raise UserError(f"cannot decode image {path}: {e}") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = pillows
     return RawImage(array=array, mode=mode, path=path, palette=palette)
 
 
@@ -221,35 +246,24 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def _write_png_streaming(path: str, array: np.ndarray) -> None:
     """A PNG written in blocks of rows (``array`` may be memory-mapped): memory stays a few rows.
 
-    8 bits per channel, the "Sub" filter on every row, zlib at level 6; written to a temporary
-    name beside ``path`` and renamed, as :func:`edsr_jax.atomic.write_bytes` does.
+    8 bits per channel, the "Sub" filter on every row, zlib at level 6, written atomically.
     """
     h, w = array.shape[:2]
     channels = 1 if array.ndim == 2 else array.shape[2]
     color = {1: 0, 2: 4, 3: 2, 4: 6}[channels]  # gray, gray + alpha, RGB, RGBA
     rows = max(1, STREAM_BYTES // 8 // max(1, w * channels))
     compressor = zlib.compressobj(6)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(
-                b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
-            )
-            for y in range(0, h, rows):
-                block = np.asarray(array[y : y + rows]).reshape(-1, w * channels)
-                filtered = block.copy()
-                filtered[:, channels:] -= block[:, :-channels]  # Sub: each byte minus the one a pixel left
-                lines = np.concatenate([np.ones((len(block), 1), np.uint8), filtered], axis=1)
-                data = compressor.compress(lines.tobytes())
-                if data:
-                    f.write(_png_chunk(b"IDAT", data))
-            f.write(_png_chunk(b"IDAT", compressor.flush()) + _png_chunk(b"IEND", b""))
-        os.chmod(tmp, 0o666 & ~atomic.umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic.open_for_writing(path) as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0)))
+        for y in range(0, h, rows):
+            block = np.asarray(array[y : y + rows]).reshape(-1, w * channels)
+            filtered = block.copy()
+            filtered[:, channels:] -= block[:, :-channels]  # Sub: each byte minus the one a pixel left
+            lines = np.concatenate([np.ones((len(block), 1), np.uint8), filtered], axis=1)
+            data = compressor.compress(lines.tobytes())
+            if data:
+                f.write(_png_chunk(b"IDAT", data))
+        f.write(_png_chunk(b"IDAT", compressor.flush()) + _png_chunk(b"IEND", b""))
 
 
 def is_image_name(name: str) -> bool:

@@ -30,8 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import edsr_jax  # noqa: F401  (XLA CPU defaults first)
-from edsr_jax import models
+from edsr_jax import compiler_options, models
 from edsr_jax.models import conv as ops
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -49,9 +48,10 @@ def _plain(x, w, b):
 
 def jax_fns(conv, x, w, b, g):
     """Jitted forward, input-gradient and parameter-gradient functions of ``conv``."""
-    fwd = jax.jit(conv)
-    dx = jax.jit(lambda x, w, b, g: jax.vjp(lambda a: conv(a, w, b), x)[1](g)[0])
-    dp = jax.jit(lambda x, w, b, g: jax.vjp(lambda k, c: conv(x, k, c), w, b)[1](g))
+    options = compiler_options.for_program(compiler_options.TRAIN, jax.default_backend())
+    fwd = jax.jit(conv, compiler_options=options)
+    dx = jax.jit(lambda x, w, b, g: jax.vjp(lambda a: conv(a, w, b), x)[1](g)[0], compiler_options=options)
+    dp = jax.jit(lambda x, w, b, g: jax.vjp(lambda k, c: conv(x, k, c), w, b)[1](g), compiler_options=options)
     return {
         "fwd": lambda: fwd(x, w, b).block_until_ready(),
         "dx": lambda: dx(x, w, b, g).block_until_ready(),
@@ -108,8 +108,9 @@ def bench_layers(batches, patch, repeats, with_torch):
 
 def bench_strip_sweep(patch, repeats):
     rng = np.random.default_rng(0)
-    standard = jax.jit(ops._kernel_grad_standard)
-    strips = jax.jit(ops._kernel_grad_in_strips, static_argnums=3)
+    options = compiler_options.for_program(compiler_options.TRAIN, jax.default_backend())
+    standard = jax.jit(ops._kernel_grad_standard, compiler_options=options)
+    strips = jax.jit(ops._kernel_grad_in_strips, static_argnums=3, compiler_options=options)
     for batch in (1, 2, 4, 8, 16):
         x, g = (jnp.asarray(rng.uniform(-1, 1, (batch, patch, patch, 64)), jnp.float32) for _ in range(2))
         w = jnp.asarray(rng.uniform(-0.1, 0.1, (3, 3, 64, 64)), jnp.float32)

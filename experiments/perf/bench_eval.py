@@ -232,7 +232,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not os.path.isdir(os.path.join(args.data_dir, "Set5")):
         parser.error(f"no Set5 in {args.data_dir} (set --data-dir)")
-    import edsr_jax  # noqa: F401  (the library's XLA CPU defaults, as the CLI has them)
 
     report = speed(args) if args.mode == "speed" else devices(args)
     if args.json:

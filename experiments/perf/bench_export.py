@@ -19,7 +19,6 @@ import time
 
 import numpy as np
 
-import edsr_jax  # noqa: F401  (XLA CPU defaults first)
 from edsr_jax import inference, models
 from edsr_jax.interop import export
 

@@ -28,7 +28,6 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-import edsr_jax  # noqa: F401  (XLA defaults before JAX starts)
 from edsr_jax.data import cache, pipeline, sources
 
 # DIV2K's typical HR size (width x height).

@@ -27,8 +27,8 @@ Examples::
     python experiments/perf/bench_models.py --compare-torch --workloads infer,train16 --torch-variants compile
     python experiments/perf/bench_models.py --workloads train16 --repeats 5 --json out.json
 
-``import edsr_jax`` comes first, so the library's XLA CPU defaults apply (set
-``EDSR_JAX_NO_XLA_DEFAULTS=1`` to measure stock XLA).
+The JAX programs compile with the library's options for their kind
+(:func:`edsr_jax.compiler_options.for_program`); ``bench_cpu_routing.py`` compares the routings.
 """
 
 from __future__ import annotations
@@ -47,8 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import edsr_jax  # noqa: F401  (first: applies the XLA CPU defaults before the backend starts)
-from edsr_jax import inference, models
+from edsr_jax import compiler_options, inference, models
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Presets this script knows: (num_blocks, num_features, res_scale).
@@ -154,7 +153,11 @@ def infer_workload(model, variables, net, size: int, ensemble: bool, dtype, vari
     def fwd(v, t):
         return m.apply(v, t)
 
-    f = jax.jit(lambda v, t: inference.self_ensemble(lambda u: fwd(v, u), t) if ensemble else fwd(v, t))
+    options = compiler_options.for_program(compiler_options.INFER, jax.default_backend())
+    f = jax.jit(
+        lambda v, t: inference.self_ensemble(lambda u: fwd(v, u), t) if ensemble else fwd(v, t),
+        compiler_options=options,
+    )
     fns = {"jax": lambda: f(variables, x).block_until_ready()}
     extra = {}
     if net is not None:

@@ -28,7 +28,6 @@ LAYOUTS = ((1, 4), (2, 2))
 
 def child(args) -> None:
     """One process: time ``args.steps`` train steps; process 0 prints a JSON line."""
-    import edsr_jax  # noqa: F401, I001  (XLA CPU defaults)
     import jax
     import numpy as np
 

@@ -68,7 +68,6 @@ def main() -> None:
 
     import jax
 
-    import edsr_jax  # noqa: F401  (XLA defaults)
     from edsr_jax import models
     from edsr_jax.checkpoint import exported
 

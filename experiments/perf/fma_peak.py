@@ -119,8 +119,6 @@ def gemm_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
     try:
         import jax
 
-        import edsr_jax  # noqa: F401  (the library's XLA CPU defaults, as in the benchmarks)
-
         ja, jb = jax.device_put(a), jax.device_put(b)
         matmul = jax.jit(lambda x, y: x @ y)
         runs["xla"] = lambda: matmul(ja, jb).block_until_ready()

@@ -37,7 +37,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from bench_models import edsr_forward_flops  # noqa: E402
 
-import edsr_jax  # noqa: E402,F401  (first, before any JAX backend starts)
 from edsr_jax import inference, models, optim, sharding, train  # noqa: E402
 from edsr_jax.data import cache as data_cache  # noqa: E402
 from edsr_jax.data import pipeline as input_pipeline  # noqa: E402

@@ -40,8 +40,8 @@ def test_late_results_for_closed_loops_are_dropped_and_other_reports_pass(monkey
     assert seen == [(RuntimeError, "Event loop is closed")]  # (what the reports look like without it)
 
     seen.clear()
-    manager.create_manager(tmp_path, read_only=True).close()  # every Orbax manager of the library installs it
-    manager.create_manager(tmp_path, read_only=True).close()  # (once: a second call wraps nothing again)
+    late_results.ignore_results_for_closed_loops()
+    late_results.ignore_results_for_closed_loops()  # (once: a second call wraps nothing again)
     _deliver_a_result_to_a_closed_loop()
     assert seen == []
 
@@ -49,4 +49,11 @@ def test_late_results_for_closed_loops_are_dropped_and_other_reports_pass(monkey
     assert len(seen) == 1 and seen[0] == (RuntimeError, "Event loop is closed")
     hook = sys.unraisablehook
     late_results.ignore_results_for_closed_loops()
+    assert sys.unraisablehook is hook
+
+
+def test_the_library_leaves_the_unraisable_hook_alone(monkeypatch, tmp_path):
+    hook = lambda u: None  # noqa: E731
+    monkeypatch.setattr(sys, "unraisablehook", hook)
+    manager.create_manager(tmp_path, read_only=True).close()
     assert sys.unraisablehook is hook
