@@ -123,7 +123,7 @@ def clip_by_global_norm(grads: Any, max_norm: float) -> tuple[Any, jax.Array]:
     Returns:
       ``(grads, norm)`` with ``norm`` the global norm *before* clipping.
     """
-    norm = optax.global_norm(grads)
+    norm = optax.tree.norm(grads)
     if max_norm <= 0:
         return grads, norm
     factor = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-30))
