@@ -111,10 +111,16 @@ def test_conv_module_rejects_wrong_channels_and_even_kernels():
 
 
 def _grad_hlo(conv_fn, cout: int) -> str:
-    """Optimised CPU HLO of the parameter gradients of sum(conv(x, w, b)) on a 2x40x40x16 input."""
+    """Optimised CPU HLO of the parameter gradients of sum(conv(x, w, b)) on a 2x40x40x16 input,
+    compiled as the library compiles its training programs."""
+    from edsr_jax import compiler_options
+
     x = jnp.ones((2, 40, 40, 16))
     w, b = jnp.ones((3, 3, 16, cout)), jnp.ones((cout,))
-    grads = jax.jit(jax.grad(lambda w, b: jnp.sum(conv_fn(x, w, b) ** 2), argnums=(0, 1)))
+    options = compiler_options.for_program(compiler_options.TRAIN, "cpu")
+    grads = jax.jit(
+        jax.grad(lambda w, b: jnp.sum(conv_fn(x, w, b) ** 2), argnums=(0, 1)), compiler_options=options
+    )
     return grads.lower(w, b).compile().as_text()
 
 
