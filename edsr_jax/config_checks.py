@@ -8,7 +8,8 @@ not at all (``num_train_steps=-5`` "finishes" at step 0; ``log_every_steps=0`` d
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from edsr_jax.data.sources import SOURCES
@@ -40,17 +41,79 @@ _RULES = (
     ("ema_decay", lambda v: 0 <= v < 1, "in [0, 1) (0: no EMA)"),
     ("grad_clip_norm", lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0: no clipping)"),
     ("skip_loss_factor", lambda v: v == 0 or (math.isfinite(v) and v > 1), "0 (off) or a finite number > 1"),
+    ("steps_per_call", lambda v: v >= 1, ">= 1"),
 )
+# Cadences that must fall where calls of config.steps_per_call steps end.
+_CADENCES = ("log_every_steps", "checkpoint_every_steps", "eval_every_steps")
 # (dotted field, allowed values): the names a training config may use.
 _CHOICES = (
     ("model.arch", ("edsr", "mdsr", "srresnet")),
     ("loss", ("l1", "l2")),
-    ("dtype", ("float32", "bfloat16")),
+    ("precision", ("auto", "fp32", "tf32", "bf16")),
     ("lr_schedule", ("step", "cosine")),
     ("data.source", SOURCES),
     ("data.skip_small", ("error", "skip")),
     ("eval.protocol", ("div2k", "benchmark")),
 )
+
+
+# Renamed fields: old dotted name -> (new dotted name, old value -> new value). Configs and
+# overrides may still use the old names (with a deprecation warning); old runs' model.json are
+# read through them. ``float32`` was JAX's default precision, which on the CPUs those runs used
+# computes what ``fp32`` does.
+RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "dtype": ("precision", lambda v: {"float32": "fp32", "bfloat16": "bf16"}.get(v, v)),
+}
+
+
+def renamed_message(old: str, value: Any) -> str:
+    """How to write an old field today: ``config.dtype is now config.precision (use ... = 'bf16')``."""
+    new, convert = RENAMED[old]
+    return f"config.{old} is now config.{new} (use config.{new}={convert(value)!r})"
+
+
+def upgrade(config: Any) -> Any:
+    """``config`` with fields of old names moved to their new names (:data:`RENAMED`), each with a
+    ``DeprecationWarning``; a config without old names is returned as it is."""
+    found = [old for old in RENAMED if _has(config, old)]
+    if not found:
+        return config
+    config = (
+        config.copy_and_resolve_references() if hasattr(config, "copy_and_resolve_references") else config
+    )
+    for old in found:
+        *parents, leaf = old.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        value = node[leaf]
+        del node[leaf]
+        new, convert = RENAMED[old]
+        *new_parents, new_leaf = new.split(".")
+        target = config
+        for part in new_parents:
+            target = target[part]
+        target[new_leaf] = convert(value)
+        warnings.warn(renamed_message(old, value), DeprecationWarning, stacklevel=3)
+    return config
+
+
+def upgrade_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """A flattened config (``model.json``) with old field names replaced by the new ones."""
+    out = dict(flat)
+    for old, (new, convert) in RENAMED.items():
+        if old in out:
+            out[new] = convert(out.pop(old))
+    return out
+
+
+def _has(config: Any, dotted: str) -> bool:
+    node = config
+    for part in dotted.split("."):
+        if not hasattr(node, "keys") or part not in node.keys():
+            return False
+        node = node[part]
+    return True
 
 
 def _get(config: Any, dotted: str) -> Any:
@@ -75,6 +138,12 @@ def problems(config: Any) -> list[str]:
         value = _get(config, field)
         if value not in allowed:
             found.append(f"{field}={value!r} (must be one of {', '.join(allowed)})")
+    per_call = _get(config, "steps_per_call")
+    if isinstance(per_call, int) and per_call > 1:
+        for field in _CADENCES:
+            value = _get(config, field)
+            if isinstance(value, int) and value % per_call:
+                found.append(f"{field}={value} (must be a multiple of steps_per_call={per_call})")
     return found
 
 
@@ -112,10 +181,17 @@ NO_EFFECT_FIELDS = frozenset(
         "data.prefetch",
         "async_checkpoints",
         "distributed",
+        "steps_per_call",
     }
 )
 # Fields added after runs were started, with the value that computes what those runs computed.
-ADDED_FIELDS = {"loss": "l1", "ema_decay": 0.0, "grad_clip_norm": 0.0, "skip_loss_factor": 0.0}
+ADDED_FIELDS = {
+    "loss": "l1",
+    "ema_decay": 0.0,
+    "grad_clip_norm": 0.0,
+    "skip_loss_factor": 0.0,
+    "steps_per_call": 1,
+}
 
 
 def changes_that_matter(changed: list[tuple[str, Any, Any]]) -> list[tuple[str, Any, Any]]:

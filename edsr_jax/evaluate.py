@@ -1,10 +1,12 @@
 """The one scoring loop: samples -> per-image and mean PSNR/SSIM with the paper's protocol.
 
 :func:`evaluate_images` is the loop; ``edsr-jax eval`` (:func:`evaluate_sets`), validation during
-training (:func:`score_model`) and the demo all go through it. An "upscale function" maps an LR
+training (:class:`Validation`) and the demo all go through it. An "upscale function" maps an LR
 uint8 (h, w, 3) image to its (h * s, w * s, 3) super-resolution in [0, 255] (any float or uint8
 dtype; it is quantised before scoring, see :mod:`edsr_jax.imaging.metrics`); a model becomes one
-with :func:`edsr_jax.inference.make_upscaler`.
+with :func:`edsr_jax.inference.make_upscaler`. Scores are computed on the host in float64 (the
+protocol of ``eval``), or on the device in float32 (:class:`DeviceScorer`: training's validation,
+which then never waits for the host; the difference: ``experiments/perf/RESULTS.md``, "Validation").
 """
 
 from __future__ import annotations
@@ -23,6 +25,40 @@ from edsr_jax.imaging import metrics, resize
 UpscaleFn = Callable[[np.ndarray], np.ndarray]
 # Called with each sample and the quantised (uint8) output that was scored.
 OnOutput = Callable[[Sample, np.ndarray], None]
+# (sample, SR output, scale, protocol) -> (psnr, ssim).
+Scorer = Callable[[Sample, np.ndarray, int, metrics.Protocol], tuple[float, float]]
+
+
+def host_scorer(sample: Sample, sr, scale: int, protocol: metrics.Protocol) -> tuple[float, float]:
+    """The protocol in float64 on the host (``edsr-jax eval``'s numbers)."""
+    return metrics.evaluate_pair(np.asarray(sr), sample.hr, scale=scale, protocol=protocol)
+
+
+class DeviceScorer:
+    """The protocol in float32 on the device the SR output is on: each HR image is sent there once
+    and each (shape, scale, protocol) compiled once, so repeated validations only fetch two numbers
+    per image."""
+
+    def __init__(self):
+        import jax
+
+        self._hr: dict[int, object] = {}
+        self._scores = jax.jit(
+            lambda sr, hr, scale, y_only, shave: (
+                metrics.psnr(sr, hr, scale=scale, y_only=y_only, shave=shave),
+                metrics.ssim(sr, hr, scale=scale, y_only=y_only, shave=shave),
+            ),
+            static_argnums=(2, 3, 4),
+        )
+
+    def __call__(self, sample: Sample, sr, scale: int, protocol: metrics.Protocol) -> tuple[float, float]:
+        import jax
+
+        key = id(sample.hr)
+        if key not in self._hr:
+            self._hr[key] = (sample.hr, jax.device_put(sample.hr, next(iter(sr.devices()))))
+        p, s = self._scores(sr, self._hr[key][1], scale, protocol.y_only, protocol.shave(scale))
+        return float(p), float(s)
 
 
 def bicubic(scale: int, *, boundary: str = "replicate") -> UpscaleFn:
@@ -42,6 +78,7 @@ def evaluate_images(
     protocol: metrics.Protocol = metrics.BENCHMARK,
     progress: Callable[[], None] | None = None,
     on_output: OnOutput | None = None,
+    scorer: Scorer = host_scorer,
 ) -> dict:
     """Upscale every sample's LR and score it against its HR.
 
@@ -55,6 +92,8 @@ def evaluate_images(
       progress: called once after each image (e.g. a progress bar's ``update``).
       on_output: called with each sample and its quantised uint8 output (what was scored), e.g.
         to save or show it.
+      scorer: :func:`host_scorer` (float64) or a :class:`DeviceScorer` (float32, for an
+        ``upscale_fn`` that returns device arrays).
 
     Returns:
       ``{"psnr": mean, "ssim": mean, "seconds": time spent in upscale_fn, "images": [{"name",
@@ -71,14 +110,16 @@ def evaluate_images(
     outputs = mapper(s.lr for s in samples) if mapper else (upscale_fn(s.lr) for s in samples)
     for sample in samples:
         start = time.perf_counter()
-        sr = np.asarray(next(outputs))
+        sr = next(outputs)
+        if scorer is host_scorer:
+            sr = np.asarray(sr)
         seconds += time.perf_counter() - start
-        if sr.shape != sample.hr.shape:
+        if tuple(sr.shape) != sample.hr.shape:
             raise UserError(
-                f"{sample.name}: the upscaler returned shape {sr.shape}, expected {sample.hr.shape} "
+                f"{sample.name}: the upscaler returned shape {tuple(sr.shape)}, expected {sample.hr.shape} "
                 f"(LR {sample.lr.shape} x{scale})"
             )
-        p, s = metrics.evaluate_pair(sr, sample.hr, scale=scale, protocol=protocol)
+        p, s = scorer(sample, sr, scale, protocol)
         images.append({"name": sample.name, "psnr": p, "ssim": s})
         if on_output is not None:
             on_output(sample, metrics.quantize_uint8(sr))
@@ -156,45 +197,60 @@ def evaluate_sets(
     return results
 
 
-def score_model(
-    model,
-    variables: dict,
-    samples: Mapping[int, Sequence[Sample]],
-    *,
-    protocol: metrics.Protocol,
-    self_ensemble: bool = False,
-    on_output: Callable[[int, Sample, np.ndarray], None] | None = None,
-) -> dict[int, dict]:
-    """Scores a model on samples of each of its scales (training's validation, the demo).
+class Validation:
+    """Training's validation: fixed samples scored again and again, off the host's critical path.
 
-    Args:
-      model: an EDSR or MDSR.
-      variables: its variables (``{"params": ...}``, on one device).
-      samples: ``{scale: [Sample, ...]}``; empty lists are skipped.
-      protocol: how to score.
-      self_ensemble: average the 8 flips/transposes (EDSR+).
-      on_output: called with ``(scale, sample, uint8 output)`` for every image.
-
-    Returns:
-      ``{scale: evaluate_images result}``.
+    Built once per run: the samples are decoded once (by the caller), one upscaler per scale is
+    compiled once and given new variables at each call, and PSNR/SSIM are computed on the device
+    (:class:`DeviceScorer`).
     """
-    results = {}
-    for scale, items in samples.items():
-        if not items:
-            continue
-        upscale = inference.make_upscaler(model, variables, scale, self_ensemble=self_ensemble)
-        hook = None if on_output is None else (lambda sample, sr, s=scale: on_output(s, sample, sr))
-        results[scale] = evaluate_images(upscale, items, scale=scale, protocol=protocol, on_output=hook)
-    return results
 
+    def __init__(
+        self,
+        model,
+        sets: Mapping[str, tuple[metrics.Protocol, Mapping[int, Sequence[Sample]]]],
+        *,
+        self_ensemble: bool = False,
+    ):
+        """``sets``: ``{prefix: (protocol, {scale: samples})}``, e.g. ``{"val": (DIV2K, ...)}``."""
+        self.model, self.sets, self.self_ensemble = model, sets, self_ensemble
+        self._upscalers: dict[int, inference.Upscaler] = {}
+        self._scorer = DeviceScorer()
 
-def as_scalars(results: Mapping[int, dict], prefix: str) -> dict[str, float]:
-    """``{f"{prefix}/psnr_x{s}": dB, f"{prefix}/ssim_x{s}": ...}`` of :func:`score_model` results."""
-    out = {}
-    for scale, result in results.items():
-        out[f"{prefix}/psnr_x{scale}"] = result["psnr"]
-        out[f"{prefix}/ssim_x{scale}"] = result["ssim"]
-    return out
+    def _upscaler(self, scale: int, variables) -> inference.Upscaler:
+        if scale not in self._upscalers:
+            self._upscalers[scale] = inference.make_upscaler(
+                self.model, variables, scale, self_ensemble=self.self_ensemble
+            )
+        else:
+            self._upscalers[scale].set_variables(variables)
+        return self._upscalers[scale]
+
+    def __call__(self, variables: dict) -> tuple[dict[str, float], dict[tuple[str, int], np.ndarray]]:
+        """Scores ``variables``.
+
+        Returns:
+          ``({f"{prefix}/psnr_x{s}": dB, f"{prefix}/ssim_x{s}": ...}, {(prefix, s): uint8 output of
+          the first sample})``: only the first output of each set and scale is fetched to the host.
+        """
+        scalars, firsts = {}, {}
+        for prefix, (protocol, by_scale) in self.sets.items():
+            for scale, samples in by_scale.items():
+                if not samples:
+                    continue
+                up = self._upscaler(scale, variables)
+
+                def upscale(lr, up=up, key=(prefix, scale)):
+                    out = up.on_device(lr)
+                    firsts.setdefault(key, out)
+                    return out
+
+                result = evaluate_images(
+                    upscale, samples, scale=scale, protocol=protocol, scorer=self._scorer
+                )
+                scalars[f"{prefix}/psnr_x{scale}"] = result["psnr"]
+                scalars[f"{prefix}/ssim_x{scale}"] = result["ssim"]
+        return scalars, {key: metrics.quantize_uint8(out) for key, out in firsts.items()}
 
 
 def format_table(results: Sequence[dict]) -> str:

@@ -344,6 +344,21 @@ class Upscaler:
             total = y if total is None else total + y
         return total / NUM_TRANSFORMS
 
+    def set_variables(self, variables) -> None:
+        """Runs the same compiled programs with new ``variables`` (same shapes and dtypes), e.g. a
+        training run's parameters at each validation."""
+        import jax
+
+        self.variables = variables
+        self._variables = [variables if d is None else jax.device_put(variables, d) for d in self.devices]
+
+    def on_device(self, lr):
+        """``self(lr)`` left on the device (a ``jax.Array``, float32 (H*s, W*s, 3)): for callers that
+        score on the device. Whole images only (``tile`` None)."""
+        if self.tile is not None:
+            raise ValueError("on_device runs whole images; this upscaler tiles (tile is set)")
+        return self._whole(self._check(lr), 0)[0]
+
     def _check(self, lr) -> np.ndarray:
         lr = np.asarray(lr)
         if lr.ndim != 3 or lr.shape[-1] != 3:

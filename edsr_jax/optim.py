@@ -144,7 +144,7 @@ def running_mean_loss(stats: Mapping[str, jax.Array]) -> jax.Array:
 def is_spike(loss: jax.Array, stats: Mapping[str, jax.Array], factor: float) -> jax.Array:
     """Whether a finite ``loss`` exceeds ``factor`` x the running mean (after the warm-up steps).
 
-    Non-finite losses are never "spikes": they stop the run instead (``train.check_finite``).
+    Non-finite losses are never "spikes": they stop the run instead (``train_step.check_finite``).
     """
     if factor <= 0:
         return jnp.zeros((), bool)

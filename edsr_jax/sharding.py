@@ -137,6 +137,11 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
+def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
+    """The sharding of K stacked batches (steps first): their second (example) axis split."""
+    return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
+
+
 def check_batch_size(global_batch: int, mesh: Mesh, process_count: int | None = None) -> int:
     """The one batch-size check: the global batch must split evenly over every device.
 
@@ -185,45 +190,57 @@ def process_rows(global_batch: int, mesh: Mesh) -> tuple[int, int]:
     return spans[0][0], spans[-1][1]
 
 
-def make_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
+def make_global_batch(
+    batch: Mapping[str, np.ndarray], mesh: Mesh, *, stacked: bool = False, replicated_keys=()
+) -> dict:
     """Turns this process's share of a batch into global arrays split over ``data``.
 
     Args:
-      batch: numpy arrays whose first axis holds this process's examples (as many as
-        :func:`check_batch_size` returned); scalar entries (e.g. the Python int ``scale``) pass
-        through unchanged.
+      batch: numpy arrays whose first axis (second with ``stacked``) holds this process's examples
+        (as many as :func:`check_batch_size` returned); scalar entries (e.g. the Python int
+        ``scale``) pass through unchanged.
       mesh: the training mesh.
+      stacked: arrays are K stacked batches (steps first, :func:`stacked_batch_sharding`).
+      replicated_keys: entries that every process holds whole (e.g. the steps' scale indices).
 
     Returns:
-      The same keys; arrays become ``jax.Array`` with global first axis
-      ``local batch * process count``.
+      The same keys; arrays become ``jax.Array`` whose example axis is ``local batch * process
+      count`` long.
     """
-    sharding = batch_sharding(mesh)
+    sharding = stacked_batch_sharding(mesh) if stacked else batch_sharding(mesh)
+    axis = 1 if stacked else 0
     n_proc = jax.process_count()
     out = {}
     for key, value in batch.items():
         if np.ndim(value) == 0:
             out[key] = value
             continue
-        global_shape = (value.shape[0] * n_proc, *value.shape[1:])
-        out[key] = jax.make_array_from_process_local_data(sharding, np.asarray(value), global_shape)
+        value = np.asarray(value)
+        if key in replicated_keys:
+            out[key] = jax.make_array_from_process_local_data(replicated(mesh), value, value.shape)
+            continue
+        global_shape = (*value.shape[:axis], value.shape[axis] * n_proc, *value.shape[axis + 1 :])
+        out[key] = jax.make_array_from_process_local_data(sharding, value, global_shape)
     return out
 
 
-def prefetch_to_device(iterator: Iterator[dict], size: int, mesh: Mesh) -> Iterator[dict]:
+def prefetch_to_device(
+    iterator: Iterator[dict], size: int, mesh: Mesh, **global_batch_options
+) -> Iterator[dict]:
     """Keeps ``size`` global batches on their way to the devices (transfers overlap compute).
 
     Args:
       iterator: per-process numpy batches.
       size: batches kept in flight while the caller works on the current one.
       mesh: the device mesh (batches are split over its ``data`` axis).
+      global_batch_options: :func:`make_global_batch`'s keywords.
 
     Returns:
       Iterator of :func:`make_global_batch` results, in order.
     """
     queue = collections.deque()
     for batch in iterator:
-        queue.append(make_global_batch(batch, mesh))
+        queue.append(make_global_batch(batch, mesh, **global_batch_options))
         if len(queue) > size:
             yield queue.popleft()
     while queue:

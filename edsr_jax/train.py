@@ -1,31 +1,29 @@
 """Training EDSR and MDSR: the paper's recipe, data-parallel with ``jit``, resumable to the bit.
 
-Read top to bottom: :func:`create_model`, :func:`validate`, :func:`train_and_evaluate`; the
-step it runs (``TrainState``, ``create_train_state``, ``train_step``, ``compile_train_step``:
-pure functions, re-exported here) lives in :mod:`edsr_jax.train_step`. Only
-:func:`train_and_evaluate` touches files, devices and the clock. The pieces it puts together live
-in their own modules: the optimizer, its groups and guards (:mod:`edsr_jax.optim`), the
-batches (:mod:`edsr_jax.data.pipeline`), devices (:mod:`edsr_jax.sharding`), checkpoints
-(:mod:`edsr_jax.checkpoint`), scoring (:mod:`edsr_jax.evaluate`) and summaries
-(:mod:`edsr_jax.writers`).
+Read top to bottom: :func:`create_model`, :func:`create_validation`, :func:`restore_or_init`, the
+cadence helper :func:`due`, and :func:`train_and_evaluate`, the only function that touches files,
+devices and the clock. The step itself (``TrainState``, ``train_step``, ``train_steps``) lives in
+:mod:`edsr_jax.train_step`; the optimizer in :mod:`edsr_jax.optim`, batches in
+:mod:`edsr_jax.data.pipeline`, devices in :mod:`edsr_jax.sharding`, checkpoints in
+:mod:`edsr_jax.checkpoint`, scoring in :mod:`edsr_jax.evaluate`, summaries in :mod:`edsr_jax.writers`.
 
 Facts the code relies on:
 
-* L1 loss on [0, 255] images (L2 with ``config.loss = "l2"``, SRResNet's); Adam and its MDSR
-  groups as :mod:`edsr_jax.optim` describes, and the options the paper has not (EMA of the weights,
-  gradient clipping, spike skipping: ``config.ema_decay``, ``grad_clip_norm``, ``skip_loss_factor``).
-* ``config.dtype = "bfloat16"`` computes in bf16; parameters, optimizer state and loss stay float32.
-* Resume: batch ``k`` is a pure function of ``(seed, k)``, so restoring the state (params, Adam,
-  step, RNG, and the EMA, batch-norm averages and running loss when the run has them) and
-  restarting the iterator at the step gives the uninterrupted result, bit for bit.
+* Resume: batch ``k`` is a pure function of ``(seed, k)``, so restoring the state and restarting
+  the iterator at the step gives the uninterrupted result, bit for bit.
+* ``config.steps_per_call = K``: K steps per dispatch (:func:`edsr_jax.train_step.train_steps`),
+  one compiled program for any number of steps up to K, so a run gives the same bits for any K.
+  Calls end on multiples of K, where logging, validation and checkpoints fall.
+* ``config.precision``: the numerical policy (:mod:`edsr_jax.precision`), recorded in ``model.json``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -33,42 +31,35 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from edsr_jax import compile_cache, config_checks, evaluate, models, optim, sharding, writers
+from edsr_jax import compile_cache, config_checks, evaluate, models, optim, precision, sharding, writers
+from edsr_jax import compiler_options as xla_options
+from edsr_jax import train_step as steps
 from edsr_jax.checkpoint import layout, lock, manager
+from edsr_jax.checkpoint.preemption import PreemptionGuard
 from edsr_jax.errors import UserError
 from edsr_jax.imaging import metrics
-from edsr_jax.train_step import (  # noqa: F401  (the step's API, re-exported for callers of train)
-    LOSSES,
-    TrainState,
-    abstract_state,
-    check_finite,
-    compile_train_step,
-    create_train_state,
-    l1_loss,
-    l2_loss,
-    step_options,
-    train_step,
-)
 
-# Computation dtypes a config may name.
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Files a training workdir holds besides checkpoints/ and model.json.
 PARAMETERS_TXT = "parameters.txt"
-# Global batches kept in flight to the devices while a step runs.
+# Calls (of config.steps_per_call steps each) kept in flight to the devices while one runs.
 DEVICE_PREFETCH = 2
 # What checkpoints without a "sampler" entry were drawn with (edsr-jax 0.1: crops of one image
 # per batch, per-process image shards).
 OLD_SAMPLER = "per-process single-image (edsr-jax 0.1)"
 
 
-def create_model(config) -> models.SRModel:
-    """The EDSR/MDSR that ``config.model`` describes, computing in ``config.dtype``.
+def create_model(config, platform: str | None = None) -> models.SRModel:
+    """The EDSR/MDSR/SRResNet that ``config.model`` describes, computing in the compute dtype of
+    ``config.precision`` on ``platform`` (default: JAX's default backend).
 
     Raises:
-      UserError: unknown architecture or dtype, or an EDSR config with several scales.
+      UserError: unknown architecture or precision, or one-scale architectures with several scales.
     """
-    if config.dtype not in DTYPES:
-        raise UserError(f"config.dtype must be one of {sorted(DTYPES)}, got {config.dtype!r}")
+    config = config_checks.upgrade(config)
+    try:
+        policy = precision.resolve(str(config.precision), platform or jax.default_backend())
+    except ValueError as e:
+        raise UserError(str(e)) from None
     arch, scales = config.model.arch, tuple(int(s) for s in config.scales)
     bad = [s for s in scales if s not in models.SUPPORTED_SCALES]
     if bad:
@@ -78,22 +69,20 @@ def create_model(config) -> models.SRModel:
         "num_features": int(config.model.num_features),
         "res_scale": float(config.model.res_scale),
     }
+    if arch in ("edsr", "srresnet") and len(scales) != 1:
+        raise UserError(f"an {arch.upper()} upscales by one factor, but config.scales is {scales}")
     if arch == "edsr":
-        if len(scales) != 1:
-            raise UserError(f"an EDSR upscales by one factor, but config.scales is {scales}")
         spec["scale"] = scales[0]
     elif arch == "mdsr":
         spec["scales"] = list(scales)
     elif arch == "srresnet":
-        if len(scales) != 1:
-            raise UserError(f"an SRResNet upscales by one factor, but config.scales is {scales}")
         spec = {"scale": scales[0], "num_blocks": spec["num_blocks"], "num_features": spec["num_features"]}
     else:
         raise UserError(f"config.model.arch must be 'edsr', 'mdsr' or 'srresnet', got {arch!r}")
-    return models.from_spec({"arch": arch, **spec}, dtype=DTYPES[config.dtype])
+    return models.from_spec({"arch": arch, **spec}, dtype=policy.compute_dtype)
 
 
-def eval_variables(state: TrainState) -> dict:
+def eval_variables(state: steps.TrainState) -> dict:
     """The variables validation scores: the EMA of the weights when the run keeps one (else the
     weights), with the batch-norm running averages when the model has them."""
     variables = {"params": state.params if state.ema_params is None else state.ema_params}
@@ -102,48 +91,36 @@ def eval_variables(state: TrainState) -> dict:
     return variables
 
 
-def validate(
-    config, model: models.SRModel, variables: dict, step: int, writer, log: Callable[[str], None]
-) -> dict:
-    """Scores ``variables`` (:func:`eval_variables`) on the validation images (and benchmarks)
-    through :mod:`edsr_jax.evaluate`.
-
-    Writes the scalars and one image strip per scale; returns ``{"val_psnr": mean}`` (the metric
-    that ranks checkpoints), or ``{}`` when nothing was scored.
-    """
+def create_validation(config, model: models.SRModel) -> evaluate.Validation:
+    """Training's validation: the validation images (and ``config.eval.benchmarks`` when
+    ``config.eval.benchmark_dir`` is set) decoded once, scored on the device at every call."""
     from edsr_jax.data import benchmarks, pipeline
 
     samples = pipeline.create_eval_samples(config, "val", num_images=int(config.eval.num_images))
-    ensemble = bool(config.eval.self_ensemble)
-    strips = {}
-
-    def keep_first(scale, sample, sr):
-        if scale not in strips:
-            strips[scale] = writers.summary_image(
-                sample.lr, sr, sample.hr, scale, int(config.eval.image_crop)
-            )
-
-    protocol = metrics.get_protocol(config.eval.protocol)
-    scalars = evaluate.as_scalars(
-        evaluate.score_model(
-            model, variables, samples, protocol=protocol, self_ensemble=ensemble, on_output=keep_first
-        ),
-        "val",
-    )
+    sets = {"val": (metrics.get_protocol(config.eval.protocol), samples)}
     for name in config.eval.benchmarks if config.eval.benchmark_dir else ():
-        bench = {s: benchmarks.load_benchmark(config.eval.benchmark_dir, name, s) for s in samples}
-        results = evaluate.score_model(
-            model, variables, bench, protocol=metrics.BENCHMARK, self_ensemble=ensemble
-        )
-        scalars.update(evaluate.as_scalars(results, name))
+        loaded = {s: benchmarks.load_benchmark(config.eval.benchmark_dir, name, s) for s in samples}
+        sets[name] = (metrics.BENCHMARK, loaded)
+    return evaluate.Validation(model, sets, self_ensemble=bool(config.eval.self_ensemble))
+
+
+def validate(config, validation: evaluate.Validation, variables: dict, step: int, writer, log) -> dict:
+    """Scores ``variables``, writes the scalars and one ``[LR | bicubic | SR | HR]`` strip per scale;
+    returns ``{"val_psnr": mean}`` (the metric that ranks checkpoints), or ``{}``."""
+    scalars, firsts = validation(variables)
+    _, val_samples = validation.sets["val"]
+    strips = {
+        f"val/x{scale}": writers.summary_image(
+            val_samples[scale][0].lr, out, val_samples[scale][0].hr, scale, int(config.eval.image_crop)
+        )[None]
+        for (prefix, scale), out in firsts.items()
+        if prefix == "val"
+    }
     writer.write_scalars(step, scalars)
-    writer.write_images(step, {f"val/x{s}": strip[None] for s, strip in strips.items()})
+    writer.write_images(step, strips)
     log(f"step {step}  " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(scalars.items())))
     psnrs = [v for k, v in scalars.items() if k.startswith("val/psnr_")]
     return {manager.BEST_METRIC: float(np.mean(psnrs))} if psnrs else {}
-
-
-# --- helpers of the program -----------------------------------------------------------------------
 
 
 def load_init_params(path: str) -> tuple[Any, str]:
@@ -160,21 +137,20 @@ def load_init_params(path: str) -> tuple[Any, str]:
     return variables["params"], note
 
 
-def _local_copy(tree: Any) -> Any:
-    """One device's copy of a replicated tree (evaluation runs on one device, not on all)."""
-    return jax.tree.map(lambda a: a.addressable_data(0), tree)
-
-
-def _start(config, workdir: str, state: TrainState, shardings: Any, ckpt, log) -> TrainState:
-    """The state to train from: the latest complete checkpoint, else ``init_from``, else ``state``."""
+def restore_or_init(
+    config, workdir: str, fresh: steps.TrainState, shardings: Any, ckpt, log
+) -> steps.TrainState:
+    """The state to train from: the latest complete checkpoint, else ``config.init_from``'s
+    parameters, else ``fresh``; optional fields a restored state lacks come from ``fresh`` (an EMA
+    starts at the parameters)."""
     from edsr_jax.data import pipeline
 
     if jax.process_index() == 0:
         for step in manager.discard_incomplete(ckpt):
             log(f"deleted the incomplete checkpoint folder of step {step}")
-    restored = manager.restore(ckpt, abstract_state(state, shardings))
-    if restored is not None:
-        step = int(restored.step)
+    state = manager.restore(ckpt, steps.abstract_state(fresh, shardings))
+    if state is not None:
+        step = int(state.step)
         log(f"resumed from {layout.checkpoint_dir(workdir)} at step {step}")
         sampler = manager.read_meta(ckpt, step).get("sampler", OLD_SAMPLER)
         if sampler != pipeline.SAMPLER:
@@ -184,33 +160,78 @@ def _start(config, workdir: str, state: TrainState, shardings: Any, ckpt, log) -
                 "different images, the same on any number of processes), so its batches differ from "
                 "what the old code would have drawn"
             )
-        return restored
-    if not config.init_from:
-        return state
-    init_params, note = load_init_params(config.init_from)
-    params, copied, not_copied = models.copy_matching(state.params, init_params)
-    log(
-        f"init_from {config.init_from}{f' ({note})' if note else ''}: copied {len(copied)} tensors; "
-        "not copied (kept fresh): "
-        f"{', '.join(not_copied) or 'none'}"
-    )
-    return state.replace(params=jax.device_put(params, shardings.params))
-
-
-def _complete_state(state: TrainState, fresh: TrainState, log) -> TrainState:
-    """Fills the optional fields a restored or ``init_from`` state lacks from the fresh one; the EMA
-    of a run at step 0 starts at its (possibly copied-in) parameters."""
+    elif config.init_from:
+        init_params, note = load_init_params(config.init_from)
+        params, copied, not_copied = models.copy_matching(fresh.params, init_params)
+        log(
+            f"init_from {config.init_from}{f' ({note})' if note else ''}: copied {len(copied)} tensors; "
+            f"not copied (kept fresh): {', '.join(not_copied) or 'none'}"
+        )
+        state = fresh.replace(params=jax.device_put(params, shardings.params))
+    else:
+        state = fresh
     step, ema = int(state.step), state.ema_params
     if fresh.ema_params is not None and (ema is None or step == 0):
         if step > 0:
             log(f"config.ema_decay is set but checkpoint {step} has no EMA: it starts from the weights")
         ema = jax.tree.map(jnp.copy, state.params)
-    pick = lambda value, default: default if value is None else value
+    pick = lambda value, default: default if value is None else value  # noqa: E731
     return state.replace(
         ema_params=ema,
         batch_stats=pick(state.batch_stats, fresh.batch_stats),
         loss_stats=pick(state.loss_stats, fresh.loss_stats),
     )
+
+
+def due(step: int, every: int, total: int) -> bool:
+    """Whether a periodic action (``every`` steps; 0: only at the end) falls at ``step``."""
+    return step == total or (every > 0 and step % every == 0)
+
+
+def call_sizes(start: int, total: int, per_call: int) -> Iterator[int]:
+    """The number of steps of each call from ``start`` to ``total``: calls end on multiples of
+    ``per_call`` (a resumed run's first call is shorter) and at ``total``."""
+    step = start
+    while step < total:
+        size = min(per_call - step % per_call, total - step)
+        yield size
+        step += size
+
+
+def stack_calls(
+    batches: Iterator[dict], sizes: Iterator[int], per_call: int, scales: Sequence[int]
+) -> Iterator[tuple[int, dict]]:
+    """``(size, stacked)``: ``per_call`` slots of host batches, the first ``size`` filled (the rest
+    repeat the last batch and are not trained on), HR patches padded to the largest scale when
+    there are several, and each step's scale index."""
+    for size in sizes:
+        group = [next(batches) for _ in range(size)]
+        group += [group[-1]] * (per_call - size)
+        side = max(b["hr"].shape[1] for b in group) if len(scales) > 1 else group[0]["hr"].shape[1]
+        hr = np.zeros((per_call, *group[0]["hr"].shape[:1], side, side, 3), np.uint8)
+        for i, b in enumerate(group):
+            hr[i, :, : b["hr"].shape[1], : b["hr"].shape[2]] = b["hr"]
+        index = np.array([list(scales).index(int(b["scale"])) for b in group], np.int32)
+        yield size, {"lr": np.stack([b["lr"] for b in group]), "hr": hr, "scale_index": index}
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the training loop works with, set up by :func:`_set_up`."""
+
+    config: Any
+    workdir: str
+    mesh: Any
+    model: models.SRModel
+    state: steps.TrainState
+    step_fn: Callable
+    ckpt: Any
+    writer: writers.ConsoleWriter
+    validation: evaluate.Validation | None
+    workdir_lock: lock.WorkdirLock | None
+    calls: Iterator[tuple[int, dict]]
+    meta: dict
+    log: Callable[[str], None]
 
 
 @contextlib.contextmanager
@@ -231,26 +252,111 @@ def _workdir_lock(workdir: str, is_chief: bool):
         yield held
 
 
+def _set_up(config, workdir: str, devices, stack: contextlib.ExitStack) -> _Run:
+    """Everything the loop needs; what must be closed is registered on ``stack``."""
+    from edsr_jax.data import pipeline
+
+    sharding.maybe_initialize_distributed(bool(config.distributed))
+    is_chief = jax.process_index() == 0
+    log = functools.partial(print, flush=True) if is_chief else (lambda text: None)
+    workdir = layout.absolute(workdir)
+    mesh = sharding.create_mesh(devices)
+    rows = sharding.process_rows(int(config.batch_size), mesh)  # (checks the batch size first)
+    platform = xla_options.platform_of(mesh.devices)
+    policy = precision.resolve(str(config.precision), platform)
+    model = create_model(config, platform)
+    spec = models.model_spec(model)
+    held = stack.enter_context(_workdir_lock(workdir, is_chief))
+    if held is not None and held.taken_over:
+        log(f"warning: {held.taken_over}")
+    summary = {**config_checks.flatten(config.to_dict()), "precision": policy.name}
+    changed = layout.prepare_workdir(
+        workdir, spec, summary, write=is_chief, upgrade_stored=config_checks.upgrade_flat
+    )
+    changed = config_checks.changes_that_matter(changed)
+    if changed:
+        log(config_checks.change_message(changed))
+    tx = optim.create_optimizer(config, model)
+    fresh, shardings = steps.create_train_state(
+        model, tx, mesh, jax.random.PRNGKey(int(config.seed)), ema=float(config.ema_decay) > 0
+    )
+    ckpt = manager.create_manager(
+        layout.checkpoint_dir(workdir),
+        keep=int(config.keep_checkpoints),
+        async_save=bool(config.async_checkpoints),
+    )
+    stack.callback(ckpt.close)
+    stack.callback(ckpt.wait_until_finished)
+    state = restore_or_init(config, workdir, fresh, shardings, ckpt, log)
+    start, total = int(state.step), int(config.num_train_steps)
+    writer = writers.create_writer(workdir, is_chief)
+    stack.callback(writer.close)
+    if is_chief:
+        (epath.Path(workdir) / PARAMETERS_TXT).write_text(writers.parameter_overview(state.params) + "\n")
+        log(
+            f"{spec}: {models.count_params(state.params):,} parameters ({PARAMETERS_TXT}); "
+            f"{mesh.devices.size} device(s), {jax.process_count()} process(es); steps {start} -> {total}; "
+            f"precision {policy.name} ({policy.description})"
+        )
+        if start == 0:
+            writer.write_hparams(summary)
+    per_call = int(config.steps_per_call)
+    step_fn = steps.compile_train_steps(
+        model,
+        tx,
+        optim.create_learning_rate_fn(config),
+        mesh,
+        shardings,
+        model.scales,
+        **steps.step_options(config, policy.matmul_precision),
+    )
+    calls: Iterator = iter(())
+    if start < total:
+        local = pipeline.create_train_iterator(config, start_step=start, rows=rows)
+        stacked = stack_calls(local, call_sizes(start, total, per_call), per_call, model.scales)
+        calls = _to_device(stacked, mesh)
+    meta = {"model_spec": spec, "process_count": jax.process_count(), "sampler": pipeline.SAMPLER}
+    return _Run(config, workdir, mesh, model, state, step_fn, ckpt, writer, None, held, calls, meta, log)
+
+
+def _to_device(calls: Iterator[tuple[int, dict]], mesh) -> Iterator[tuple[int, dict]]:
+    """The stacked host batches as global device arrays, :data:`DEVICE_PREFETCH` calls ahead."""
+    sizes: list[int] = []
+
+    def batches():
+        for size, batch in calls:
+            sizes.append(size)
+            yield batch
+
+    device = sharding.prefetch_to_device(
+        batches(), DEVICE_PREFETCH, mesh, stacked=True, replicated_keys=("scale_index",)
+    )
+    for batch in device:
+        yield sizes.pop(0), batch
+
+
 def train_and_evaluate(
     config,
     workdir: str,
     *,
     on_step: Callable[[int], bool | None] | None = None,
     devices: Sequence[jax.Device] | None = None,
-) -> TrainState:
+) -> steps.TrainState:
     """Trains (or resumes) ``config`` in ``workdir``; returns the final state.
 
     Takes the workdir's lock first (:mod:`edsr_jax.checkpoint.lock`: one trainer per workdir).
     Writes ``workdir/model.json``, Orbax checkpoints under ``workdir/checkpoints`` (every
     ``checkpoint_every_steps``, at each evaluation, at the end, and on SIGTERM), TensorBoard
     events and ``parameters.txt``. Rerunning on the same workdir continues from the latest
-    complete checkpoint; ``config.init_from`` is used only when there is none.
+    complete checkpoint; ``config.init_from`` is used only when there is none. JAX's compilation
+    cache is changed only when ``config.compilation_cache_dir`` names a folder, and only for the call.
 
     Args:
-      config: an ``ml_collections.ConfigDict`` (fields: ``edsr_jax/configs/default.py``).
+      config: an ``ml_collections.ConfigDict`` (fields: ``edsr_jax/configs/default.py``; fields
+        renamed since are accepted with a deprecation warning).
       workdir: the run's directory (local or ``gs://``).
-      on_step: called with the step number after every step (e.g. a progress bar); a true return
-        value saves a checkpoint and stops, as SIGTERM does.
+      on_step: called with the step number after every call of ``config.steps_per_call`` steps
+        (e.g. a progress bar); a true return value saves a checkpoint and stops, as SIGTERM does.
       devices: the devices to train on (default: all devices of all processes). The batches do
         not depend on them: a run resumed on other devices continues with the same batches.
 
@@ -262,122 +368,75 @@ def train_and_evaluate(
         training.
       RuntimeError: the loss or gradient norm became non-finite (the step and values are named).
     """
+    config = config_checks.upgrade(config)
     config_checks.check_config(config)  # before anything is created
-    cache_setting = str(config.compilation_cache_dir)
-    if cache_setting in ("", compile_cache.AUTO):  # (the CLI turns "auto" on for its own process)
-        return _train_and_evaluate(config, workdir, on_step=on_step, devices=devices)
-    with compile_cache.scoped(cache_setting):
-        return _train_and_evaluate(config, workdir, on_step=on_step, devices=devices)
+    with contextlib.ExitStack() as stack:
+        cache = str(config.compilation_cache_dir)
+        if cache not in ("", compile_cache.AUTO):  # ("auto": the CLI turns it on for its own process)
+            stack.enter_context(compile_cache.scoped(cache))
+        run = _set_up(config, workdir, devices, stack)
+        return _train(run, on_step)
 
 
-def _train_and_evaluate(config, workdir, *, on_step, devices) -> TrainState:
-    sharding.maybe_initialize_distributed(bool(config.distributed))
-    from edsr_jax.data import pipeline
-
-    is_chief = jax.process_index() == 0
-    log = functools.partial(print, flush=True) if is_chief else (lambda text: None)
-    workdir = layout.absolute(workdir)
-    mesh = sharding.create_mesh(devices)
-    rows = sharding.process_rows(int(config.batch_size), mesh)  # (checks the batch size first)
-    model = create_model(config)
-    spec = models.model_spec(model)
-    with _workdir_lock(workdir, is_chief) as workdir_lock:
-        if workdir_lock is not None and workdir_lock.taken_over:
-            log(f"warning: {workdir_lock.taken_over}")
-        changed = layout.prepare_workdir(
-            workdir, spec, config_checks.flatten(config.to_dict()), write=is_chief
-        )
-        changed = config_checks.changes_that_matter(changed)
-        if changed:
-            log(config_checks.change_message(changed))
-        learning_rate_fn = optim.create_learning_rate_fn(config)
-        tx = optim.create_optimizer(config, model)
-        ema = float(config.ema_decay) > 0
-        fresh, shardings = create_train_state(model, tx, mesh, jax.random.PRNGKey(int(config.seed)), ema=ema)
-        ckpt = manager.create_manager(
-            layout.checkpoint_dir(workdir),
-            keep=int(config.keep_checkpoints),
-            async_save=bool(config.async_checkpoints),
-        )
-        state = _complete_state(_start(config, workdir, fresh, shardings, ckpt, log), fresh, log)
-        start, total = int(state.step), int(config.num_train_steps)
-        meta = {"model_spec": spec, "process_count": jax.process_count(), "sampler": pipeline.SAMPLER}
-
-        log_every, ckpt_every, eval_every = (
-            int(config.log_every_steps),
-            int(config.checkpoint_every_steps),
-            int(config.eval_every_steps),
-        )
-        writer = writers.create_writer(workdir, is_chief)
-        if is_chief:
-            (epath.Path(workdir) / PARAMETERS_TXT).write_text(writers.parameter_overview(state.params) + "\n")
-            log(
-                f"{spec}: {models.count_params(state.params):,} parameters ({PARAMETERS_TXT}); "
-                f"{mesh.devices.size} device(s), {jax.process_count()} process(es); steps {start} -> {total}"
-            )
-            if start == 0:
-                writer.write_hparams(config_checks.flatten(config.to_dict()))
-        step_fns: dict[int, Callable] = {}
-        history: list = []
-        reported_through = start  # skipped steps are logged once, when their metrics are fetched
-        timer = writers.StepTimer(start, total)
-        try:
-            with manager.PreemptionGuard(ckpt) as guard:
-                batches = iter(())
-                if start < total:
-                    local = pipeline.create_train_iterator(config, start_step=start, rows=rows)
-                    batches = sharding.prefetch_to_device(local, DEVICE_PREFETCH, mesh)
-                step = start
-                while step < total:
-                    waiting = time.perf_counter()
-                    batch = next(batches)
-                    timer.waited(time.perf_counter() - waiting)
-                    scale = int(batch["scale"])
-                    if scale not in step_fns:
-                        step_fns[scale] = compile_train_step(
-                            model, tx, learning_rate_fn, mesh, shardings, scale, **step_options(config)
-                        )
-                    state, step_metrics = step_fns[scale](state, {"lr": batch["lr"], "hr": batch["hr"]})
-                    step += 1
-                    history.append((step, step_metrics))
-                    if on_step is not None and on_step(step):
-                        guard.request()
-                    stop = guard.should_stop(step)
-                    evaluate_now = step == total or (eval_every > 0 and step % eval_every == 0)
-                    save_now = stop or evaluate_now or (ckpt_every > 0 and step % ckpt_every == 0)
-                    if step % log_every == 0 or step == total:
-                        means = check_finite(history, log, reported_through)
-                        reported_through = step
-                        history = []
-                        if workdir_lock is not None:
-                            workdir_lock.check()
-                        speed = timer.report(step)
-                        writer.write_scalars(step, {f"train/{k}": v for k, v in {**means, **speed}.items()})
-                        log(
-                            f"step {step}/{total}  loss {means['loss']:.4f}  "
-                            f"grad_norm {means['grad_norm']:.4g}  "
-                            f"lr {means['learning_rate']:.3g}  {speed['steps_per_second']:.2f} steps/s  "
-                            f"data wait {100 * speed['data_wait']:.0f}%  "
-                            f"eta {writers.format_duration(speed['eta_seconds'])}"
-                        )
-                    elif save_now:
-                        check_finite(history, log, reported_through)
-                        reported_through = step
-                    scores = (
-                        validate(config, model, _local_copy(eval_variables(state)), step, writer, log)
-                        if evaluate_now
-                        else None
-                    )
-                    if save_now:
-                        manager.save(ckpt, state, meta=meta, metrics=scores)
-                    if stop:
-                        log(
-                            f"stopped (SIGTERM or stop request): saved step {step} to {ckpt.directory}; "
-                            "rerun the command to resume"
-                        )
-                        break
-        finally:
-            ckpt.wait_until_finished()
-            ckpt.close()
-            writer.close()
+def _train(run: _Run, on_step) -> steps.TrainState:
+    """The loop: calls of up to ``steps_per_call`` steps, then what falls due at their last step."""
+    state, step, total = run.state, int(run.state.step), int(run.config.num_train_steps)
+    timer = writers.StepTimer(step, total)
+    history, reported = [], step
+    with PreemptionGuard(run.ckpt) as guard:
+        while step < total:
+            waiting = time.perf_counter()
+            size, batch = next(run.calls)
+            timer.waited(time.perf_counter() - waiting)
+            state, call_metrics = run.step_fn(state, batch, np.int32(size))
+            history.append((step, size, call_metrics))
+            step += size
+            if on_step is not None and on_step(step):
+                guard.request()
+            stop = guard.should_stop(step)
+            reported = _at_call_end(run, state, step, history, reported, timer, stop)
+            if reported == step:
+                history = []
+            if stop:
+                run.log(
+                    f"stopped (SIGTERM or stop request): saved step {step} to {run.ckpt.directory}; "
+                    "rerun the command to resume"
+                )
+                break
     return state
+
+
+def _at_call_end(run: _Run, state, step: int, history, reported: int, timer, stop: bool) -> int:
+    """Logging, validation and checkpoints due at ``step``; returns the step metrics were read to."""
+    config, total = run.config, int(run.config.num_train_steps)
+    evaluate_now = due(step, int(config.eval_every_steps), total)
+    save_now = stop or evaluate_now or due(step, int(config.checkpoint_every_steps), total)
+    log_now = due(step, int(config.log_every_steps), total)
+    if log_now or save_now:
+        means = steps.check_finite(history, run.log, reported)
+        reported = step
+    if log_now:
+        if run.workdir_lock is not None:
+            run.workdir_lock.check()
+        speed = timer.report(step)
+        run.writer.write_scalars(step, {f"train/{k}": v for k, v in {**means, **speed}.items()})
+        run.log(
+            f"step {step}/{total}  loss {means['loss']:.4f}  grad_norm {means['grad_norm']:.4g}  "
+            f"lr {means['learning_rate']:.3g}  {speed['steps_per_second']:.2f} steps/s  "
+            f"data wait {100 * speed['data_wait']:.0f}%  eta {writers.format_duration(speed['eta_seconds'])}"
+        )
+    scores = None
+    if evaluate_now:
+        if run.validation is None:
+            run.validation = create_validation(config, run.model)  # (images decoded once per run)
+        scores = validate(
+            config, run.validation, _local_copy(eval_variables(state)), step, run.writer, run.log
+        )
+    if save_now:
+        manager.save(run.ckpt, state, meta=run.meta, metrics=scores)
+    return reported
+
+
+def _local_copy(tree: Any) -> Any:
+    """One device's copy of a replicated tree (validation runs on one device, not on all)."""
+    return jax.tree.map(lambda a: a.addressable_data(0), tree)

@@ -1,8 +1,10 @@
-"""The training step: the state, the losses, one optimizer step and its guards, compiled per scale.
+"""The training step: the state, the losses, one optimizer step and its guards.
 
 Pure functions of arrays (no files, devices or clock): :class:`TrainState`, :func:`create_train_state`,
-:func:`train_step`, :func:`compile_train_step`, and :func:`check_finite` for the metrics they return.
-:mod:`edsr_jax.train` runs them (and re-exports them); a user's own loop can too::
+:func:`train_step`, and :func:`train_steps`, which runs up to K steps in one call (one dispatch per
+K steps, so small models are not bound by launching each step's kernels). :func:`compile_train_step`
+and :func:`compile_train_steps` jit them with shardings and donation; :func:`check_finite` reads
+the metrics. :mod:`edsr_jax.train` runs the multi-step program; a user's own loop can run either::
 
     state, shardings = create_train_state(model, tx, mesh, jax.random.key(0))
     step = compile_train_step(model, tx, learning_rate_fn, mesh, shardings, scale=2)
@@ -11,6 +13,7 @@ Pure functions of arrays (no files, devices or clock): :class:`TrainState`, :fun
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -100,13 +103,15 @@ def l2_loss(sr: jax.Array, hr: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(sr.astype(jnp.float32) - hr.astype(jnp.float32)))
 
 
-def step_options(config) -> dict:
-    """The :func:`train_step` options a config sets: loss, EMA decay, clipping, spike skipping."""
+def step_options(config, matmul_precision: str | None = None) -> dict:
+    """The :func:`train_step` options a config sets: loss, EMA decay, clipping, spike skipping, and
+    the matmul precision of its policy (:mod:`edsr_jax.precision`)."""
     return {
         "loss": str(config.loss),
         "ema_decay": float(config.ema_decay),
         "grad_clip_norm": float(config.grad_clip_norm),
         "skip_loss_factor": float(config.skip_loss_factor),
+        "matmul_precision": matmul_precision,
     }
 
 
@@ -131,6 +136,7 @@ def train_step(
     ema_decay: float = 0.0,
     grad_clip_norm: float = 0.0,
     skip_loss_factor: float = 0.0,
+    matmul_precision: str | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One Adam step on the loss of a batch of one scale.
 
@@ -148,6 +154,8 @@ def train_step(
       skip_loss_factor: > 0 skips the update of a step whose loss exceeds this multiple of the
         running mean loss (:func:`edsr_jax.optim.is_spike`): the step is counted, everything
         else (parameters, Adam, EMA, batch-norm averages, running loss) stays as it was.
+      matmul_precision: JAX's ``default_matmul_precision`` for the forward and backward pass
+        (e.g. ``"float32"``; None: JAX's default).
 
     Returns:
       ``(new_state, {"loss", "grad_norm" (before clipping), "learning_rate", "skipped" (0 or 1),
@@ -163,7 +171,10 @@ def train_step(
         sr, batch_stats = _forward(model, state, params, lr_images, scale)
         return loss_of(sr, hr_images), batch_stats
 
-    (loss_value, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    with contextlib.ExitStack() as scope:
+        if matmul_precision is not None:
+            scope.enter_context(jax.default_matmul_precision(matmul_precision))
+        (loss_value, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     grads, grad_norm = optim.clip_by_global_norm(grads, grad_clip_norm)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     learning_rate = learning_rate_fn(state.step)
@@ -223,21 +234,122 @@ def compile_train_step(
     )
 
 
+def train_steps(
+    state: TrainState,
+    batches: Mapping[str, jax.Array],
+    count: jax.Array,
+    *,
+    scales: Sequence[int],
+    **options,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """Up to K :func:`train_step` calls in one program: the first ``count`` of K stacked batches.
+
+    ``count`` is a traced value, so one compiled program runs any number of steps from 1 to K, and
+    a run gives the same bits whatever its steps per call. Several ``scales`` (MDSR): each step
+    switches to its batch's scale; HR patches arrive padded to the largest scale and are cropped.
+
+    Args:
+      state: the current state.
+      batches: ``{"lr": (K, b, p, p, 3), "hr": (K, b, P, P, 3), "scale_index": (K,) int32}``, with
+        ``P = p * max(scales)`` (or ``p * scale`` for one scale); rows past ``count`` are ignored.
+      count: how many steps to run (1..K).
+      scales: the model's training scales (static); ``scale_index`` indexes them.
+      options: the :func:`train_step` keywords but ``scale``.
+
+    Returns:
+      ``(new_state, metrics)``, each metric of shape (K,): step ``i``'s value at ``i < count``.
+    """
+    steps = batches["lr"].shape[0]
+    patch = batches["lr"].shape[2]
+
+    def at_scale(scale):
+        def step(state, lr, hr):
+            hr = hr[:, : patch * scale, : patch * scale]
+            return train_step(state, {"lr": lr, "hr": hr}, scale=scale, **options)
+
+        return step
+
+    branches = [at_scale(int(s)) for s in scales]
+
+    def body(i, carry):
+        state, metrics = carry
+        lr = jax.lax.dynamic_index_in_dim(batches["lr"], i, keepdims=False)
+        hr = jax.lax.dynamic_index_in_dim(batches["hr"], i, keepdims=False)
+        if len(branches) == 1:
+            state, step_metrics = branches[0](state, lr, hr)
+        else:
+            state, step_metrics = jax.lax.switch(batches["scale_index"][i], branches, state, lr, hr)
+        metrics = {k: metrics[k].at[i].set(v.astype(metrics[k].dtype)) for k, v in step_metrics.items()}
+        return state, metrics
+
+    shapes = jax.eval_shape(
+        lambda s, lr, hr: branches[0](s, lr, hr)[1], state, batches["lr"][0], batches["hr"][0]
+    )
+    metrics = {k: jnp.zeros((steps,), v.dtype) for k, v in shapes.items()}
+    return jax.lax.fori_loop(0, count, body, (state, metrics))
+
+
+def compile_train_steps(
+    model,
+    tx,
+    learning_rate_fn,
+    mesh,
+    state_shardings,
+    scales: Sequence[int],
+    *,
+    compiler_options: Mapping[str, str] | None = None,
+    **options,
+) -> Callable:
+    """``jit`` of :func:`train_steps`: ``fn(state, batches, count) -> (state, metrics)``.
+
+    The state is replicated and donated; stacked batches are split along their second (example)
+    axis. ``options``: the :func:`train_step` keywords (:func:`step_options` of a config).
+    ``compiler_options``: as :func:`compile_train_step`.
+    """
+    if compiler_options is None:
+        compiler_options = xla_options.for_program(xla_options.TRAIN, xla_options.platform_of(mesh.devices))
+    fn = functools.partial(
+        train_steps,
+        scales=tuple(int(s) for s in scales),
+        model=model,
+        tx=tx,
+        learning_rate_fn=learning_rate_fn,
+        **options,
+    )
+    stacked = sharding.stacked_batch_sharding(mesh)
+    replicated = sharding.replicated(mesh)
+    return jax.jit(
+        fn,
+        in_shardings=(state_shardings, {"lr": stacked, "hr": stacked, "scale_index": replicated}, replicated),
+        out_shardings=(state_shardings, replicated),
+        donate_argnums=0,
+        compiler_options=dict(compiler_options),
+    )
+
+
 def check_finite(
-    history: Sequence[tuple[int, Mapping[str, jax.Array]]],
+    history: Sequence[tuple[int, int, Mapping[str, jax.Array]]],
     log: Callable[[str], None] | None = None,
     reported_through: int = -1,
 ) -> dict[str, float]:
-    """Fetches per-step metrics; returns their means (``skipped``: the fraction of skipped steps).
+    """Fetches the metrics of calls; returns their means over steps (``skipped``: the fraction of
+    skipped steps).
 
-    ``log`` is told of each step after ``reported_through`` whose update was skipped as a loss
-    spike, with both values.
+    Args:
+      history: ``(step before the call, steps it ran, metrics)`` per call; each metric holds one
+        value per step (:func:`train_steps`), or is a scalar for a one-step call of :func:`train_step`.
+      log: told of each step after ``reported_through`` whose update was skipped as a loss spike.
+      reported_through: the last step already told to ``log``.
 
     Raises:
       RuntimeError: naming the first step whose loss or gradient norm is not finite.
     """
-    values = jax.device_get([m for _, m in history])
-    for (step, _), v in zip(history, values, strict=True):
+    fetched = jax.device_get([m for _, _, m in history])
+    rows = []
+    for (before, size, _), values in zip(history, fetched, strict=True):
+        for i in range(size):
+            rows.append((before + i + 1, {k: (v if np.ndim(v) == 0 else v[i]) for k, v in values.items()}))
+    for step, v in rows:
         if log is not None and step > reported_through and int(v.get("skipped", 0)):
             log(
                 f"step {step}: skipped the update: loss {float(v['loss']):.4g} > config.skip_loss_factor "
@@ -249,4 +361,4 @@ def check_finite(
                 f"grad_norm={float(v['grad_norm'])}; stopped without saving this state (the last "
                 "checkpoint is kept). Lower the learning rate or check the data."
             )
-    return {k: float(np.mean([v[k] for v in values])) for k in values[0]} if values else {}
+    return {k: float(np.mean([v[k] for _, v in rows])) for k in rows[0][1]} if rows else {}

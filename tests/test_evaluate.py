@@ -27,11 +27,11 @@ def test_evaluate_images_with_a_model_upscaler(set5_dir):
         evaluate.evaluate_images(up, [], scale=4)
 
 
-def _samples(scale, n=2, seed=0):
+def _samples(scale, n=2, seed=0, size=24):
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
-        hr = np.cumsum(rng.integers(0, 9, (24 + 4 * i, 28, 3)), axis=1).astype(np.uint8)
+        hr = np.cumsum(rng.integers(0, 9, (size + 4 * i, size + 4, 3)), axis=1).astype(np.uint8)
         hr = resize.modcrop(hr, scale)
         out.append(Sample(name=f"im{i}", lr=hr[::scale, ::scale].copy(), hr=hr))
     return out
@@ -55,30 +55,24 @@ def test_on_output_sees_each_sample_and_the_scored_uint8_output():
     assert res["psnr"] == pytest.approx(np.mean([i["psnr"] for i in res["images"]]))
 
 
-def test_score_model_scores_every_scale_and_as_scalars_names_them():
+def test_validation_scores_on_the_device_like_the_host_protocol_and_compiles_once():
     model = models.MDSR(scales=(2, 3), num_blocks=1, num_features=4)
-    variables = numpy_init(model)
-    outputs = []
-    results = evaluate.score_model(
-        model,
-        variables,
-        {2: _samples(2), 3: _samples(3, n=1), 4: []},
-        protocol=metrics.BENCHMARK,
-        on_output=lambda scale, sample, sr: outputs.append((scale, sample.name, sr.shape)),
-    )
-    assert sorted(results) == [2, 3]  # empty lists are skipped
-    assert [i["name"] for i in results[2]["images"]] == ["im0", "im1"]
-    assert outputs == [(2, "im0", (24, 28, 3)), (2, "im1", (28, 28, 3)), (3, "im0", (24, 27, 3))]
-    up3 = inference.make_upscaler(model, variables, 3)
-    direct = evaluate.evaluate_images(up3, _samples(3, n=1), scale=3, protocol=metrics.BENCHMARK)
-    assert results[3]["psnr"] == pytest.approx(direct["psnr"])
-    scalars = evaluate.as_scalars(results, "val")
-    assert scalars == {
-        "val/psnr_x2": results[2]["psnr"],
-        "val/ssim_x2": results[2]["ssim"],
-        "val/psnr_x3": results[3]["psnr"],
-        "val/ssim_x3": results[3]["ssim"],
-    }
+    first, second = numpy_init(model, seed=0), numpy_init(model, seed=1)
+    sets = {"val": (metrics.DIV2K, {2: _samples(2, size=40), 3: _samples(3, n=1, size=40), 4: []})}
+    validation = evaluate.Validation(model, sets)
+    for variables in (first, second):
+        scalars, firsts = validation(variables)
+        assert sorted(scalars) == ["val/psnr_x2", "val/psnr_x3", "val/ssim_x2", "val/ssim_x3"]
+        for scale in (2, 3):
+            samples = sets["val"][1][scale]
+            host = evaluate.evaluate_images(
+                inference.make_upscaler(model, variables, scale), samples, scale=scale, protocol=metrics.DIV2K
+            )  # the float64 protocol of `edsr-jax eval`
+            assert scalars[f"val/psnr_x{scale}"] == pytest.approx(host["psnr"], abs=1e-3)
+            assert scalars[f"val/ssim_x{scale}"] == pytest.approx(host["ssim"], abs=1e-5)
+            expected = metrics.quantize_uint8(inference.make_upscaler(model, variables, scale)(samples[0].lr))
+            np.testing.assert_array_equal(firsts[("val", scale)], expected)
+    assert {s: u.traces for s, u in validation._upscalers.items()} == {2: 1, 3: 1}  # compiled once
 
 
 def test_bicubic_is_matlab_imresize_of_the_lr_and_the_table_lists_results():

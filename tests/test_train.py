@@ -15,8 +15,8 @@ from support.configs import tiny_config
 from support.trees import assert_trees_equal, params_of, random_params
 
 import edsr_jax
-from edsr_jax import config_checks, models, optim, sharding, train
-from edsr_jax.checkpoint import exported, layout
+from edsr_jax import config_checks, models, optim, sharding, train, train_step
+from edsr_jax.checkpoint import exported, layout, preemption
 from edsr_jax.checkpoint import manager as checkpoint_manager
 from edsr_jax.errors import UserError
 
@@ -47,14 +47,14 @@ def test_resume_after_sigterm_is_bit_identical(tmp_path, cache_dir, monkeypatch,
     config = tiny_config(cache_dir, lr_schedule="step", lr_decay_steps=2)
     workdir = str(tmp_path / "b")
     # SIGTERM arriving during step 3: the guard answers at the step boundary.
-    should_stop = checkpoint_manager.PreemptionGuard.should_stop
+    should_stop = preemption.PreemptionGuard.should_stop
 
     def sigterm_during_step_3(self, step):  # a real SIGTERM, delivered while step 3 runs
         if step == 3:
             os.kill(os.getpid(), signal.SIGTERM)
         return should_stop(self, step)
 
-    monkeypatch.setattr(checkpoint_manager.PreemptionGuard, "should_stop", sigterm_during_step_3)
+    monkeypatch.setattr(preemption.PreemptionGuard, "should_stop", sigterm_during_step_3)
     stopped = train.train_and_evaluate(config, workdir)
     assert int(stopped.step) == 3
     assert 3 in checkpoint_manager.complete_steps(
@@ -80,14 +80,14 @@ def test_one_step_on_8_devices_equals_one_device_and_the_schedule_reads_the_stat
         "lr": rng.integers(0, 256, (8, 6, 6, 3), np.uint8),
         "hr": rng.integers(0, 256, (8, 12, 12, 3), np.uint8),
     }
-    state8, _ = train.create_train_state(model, tx, sharding.create_mesh(), jax.random.PRNGKey(0))
+    state8, _ = train_step.create_train_state(model, tx, sharding.create_mesh(), jax.random.PRNGKey(0))
     state8 = state8.replace(step=jnp.asarray(7, jnp.int32))  # as if resumed at step 7
     results = []
     for n in (1, 8):
         mesh = sharding.create_mesh(jax.devices()[:n])
         shardings = jax.tree.map(lambda _, m=mesh: sharding.replicated(m), state8)
         state = jax.device_put(jax.device_get(state8), shardings)  # the same start on both meshes
-        step = train.compile_train_step(model, tx, lr_fn, mesh, shardings, scale=2)
+        step = train_step.compile_train_step(model, tx, lr_fn, mesh, shardings, scale=2)
         placed = {k: jax.device_put(v, sharding.batch_sharding(mesh)) for k, v in batch.items()}
         state, first = step(state, placed)
         state, metrics = step(state, placed)
@@ -104,14 +104,14 @@ def test_one_step_on_8_devices_equals_one_device_and_the_schedule_reads_the_stat
 
 
 def test_bfloat16_computes_in_bf16_and_keeps_float32_state():
-    config = tiny_config("", dtype="bfloat16")
+    config = tiny_config("", precision="bf16")
     model = train.create_model(config)
     assert model.dtype == jnp.bfloat16
     tx = optim.create_optimizer(config, model)
     mesh = sharding.create_mesh()
     # Parameters do not depend on the compute dtype: reuse the (already compiled) float32 init.
-    state, shardings = train.create_train_state(model.clone(dtype=None), tx, mesh, jax.random.PRNGKey(0))
-    step = train.compile_train_step(model, tx, optim.create_learning_rate_fn(config), mesh, shardings, 2)
+    state, shardings = train_step.create_train_state(model.clone(dtype=None), tx, mesh, jax.random.PRNGKey(0))
+    step = train_step.compile_train_step(model, tx, optim.create_learning_rate_fn(config), mesh, shardings, 2)
     rng = np.random.default_rng(0)
     batch = {
         "lr": rng.integers(0, 256, (8, 6, 6, 3), np.uint8),
@@ -133,7 +133,7 @@ def test_mdsr_step_leaves_other_scales_bit_identical():
     lr_fn = optim.create_learning_rate_fn(config)
     mesh = sharding.create_mesh(jax.devices()[:1])
     params = random_params(model, 0)
-    state = train.TrainState(
+    state = train_step.TrainState(
         step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=jax.random.PRNGKey(0)
     )
     shardings = jax.tree.map(lambda _: sharding.replicated(mesh), state)
@@ -143,7 +143,7 @@ def test_mdsr_step_leaves_other_scales_bit_identical():
     def step(state, scale):
         batch = {"lr": rng.integers(0, 256, (2, 6, 6, 3), np.uint8)}
         batch["hr"] = rng.integers(0, 256, (2, 6 * scale, 6 * scale, 3), np.uint8)
-        return train.compile_train_step(model, tx, lr_fn, mesh, shardings, scale)(state, batch)[0]
+        return train_step.compile_train_step(model, tx, lr_fn, mesh, shardings, scale)(state, batch)[0]
 
     state = step(step(state, 4), 4)  # x4's Adam moments are non-zero now
     before = jax.device_get(state)  # (a host copy: the step donates its input)
@@ -191,7 +191,7 @@ def write_run(workdir, model, scores):
     layout.prepare_workdir(str(workdir), models.model_spec(model), {})
     ckpt = checkpoint_manager.create_manager(layout.checkpoint_dir(workdir), keep=len(scores))
     for step, score in scores.items():
-        state = train.TrainState(
+        state = train_step.TrainState(
             step=jnp.asarray(step), params=random_params(model, step), opt_state={}, rng=jax.random.PRNGKey(0)
         )
         metrics = None if score is None else {checkpoint_manager.BEST_METRIC: score}
@@ -256,7 +256,7 @@ def test_flatten_config_gives_dotted_keys_and_json_values():
 
 def test_create_model_names_the_config_field_of_a_bad_value():
     with pytest.raises(
-        UserError, match=r"config\.dtype must be one of \['bfloat16', 'float32'\], got 'float16'"
+        UserError, match=r"config\.precision must be one of auto, fp32, tf32, bf16, got 'float16'"
     ):
         train.create_model(tiny_config("", dtype="float16"))
     with pytest.raises(UserError, match=r"config\.scales \(5,\) has unsupported scales \[5\]"):
@@ -283,12 +283,12 @@ def tiny_step():
     shapes = jax.eval_shape(lambda: models.init(model, jax.random.PRNGKey(0))["params"])
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda a: rng.uniform(-0.1, 0.1, a.shape).astype(np.float32), shapes)
-    state = train.TrainState(
+    state = train_step.TrainState(
         step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=jax.random.PRNGKey(1)
     )
     shardings = jax.tree.map(lambda _: sharding.replicated(mesh), state)
     state = jax.device_put(state, shardings)
-    step = train.compile_train_step(model, tx, optax.constant_schedule(1e-3), mesh, shardings, 2)
+    step = train_step.compile_train_step(model, tx, optax.constant_schedule(1e-3), mesh, shardings, 2)
     n = mesh.devices.size
     batch = sharding.make_global_batch(
         {

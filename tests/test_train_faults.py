@@ -48,19 +48,19 @@ KILLER = textwrap.dedent(
     import orbax.checkpoint as ocp
     from orbax.checkpoint.path import atomicity
     from edsr_jax import cli
-    from edsr_jax.checkpoint import manager
+    from edsr_jax.checkpoint import manager, preemption
 
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
 
     if point == "after_step":
-        should_stop = manager.PreemptionGuard.should_stop
+        should_stop = preemption.PreemptionGuard.should_stop
         def patched(self, step):
             if step == at:
                 self._manager.wait_until_finished()  # (the earlier asynchronous save completes)
                 die()
             return should_stop(self, step)
-        manager.PreemptionGuard.should_stop = patched
+        preemption.PreemptionGuard.should_stop = patched
     elif point == "writing":
         save_fn = ocp.JsonCheckpointHandler._save_fn
         async def patched(self, x, directory):

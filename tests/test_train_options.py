@@ -11,7 +11,7 @@ from support.configs import tiny_config
 from support.trees import assert_trees_equal
 
 import edsr_jax
-from edsr_jax import optim, train
+from edsr_jax import optim, train, train_step
 from edsr_jax.checkpoint import layout
 from edsr_jax.checkpoint import manager as checkpoint_manager
 from edsr_jax.data import pipeline
@@ -144,7 +144,7 @@ def test_l2_loss_is_the_mean_squared_error_and_configs_name_it():
     rng = np.random.default_rng(1)
     sr, hr = rng.uniform(0, 255, (2, 4, 4, 3)), rng.integers(0, 256, (2, 4, 4, 3))
     np.testing.assert_allclose(
-        float(train.l2_loss(jnp.asarray(sr), jnp.asarray(hr))), np.mean((sr - hr) ** 2), rtol=1e-5
+        float(train_step.l2_loss(jnp.asarray(sr), jnp.asarray(hr))), np.mean((sr - hr) ** 2), rtol=1e-5
     )
     with pytest.raises(UserError, match=r"loss='huber' \(must be one of l1, l2\)"):
         train.train_and_evaluate(tiny_config("", loss="huber"), "/nonexistent/never-created")
@@ -168,7 +168,7 @@ def test_srresnet_trains_with_l2_keeps_batch_norm_averages_and_resumes_bit_ident
     assert "val/psnr_x2" in capsys.readouterr().out  # validated with the running averages
     for field in ("params", "opt_state", "batch_stats"):
         assert_trees_equal(host(getattr(resumed, field)), host(getattr(reference, field)))
-    fresh = jax.tree.leaves(host(train.create_train_state(*_srresnet_parts(config))[0].batch_stats))
+    fresh = jax.tree.leaves(host(train_step.create_train_state(*_srresnet_parts(config))[0].batch_stats))
     trained = jax.tree.leaves(host(reference.batch_stats))
     assert any(not np.array_equal(a, b) for a, b in zip(fresh, trained, strict=True))  # they moved
     model, variables = edsr_jax.load_model(workdir)

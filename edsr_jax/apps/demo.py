@@ -102,13 +102,13 @@ def measure_step_seconds(
     """
     import jax
 
-    from edsr_jax import optim, sharding, train
+    from edsr_jax import optim, sharding, train, train_step
 
     mesh = sharding.create_mesh()
     model = train.create_model(config)
     tx = optim.create_optimizer(config, model)
-    state, shardings = train.create_train_state(model, tx, mesh, jax.random.PRNGKey(0))
-    step_fn = train.compile_train_step(
+    state, shardings = train_step.create_train_state(model, tx, mesh, jax.random.PRNGKey(0))
+    step_fn = train_step.compile_train_step(
         model, tx, optim.create_learning_rate_fn(config), mesh, shardings, SCALE
     )
     rng = np.random.default_rng(0)

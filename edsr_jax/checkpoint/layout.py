@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 from etils import epath
@@ -97,7 +98,12 @@ def model_from_spec(spec: Any, where: str, **kwargs) -> models.SRModel:
 
 
 def prepare_workdir(
-    workdir: str, spec: dict, config_summary: dict, *, write: bool = True
+    workdir: str,
+    spec: dict,
+    config_summary: dict,
+    *,
+    write: bool = True,
+    upgrade_stored: Callable[[dict], dict] | None = None,
 ) -> list[tuple[str, Any, Any]]:
     """Checks that ``workdir`` belongs to this model; writes ``workdir/model.json`` if missing.
 
@@ -106,6 +112,7 @@ def prepare_workdir(
       spec: ``models.model_spec`` of the model being trained.
       config_summary: flat, JSON-able config (``{"a.b": value}``) stored under ``metadata.config``.
       write: create the file (False on processes other than 0).
+      upgrade_stored: applied to the stored config before comparing (renamed fields).
 
     Returns:
       ``[(key, stored value, new value)]`` for every config entry that differs from the stored
@@ -127,6 +134,8 @@ def prepare_workdir(
                 "use another workdir"
             )
         old = metadata.get("config") or {}
+        if upgrade_stored is not None:
+            old = upgrade_stored(old)
         return [(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if write:
         folder.mkdir(parents=True, exist_ok=True)

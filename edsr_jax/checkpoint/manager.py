@@ -35,7 +35,6 @@ from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
 from edsr_jax.checkpoint import late_results
-from edsr_jax.checkpoint.preemption import PreemptionGuard  # noqa: F401  (re-exported)
 from edsr_jax.errors import UserError
 
 # The metric that ranks checkpoints for "best" (higher is better).

@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import os
 import pkgutil
+import sys
 
 from edsr_jax.errors import UserError
 
@@ -148,7 +149,13 @@ def apply_overrides(config, pairs: list[tuple[str, str]]):
     Raises:
       UserError: an unknown field (with the closest known names) or an unparsable value.
     """
+    from edsr_jax import config_checks
+
     for key, text in pairs:
+        if key in config_checks.RENAMED:  # an old field name: set the new one
+            print(f"warning: {config_checks.renamed_message(key, text)}", file=sys.stderr)
+            new, convert = config_checks.RENAMED[key]
+            key, text = new, str(convert(text))
         node, parts = config, key.split(".")
         for depth, part in enumerate(parts):
             known = list(node.keys()) if hasattr(node, "keys") else []

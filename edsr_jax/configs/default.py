@@ -22,7 +22,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.num_blocks = 16  # B
     config.model.num_features = 64  # F
     config.model.res_scale = 1.0  # 0.1 for the full EDSR (B32, F256)
-    config.dtype = "float32"  # computation dtype: "float32" or "bfloat16" (params stay float32)
+    # Numerical policy (edsr_jax/precision.py): "fp32" (the paper), "tf32", "bf16" (bfloat16
+    # activations and convolutions, float32 parameters, Adam and loss), or "auto": bf16 on GPUs and
+    # TPUs, fp32 on CPUs. Recorded in model.json; its PSNR cost: RESULTS.md, "Precision".
+    config.precision = "auto"
 
     # Data (edsr_jax.data).
     config.scales = (2,)  # upscaling factors; one for EDSR, (2, 3, 4) for MDSR
@@ -75,6 +78,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.benchmarks = ("Set5", "Set14", "B100", "Urban100")  # sets scored when it is set
     config.eval.image_crop = 48  # LR side of the crops written as TensorBoard images
     config.distributed = False  # call jax.distributed.initialize() (multi-host; also via env)
+    # Training steps per dispatch to the devices (one compiled loop; the same bits for any value).
+    # > 1 keeps small models from waiting on kernel launches on GPUs; the log, checkpoint and
+    # validation cadences must be multiples of it.
+    config.steps_per_call = 1
     # Persistent XLA compilation cache (restarts skip compiling): "auto" = $XDG_CACHE_HOME/edsr-jax/xla
     # or ~/.cache/edsr-jax/xla, a folder, or "" (off); EDSR_JAX_COMPILATION_CACHE=0 also turns it off.
     config.compilation_cache_dir = "auto"

@@ -202,7 +202,7 @@ def train_workload(model, variables, net, batch: int, patch: int, dtype, variant
     """The real edsr_jax.train step (jit, donated state) and a PyTorch Adam/L1 step."""
     import optax
 
-    from edsr_jax import optim, sharding, train
+    from edsr_jax import optim, sharding, train_step
 
     m = model.clone(dtype=dtype)
     scale = model.scale
@@ -210,7 +210,7 @@ def train_workload(model, variables, net, batch: int, patch: int, dtype, variant
     tx = optim.create_optimizer(cfg, m)
     lr_fn = optax.constant_schedule(1e-4)
     mesh = sharding.create_mesh(jax.devices()[:1])
-    state, shardings = train.create_train_state(m, tx, mesh, jax.random.PRNGKey(0))
+    state, shardings = train_step.create_train_state(m, tx, mesh, jax.random.PRNGKey(0))
     # A copy: the step donates (deletes) its input state, and ``variables`` is used again later.
     params = jax.tree.map(jnp.copy, variables["params"])
     state = state.replace(params=jax.device_put(params, sharding.replicated(mesh)))
@@ -218,7 +218,7 @@ def train_workload(model, variables, net, batch: int, patch: int, dtype, variant
     lr_np = rng.integers(0, 256, (batch, patch, patch, 3), dtype=np.uint8)
     hr_np = rng.integers(0, 256, (batch, patch * scale, patch * scale, 3), dtype=np.uint8)
     data = sharding.make_global_batch({"lr": lr_np, "hr": hr_np}, mesh)
-    step = train.compile_train_step(m, tx, lr_fn, mesh, shardings, scale)
+    step = train_step.compile_train_step(m, tx, lr_fn, mesh, shardings, scale)
     t0 = time.perf_counter()
     lowered = step.lower(state, data)
     t1 = time.perf_counter()

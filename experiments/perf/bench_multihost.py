@@ -32,7 +32,7 @@ def child(args) -> None:
     import numpy as np
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    from edsr_jax import models, optim, sharding, train
+    from edsr_jax import models, optim, sharding, train_step
     from edsr_jax.configs import default as default_config
 
     if args.num_processes > 1:
@@ -42,8 +42,8 @@ def child(args) -> None:
     model = models.EDSR(scale=2, num_blocks=args.num_blocks, num_features=args.num_features)
     tx = optim.create_optimizer(default_config.get_config(), model)
     mesh = sharding.create_mesh()
-    state, shardings = train.create_train_state(model, tx, mesh, jax.random.PRNGKey(0))
-    step = train.compile_train_step(model, tx, lambda s: 1e-4, mesh, shardings, scale=2)
+    state, shardings = train_step.create_train_state(model, tx, mesh, jax.random.PRNGKey(0))
+    step = train_step.compile_train_step(model, tx, lambda s: 1e-4, mesh, shardings, scale=2)
     local = args.batch // jax.process_count()
     rng = np.random.default_rng(jax.process_index())
     p = args.patch

@@ -37,7 +37,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from bench_models import edsr_forward_flops  # noqa: E402
 
-from edsr_jax import inference, models, optim, sharding, train  # noqa: E402
+from edsr_jax import inference, models, optim, sharding, train, train_step  # noqa: E402
 from edsr_jax.data import cache as data_cache  # noqa: E402
 from edsr_jax.data import pipeline as input_pipeline  # noqa: E402
 from edsr_jax.data import sources as data_sources  # noqa: E402
@@ -75,8 +75,8 @@ def make_jax_step(model, batch: int, patch: int, dtype):
     cfg = types.SimpleNamespace(adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8)
     tx = optim.create_optimizer(cfg, m)
     mesh = sharding.create_mesh(jax.devices()[:1])
-    state, shardings = train.create_train_state(m, tx, mesh, jax.random.PRNGKey(0))
-    step = train.compile_train_step(m, tx, optax.constant_schedule(1e-4), mesh, shardings, model.scale)
+    state, shardings = train_step.create_train_state(m, tx, mesh, jax.random.PRNGKey(0))
+    step = train_step.compile_train_step(m, tx, optax.constant_schedule(1e-4), mesh, shardings, model.scale)
     rng = np.random.default_rng(0)
     s = model.scale
     data = sharding.make_global_batch(

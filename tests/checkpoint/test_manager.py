@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from edsr_jax.checkpoint import manager as checkpoint_manager
+from edsr_jax.checkpoint import preemption
 from edsr_jax.errors import UserError
-from edsr_jax.train import TrainState
+from edsr_jax.train_step import TrainState
 
 
 def make_state(step: int, seed: int = 0) -> TrainState:
@@ -186,7 +187,7 @@ def test_keep_must_be_positive(tmp_path):
 
 def test_sigterm_requests_a_stop_and_the_old_handler_comes_back():
     before = signal.getsignal(signal.SIGTERM)
-    with checkpoint_manager.PreemptionGuard() as guard:
+    with preemption.PreemptionGuard() as guard:
         assert not guard.should_stop(1)
         os.kill(os.getpid(), signal.SIGTERM)
         assert guard.should_stop(2)

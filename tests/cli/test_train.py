@@ -15,7 +15,7 @@ from support.paths import TEST_CONFIG
 from support.trees import assert_trees_equal, params_of
 
 import edsr_jax
-from edsr_jax import sharding, train
+from edsr_jax import sharding, train, train_step
 from edsr_jax.cli import train as train_command
 from edsr_jax.errors import UserError
 
@@ -112,7 +112,7 @@ def test_train_command_initializes_the_runtime_then_trains(monkeypatch, capsys):
 
     def fake_train(config, workdir):
         calls.append(("train", config, workdir))
-        return train.TrainState(step=6, params={}, opt_state={}, rng=None)
+        return train_step.TrainState(step=6, params={}, opt_state={}, rng=None)
 
     monkeypatch.setattr(train, "train_and_evaluate", fake_train)
     parser = argparse.ArgumentParser()

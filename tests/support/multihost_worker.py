@@ -73,7 +73,7 @@ def main(argv=None) -> int:
         )
     import numpy as np
 
-    from edsr_jax import train
+    from edsr_jax import train, train_step
     from edsr_jax.cli import config_flags
     from edsr_jax.data import pipeline
 
@@ -99,22 +99,23 @@ def main(argv=None) -> int:
 
     pipeline.sample_rows = recording_sample_rows
 
-    compile_train_step = train.compile_train_step
+    compile_train_steps = train_step.compile_train_steps
 
     def recording_compile(*a, **k):
-        step_fn = compile_train_step(*a, **k)
+        steps_fn = compile_train_steps(*a, **k)
 
-        def step(state, batch):
+        def steps(state, batches, count):
+            assert int(count) == 1  # (one step per call: config.steps_per_call is 1 here)
             local = [
                 np.concatenate(
                     [
-                        np.asarray(s.data)
-                        for s in sorted(batch[key].addressable_shards, key=lambda s: s.index[0].start or 0)
+                        np.asarray(s.data)[0]
+                        for s in sorted(batches[key].addressable_shards, key=lambda s: s.index[1].start or 0)
                     ]
                 )
                 for key in ("lr", "hr")
             ]
-            state, metrics = step_fn(state, batch)
+            state, metrics = steps_fn(state, batches, count)
             number = str(int(jax.device_get(state.step.addressable_data(0))))
             record["fed"][number] = digest(*local)
             leaves = [np.asarray(a.addressable_data(0)) for a in jax.tree.leaves(state.params)]
@@ -124,9 +125,9 @@ def main(argv=None) -> int:
             }
             return state, metrics
 
-        return step
+        return steps
 
-    train.compile_train_step = recording_compile
+    train_step.compile_train_steps = recording_compile
 
     fields = {**OVERRIDES, "num_train_steps": str(args.steps), "data.cache_dir": args.cache_dir}
     config = config_flags.apply_overrides(config_flags.load_config(TEST_CONFIG), list(fields.items()))
