@@ -5,8 +5,8 @@ One mesh axis, ``data``, spans every device of every process and slice, in proce
 split along its first axis. Each process feeds only its own share of the global batch
 (``global batch / process count`` examples, checked once by :func:`check_batch_size`), one
 contiguous block of rows (:func:`process_rows`), which :func:`make_global_batch` stitches into one
-global ``jax.Array``; :func:`prefetch_to_device` keeps a few of them in flight. :func:`maybe_initialize_distributed` starts the multi-process
-runtime when a launcher asks for it.
+global ``jax.Array``; :func:`prefetch_to_device` keeps a few of them in flight.
+:func:`maybe_initialize_distributed` starts the multi-process runtime when a launcher asks for it.
 """
 
 from __future__ import annotations
