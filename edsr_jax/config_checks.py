@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from edsr_jax import storage
 from edsr_jax.data.sources import SOURCES
 from edsr_jax.errors import UserError
 
@@ -75,6 +76,14 @@ def problems(config: Any) -> list[str]:
         value = _get(config, field)
         if value not in allowed:
             found.append(f"{field}={value!r} (must be one of {', '.join(allowed)})")
+    # Only TFDS reads its data_dir from a bucket; image folders and the .npy cache are local files.
+    for field, local_only in (("data.data_dir", config.data.source != "tfds"), ("data.cache_dir", True)):
+        value = _get(config, field)
+        try:
+            if value:
+                storage.location(value, field, local_only=local_only)
+        except UserError as e:
+            found.append(str(e))
     return found
 
 

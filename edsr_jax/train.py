@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from edsr_jax import config_checks, evaluate, models, optim, sharding, writers
+from edsr_jax import config_checks, evaluate, models, optim, sharding, storage, writers
 from edsr_jax.checkpoint import layout, lock, manager
 from edsr_jax.errors import UserError
 from edsr_jax.imaging import metrics
@@ -272,7 +272,7 @@ def train_and_evaluate(
 
     is_chief = jax.process_index() == 0
     log = functools.partial(print, flush=True) if is_chief else (lambda text: None)
-    workdir = layout.absolute(workdir)
+    workdir = storage.location(workdir, "workdir")
     mesh = sharding.create_mesh(devices)
     rows = sharding.process_rows(int(config.batch_size), mesh)  # (checks the batch size first)
     model = create_model(config)

@@ -62,8 +62,7 @@ def run(args) -> int:
     config = config_flags.apply_overrides(
         config_flags.load_config(args.config), config_flags.split_overrides(args.overrides)
     )
-    from edsr_jax import sharding, train
-    from edsr_jax.checkpoint import layout
+    from edsr_jax import sharding, storage, train
 
     sharding.maybe_initialize_distributed(
         bool(getattr(args, "distributed", False) or config.distributed),
@@ -77,5 +76,5 @@ def run(args) -> int:
     import jax
 
     if jax.process_index() == 0:
-        print(f"done: step {int(state.step)} in {layout.absolute(args.workdir)}")
+        print(f"done: step {int(state.step)} in {storage.location(args.workdir, 'workdir')}")
     return 0
