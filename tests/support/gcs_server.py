@@ -116,7 +116,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     store: Store
 
-    def log_message(self, format, *args):  # noqa: A002  (quiet unless debugging)
+    def log_message(self, format, *args):  # quiet
         pass
 
     # --- plumbing -------------------------------------------------------------------------------
