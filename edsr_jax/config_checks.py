@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from edsr_jax import storage
 from edsr_jax.data.sources import SOURCES
 from edsr_jax.errors import UserError
 
@@ -144,6 +145,14 @@ def problems(config: Any) -> list[str]:
             value = _get(config, field)
             if isinstance(value, int) and value % per_call:
                 found.append(f"{field}={value} (must be a multiple of steps_per_call={per_call})")
+    # Only TFDS reads its data_dir from a bucket; image folders and the .npy cache are local files.
+    for field, local_only in (("data.data_dir", config.data.source != "tfds"), ("data.cache_dir", True)):
+        value = _get(config, field)
+        try:
+            if value:
+                storage.location(value, field, local_only=local_only)
+        except UserError as e:
+            found.append(str(e))
     return found
 
 

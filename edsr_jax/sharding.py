@@ -1,12 +1,12 @@
 """Device mesh, shardings and global batches for data-parallel training with ``jit``.
 
-One mesh axis, ``data``, spans every device of every process (``jax.make_mesh`` orders the
-devices for the interconnect). Parameters, optimizer state and the step are replicated; a batch is
+One mesh axis, ``data``, spans every device of every process and slice, in process-major order
+(:func:`data_axis_order`). Parameters, optimizer state and the step are replicated; a batch is
 split along its first axis. Each process feeds only its own share of the global batch
-(``global batch / process count`` examples, checked once by :func:`check_batch_size`), which
-:func:`make_global_batch` stitches into one global ``jax.Array``; :func:`prefetch_to_device`
-keeps a few of them in flight. :func:`maybe_initialize_distributed` starts the multi-process
-runtime when a launcher asks for it.
+(``global batch / process count`` examples, checked once by :func:`check_batch_size`), one
+contiguous block of rows (:func:`process_rows`), which :func:`make_global_batch` stitches into one
+global ``jax.Array``; :func:`prefetch_to_device` keeps a few of them in flight.
+:func:`maybe_initialize_distributed` starts the multi-process runtime when a launcher asks for it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from edsr_jax.errors import UserError
@@ -121,10 +122,43 @@ def maybe_initialize_distributed(
     return True
 
 
+def data_axis_order(devices: Sequence) -> list:
+    """``devices`` in the order of the ``data`` axis: slice by slice, then process by process.
+
+    Each process feeds its rows of the global batch from its own input pipeline, so its devices
+    must hold one contiguous block of rows, and the blocks follow the processes' order. JAX's
+    interconnect order (``jax.make_mesh``: a ring or torus walk on TPU) interleaves the hosts of a
+    slice, and ``jax.make_mesh`` refuses several slices. So each slice (``slice_index``, the DCN
+    axis of a multislice run) is first put in JAX's order on its own, then sorted stably by
+    ``process_index``: a host's devices keep their order relative to each other. Only device
+    attributes are read (``platform``, ``device_kind``, ``coords``, ``core_on_chip``,
+    ``process_index``, ``slice_index``), so stand-ins can drive it for any topology.
+
+    Args:
+      devices: every device the mesh spans, in any order.
+
+    Returns:
+      The same devices, process-major.
+    """
+    slices: dict[int, list] = {}
+    for device in devices:
+        slices.setdefault(getattr(device, "slice_index", 0), []).append(device)
+    ordered = []
+    for index in sorted(slices):
+        members = slices[index]
+        interconnect = mesh_utils.create_device_mesh((len(members),), members).flat
+        ordered.extend(sorted(interconnect, key=lambda d: d.process_index))
+    return ordered
+
+
 def create_mesh(devices: Sequence | None = None) -> Mesh:
-    """A 1-D mesh over ``devices`` (default: all devices of all processes) with axis ``data``."""
+    """A 1-D mesh with axis ``data`` over ``devices`` (default: all devices of all processes).
+
+    The devices are in :func:`data_axis_order`, whatever order they come in, so that every
+    process's shards are one contiguous block of the batch on any TPU, GPU or CPU topology.
+    """
     devices = jax.devices() if devices is None else list(devices)
-    return jax.make_mesh((len(devices),), (DATA_AXIS,), (AxisType.Auto,), devices=devices)
+    return Mesh(np.array(data_axis_order(devices), dtype=object), (DATA_AXIS,), axis_types=(AxisType.Auto,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

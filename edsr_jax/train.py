@@ -31,7 +31,17 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from edsr_jax import compile_cache, config_checks, evaluate, models, optim, precision, sharding, writers
+from edsr_jax import (
+    compile_cache,
+    config_checks,
+    evaluate,
+    models,
+    optim,
+    precision,
+    sharding,
+    storage,
+    writers,
+)
 from edsr_jax import compiler_options as xla_options
 from edsr_jax import train_step as steps
 from edsr_jax.checkpoint import layout, lock, manager
@@ -259,7 +269,7 @@ def _set_up(config, workdir: str, devices, stack: contextlib.ExitStack) -> _Run:
     sharding.maybe_initialize_distributed(bool(config.distributed))
     is_chief = jax.process_index() == 0
     log = functools.partial(print, flush=True) if is_chief else (lambda text: None)
-    workdir = layout.absolute(workdir)
+    workdir = storage.location(workdir, "workdir")
     mesh = sharding.create_mesh(devices)
     rows = sharding.process_rows(int(config.batch_size), mesh)  # (checks the batch size first)
     platform = xla_options.platform_of(mesh.devices)

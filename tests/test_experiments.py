@@ -81,6 +81,17 @@ def test_launch_scripts_are_valid_bash_and_document_batch_scaling(script):
     assert "batch_size" in text and "learning_rate" in text and "edsr-jax train" in text
 
 
+def test_tpu_recipe_installs_the_client_its_gs_paths_need():
+    import tomllib
+
+    text = open(os.path.join(EXPERIMENTS, "recipes", "train_tpu_pod.sh")).read()
+    assert "pip install -e '.[tpu]'" in text and "WORKDIR=gs://" in text
+    with open(os.path.join(os.path.dirname(EXPERIMENTS), "pyproject.toml"), "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    for extra in ("tpu", "gcs"):  # etils.epath reaches gs:// through gcsfs where TensorFlow is absent
+        assert any(r.startswith("gcsfs") for r in extras[extra]), extra
+
+
 def test_bicubic_protocols_scores_like_eval_on_its_first_row():
     # Its valid-window SSIM and PSNR on float Y are the library's metrics (its other rows differ
     # from these by the conventions it compares, and only by them).

@@ -2,8 +2,10 @@
 
 Phase 1 (together): processes 0 and 1 of a 2-process run (2 devices each) train steps 1-30 of
 ``configs/test.py`` and stop (checkpoint at 30); one reference process with 4 devices trains steps
-1-60. Phase 2: both processes rerun, resume from the checkpoint and train steps 31-60. The batches
-come from the global sampler, so the two layouts train on the same global batches. The workers
+1-60. Phase 2: both processes rerun, resume from the checkpoint and train steps 31-60; beside them,
+a second pair trains steps 1-4 in a fresh workdir with its devices handed over interleaved
+(``[p0d0, p1d0, p0d1, p1d1]``, as a TPU torus order gives them). The batches come from the global
+sampler, so all layouts train on the same global batches. The workers
 (tests/support/multihost_worker.py, run as a script) run without TensorFlow.
 The fixture takes 1-3 minutes (cold XLA compiles and gloo collectives on 2 shared cores), hence
 ``slow``.
@@ -26,6 +28,8 @@ STEPS, STOP = 60, 30
 # configs/test.py's global batch, and the rows each of the two processes builds.
 BATCH = 16
 ROWS = ([0, 8], [8, 16])
+# Steps the pair given interleaved devices trains.
+INTERLEAVED_STEPS = 4
 # Seconds a phase of worker processes may take before the test kills them.
 PHASE_TIMEOUT = 200
 
@@ -90,13 +94,14 @@ def load(path):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Records of phase 1 (a0, a1: steps 1-2; ref: steps 1-4) and phase 2 (b0, b1: steps 3-4)."""
+    """Records of phase 1 (a0, a1: steps 1-30; ref: steps 1-60) and phase 2 (b0, b1: steps 31-60;
+    i0, i1: steps 1-4 from interleaved devices)."""
     tmp = tmp_path_factory.mktemp("multihost")
     image_cache, xla_cache = str(tmp / "images"), str(tmp / "xla")
     common = ["--without-tensorflow", "--steps", str(STEPS), "--cache-dir", image_cache]
     two = worker_env(2, xla_cache)
 
-    def pair(name, extra):
+    def pair(name, extra, workdir="multi"):
         address = f"127.0.0.1:{free_port()}"
         return [
             (
@@ -104,7 +109,7 @@ def runs(tmp_path_factory):
                     *common,
                     *extra,
                     "--workdir",
-                    str(tmp / "multi"),
+                    str(tmp / workdir),
                     "--out",
                     str(tmp / f"{name}{i}.json"),
                     "--coordinator",
@@ -134,8 +139,9 @@ def runs(tmp_path_factory):
     start = time.time()
     run_phase([*pair("a", ["--stop-at", str(STOP)]), reference])
     steps_after_phase_1 = sorted(os.listdir(tmp / "multi" / "checkpoints"))
-    run_phase(pair("b", []))
-    out = {name: load(tmp / f"{name}.json") for name in ("a0", "a1", "b0", "b1", "ref")}
+    interleaved = ["--device-order", "interleaved", "--stop-at", str(INTERLEAVED_STEPS)]
+    run_phase([*pair("b", []), *pair("i", interleaved, workdir="interleaved")])
+    out = {name: load(tmp / f"{name}.json") for name in ("a0", "a1", "b0", "b1", "i0", "i1", "ref")}
     out.update(tmp=tmp, seconds=time.time() - start, steps_after_phase_1=steps_after_phase_1)
     return out
 
@@ -219,6 +225,21 @@ def test_two_processes_equal_one_process_after_60_steps_of_the_test_config(runs)
         a, b = final_multi[name], final_single[name]
         relative = np.linalg.norm(a - b) / np.linalg.norm(b)
         assert relative < 1e-4, (name, relative)  # (edsr-jax 0.1, with per-process shards: 11 %)
+
+
+@pytest.mark.slow
+def test_devices_handed_over_interleaved_train_as_the_process_major_mesh_does(runs):
+    # The devices come as a TPU torus walk gives them (hosts interleaved); edsr-jax 0.1 stopped
+    # here on both processes: "this process's devices hold rows [(0, 2), (4, 6)] of the batch".
+    records = [runs["i0"], runs["i1"]]
+    assert records[0]["requested"] == [0, 1, 0, 1]
+    assert records[0]["mesh"] == records[1]["mesh"] == runs["a0"]["mesh"] == [0, 0, 1, 1]
+    check_rows(records, runs["ref"])
+    check_identical_params(records)
+    steps = [str(k) for k in range(1, INTERLEAVED_STEPS + 1)]
+    assert sorted(runs["i0"]["params"], key=int) == steps
+    for step in steps:  # bit for bit the process-major run of phase 1
+        assert runs["i0"]["params"][step]["sha"] == runs["a0"]["params"][step]["sha"], step
 
 
 def stored_values(item_folder) -> list[dict[bytes, int]]:

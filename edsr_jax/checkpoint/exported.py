@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from edsr_jax import atomic, models
+from edsr_jax import atomic, models, storage
 from edsr_jax.checkpoint import layout, manager
 from edsr_jax.errors import UserError, listing, quote
 
@@ -54,7 +54,7 @@ def save_model(
       UserError: ``directory`` is a file, or a non-empty directory and ``overwrite`` is false, or
         the parameters do not match ``model``, or ``metadata`` is not JSON-able.
     """
-    directory = epath.Path(layout.absolute(directory))
+    directory = epath.Path(storage.location(directory, "directory"))
     if directory.is_file():
         raise UserError(f"cannot save a model to {directory}: it is a file")
     if directory.is_dir() and any(directory.iterdir()) and not overwrite:
@@ -139,7 +139,7 @@ def load_model_with_note(
       workdir, e.g. ``"step 300, best by val_psnr 33.10 dB"`` or ``"step 400, the latest: no
       checkpoint was scored"`` (:func:`edsr_jax.checkpoint.manager.describe_step`).
     """
-    path = epath.Path(layout.absolute(path))
+    path = epath.Path(storage.location(path, "path"))
     if not path.exists():
         raise UserError(f"no model at {path}: the path does not exist")
     if path.is_file():

@@ -10,7 +10,7 @@ Two kinds of folders hold a model, and both have the same ``model.json``::
 rebuilt without knowing how it was made; a training workdir keeps the config its run started with
 in ``metadata.config``. It is written (atomically) by :func:`write_model_json` and read by
 :func:`read_model_json`, the only two places that touch it. Paths may be local or ``gs://`` URLs
-(``etils.epath``).
+(``etils.epath``; :func:`edsr_jax.storage.location` checks them).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from etils import epath
 
-from edsr_jax import atomic, models
+from edsr_jax import atomic, models, storage
 from edsr_jax.errors import UserError, quote
 
 # The "format" field of model.json, and the newest format_version this code reads and writes.
@@ -34,15 +34,9 @@ PARAMS_DIR = "params"
 CHECKPOINTS_DIR = "checkpoints"
 
 
-def absolute(path: str | os.PathLike) -> str:
-    """``path`` made absolute (Orbax misreads relative paths); a URL (``gs://...``) is kept as is."""
-    path = os.fspath(path)
-    return path if "://" in path else os.path.abspath(path)
-
-
 def checkpoint_dir(workdir: str | os.PathLike) -> str:
     """The folder of a training workdir that holds its step folders."""
-    return str(epath.Path(absolute(workdir)) / CHECKPOINTS_DIR)
+    return str(epath.Path(storage.location(workdir, "workdir")) / CHECKPOINTS_DIR)
 
 
 def write_model_json(folder: str | os.PathLike, spec: dict, metadata: dict) -> None:

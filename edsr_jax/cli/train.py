@@ -62,8 +62,7 @@ def run(args) -> int:
     config = config_flags.apply_overrides(
         config_flags.load_config(args.config), config_flags.split_overrides(args.overrides)
     )
-    from edsr_jax import compile_cache, sharding, train
-    from edsr_jax.checkpoint import layout
+    from edsr_jax import compile_cache, sharding, storage, train
 
     compile_cache.enable(str(config.compilation_cache_dir))  # (this process's; before the first compile)
 
@@ -79,5 +78,5 @@ def run(args) -> int:
     import jax
 
     if jax.process_index() == 0:
-        print(f"done: step {int(state.step)} in {layout.absolute(args.workdir)}")
+        print(f"done: step {int(state.step)} in {storage.location(args.workdir, 'workdir')}")
     return 0

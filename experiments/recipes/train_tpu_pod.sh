@@ -3,9 +3,12 @@
 #
 # Every worker (host) of the slice runs the same `edsr-jax train` command; --distributed makes
 # each call jax.distributed.initialize(), which reads the coordinator, process count and process
-# id from the TPU metadata. Each process then reads its own contiguous chunk of the training images
-# and feeds its share of the global batch; all processes write one set of Orbax checkpoints to
-# the shared gs:// workdir (process 0 writes model.json, logs and TensorBoard events).
+# id from the TPU metadata. The chips form one data axis in process order (each host feeds one
+# contiguous block of the global batch, whatever order the torus lists them in); all processes
+# write one set of Orbax checkpoints to the shared gs:// workdir (process 0 writes model.json,
+# logs and TensorBoard events). The `tpu` extra installs gcsfs, through which gs:// paths are
+# reached without TensorFlow (docs/accelerators.md); DATA_DIR may be gs:// too (TFDS prepared as
+# ArrayRecord), while the image and compilation caches stay on each worker's local disk.
 # Rerunning the script resumes from the latest checkpoint (also after a preemption: SIGTERM makes
 # every process save at the same step).
 #

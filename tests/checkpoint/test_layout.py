@@ -24,7 +24,6 @@ def test_model_json_round_trip_and_names(tmp_path):
     assert layout.read_model_json(tmp_path) == (SPEC, {"note": "x", "steps": [1, 2]})
     assert os.listdir(tmp_path) == [layout.MODEL_JSON]  # written atomically: no temporary left
     assert layout.checkpoint_dir("w") == os.path.join(os.path.abspath("w"), layout.CHECKPOINTS_DIR)
-    assert layout.absolute("gs://bucket/run") == "gs://bucket/run"
     with pytest.raises(UserError, match="model metadata must be JSON-serialisable"):
         layout.write_model_json(tmp_path / "other", SPEC, {"bad": object()})
 

@@ -11,6 +11,9 @@ Runs ``train.train_and_evaluate`` on ``configs/test.py`` and writes, to ``--out`
 
 ``--num-processes 2 --process-id I --coordinator HOST:PORT`` joins a distributed run (CPU
 collectives: gloo). The device count comes from XLA_FLAGS (set by the caller).
+``--device-order interleaved`` hands ``train_and_evaluate`` the devices in the order ``[p0d0,
+p1d0, p0d1, p1d1, ...]`` (as a TPU torus walk interleaves hosts); ``requested`` and ``mesh``
+record the process index of each device handed over and of each device of the mesh.
 ``--without-tensorflow`` hides TensorFlow, as on a machine without it (``support`` must be on
 PYTHONPATH).
 """
@@ -53,6 +56,7 @@ def main(argv=None) -> int:
     parser.add_argument("--num-processes", type=int, default=1)
     parser.add_argument("--process-id", type=int, default=0)
     parser.add_argument("--without-tensorflow", action="store_true", help="as on a JAX-only machine")
+    parser.add_argument("--device-order", choices=("default", "interleaved"), default="default")
     args = parser.parse_args(argv)
 
     if args.without_tensorflow:
@@ -99,6 +103,20 @@ def main(argv=None) -> int:
 
     pipeline.sample_rows = recording_sample_rows
 
+    devices = None
+    if args.device_order == "interleaved":  # [p0d0, p1d0, p0d1, p1d1, ...]
+        by_process = [[d for d in jax.devices() if d.process_index == p] for p in range(jax.process_count())]
+        devices = [d for column in zip(*by_process, strict=True) for d in column]
+        record["requested"] = [d.process_index for d in devices]
+    create_mesh = sharding.create_mesh
+
+    def recording_create_mesh(*a, **k):
+        mesh = create_mesh(*a, **k)
+        record["mesh"] = [d.process_index for d in mesh.devices.flat]
+        return mesh
+
+    sharding.create_mesh = recording_create_mesh
+
     compile_train_steps = train_step.compile_train_steps
 
     def recording_compile(*a, **k):
@@ -132,7 +150,7 @@ def main(argv=None) -> int:
     fields = {**OVERRIDES, "num_train_steps": str(args.steps), "data.cache_dir": args.cache_dir}
     config = config_flags.apply_overrides(config_flags.load_config(TEST_CONFIG), list(fields.items()))
     stop = (lambda step: step == args.stop_at) if args.stop_at else None
-    state = train.train_and_evaluate(config, args.workdir, on_step=stop)
+    state = train.train_and_evaluate(config, args.workdir, on_step=stop, devices=devices)
     record["final_step"] = int(jax.device_get(state.step.addressable_data(0)))
     flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
     np.savez(
