@@ -88,8 +88,7 @@ def load_torch_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray
       ``"params"``, ``"state_dict"``, ...) or None for a plain state dict.
 
     Raises:
-      UserError: the file is missing, unreadable or not a PyTorch file (what it is instead), or
-        holds no state dict.
+      UserError: the file is missing, unreadable, not a PyTorch file, or holds no state dict.
     """
     obj = torch_file.read(path)
     found = _find_state_dict(obj)
@@ -262,18 +261,18 @@ def convert_state_dict(state_dict: dict[str, Any], spec: dict | None = None):
     unknown = sorted(k for k in state_dict if k not in expected and k.split(".")[0] not in MEAN_SHIFT_SIGNS)
     if unknown:
         raise UserError(
-            f"unknown keys for {_describe_spec(spec)}: {listing(unknown)} "
+            f"unknown keys for {describe_spec(spec)}: {listing(unknown)} "
             "(not an official EDSR/MDSR state dict, or a different B/F/scale)"
         )
     missing = sorted(k for k in expected if k not in state_dict)
     if missing:
-        raise UserError(f"missing keys for {_describe_spec(spec)}: {listing(missing)}")
+        raise UserError(f"missing keys for {describe_spec(spec)}: {listing(missing)}")
     params: dict = {}
     for key, (path, torch_shape) in sorted(expected.items()):
         value = np.asarray(state_dict[key], dtype=np.float32)
         if tuple(value.shape) != torch_shape:
             raise UserError(
-                f"{key} has shape {tuple(value.shape)} in the file but {_describe_spec(spec)} "
+                f"{key} has shape {tuple(value.shape)} in the file but {describe_spec(spec)} "
                 f"needs {torch_shape}"
             )
         _set_path(params, path, value.transpose(2, 3, 1, 0) if value.ndim == 4 else value)
@@ -292,7 +291,8 @@ def _set_path(tree: dict, path: str, value: np.ndarray) -> None:
     tree[leaf] = value
 
 
-def _describe_spec(spec: dict) -> str:
+def describe_spec(spec: dict) -> str:
+    """``EDSR x2 B16 F64`` or ``MDSR x2/x3/x4 B80 F64`` for a model spec."""
     scales = f"x{spec['scale']}" if spec["arch"] == "edsr" else "/".join(f"x{s}" for s in spec["scales"])
     return f"{spec['arch'].upper()} {scales} B{spec['num_blocks']} F{spec['num_features']}"
 
@@ -416,11 +416,8 @@ def basicsr_to_official(state_dict: dict[str, Any], img_range: float = BASICSR_I
         elif module in MEAN_SHIFT_SIGNS:
             continue
         else:
-            other = other_architecture(state_dict)
-            raise UserError(
-                f"unknown key {key!r} for a BasicSR EDSR checkpoint"
-                + (f": the keys are those of {other}, not an EDSR" if other else "")
-            )
+            other = f": the keys are those of {name}" if (name := other_architecture(state_dict)) else ""
+            raise UserError(f"unknown key {key!r} for a BasicSR EDSR checkpoint{other}")
         scaled = (
             np.asarray(value, np.float32) * np.float32(factor) if leaf == "bias" and factor != 1.0 else value
         )
