@@ -5,9 +5,9 @@ the command line) downloads the official file on first use, checks its SHA-256 a
 registry (:mod:`edsr_jax.interop.published`), converts it without PyTorch
 (:mod:`edsr_jax.interop.torch_file`) and caches the converted model folder (what ``save_model``
 writes) as ``<cache>/<name>``; later calls read that folder and make no request. Each file is
-tried from the mirror first (if set), then from its sources in order (official first); a source that is unreachable or serves a web page or an LFS
-pointer is skipped, but a file whose hash differs stops everything: it is deleted, nothing is
-cached, and the error names both hashes.
+tried from the mirror first (if set), then from its sources in order (official first). A source
+that is unreachable or serves a web page or an LFS pointer is skipped; a file whose hash differs
+stops everything: it is deleted, nothing is cached, and the error names both hashes.
 
 Environment (read, never written):
 
