@@ -133,7 +133,10 @@ def _transfer(url: str, destination: str, progress: bool) -> None:
     from tqdm import tqdm
 
     name = os.path.basename(destination)
-    bar = tqdm(desc=name, unit="B", unit_scale=True, unit_divisor=1024, disable=None if progress else True)
+    # (total: set by pooch from Content-Length; a bar must be truthy before that for pooch to use it)
+    bar = tqdm(
+        desc=name, total=1, unit="B", unit_scale=True, unit_divisor=1024, disable=None if progress else True
+    )
     try:
         download = pooch.HTTPDownloader(progressbar=bar, chunk_size=CHUNK_BYTES, timeout=TIMEOUT_S)
         download(url, destination, None)
