@@ -8,7 +8,6 @@ the PyTorch reference and saved in the legacy format of the 2018 files) from an 
 """
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -24,27 +23,20 @@ torch = import_torch()  # (the synthetic files are made with PyTorch)
 
 from support import torch_reference as ref  # noqa: E402
 from support.paths import TESTS  # noqa: E402
-from support.trees import numpy_init  # noqa: E402
+from support.tiny_weights import FILENAME, NAME, SPEC, entry, isolate, saved  # noqa: E402
+from support.trees import assert_trees_equal, numpy_init  # noqa: E402
 from support.weights_server import WeightsServer  # noqa: E402
 
 import edsr_jax  # noqa: E402
-from edsr_jax import models  # noqa: E402
+from edsr_jax import models, train  # noqa: E402
 from edsr_jax.checkpoint.exported import save_model  # noqa: E402
 from edsr_jax.errors import UserError  # noqa: E402
 from edsr_jax.interop import pretrained, published  # noqa: E402
+from edsr_jax.interop import torch as torch_interop  # noqa: E402
 
-NAME = "tiny_x2"
-FILENAME = "tiny_x2-0123abcd.pt"
-SPEC = {"arch": "edsr", "scale": 2, "num_blocks": 1, "num_features": 8, "res_scale": 1.0}
 OFFICIAL = f"/official/{FILENAME}"
 # Outputs on [0, 255] against the PyTorch reference (tests/interop/test_torch.py's tolerance).
 TOLERANCE = 1e-3
-
-
-def _saved(net) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(net.state_dict(), buffer, _use_new_zipfile_serialization=False)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -55,20 +47,13 @@ def net():
 @pytest.fixture(scope="module")
 def data(net) -> bytes:
     """The tiny EDSR x2 as the 2018 official files are stored (torch.save's legacy format)."""
-    return _saved(net)
-
-
-def entry(data: bytes, *urls: str, sha256: str | None = None, name: str = NAME, spec=SPEC):
-    weights = published.WeightsFile(FILENAME, sha256 or hashlib.sha256(data).hexdigest(), urls)
-    return published.Pretrained(name, spec, 233, (weights,), {2: 30.0})
+    return saved(net)
 
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     """An empty cache folder for the test; no offline mode, no mirror."""
-    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(pretrained.OFFLINE_ENV, raising=False)
-    monkeypatch.delenv(pretrained.MIRROR_ENV, raising=False)
+    isolate(monkeypatch, tmp_path / "cache")
     return tmp_path / "cache"
 
 
@@ -220,7 +205,7 @@ def test_lfs_pointers_and_web_pages_are_named_and_the_next_source_is_tried(
 
 
 def test_a_file_of_another_architecture_is_named_and_nothing_cached(cache, server):
-    x3 = _saved(ref.randomized("edsr", 3, 1, 8))
+    x3 = saved(ref.randomized("edsr", 3, 1, 8))
     server.files[OFFICIAL] = x3
     with published.registered(entry(x3, server.url(OFFICIAL))):
         with pytest.raises(
@@ -245,6 +230,14 @@ def test_a_path_of_that_name_wins_over_the_published_model(cache, tmp_path, monk
     save_model(tmp_path / NAME, model, numpy_init(model))
     with published.registered(entry(data, "http://127.0.0.1:9/never")):
         assert edsr_jax.load_model(NAME)[0].scale == 3  # the folder, no download
+
+
+def test_config_init_from_takes_a_published_name(cache, server, data, net):
+    with published.registered(entry(data, server.url(OFFICIAL))):
+        params, note = train.load_init_params(NAME)
+    state_dict = {k: v.numpy() for k, v in net.state_dict().items()}
+    assert_trees_equal(params, torch_interop.convert_state_dict(state_dict)[1]["params"])
+    assert note == "a published model" and server.requests == [OFFICIAL]
 
 
 def test_registered_entries_last_only_for_their_block(data):
