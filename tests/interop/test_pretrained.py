@@ -25,7 +25,7 @@ from support import torch_reference as ref  # noqa: E402
 from support.paths import TESTS  # noqa: E402
 from support.tiny_weights import FILENAME, NAME, SPEC, entry, isolate, saved  # noqa: E402
 from support.trees import assert_trees_equal, numpy_init  # noqa: E402
-from support.weights_server import WeightsServer  # noqa: E402
+from support.weights_server import WeightsServer, forbid_internet  # noqa: E402
 
 import edsr_jax  # noqa: E402
 from edsr_jax import models, train  # noqa: E402
@@ -52,8 +52,9 @@ def data(net) -> bytes:
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    """An empty cache folder for the test; no offline mode, no mirror."""
+    """An empty cache folder for the test; no offline mode, no mirror, no internet."""
     isolate(monkeypatch, tmp_path / "cache")
+    forbid_internet(monkeypatch)
     return tmp_path / "cache"
 
 

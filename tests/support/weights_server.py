@@ -73,3 +73,17 @@ class WeightsServer:
                 pass
 
         return Handler
+
+
+def forbid_internet(monkeypatch) -> None:
+    """Makes every name lookup but 127.0.0.1's fail, so that a test cannot reach the internet."""
+    import socket
+
+    lookup = socket.getaddrinfo
+
+    def local_only(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost"):
+            raise OSError(f"the tests do not use the internet (asked for {host})")
+        return lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", local_only)
