@@ -278,7 +278,7 @@ def _read_legacy(data: bytes) -> Any:
     def load_storage(pid):
         _, storage_type, key, _, numel, view = _storage_pid(pid, 6)
         if view is not None:
-            raise _Bad("has storage views (PyTorch < 0.4 files): not supported")
+            raise _Bad("has storage views (an early legacy file): not supported")
         if key not in storages:
             storages[key] = _Storage(key, _dtype(storage_type), numel)
         return storages[key]
