@@ -198,7 +198,6 @@ def _convert(entry: Pretrained, path: str, file: WeightsFile):
 
 def _download(entry: Pretrained, folder: str, workdir: str, progress: bool, log) -> None:
     """Downloads, verifies and converts the first file a source gives; saves the model to ``folder``."""
-    from edsr_jax import __version__
     from edsr_jax.checkpoint import exported
 
     failures = []
@@ -221,7 +220,7 @@ def _download(entry: Pretrained, folder: str, workdir: str, progress: bool, log)
             "source_sha256": digest,
             "layout": file.layout,
             "licence": entry.licence,
-            "converted_by": f"edsr-jax {__version__}",
+            "converted_by": f"edsr-jax {_version()}",
         }
         try:
             exported.save_model(folder, model, variables, metadata=metadata)
@@ -229,13 +228,25 @@ def _download(entry: Pretrained, folder: str, workdir: str, progress: bool, log)
             if not cached_path(entry.name):  # (another process saved it first: keep that one)
                 raise
         return
-    if not failures:
+    if is_offline():
+        tried = f"; the mirror: {'; '.join(failures)}" if failures else ""
         raise UserError(
             f"{entry.name} is not cached at {folder}, and {OFFLINE_ENV} is set: nothing is downloaded "
             f"(run `edsr-jax models --fetch {entry.name}` where there is a network and copy the folder "
-            f"there, or set {MIRROR_ENV} to a folder holding {entry.files[0].filename})"
+            f"there, or set {MIRROR_ENV} to a folder holding {entry.files[0].filename}){tried}"
         )
     raise UserError(f"could not download {entry.name}: {'; '.join(failures)}")
+
+
+def _version() -> str:
+    """The installed edsr-jax version (read from the package metadata: the package root imports this
+    module, so it cannot be imported from here)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("edsr-jax")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def fetch(name: str, *, progress: bool = True, log: Callable[[str], None] | None = None) -> str:
