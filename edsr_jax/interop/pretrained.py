@@ -70,6 +70,7 @@ def cached_path(name: str) -> str | None:
 
 
 def is_offline(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``EDSR_JAX_OFFLINE`` forbids the network (any value but empty, 0, false, no, off)."""
     env = os.environ if environ is None else environ
     return env.get(OFFLINE_ENV, "").strip().lower() not in FALSE_VALUES
 
@@ -99,6 +100,7 @@ class _Unavailable(Exception):
 
 
 def _mirror_url(filename: str, environ: Mapping[str, str]) -> str | None:
+    """Where the mirror (if one is set) would hold ``filename``."""
     mirror = environ.get(MIRROR_ENV, "").strip()
     if not mirror:
         return None
@@ -171,11 +173,12 @@ def _verify(path: str, file: WeightsFile, url: str) -> str:
         other = torch_file.describe_other_file(f.read(torch_file.SNIFF_BYTES), size)
     if other is not None:
         raise _Unavailable(f"{url} {other}")
-    what = "the registry's" if len(file.sha256) == 64 else "the prefix in its name,"
+    full = len(file.sha256) == 64
+    expected = f"{file.sha256} (the registry's)" if full else f"{file.sha256}... (its name's)"
     short = f" ({size:,} of {file.size:,} bytes: cut short?)" if file.size and size < file.size else ""
     raise UserError(
-        f"{file.filename} from {url} has sha256 {digest}{short}, but {what} {file.sha256}, does not match: "
-        "the download was deleted and nothing was cached"
+        f"{file.filename} from {url} has sha256 {digest}{short}, expected {expected}: the download was "
+        "deleted and nothing was cached"
     )
 
 
@@ -253,7 +256,7 @@ def fetch(name: str, *, progress: bool = True, log: Callable[[str], None] | None
     """The cached model folder of a published model, downloaded and converted on first use.
 
     Args:
-      name: a name from :data:`REGISTRY` (or :func:`registered`).
+      name: a name of ``published.REGISTRY`` (or of ``published.registered`` entries).
       progress: show a progress bar while downloading (on a terminal).
       log: called with a line before each download (e.g. ``print``); nothing when None.
 

@@ -97,8 +97,8 @@ def test_a_hash_mismatch_names_both_hashes_and_caches_nothing(cache, server, dat
         with pytest.raises(UserError) as error:
             pretrained.fetch(NAME, progress=False)
     message = str(error.value)
-    assert f"{FILENAME} from {server.url(OFFICIAL)} has sha256 {received}" in message
-    assert expected in message and "deleted and nothing was cached" in message
+    assert f"{FILENAME} from {server.url(OFFICIAL)} has sha256 {received}, expected {expected}" in message
+    assert "the download was deleted and nothing was cached" in message
     assert _cache_contents(cache) == []
 
 
