@@ -223,15 +223,19 @@ def _storage_pid(pid, fields: int) -> tuple:
 # --- the zip format -----------------------------------------------------------------------------
 
 
-def _read_zip(data: bytes) -> Any:
+def _read_zip(path: str) -> Any:
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        names = archive.namelist()
+        with zipfile.ZipFile(path) as archive:
+            return _read_archive(archive)
     except (zipfile.BadZipFile, OSError) as e:
         raise _Bad(
             f"is truncated or damaged: it starts as a zip-format PyTorch file but cannot be opened "
-            f"({len(data):,} bytes; {e}); an interrupted download or copy?"
+            f"({os.path.getsize(path):,} bytes; {e}); an interrupted download or copy?"
         ) from None
+
+
+def _read_archive(archive: zipfile.ZipFile) -> Any:
+    names = archive.namelist()
     pickles = [n for n in names if re.fullmatch(r"[^/]+/data\.pkl", n)]
     if len(pickles) != 1:
         raise _Bad(f"is a zip archive but not a PyTorch file (no <dir>/data.pkl among {len(names)} entries)")
@@ -385,15 +389,16 @@ def read(path: str | os.PathLike) -> Any:
         what = "is a directory" if os.path.isdir(path) else "does not exist"
         raise UserError(f"cannot read PyTorch weights from {path}: it {what}")
     with open(path, "rb") as f:
-        data = f.read()
+        head = f.read(SNIFF_BYTES)
     try:
-        if data.startswith(ZIP_MAGIC):
-            obj = _read_zip(data)
-        elif data[:1] == b"\x80":  # a pickle (protocol 2 and up): the legacy format
-            obj = _read_legacy(data)
+        if head.startswith(ZIP_MAGIC):
+            obj = _read_zip(path)
+        elif head[:1] == b"\x80":  # a pickle (protocol 2 and up): the legacy format
+            with open(path, "rb") as f:
+                obj = _read_legacy(f.read())
         else:
-            other = describe_other_file(data[:SNIFF_BYTES], len(data))
-            raise _Bad(other or f"is not a PyTorch file (it starts with {data[:8]!r})")
+            other = describe_other_file(head, os.path.getsize(path))
+            raise _Bad(other or f"is not a PyTorch file (it starts with {head[:8]!r})")
         return _materialize(obj)
     except _Bad as e:
         raise UserError(f"{path} {e}") from None
