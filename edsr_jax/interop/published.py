@@ -79,7 +79,8 @@ def _official(filename: str, size: int | None = None, sha256: str | None = None)
     prefix = filename.rsplit("-", 1)[1].split(".")[0]
     if sha256 is not None and not sha256.startswith(prefix):
         raise ValueError(f"{filename}: sha256 {sha256} does not start with {prefix}")
-    return WeightsFile(filename, sha256 or prefix, (OFFICIAL_URL + filename,), size)
+    note = "full sha256 and size as issue 26 reports them; not recomputed here" if sha256 else ""
+    return WeightsFile(filename, sha256 or prefix, (OFFICIAL_URL + filename,), size, note=note)
 
 
 def _basicsr(filename: str, drive_id: str, sha256: str | None = None, cccv: str | None = None) -> WeightsFile:
@@ -101,7 +102,8 @@ def _mdsr(name, blocks, parameters, files, psnr) -> Pretrained:
 
 # Sources: EDSR-PyTorch's model/edsr.py and model/mdsr.py (URLs), BasicSR's docs/ModelZoo.md and
 # scripts/download_pretrained_models.py (names, Drive ids), cccv's config/sr/edsr_config.py (the
-# full hashes of the EDSR_M files). Full hashes and sizes of the official files: issue 26.
+# full hashes of the EDSR_M files); parameter counts and PSNR: EDSR-PyTorch's README. Full hashes
+# and sizes of the official files: issue 26 (each WeightsFile.note says what is unconfirmed).
 _ENTRIES = (
     _edsr(
         "edsr_baseline_x2",
