@@ -34,9 +34,9 @@ class Case:
       make: the builder (name in :data:`BUILDERS`) that writes ``{in}``, or None.
       args: the command's arguments with placeholders.
       error: a regex the one-line error must match (naming the culprit); None: success.
+      env: ``(variable, value)`` pairs set while the case runs.
       size: expected output ``(width, height)`` on success.
       mode: expected Pillow mode of the output on success.
-      env: ``(variable, value)`` pairs set while the case runs.
     """
 
     id: str
@@ -46,9 +46,9 @@ class Case:
     make: str | None
     args: tuple[str, ...]
     error: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
     size: tuple[int, int] | None = None
     mode: str | None = None
-    env: tuple[tuple[str, str], ...] = ()
 
 
 def _rng() -> np.random.Generator:
@@ -139,13 +139,6 @@ def make_set_with_a_truncated_image(path: str) -> None:
     make_truncated(os.path.join(hr, "half_copied.png"))
 
 
-def make_pt_of_other_tensors(path: str) -> None:
-    from support.optional import import_torch
-
-    torch = import_torch()
-    torch.save({"encoder.weight": torch.zeros(2, 2)}, path)
-
-
 def make_lfs_pointer(path: str) -> None:
     """What a clone without ``git lfs pull`` holds instead of edsr_x4-4f62e9ef.pt (git-lfs spec v1)."""
     with open(path, "w", encoding="ascii") as f:
@@ -164,6 +157,13 @@ def make_mirror_with_a_wrong_file(path: str) -> None:
     os.makedirs(path)
     with open(os.path.join(path, "edsr_baseline_x2-1bc95232.pt"), "wb") as f:
         f.write(_rng().integers(0, 256, 4096, dtype=np.uint8).tobytes())
+
+
+def make_pt_of_other_tensors(path: str) -> None:
+    from support.optional import import_torch
+
+    torch = import_torch()
+    torch.save({"encoder.weight": torch.zeros(2, 2)}, path)
 
 
 BUILDERS: dict[str, Callable[[str], None]] = {
