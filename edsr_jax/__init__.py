@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     # Lazy, so that `import edsr_jax` stays light (no Orbax import until it is needed).
-    if name == "load_model":
-        from edsr_jax.checkpoint.exported import load_model
+    if name in ("load_model", "load_pretrained"):  # (a path, or a published model's name)
+        from edsr_jax.interop import pretrained
 
-        return load_model
+        return getattr(pretrained, name)
     raise AttributeError(f"module 'edsr_jax' has no attribute {name!r}")

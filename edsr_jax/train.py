@@ -134,14 +134,19 @@ def validate(config, validation: evaluate.Validation, variables: dict, step: int
 
 
 def load_init_params(path: str) -> tuple[Any, str]:
-    """Parameters to start from, and which: an official ``.pt``, an exported model, or a training
-    workdir's best checkpoint by validation PSNR (its latest when none was scored), as the official
-    ``--pre_train`` takes ``model_best.pt``. The note says which step and why ("" if not a workdir)."""
+    """Parameters to start from, and which: an official ``.pt``, an exported model, a published
+    model's name, or a training workdir's best checkpoint by validation PSNR (its latest when none
+    was scored), as the official ``--pre_train`` takes ``model_best.pt``. The note says which step
+    and why ("" for a file or an exported model)."""
     if path.endswith((".pt", ".pth")):
         from edsr_jax.interop import torch as torch_interop
 
         return torch_interop.convert_state_dict(torch_interop.load_torch_state_dict(path))[1]["params"], ""
     from edsr_jax.checkpoint import exported
+    from edsr_jax.interop import pretrained
+
+    if pretrained.is_model_name(path):  # a published model (edsr-jax models), fetched on first use
+        return pretrained.load_pretrained(path, progress=False)[1]["params"], "a published model"
 
     _, variables, note = exported.load_model_with_note(path, which=manager.BEST_OR_LATEST)
     return variables["params"], note

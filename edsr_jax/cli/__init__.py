@@ -28,6 +28,7 @@ COMMANDS = {
     "downscale": "downscale",
     "train": "train",
     "convert-torch": "convert_torch",
+    "models": "models",
     "export": "export",
     "demo": "demo",
     "upscale": "upscale",

@@ -4,6 +4,7 @@ Examples::
 
     edsr-jax eval --data-dir data/benchmarks --datasets Set5,Set14 --scales 2,3,4 --method bicubic
     edsr-jax eval --data-dir data/benchmarks --datasets Set5 --scales 2 --checkpoint models/edsr_x2
+    edsr-jax eval --data-dir data/benchmarks --datasets Set5,Set14 --model edsr_baseline_x2
     edsr-jax eval --data-dir data/benchmarks --datasets Set5 --checkpoint runs/x2 --steps all --curve x2_curve
     edsr-jax eval --data-dir data/benchmarks --datasets Set5 --checkpoint runs/x2 --steps best \
         --save-results sr/ --report report.html --compare models/edsr_baseline_x2
@@ -42,6 +43,7 @@ def add_arguments(parser) -> None:
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", help="an exported model or training workdir (what load_model takes)")
+    model_flags.add_model_flag(what)
     what.add_argument("--method", choices=METHODS, help="a classical baseline instead of a model")
     parser.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble (EDSR+/MDSR+)")
     parser.add_argument(
@@ -97,7 +99,7 @@ def add_arguments(parser) -> None:
         "--compare",
         default=None,
         metavar="CHECKPOINT",
-        help="a second model scored beside the first in the table and the report",
+        help="a second model (a checkpoint or a published model's name) scored beside the first",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -179,6 +181,11 @@ def run(args) -> int:
         return 0
     compile_cache.enable()  # before the first compile: a rerun loads the programs from disk
     scales = None if args.scales is None else _int_list(args.scales, "scales")
+    named = args.model
+    if named:
+        args.checkpoint = model_flags.checkpoint_path(args)
+    if args.compare:
+        args.compare = model_flags.checkpoint_or_model(args.compare)
     protocol = None if args.protocol == "auto" else metrics.get_protocol(args.protocol)
     saver = eval_outputs.ResultSaver(args.save_results) if args.save_results else None
     report = eval_outputs.ReportCollector(protocol=protocol) if args.report else None
@@ -219,7 +226,7 @@ def run(args) -> int:
         results = score(lambda s: evaluate.bicubic(s), scales, [h for h in (saver, report) if h])
         runs = [(None, results)]
     else:
-        method = f"checkpoint {args.checkpoint}"
+        method = f"model {named} ({args.checkpoint})" if named else f"checkpoint {args.checkpoint}"
         steps = sweep.resolve_steps(args.checkpoint, args.steps) if args.steps else ["latest"]
         runs = []
         for i, which in enumerate(steps):

@@ -22,7 +22,9 @@ HELP = "export a model to StableHLO, SavedModel, TFLite, ONNX, PyTorch or safete
 
 def add_arguments(parser) -> None:
     parser.add_argument("output", metavar="OUT", help="the file (or SavedModel folder) to write")
-    parser.add_argument("--checkpoint", required=True, help="an exported model or training workdir")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="an exported model or training workdir")
+    model_flags.add_model_flag(source)
     parser.add_argument("--format", required=True, help=f"the format to write: {', '.join(FORMATS)}")
     parser.add_argument(
         "--which", default="latest", help="for a training workdir: latest, best or a step number"
@@ -39,7 +41,8 @@ def run(args) -> int:
     from edsr_jax.interop import export
 
     which = int(args.which) if args.which.isdigit() else args.which
-    model, variables = exported.load_model(args.checkpoint, which=which, weights=args.weights)
+    path = model_flags.checkpoint_path(args)
+    model, variables = exported.load_model(path, which=which, weights=args.weights)
     start = time.perf_counter()
     paths = export.export_model(model, variables, args.output, args.format, force=args.force, fp16=args.fp16)
     seconds = time.perf_counter() - start

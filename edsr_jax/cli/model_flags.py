@@ -1,5 +1,6 @@
-"""Model-loading flags of ``eval``, ``upscale`` and ``export``: ``--dtype`` (the computation dtype;
-the parameters stay float32) and ``--weights`` (a training run's EMA or raw weights)."""
+"""Model-loading flags of ``eval``, ``upscale`` and ``export``: ``--model NAME`` (a published model,
+the other way to name what ``--checkpoint`` names), ``--dtype`` (the computation dtype; the
+parameters stay float32) and ``--weights`` (a training run's EMA or raw weights)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,29 @@ def dtype_of(name: str):
     import jax.numpy as jnp
 
     return {"float32": None, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
+
+
+def add_model_flag(group) -> None:
+    """``--model NAME`` beside ``--checkpoint`` (in the same mutually exclusive ``group``)."""
+    group.add_argument(
+        "--model",
+        metavar="NAME",
+        help="a published model by name (edsr-jax models lists them): downloaded once, verified, cached",
+    )
+
+
+def checkpoint_path(args) -> str:
+    """The model folder a command reads: ``--checkpoint``, or ``--model``'s cached folder (fetched
+    on first use; the download's progress bar and source go to the terminal)."""
+    if not getattr(args, "model", None):
+        return args.checkpoint
+    from edsr_jax.interop import pretrained
+
+    return pretrained.fetch(args.model, progress=not getattr(args, "no_progress", False), log=print)
+
+
+def checkpoint_or_model(value: str) -> str:
+    """A ``--checkpoint``-like value (``--compare``) that may also be a published model's name."""
+    from edsr_jax.interop import pretrained
+
+    return pretrained.fetch(value, log=print) if pretrained.is_model_name(value) else value

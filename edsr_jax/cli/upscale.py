@@ -3,6 +3,7 @@
 Examples::
 
     edsr-jax upscale --checkpoint models/edsr_x2 photo.jpg photo_x2.png
+    edsr-jax upscale --model edsr_baseline_x4 photo.jpg photo_x4.png   # a published model
     edsr-jax upscale --checkpoint runs/mdsr --scale 4 --self-ensemble photos/ photos_x4/
 
 A folder run upscales every image in it (not recursive) into the output folder under the same
@@ -28,9 +29,9 @@ def add_arguments(parser) -> None:
         metavar="OUTPUT",
         help="output file (format from its extension) or folder (for a folder INPUT)",
     )
-    parser.add_argument(
-        "--checkpoint", required=True, help="an exported model or training workdir (what load_model takes)"
-    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="an exported model or training workdir (what load_model takes)")
+    model_flags.add_model_flag(source)
     parser.add_argument(
         "--scale", type=int, default=None, help="upscaling factor (default: the model's, if it has only one)"
     )
@@ -74,7 +75,7 @@ def run(args) -> int:
     compile_cache.enable()  # before the first compile: a rerun loads the programs from disk
     dtype = model_flags.dtype_of(args.dtype)
     model, variables, scale = upscale.load_for_upscaling(
-        args.checkpoint, args.scale, dtype=dtype, weights=args.weights
+        model_flags.checkpoint_path(args), args.scale, dtype=dtype, weights=args.weights
     )
     if args.max_memory_mb < 1:
         raise UserError(f"--max-memory-mb must be at least 1, got {args.max_memory_mb}")

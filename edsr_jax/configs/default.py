@@ -55,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.adam_b1 = 0.9  # Adam beta1
     config.adam_b2 = 0.999  # Adam beta2 (BasicSR uses 0.99; the paper 0.999)
     config.adam_eps = 1e-8  # Adam epsilon
-    config.init_from = ""  # start from: a workdir (its best checkpoint by val PSNR), an exported model, a .pt
+    config.init_from = ""  # start from: a workdir (best by val PSNR), a model folder, a .pt, a published name
     config.loss = "l1"  # "l1" (the paper) or "l2" (SRResNet's, for the paper's ablation)
     # Not in the paper (off): the peers' and the official code's stability and averaging options.
     config.ema_decay = 0.0  # > 0 (e.g. 0.999): keep an EMA of the weights; validation, the best

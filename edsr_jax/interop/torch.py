@@ -23,7 +23,7 @@ MDSR ``tail.0.w``                      ``tail/w``
 
 where ``j`` is the position of scale ``s`` in the model's scale list (official: 0=x2, 1=x3, 2=x4).
 
-torch is imported only by :func:`load_torch_state_dict`.
+Files are read without PyTorch (:mod:`edsr_jax.interop.torch_file`).
 """
 
 from __future__ import annotations
@@ -36,9 +36,8 @@ import numpy as np
 
 from edsr_jax import models
 from edsr_jax.errors import UserError, listing
+from edsr_jax.interop import torch_file
 
-# Installing the torch build these tests and conversions were made with (CPU wheel).
-TORCH_INSTALL_HINT = 'pip install torch==2.13.0 (or pip install "edsr-jax[test]")'
 # Keys of common checkpoint wrappers around a state dict, tried in this order.
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "params_ema", "params", "net")
 # Key prefixes added by wrappers (DataParallel, the official trainer's Model), stripped if on every key.
@@ -54,6 +53,14 @@ MEAN_SHIFT_ATOL = 1e-3
 # Relative tolerance when reading rgb_range and rgb_std back from float32 mean-shift constants.
 MEAN_SHIFT_RTOL = 1e-4
 
+# Other super-resolution networks, told apart by a key only they have: (name, regex over the keys).
+OTHER_ARCHITECTURES = (
+    ("ESRGAN's RRDBNet (BasicSR, Real-ESRGAN)", r"\brdb1\.|\bRRDB_trunk\."),
+    ("SwinIR", r"\.residual_group\."),
+    ("RCAN", r"\.conv_du\."),
+    ("BasicSR's MSRResNet (SRResNet)", r"\bupconv1\."),
+)
+
 _LEAF_TO_TORCH = {"kernel": "weight", "bias": "bias"}
 
 
@@ -66,14 +73,14 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def load_torch_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], str | None]:
-    """Reads a PyTorch state dict file into float32 numpy arrays.
+    """Reads a PyTorch state dict file into float32 numpy arrays, without PyTorch.
 
     Accepts a plain ``state_dict`` and common wrappers (``{"state_dict": ...}``, ``{"model": ...}``,
-    BasicSR's ``{"params": ...}``) and strips a ``module.`` prefix. Loads with
-    ``weights_only=True``: no code from the file is run.
+    BasicSR's ``{"params": ...}``) and strips a ``module.`` prefix. The file is read by
+    :func:`edsr_jax.interop.torch_file.read`: tensors only, no code from the file is run.
 
     Args:
-      path: the ``.pt``/``.pth`` file.
+      path: the ``.pt``/``.pth`` file (the zip or the legacy format of ``torch.save``).
 
     Returns:
       ``({key: array}, wrapper)``: the original (un-prefixed) key names and OIHW weights, and the
@@ -81,53 +88,41 @@ def load_torch_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray
       ``"params"``, ``"state_dict"``, ...) or None for a plain state dict.
 
     Raises:
-      UserError: torch is missing, the file is missing or unreadable, or holds no state dict.
+      UserError: the file is missing, unreadable, not a PyTorch file, or holds no state dict.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        what = "is a directory" if os.path.isdir(path) else "does not exist"
-        raise UserError(f"cannot read PyTorch weights from {path}: it {what}")
-    try:
-        import torch
-    except ImportError:
-        raise UserError(f"reading PyTorch weights needs torch: {TORCH_INSTALL_HINT}") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle, zip and torch errors of many types
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise UserError(f"{path} is not a readable PyTorch file ({type(e).__name__}: {first_line})") from None
-    found = _find_state_dict(obj, torch)
+    obj = torch_file.read(path)
+    found = _find_state_dict(obj)
     if found is None:
-        raise UserError(f"{path} does not hold a state dict of tensors (found {_describe(obj, torch)})")
+        raise UserError(f"{os.fspath(path)} does not hold a state dict of tensors (found {_describe(obj)})")
     state_dict, wrapper = found
-    return {key: _to_numpy(value) for key, value in _strip_prefixes(state_dict).items()}, wrapper
+    return {key: np.asarray(value, np.float32) for key, value in _strip_prefixes(state_dict).items()}, wrapper
 
 
-def _is_state_dict(obj: Any, torch) -> bool:
+def _is_state_dict(obj: Any) -> bool:
     return (
         isinstance(obj, dict)
         and len(obj) > 0
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+        and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items())
     )
 
 
-def _find_state_dict(obj: Any, torch) -> tuple[dict, str | None] | None:
-    if _is_state_dict(obj, torch):
+def _find_state_dict(obj: Any) -> tuple[dict, str | None] | None:
+    if _is_state_dict(obj):
         return obj, None
     if isinstance(obj, dict):
         for key in WRAPPER_KEYS:
-            if _is_state_dict(obj.get(key), torch):
+            if _is_state_dict(obj.get(key)):
                 return obj[key], key
     return None
 
 
-def _describe(obj: Any, torch) -> str:
+def _describe(obj: Any) -> str:
     """A short description of what a file held instead of a state dict."""
     if isinstance(obj, dict):
         if not obj:
             return "an empty dict"
         keys = [str(k) for k in obj]
-        bad = [f"{k!r}: {type(v).__name__}" for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+        bad = [f"{k!r}: {type(v).__name__}" for k, v in obj.items() if not isinstance(v, np.ndarray)]
         return f"a dict with keys {listing(keys)}; non-tensor entries {listing(bad)}"
     return f"a {type(obj).__name__}"
 
@@ -137,10 +132,6 @@ def _strip_prefixes(state_dict: dict) -> dict:
         if all(k.startswith(prefix) for k in state_dict):
             state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
     return state_dict
-
-
-def _to_numpy(tensor) -> np.ndarray:
-    return tensor.detach().to("cpu").float().numpy()
 
 
 # --- architecture inference ---------------------------------------------------------------------
@@ -167,9 +158,10 @@ def infer_spec(state_dict: dict[str, Any]) -> dict:
     """
     head = state_dict.get("head.0.weight")
     if head is None:
+        other = other_architecture(state_dict)
         raise UserError(
-            f"not an official EDSR/MDSR state dict: no head.0.weight among its keys "
-            f"({listing(sorted(state_dict))})"
+            f"not an official EDSR/MDSR state dict: {f'the keys are those of {other}; ' if other else ''}"
+            f"no head.0.weight among its keys ({listing(sorted(state_dict))})"
         )
     shape = tuple(head.shape)
     if len(shape) != 4 or shape[1] != 3:
@@ -190,6 +182,15 @@ def infer_spec(state_dict: dict[str, Any]) -> dict:
     if len(set(scales)) != len(scales):
         raise UserError(f"MDSR upsamplers give scales {scales}: each scale may appear only once")
     return {"arch": "mdsr", "scales": scales, **common, "res_scale": 1.0}
+
+
+def other_architecture(state_dict: dict) -> str | None:
+    """The network a state dict that is not an EDSR/MDSR belongs to, when its keys say so."""
+    keys = " ".join(state_dict)
+    for name, pattern in OTHER_ARCHITECTURES:
+        if re.search(pattern, keys):
+            return name
+    return None
 
 
 def _upsampler_scale(state_dict: dict, prefix: str, features: int) -> int:
@@ -260,18 +261,18 @@ def convert_state_dict(state_dict: dict[str, Any], spec: dict | None = None):
     unknown = sorted(k for k in state_dict if k not in expected and k.split(".")[0] not in MEAN_SHIFT_SIGNS)
     if unknown:
         raise UserError(
-            f"unknown keys for {_describe_spec(spec)}: {listing(unknown)} "
+            f"unknown keys for {describe_spec(spec)}: {listing(unknown)} "
             "(not an official EDSR/MDSR state dict, or a different B/F/scale)"
         )
     missing = sorted(k for k in expected if k not in state_dict)
     if missing:
-        raise UserError(f"missing keys for {_describe_spec(spec)}: {listing(missing)}")
+        raise UserError(f"missing keys for {describe_spec(spec)}: {listing(missing)}")
     params: dict = {}
     for key, (path, torch_shape) in sorted(expected.items()):
         value = np.asarray(state_dict[key], dtype=np.float32)
         if tuple(value.shape) != torch_shape:
             raise UserError(
-                f"{key} has shape {tuple(value.shape)} in the file but {_describe_spec(spec)} "
+                f"{key} has shape {tuple(value.shape)} in the file but {describe_spec(spec)} "
                 f"needs {torch_shape}"
             )
         _set_path(params, path, value.transpose(2, 3, 1, 0) if value.ndim == 4 else value)
@@ -290,7 +291,8 @@ def _set_path(tree: dict, path: str, value: np.ndarray) -> None:
     tree[leaf] = value
 
 
-def _describe_spec(spec: dict) -> str:
+def describe_spec(spec: dict) -> str:
+    """``EDSR x2 B16 F64`` or ``MDSR x2/x3/x4 B80 F64`` for a model spec."""
     scales = f"x{spec['scale']}" if spec["arch"] == "edsr" else "/".join(f"x{s}" for s in spec["scales"])
     return f"{spec['arch'].upper()} {scales} B{spec['num_blocks']} F{spec['num_features']}"
 
@@ -414,7 +416,8 @@ def basicsr_to_official(state_dict: dict[str, Any], img_range: float = BASICSR_I
         elif module in MEAN_SHIFT_SIGNS:
             continue
         else:
-            raise UserError(f"unknown key {key!r} for a BasicSR EDSR checkpoint")
+            other = f": the keys are those of {name}" if (name := other_architecture(state_dict)) else ""
+            raise UserError(f"unknown key {key!r} for a BasicSR EDSR checkpoint{other}")
         scaled = (
             np.asarray(value, np.float32) * np.float32(factor) if leaf == "bias" and factor != 1.0 else value
         )

@@ -43,8 +43,9 @@ def test_save_load_round_trip_is_bit_exact(saved):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert json.loads((directory / "model.json").read_text())["metadata"] == {"note": "round trip"}
     assert edsr_jax.load_model(directory / "model.json", dtype=jnp.bfloat16)[0].dtype == jnp.bfloat16
-    # the same functions under every name they are exported as
-    assert checkpoint.load_model is exported.load_model is edsr_jax.load_model
+    # the same functions under every name they are exported as (edsr_jax.load_model also takes
+    # published names: tests/interop/test_pretrained.py)
+    assert checkpoint.load_model is exported.load_model
     assert checkpoint.save_model is exported.save_model
 
 

@@ -8,7 +8,6 @@ import re
 import pytest
 from PIL import Image
 from support.cases import BUILDERS, CASES, FAULTS, MODEL_SCALE, Case
-from support.optional import import_torch
 from support.paths import ROOT, TEST_CONFIG, TESTS
 from support.scripts import load_script
 from support.trees import numpy_init
@@ -52,10 +51,13 @@ def everything_under(folder) -> set[str]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_case(case, model_dir, tmp_path, capsys):
-    if case.command == "convert-torch":
-        import_torch()  # (convert-torch reads its files with PyTorch)
+def test_case(case, model_dir, tmp_path, capsys, monkeypatch):
     args = fill(case, tmp_path, model_dir)
+    if case.env:  # (placeholders {in} and {tmp}; no offline mode or mirror but the case's own)
+        for key in ("EDSR_JAX_OFFLINE", "EDSR_JAX_WEIGHTS_MIRROR"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in case.env:
+            monkeypatch.setenv(key, value.format(tmp=str(tmp_path), **{"in": str(tmp_path / "in")}))
     before = everything_under(tmp_path)
     code = cli.main([case.command, *args])
     out, err = capsys.readouterr()

@@ -110,7 +110,7 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
 
     (tmp_path / "text.pt").write_text("not a torch file\n")
     assert _convert_cli(tmp_path / "text.pt", tmp_path / "o") == 2
-    _assert_one_line_error(capsys, "text.pt", "not a readable PyTorch file")
+    _assert_one_line_error(capsys, "text.pt", "is a text file", "not PyTorch weights")
 
     tiny_state_dict = {k: v.numpy() for k, v in ref.randomized("edsr", 2, 2, 8).state_dict().items()}
     tiny_state_dict["head.0.weight"] = np.zeros((8, 3, 5, 5), np.float32)

@@ -6,7 +6,8 @@ README's "What happens when..." table (a test keeps the two equal).
 
 Arguments name their files with placeholders: ``{in}`` (the input the case's ``make`` writes),
 ``{out}`` (an output path that must stay absent on failure), ``{model}`` (a tiny exported EDSR x2),
-``{tmp}`` (the case's own empty folder), ``{config}`` (``configs/test.py``).
+``{tmp}`` (the case's own empty folder), ``{config}`` (``configs/test.py``). ``env`` sets
+environment variables for the case (placeholders ``{in}`` and ``{tmp}``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Case:
       make: the builder (name in :data:`BUILDERS`) that writes ``{in}``, or None.
       args: the command's arguments with placeholders.
       error: a regex the one-line error must match (naming the culprit); None: success.
+      env: ``(variable, value)`` pairs set while the case runs.
       size: expected output ``(width, height)`` on success.
       mode: expected Pillow mode of the output on success.
     """
@@ -44,6 +46,7 @@ class Case:
     make: str | None
     args: tuple[str, ...]
     error: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
     size: tuple[int, int] | None = None
     mode: str | None = None
 
@@ -136,9 +139,30 @@ def make_set_with_a_truncated_image(path: str) -> None:
     make_truncated(os.path.join(hr, "half_copied.png"))
 
 
-def make_pt_of_other_tensors(path: str) -> None:
-    import torch
+def make_lfs_pointer(path: str) -> None:
+    """What a clone without ``git lfs pull`` holds instead of edsr_x4-4f62e9ef.pt (git-lfs spec v1)."""
+    with open(path, "w", encoding="ascii") as f:
+        f.write("version https://git-lfs.github.com/spec/v1\n")
+        f.write("oid sha256:4f62e9ef1a4ec6a7d3da4ed837116cec641e4e1566f98187151d813e83a0c1c8\n")
+        f.write("size 172381555\n")
 
+
+def make_html_page(path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><body></body></html>\n")
+
+
+def make_mirror_with_a_wrong_file(path: str) -> None:
+    """A mirror folder whose edsr_baseline_x2-1bc95232.pt is not the published file."""
+    os.makedirs(path)
+    with open(os.path.join(path, "edsr_baseline_x2-1bc95232.pt"), "wb") as f:
+        f.write(_rng().integers(0, 256, 4096, dtype=np.uint8).tobytes())
+
+
+def make_pt_of_other_tensors(path: str) -> None:
+    from support.optional import import_torch
+
+    torch = import_torch()
     torch.save({"encoder.weight": torch.zeros(2, 2)}, path)
 
 
@@ -570,6 +594,45 @@ CASES: tuple[Case, ...] = (
         "text",
         ("--config", "{config}", "--workdir", "{in}", "--config.model.num_blocks=1"),
         error=r"is a file",
+    ),
+    # --- published models (--model NAME) and files that are not weights ---------------------------
+    Case(
+        "convert_lfs_pointer",
+        "convert-torch",
+        "`convert-torch` file is a Git LFS pointer (a clone without `git lfs pull`)",
+        f"{_ONE_LINE} it as an LFS pointer and the size of the real file; nothing written",
+        "lfs_pointer",
+        ("{in}.pt", "--out", "{out}"),
+        error=r"in\.pt is a Git LFS pointer \(\d+ bytes\) to a 172,381,555-byte file",
+    ),
+    Case(
+        "convert_html_page",
+        "convert-torch",
+        "`convert-torch` file is an HTML page (a download that returned an error page)",
+        f"{_ONE_LINE} it as an HTML page, with its title; nothing written",
+        "html_page",
+        ("{in}.pt", "--out", "{out}"),
+        error=r"in\.pt is an HTML page \(\d+ bytes, title '404 Not Found'\)",
+    ),
+    Case(
+        "model_hash_mismatch",
+        "upscale",
+        "`--model NAME` gets a file whose SHA-256 is not the registry's (here: from a mirror)",
+        f"{_ONE_LINE} both hashes; the download is deleted and nothing cached; no other source tried",
+        "mirror_with_a_wrong_file",
+        ("--model", "edsr_baseline_x2", "--no-progress", "{tmp}/a.png", "{out}.png"),
+        error=r"edsr_baseline_x2-1bc95232\.pt from file:.* has sha256 [0-9a-f]{64}, expected 1bc95232\.\.\.",
+        env=(("EDSR_JAX_WEIGHTS_MIRROR", "file://{in}"), ("EDSR_JAX_CACHE", "{tmp}/cache")),
+    ),
+    Case(
+        "model_offline_not_cached",
+        "upscale",
+        "`--model NAME` with `EDSR_JAX_OFFLINE=1` and the model not in the cache",
+        f"{_ONE_LINE} the model and the folder it would be cached in, at once (no network)",
+        None,
+        ("--model", "edsr_x4", "--no-progress", "{tmp}/a.png", "{out}.png"),
+        error=r"edsr_x4 is not cached at .*cache/edsr_x4, and EDSR_JAX_OFFLINE is set",
+        env=(("EDSR_JAX_OFFLINE", "1"), ("EDSR_JAX_CACHE", "{tmp}/cache")),
     ),
 )
 
