@@ -40,17 +40,17 @@ init           PyTorch's default (what the official    edsr-jax's PyTorch-style 
 batch, steps   16, 600, seeded (``--seed``)            16, 600, ``config.seed``
 =============  ======================================  ======================================
 
-Command (the full measurement: 600 steps x 3 seeds x 2 sides; it wants the whole machine)::
+Command (the full measurement: 600 steps x 5 seeds per side; it wants the whole machine; the
+run time is in ``experiments/perf/RESULTS.md``, "Training parity")::
 
-    python experiments/parity_torch.py --json parity.json
+    python experiments/parity_torch.py --json parity.json [--jax-variant bf16:precision=bf16]
 
-Expected time: measured with ``--steps 30 --seeds 0`` on this 2-core development VM while
-other work ran (load average 5-6): 1 min 45 s in all; PyTorch 0.52 steps/s (69 s for its 30
-steps, 6 s of it to the first step), ``edsr-jax train`` 1.67 steps/s (25 s for the whole process),
-scoring ~10 s. Extrapolated, 600 steps take ~19 min (PyTorch) + ~6.5 min (edsr-jax) per seed at
-that load, ~75 min for 3 seeds; with the machine to itself expect roughly 30 min. B4 F48, batch
-16, 48x48 is the default recipe. ``--quick`` (B1 F8, patch 16, batch 4, 3 steps, 1 seed) checks the plumbing
-in under a minute; its numbers mean nothing.
+The summary pairs the sides by seed: the mean difference of the gains, its standard deviation and
+95 % t-interval; "within noise" unless the interval excludes 0. ``--jax-variant NAME:K=V[,K=V]``
+adds an edsr-jax side ``jax_NAME`` trained with those config overrides too (compared with PyTorch
+and with the plain edsr-jax side). B4 F48, batch 16, 48x48 is the default recipe. ``--quick``
+(B1 F8, patch 16, batch 4, 3 steps, 1 seed) checks the plumbing in under a minute; its numbers
+mean nothing.
 
 ``--ema-decay X`` (> 0) trains the edsr-jax side with ``--config.ema_decay=X`` and scores it twice:
 raw weights (``load_model(workdir, weights="raw")``) and EMA weights (``weights="ema"``).
@@ -285,7 +285,7 @@ def jax_overrides(args, seed: int) -> list[str]:
         "model.num_blocks": args.blocks,
         "model.num_features": args.features,
         "model.res_scale": 1.0,
-        "dtype": "float32",
+        "precision": "fp32",
         "batch_size": args.batch,
         "patch_size": args.patch,
         "data.source": "skimage",
@@ -443,8 +443,12 @@ def train_all(args, pairs, workdir: str) -> list[dict]:
                 state, stats = train_torch(pairs, argparse.Namespace(**{**vars(args), "seed": seed}))
                 rows.append({"side": "torch", "seed": seed, **stats, "_state": state})
             else:
-                run_dir = os.path.join(workdir, f"jax_seed{seed}")
-                rows.append({"side": "jax", "seed": seed, **train_jax(args, seed, run_dir), "_dir": run_dir})
+                run_dir = os.path.join(workdir, f"{side}_seed{seed}")
+                variant = argparse.Namespace(
+                    **{**vars(args), "jax_override": args.jax_override + args.variants[side]}
+                )
+                stats = train_jax(variant, seed, run_dir)
+                rows.append({"side": side, "seed": seed, **stats, "_dir": run_dir})
             rate, wall = rows[-1]["steps_per_s"], rows[-1]["wall_s"]
             print(f"  {side} seed {seed}: {_fmt(rate, '.2f')} steps/s, {wall:.1f} s", flush=True)
     return rows
@@ -460,23 +464,60 @@ def score_all(args, trained: list[dict]) -> list[dict]:
             rows.append({**base, **score_torch(row["_state"], args.benchmark_dir)})
         elif args.ema_decay > 0:
             rows.append({**base, **score_jax(row["_dir"], args.benchmark_dir, "raw")})
-            rows.append({**base, "side": "jax_ema", **score_jax(row["_dir"], args.benchmark_dir, "ema")})
+            ema_side = f"{row['side']}_ema"
+            rows.append({**base, "side": ema_side, **score_jax(row["_dir"], args.benchmark_dir, "ema")})
         else:
             rows.append({**base, **score_jax(row["_dir"], args.benchmark_dir)})
     return rows
 
 
+def paired_difference(rows: list[dict], side: str, reference: str) -> dict | None:
+    """Gain of ``side`` minus gain of ``reference``, paired by seed: mean, standard deviation, the
+    95 % t-interval of the mean, and whether the interval excludes 0 (None without two pairs)."""
+    from scipy import stats
+
+    gains = {(r["side"], r["seed"]): r["gain_db"] for r in rows}
+    diffs = [
+        gains[(side, s)] - gains[(reference, s)] for (n, s) in gains if n == side and (reference, s) in gains
+    ]
+    if len(diffs) < 2:
+        return None
+    mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
+    half = float(stats.t.ppf(0.975, len(diffs) - 1)) * sd / math.sqrt(len(diffs))
+    return {
+        "side": side,
+        "reference": reference,
+        "seeds": len(diffs),
+        "differences_db": diffs,
+        "mean_db": mean,
+        "sd_db": sd,
+        "interval_95_db": [mean - half, mean + half],
+        "excludes_zero": not (mean - half <= 0 <= mean + half),
+    }
+
+
 def summarize(rows: list[dict]) -> dict:
-    """Mean gain per side, and each edsr-jax variant's difference to PyTorch and target verdict."""
+    """Mean gain per side; each edsr-jax side's difference to PyTorch with its target verdict and
+    paired 95 % interval; each edsr-jax variant against the plain edsr-jax side."""
     sides = {}
     for row in rows:
         sides.setdefault(row["side"], []).append(row["gain_db"])
-    out = {"mean_gain_db": {s: statistics.fmean(g) for s, g in sides.items()}, "comparisons": {}}
+    out = {
+        "mean_gain_db": {s: statistics.fmean(g) for s, g in sides.items()},
+        "comparisons": {},
+        "paired": [],
+    }
     if "torch" in sides:
         ref = out["mean_gain_db"]["torch"]
         for side in (s for s in sides if s != "torch"):
             diff = out["mean_gain_db"][side] - ref
             out["comparisons"][side] = {"difference_db": diff, "meets_target": diff >= -TARGET_MARGIN_DB}
+    for side in sides:
+        for reference in ("torch", "jax"):
+            if side != reference and reference in sides and not (reference == "jax" and side == "torch"):
+                paired = paired_difference(rows, side, reference)
+                if paired is not None:
+                    out["paired"].append(paired)
     return out
 
 
@@ -499,12 +540,19 @@ def report(rows: list[dict], summary: dict) -> str:
         lines.append(
             f"{side} - torch: {c['difference_db']:+.3f} dB ({verdict} the target >= -{TARGET_MARGIN_DB} dB)"
         )
+    for p in summary.get("paired", []):
+        low, high = p["interval_95_db"]
+        verdict = "excludes 0" if p["excludes_zero"] else "within noise"
+        lines.append(
+            f"{p['side']} - {p['reference']}, paired over {p['seeds']} seeds: {p['mean_db']:+.3f} dB "
+            f"(sd {p['sd_db']:.3f}, 95 % interval [{low:+.3f}, {high:+.3f}]: {verdict})"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--blocks", type=int, default=4)
     p.add_argument("--features", type=int, default=48)
@@ -520,6 +568,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sides", default="torch,jax", help="torch, jax or both")
     p.add_argument("--ema-decay", type=float, default=0.0, help="> 0: edsr-jax trains an EMA, scored too")
     p.add_argument("--jax-override", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--jax-variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="another edsr-jax side, jax_NAME, trained with these overrides too (e.g. bf16:precision=bf16)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny run checking the plumbing")
     p.add_argument("--json", default="", metavar="PATH")
     args = p.parse_args(argv)
@@ -531,6 +586,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     bad = [s for s in args.side_list if s not in SIDES]
     if bad or not args.side_list:
         p.error(f"--sides must name torch and/or jax, got {args.sides!r}")
+    args.variants = {"jax": []}
+    for text in args.jax_variant:
+        name, _, overrides = text.partition(":")
+        if not name or not overrides or not name.isidentifier():
+            p.error(f"--jax-variant must look like NAME:KEY=VALUE[,KEY=VALUE], got {text!r}")
+        args.variants[f"jax_{name}"] = [kv for kv in overrides.split(",") if kv]
+        args.side_list.append(f"jax_{name}")
     if not args.seed_list:
         p.error(f"--seeds must list at least one seed, got {args.seeds!r}")
     if args.lr_schedule == "step" and args.lr_decay_steps < 1:
@@ -554,7 +616,9 @@ def main(argv=None) -> int:
     summary = summarize(rows)
     print(report(rows, summary))
     if args.json:
-        recipe = {k: v for k, v in vars(args).items() if k not in ("json", "seed_list", "side_list")}
+        recipe = {
+            k: v for k, v in vars(args).items() if k not in ("json", "seed_list", "side_list", "variants")
+        }
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"recipe": recipe, "rows": rows, "summary": summary}, f, indent=1)
     return 0

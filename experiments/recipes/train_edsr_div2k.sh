@@ -10,7 +10,7 @@
 #   WORKDIR    where the runs go               (default runs)
 #   STEPS      updates per scale               (default 300000)
 #   BATCH      global batch                    (default 16; a multiple of the device count)
-#   DTYPE      float32 | bfloat16              (default float32)
+#   PRECISION  auto | fp32 | tf32 | bf16       (default auto: bf16 on GPU/TPU, fp32 on CPU)
 #   BENCH_DIR  folder with Set5/Set14/B100/Urban100 (EDSR layout): scored after each run
 #   EXTRA      more --config.FIELD=VALUE overrides, space-separated
 #
@@ -25,7 +25,7 @@ DATA_DIR="${DATA_DIR:-}"
 WORKDIR="${WORKDIR:-runs}"
 STEPS="${STEPS:-300000}"
 BATCH="${BATCH:-16}"
-DTYPE="${DTYPE:-float32}"
+PRECISION="${PRECISION:-auto}"
 BENCH_DIR="${BENCH_DIR:-}"
 EXTRA="${EXTRA:-}"
 
@@ -51,7 +51,7 @@ train_one() {  # variant scale [init_from]
   edsr-jax train --config default --workdir "$run" \
     $(arch_flags "$variant") --config.scales="$scale" \
     --config.data.source="$SOURCE" --config.data.data_dir="$DATA_DIR" \
-    --config.num_train_steps="$STEPS" --config.batch_size="$BATCH" --config.dtype="$DTYPE" \
+    --config.num_train_steps="$STEPS" --config.batch_size="$BATCH" --config.precision="$PRECISION" \
     ${init:+--config.init_from="$init"} $EXTRA
   if [[ -n "$BENCH_DIR" ]]; then
     edsr-jax eval --checkpoint "$run" --data-dir "$BENCH_DIR" --datasets Set5,Set14,B100,Urban100 \

@@ -10,7 +10,7 @@
 #   WORKDIR    where the runs go               (default runs)
 #   STEPS      updates                         (default 650000)
 #   BATCH      global batch                    (default 16)
-#   DTYPE      float32 | bfloat16              (default float32)
+#   PRECISION  auto | fp32 | tf32 | bf16       (default auto: bf16 on GPU/TPU, fp32 on CPU)
 #   BENCH_DIR  folder with Set5/Set14/B100/Urban100 (EDSR layout): scored after each run
 #   EXTRA      more --config.FIELD=VALUE overrides, space-separated
 #
@@ -24,7 +24,7 @@ DATA_DIR="${DATA_DIR:-}"
 WORKDIR="${WORKDIR:-runs}"
 STEPS="${STEPS:-650000}"
 BATCH="${BATCH:-16}"
-DTYPE="${DTYPE:-float32}"
+PRECISION="${PRECISION:-auto}"
 BENCH_DIR="${BENCH_DIR:-}"
 EXTRA="${EXTRA:-}"
 
@@ -48,7 +48,7 @@ for variant in "${variants[@]}"; do
     --config.model.arch=mdsr --config.model.num_blocks="$blocks" --config.model.num_features=64 \
     --config.model.res_scale=1.0 --config.scales=2,3,4 \
     --config.data.source="$SOURCE" --config.data.data_dir="$DATA_DIR" \
-    --config.num_train_steps="$STEPS" --config.batch_size="$BATCH" --config.dtype="$DTYPE" $EXTRA
+    --config.num_train_steps="$STEPS" --config.batch_size="$BATCH" --config.precision="$PRECISION" $EXTRA
   if [[ -n "$BENCH_DIR" ]]; then
     edsr-jax eval --checkpoint "$run" --data-dir "$BENCH_DIR" --datasets Set5,Set14,B100,Urban100 \
       --scales 2,3,4 --json "$run/benchmarks.json" --no-progress
