@@ -222,7 +222,7 @@ def stack_calls(
     for size in sizes:
         group = [next(batches) for _ in range(size)]
         group += [group[-1]] * (per_call - size)
-        side = max(b["hr"].shape[1] for b in group) if len(scales) > 1 else group[0]["hr"].shape[1]
+        side = group[0]["lr"].shape[1] * max(scales) if len(scales) > 1 else group[0]["hr"].shape[1]
         hr = np.zeros((per_call, *group[0]["hr"].shape[:1], side, side, 3), np.uint8)
         for i, b in enumerate(group):
             hr[i, :, : b["hr"].shape[1], : b["hr"].shape[2]] = b["hr"]

@@ -279,7 +279,7 @@ def train_steps(
             state, step_metrics = branches[0](state, lr, hr)
         else:
             state, step_metrics = jax.lax.switch(batches["scale_index"][i], branches, state, lr, hr)
-        metrics = {k: metrics[k].at[i].set(v.astype(metrics[k].dtype)) for k, v in step_metrics.items()}
+        metrics = {k: metrics[k].at[i].set(jnp.asarray(v, metrics[k].dtype)) for k, v in step_metrics.items()}
         return state, metrics
 
     shapes = jax.eval_shape(

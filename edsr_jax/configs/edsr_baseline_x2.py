@@ -8,8 +8,11 @@ offline, point ``--config.data.source=div2k_folder --config.data.data_dir=...`` 
 zips' contents). x3 and x4 start from this run (``edsr_baseline_x3.py``, ``edsr_baseline_x4.py``).
 
 Expected (published numbers; not yet reproduced with this code): about 34.6 dB on DIV2K 0801-0900
-(RGB, shave 8; official model 34.61). Run time (an estimate, not measured): roughly 8-10 h on one
-A100/H100-class GPU; not feasible on CPU (about 5 s per step).
+(RGB, shave 8; official model 34.61). Run time (an estimate from the arithmetic, not measured): 0.30
+TFLOP of convolutions per step (forward and backward, batch 16); 300k steps at 40-60 % of an
+H100/H200's bf16 matrix rate (about 790 TFLOP/s on an H200; ``experiments/perf/device_check.py``
+measures it) take 3-5 min of arithmetic; small models are launch-bound: about 5 min at 1,000
+steps/s, 12 min at 400 steps/s (``--config.steps_per_call`` helps). Not feasible on a CPU.
 """
 
 from edsr_jax.configs import default as default_lib

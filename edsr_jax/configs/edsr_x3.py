@@ -8,8 +8,10 @@ rest starts fresh, and the recipe is otherwise ``edsr_x2``'s. ``init_from`` is u
 workdir; a rerun resumes from the workdir's own checkpoints.
 
 Expected (published numbers; not yet reproduced with this code): about 31.26 dB on DIV2K 0801-0900
-(RGB; paper) and 34.65 dB on Set5 (Y; paper). Run time (an estimate, not measured): roughly 2-3 days
-on one A100/H100-class GPU.
+(RGB; paper) and 34.65 dB on Set5 (Y; paper). Run time (an estimate from the arithmetic, not
+measured): 9.7 TFLOP of convolutions per step (forward and backward, batch 16); 300k steps at 40-60
+% of an H100/H200's bf16 matrix rate (about 790 TFLOP/s on an H200;
+``experiments/perf/device_check.py`` measures it) take 1.7-2.6 h. Not feasible on a CPU.
 """
 
 from edsr_jax.configs import default as default_lib
