@@ -33,12 +33,9 @@ them the train part reports "skipped" and names what is missing.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
-import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import conv_flops  # noqa: E402
+import device_train  # noqa: E402
 
 # The budget of the whole command and its parts (seconds): part limits sum to 500, leaving 40 s
 # for starting, the PNGs and the table. Dry run: tiny sizes on a shared 2-core CPU.
@@ -99,21 +97,6 @@ COMPILER_VARIANTS = {
     "lhs": {"xla_gpu_enable_latency_hiding_scheduler": True},
     "cmdbuf_off": {"xla_gpu_enable_command_buffer": ""},
 }
-
-# Modules `edsr-jax train` needs that the GPU hosts lack, and the wheels that bring them (with
-# their dependencies missing there): --fetch-wheels downloads these into .whl/.
-TRAIN_MODULES = ("ml_collections", "grain", "clu")
-WHEELS = ("ml-collections==1.1.0", "clu==0.0.12", "grain==0.2.18", "array-record==0.8.6", "portpicker==1.6.0")
-WHEEL_PLATFORMS = (
-    "manylinux_2_28_x86_64",
-    "manylinux_2_27_x86_64",
-    "manylinux_2_17_x86_64",
-    "manylinux2014_x86_64",
-)
-WHEELS_DIR = os.path.join(REPO_ROOT, ".whl")
-# The trainer's log line (edsr_jax.train): step, steps/s, data-wait percentage; its validation line.
-LOG_LINE = re.compile(r"^step (\d+)/\d+ .* ([\d.]+) steps/s  data wait (\d+)%")
-VAL_LINE = re.compile(r"^step \d+  val/psnr")
 
 # Targets (issue 24), judged on the bf16 rows with the library's own compiler options.
 TARGET_GEMM_SHARE = 0.40  # full EDSR x2: conv FLOP rate over the measured bf16 GEMM rate
@@ -226,11 +209,12 @@ def make_plan(dry_run: bool) -> dict:
 # --- running parts ---------------------------------------------------------------------------
 
 
-def run_logged(argv: list[str], limit_s: float, log, env: dict, on_line=None) -> tuple[int | None, float]:
-    """Runs ``argv`` in a new process group, its output copied to ``log`` and stdout line by line
-    (``on_line(line, seconds since start)`` too); kills the group at ``limit_s``. Returns
-    ``(exit status or None when killed, seconds)``."""
+def run_logged(argv: list[str], limit_s: float, log) -> tuple[int | None, float]:
+    """Runs ``argv`` in a new process group, its output copied to ``log`` and stdout line by line;
+    kills the group at ``limit_s``. Returns ``(exit status or None when killed, seconds)``."""
     t0 = time.perf_counter()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH", "")) if p)
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
@@ -247,25 +231,17 @@ def run_logged(argv: list[str], limit_s: float, log, env: dict, on_line=None) ->
             log.write(line)
             log.flush()
             print(f"  {line.rstrip()}", flush=True)
-            if on_line is not None:
-                on_line(line.rstrip(), time.perf_counter() - t0)
 
     reader = threading.Thread(target=copy, daemon=True)
     reader.start()
     try:
         code = proc.wait(timeout=max(limit_s, 0.1))
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # (this check's own child and its children)
+        os.killpg(proc.pid, signal.SIGKILL)  # (this check's own child and the trainers it started)
         proc.wait()
         code = None
     reader.join(timeout=5)
     return code, time.perf_counter() - t0
-
-
-def child_env(extra_path: str = "") -> dict:
-    """The environment of the parts: the repository (and ``extra_path``) importable, output unbuffered."""
-    paths = [REPO_ROOT, extra_path, os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "PYTHONUNBUFFERED": "1"}
 
 
 def read_rows(path: str) -> list[dict]:
@@ -288,7 +264,7 @@ def run_worker(part: str, plan: dict, limit_s: float, work: str, log) -> tuple[l
     with open(plan_path, "w", encoding="utf-8") as f:
         json.dump(plan, f)
     argv = [sys.executable, os.path.join(HERE, f"device_{part}.py"), plan_path, rows_path]
-    code, wall = run_logged(argv, limit_s, log, child_env())
+    code, wall = run_logged(argv, limit_s, log)
     status = (
         "finished"
         if code == 0
@@ -301,164 +277,6 @@ def missing_rows(items: list[dict], rows: list[dict], why: str) -> list[dict]:
     """A "skipped" row for each planned item that has no row."""
     seen = {r.get("item") for r in rows}
     return [{"item": item["item"], "skipped": why} for item in items if item["item"] not in seen]
-
-
-# --- the train part: edsr-jax train on generated PNGs -------------------------------------------
-
-
-def write_images(folder: str, count: int, hw: tuple[int, int], seed: int = 0) -> None:
-    """``count`` RGB PNGs of smooth random texture (not flat, not pure noise), h x w."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    h, w = hw
-    for i in range(count):
-        coarse = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
-        image = np.repeat(np.repeat(coarse, 8, 0), 8, 1)[:h, :w]
-        noise = rng.integers(-12, 13, image.shape)
-        pixels = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(os.path.join(folder, f"{i + 1:04d}.png"), compress_level=1)
-
-
-def train_command(run: dict, train_plan: dict, images: str, workdir: str) -> list[str]:
-    """The ``edsr-jax train`` command line of one run."""
-    n = train_plan["images"]
-    fields = {
-        "data.source": "folder",
-        "data.data_dir": images,
-        "data.train_range": f"1,{n - 1}",
-        "data.val_range": f"{n},{n}",
-        "num_train_steps": run["steps"],
-        "log_every_steps": run["log_every"],
-        "checkpoint_every_steps": 0,  # (at the end only)
-        "eval_every_steps": 0,  # (one validation, at the end)
-        "eval.num_images": 1,
-        "steps_per_call": train_plan["steps_per_call"],
-        "compilation_cache_dir": "",  # a cold start, and nothing written outside the workdir
-        **train_plan["fields"],
-    }
-    argv = [sys.executable, "-m", "edsr_jax.cli", "train", "--config", run["config"], "--workdir", workdir]
-    return argv + [f"--config.{k}={v}" for k, v in fields.items()]
-
-
-def parse_log(lines: list[tuple[str, float]]) -> dict:
-    """Steps/s and data-wait share (medians of the log intervals after the first, which holds the
-    compile), the first log line's time, and the validation's seconds (from the last step line to
-    the validation line) of a trainer's ``(line, seconds)``."""
-    intervals = [
-        {"step": int(m[1]), "steps_per_s": float(m[2]), "data_wait": int(m[3]) / 100, "at_s": t}
-        for line, t in lines
-        if (m := LOG_LINE.match(line))
-    ]
-    if not intervals:
-        return {"intervals": []}
-    later = intervals[1:] or intervals
-    out = {
-        "intervals": intervals,
-        "steps_per_s": statistics.median(r["steps_per_s"] for r in later),
-        "data_wait": statistics.median(r["data_wait"] for r in later),
-        "first_log_s": intervals[0]["at_s"],
-    }
-    val = [t for line, t in lines if VAL_LINE.match(line)]
-    if val:
-        out["validation_s"] = val[0] - intervals[-1]["at_s"]
-    return out
-
-
-def missing_modules(env: dict) -> list[str]:
-    """The :data:`TRAIN_MODULES` a process with ``env`` cannot import."""
-    code = (
-        "import importlib.util as u, sys; print(' '.join(n for n in sys.argv[1:] if u.find_spec(n) is None))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, *TRAIN_MODULES], env=env, capture_output=True, text=True, timeout=60
-    )
-    return out.stdout.split()
-
-
-def install_wheels(wheels: str, target: str) -> str:
-    """Installs the wheels of folder ``wheels`` into ``target`` (no index, no dependencies); a note."""
-    files = sorted(glob.glob(os.path.join(wheels, "*.whl")))
-    if not files:
-        return f"no wheels in {wheels}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "--no-index",
-        "--no-deps",
-        "--no-compile",
-        "--no-cache-dir",
-        "--target",
-        target,
-        *files,
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if done.returncode:
-        return f"pip could not install the wheels of {wheels}: {' '.join(done.stderr.split())[:300]}"
-    return f"installed {len(files)} wheels from {wheels} for the trainer"
-
-
-def run_train(plan: dict, limit_s: float, work: str, wheels: str, log) -> tuple[list[dict], dict]:
-    """The train part: each run of ``plan["train"]`` while time is left; its rows and one line."""
-    t0 = time.perf_counter()
-    deadline = t0 + limit_s
-    train_plan = plan["train"]
-    runs = train_plan["runs"]
-    env = child_env()
-    note = ""
-    missing = missing_modules(env)
-    if missing:
-        site = os.path.join(work, "site")
-        note = install_wheels(wheels, site)
-        env = child_env(site)
-        missing = missing_modules(env)
-    if missing:
-        why = (
-            f"edsr-jax train needs {', '.join(missing)} (not importable here; {note}; "
-            "python experiments/perf/device_check.py --fetch-wheels brings them)"
-        )
-        rows = [{"item": r["item"], "kind": "train", "skipped": why} for r in runs]
-        return rows, {
-            "part": "train",
-            "limit_s": limit_s,
-            "wall_s": time.perf_counter() - t0,
-            "status": "skipped",
-        }
-    images = os.path.join(work, "images")
-    os.makedirs(images)
-    write_images(images, train_plan["images"], tuple(train_plan["image_hw"]))
-    rows, status = [], "finished"
-    for run in runs:
-        left = deadline - time.perf_counter()
-        if left < plan["reserve_s"]:
-            rows.append({"item": run["item"], "kind": "train", "skipped": "the part's time was spent"})
-            continue
-        argv = train_command(run, train_plan, images, os.path.join(work, f"run_{run['config']}"))
-        lines: list[tuple[str, float]] = []
-        code, wall = run_logged(
-            argv, left, log, env, on_line=lambda line, t, got=lines: got.append((line, t))
-        )
-        row = {
-            "item": run["item"],
-            "kind": "train",
-            "config": run["config"],
-            "steps": run["steps"],
-            "steps_per_call": train_plan["steps_per_call"],
-            "wall_s": wall,
-            **parse_log(lines),
-        }
-        if note:
-            row["note"] = note
-        if code != 0:
-            row["error"] = "stopped at the part's limit" if code is None else f"exited {code}"
-            status = "stopped" if code is None else "failed"
-            row["last_lines"] = [line for line, _ in lines[-8:]]
-        rows.append(row)
-    return rows, {"part": "train", "limit_s": limit_s, "wall_s": time.perf_counter() - t0, "status": status}
 
 
 # --- figures, targets, table -------------------------------------------------------------------
@@ -654,35 +472,15 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def fetch_wheels(folder: str) -> int:
-    """Downloads :data:`WHEELS` for Python 3.12 on x86-64 Linux into ``folder`` (needs network)."""
-    platforms = [f"--platform={p}" for p in WHEEL_PLATFORMS]
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--python-version",
-        "3.12",
-        "--implementation",
-        "cp",
-        *platforms,
-        "-d",
-        folder,
-        *WHEELS,
-    ]
-    return subprocess.run(cmd).returncode
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dry-run", action="store_true", help="tiny sizes, any CPU: checks this script")
     p.add_argument("--out", default="", help="results folder (default $OUT, else ./device_check_out)")
     p.add_argument("--parts", default="jax,torch,train", help="parts to run, in order (%(default)s)")
     p.add_argument(
-        "--wheels", default=WHEELS_DIR, help="wheels for edsr-jax train's missing modules (%(default)s)"
+        "--wheels",
+        default=device_train.WHEELS_DIR,
+        help="wheels for edsr-jax train's missing modules (%(default)s)",
     )
     p.add_argument("--fetch-wheels", action="store_true", help="download the wheels into --wheels and exit")
     args = p.parse_args(argv)
@@ -696,7 +494,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.fetch_wheels:
-        return fetch_wheels(args.wheels)
+        return device_train.fetch_wheels(args.wheels)
     t0 = time.perf_counter()
     budget = DRY_BUDGET_S if args.dry_run else BUDGET_S
     limits = DRY_PART_LIMITS_S if args.dry_run else PART_LIMITS_S
@@ -724,10 +522,7 @@ def main(argv=None) -> int:
             else:
                 print(f"== {part} (limit {limit:.0f} s)", flush=True)
                 with open(os.path.join(out, "logs", f"{part}.log"), "w", encoding="utf-8") as log:
-                    if part == "train":
-                        rows, info = run_train(plan, limit, work, args.wheels, log)
-                    else:
-                        rows, info = run_worker(part, plan, limit, work, log)
+                    rows, info = run_worker(part, {**plan, "wheels": args.wheels}, limit, work, log)
                 rows += missing_rows(items, rows, f"not reached: the {part} part {info['status']}")
                 ok = ok and info["status"] in ("finished", "skipped")
             for row in rows:

@@ -297,7 +297,12 @@ TASKS = {"ceilings": ceiling_rows, "step": step_rows, "validation": validation_r
 def run(plan: dict, rows: Rows) -> None:
     """The versions row, then every item of ``plan["jax"]`` in order; an item that would start
     within ``plan["reserve_s"]`` of the deadline gets a "skipped" row instead."""
-    rows.emit({"item": "jax versions", **versions()})
+    found = versions()
+    rows.emit({"item": "jax versions", **found})
+    if plan.get("require_gpu") and found["platform"] != "gpu":
+        for item in plan["jax"]:
+            rows.emit({"item": item["item"], "skipped": f"JAX runs on {found['platform']}, not a GPU"})
+        return
     for item in plan["jax"]:
         if time.time() > plan["deadline"] - plan["reserve_s"]:
             rows.emit({"item": item["item"], "skipped": "the part's time was spent"})
