@@ -58,6 +58,9 @@ FINISH_RESERVE_S = 5
 MIN_PART_S, DRY_MIN_PART_S = 20, 2
 # A worker starts no new item within this many seconds of its part's limit.
 ITEM_RESERVE_S, DRY_ITEM_RESERVE_S = 12, 1
+# XLA:CPU without LLVM's optimisations in the dry run: programs compile in half the time (and
+# run slower), which is what a check of the code paths wants.
+DRY_XLA_FLAGS = "--xla_backend_optimization_level=0"
 
 # The models (edsr_jax/configs: edsr_baseline_x2, edsr_x2, mdsr_baseline, mdsr) and their dry-run sizes.
 MODELS = {
@@ -190,6 +193,9 @@ def make_plan(dry_run: bool) -> dict:
         "reserve_s": DRY_ITEM_RESERVE_S if dry_run else ITEM_RESERVE_S,
         "variants": COMPILER_VARIANTS,
         "torch_compile_backend": "aot_eager" if dry_run else "inductor",
+        # PyTorch's CPU threads (0: its default); one on a small shared CPU, where more threads
+        # wait on each other (0.6 s per tiny step with 2 on a loaded 2-core machine, 2 ms with 1)
+        "torch_threads": 1 if dry_run else 0,
         "jax": jax_items,
         "torch": torch_items,
         "train": {
@@ -209,12 +215,15 @@ def make_plan(dry_run: bool) -> dict:
 # --- running parts ---------------------------------------------------------------------------
 
 
-def run_logged(argv: list[str], limit_s: float, log) -> tuple[int | None, float]:
-    """Runs ``argv`` in a new process group, its output copied to ``log`` and stdout line by line;
-    kills the group at ``limit_s``. Returns ``(exit status or None when killed, seconds)``."""
+def run_logged(argv: list[str], limit_s: float, log, xla_flags: str = "") -> tuple[int | None, float]:
+    """Runs ``argv`` in a new process group (``xla_flags`` added to its ``XLA_FLAGS``), its output
+    copied to ``log`` and stdout line by line; kills the group at ``limit_s``. Returns ``(exit
+    status or None when killed, seconds)``."""
     t0 = time.perf_counter()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH", "")) if p)
+    if xla_flags:
+        env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {xla_flags}".strip()
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
@@ -264,7 +273,7 @@ def run_worker(part: str, plan: dict, limit_s: float, work: str, log) -> tuple[l
     with open(plan_path, "w", encoding="utf-8") as f:
         json.dump(plan, f)
     argv = [sys.executable, os.path.join(HERE, f"device_{part}.py"), plan_path, rows_path]
-    code, wall = run_logged(argv, limit_s, log)
+    code, wall = run_logged(argv, limit_s, log, DRY_XLA_FLAGS if plan["dry_run"] else "")
     status = (
         "finished"
         if code == 0

@@ -103,12 +103,12 @@ def error_text(err: BaseException) -> str:
 
 
 def timed_calls(call, sync, seconds: float, max_calls: int) -> tuple[float, int]:
-    """Mean seconds per ``call()`` over as many calls as fit in about ``seconds`` (3 to
+    """Mean seconds per ``call()`` over as many calls as fit in about ``seconds`` (2 to
     ``max_calls``), with one ``sync`` after the last; one call is timed first to size the loop."""
     t0 = time.perf_counter()
     sync(call())
     once = max(time.perf_counter() - t0, 1e-6)
-    n = int(min(max_calls, max(3, seconds / once)))
+    n = int(min(max_calls, max(2, seconds / once)))
     t0 = time.perf_counter()
     out = None
     for _ in range(n):
@@ -307,12 +307,13 @@ def run(plan: dict, rows: Rows) -> None:
         if time.time() > plan["deadline"] - plan["reserve_s"]:
             rows.emit({"item": item["item"], "skipped": "the part's time was spent"})
             continue
+        t0 = time.perf_counter()
         try:
             produced = TASKS[item["do"]](plan, item)
         except Exception as err:  # a failing measurement is a row; the next one still runs
             produced = [{"item": item["item"], "error": error_text(err)}]
         for row in produced:
-            rows.emit(row)
+            rows.emit({**row, "item_s": time.perf_counter() - t0})
 
 
 def main(argv=None) -> int:

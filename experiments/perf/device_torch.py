@@ -49,10 +49,12 @@ def error_text(err: BaseException) -> str:
 class Torch:
     """The device, its synchronisation and autocast type, and the helpers that need torch."""
 
-    def __init__(self):
+    def __init__(self, threads: int = 0):
         import torch
 
         self.torch = torch
+        if threads:
+            torch.set_num_threads(threads)  # (this worker's own process)
         self.cuda = torch.cuda.is_available()
         self.device = "cuda" if self.cuda else "cpu"
         torch.backends.cudnn.benchmark = True
@@ -62,12 +64,12 @@ class Torch:
             self.torch.cuda.synchronize()
 
     def timed(self, step, seconds: float, max_calls: int) -> tuple[float, int]:
-        """Mean seconds per ``step()`` over 3 to ``max_calls`` calls filling about ``seconds``."""
+        """Mean seconds per ``step()`` over 2 to ``max_calls`` calls filling about ``seconds``."""
         t0 = time.perf_counter()
         step()
         self.sync()
         once = max(time.perf_counter() - t0, 1e-6)
-        n = int(min(max_calls, max(3, seconds / once)))
+        n = int(min(max_calls, max(2, seconds / once)))
         self.sync()
         t0 = time.perf_counter()
         for _ in range(n):
@@ -237,7 +239,7 @@ def run(plan: dict, rows_path: str) -> None:
     row per item saying so; an item that would start within ``plan["reserve_s"]`` of the deadline
     gets a "skipped" row."""
     try:
-        t = Torch()
+        t = Torch(plan["torch_threads"])
     except ImportError as err:
         for item in [{"item": "torch versions"}, *plan["torch"]]:
             emit(rows_path, {"item": item["item"], "skipped": f"PyTorch is not importable here ({err})"})
@@ -251,12 +253,13 @@ def run(plan: dict, rows_path: str) -> None:
         if time.time() > plan["deadline"] - plan["reserve_s"]:
             emit(rows_path, {"item": item["item"], "skipped": "the part's time was spent"})
             continue
+        t0 = time.perf_counter()
         try:
             produced = tasks[item["do"]](item)
         except Exception as err:  # torch.compile or a graph capture may fail: a row, not a crash
             produced = [{"item": item["item"], "error": error_text(err)}]
         for row in produced:
-            emit(rows_path, row)
+            emit(rows_path, {**row, "item_s": time.perf_counter() - t0})
 
 
 def main(argv=None) -> int:
