@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -430,7 +431,7 @@ def table(result: dict) -> str:
         f"torch {tv.get('torch', '?')} (CUDA {tv.get('cuda')}); "
         f"{result['wall_s']:.0f} s of {result['budget_s']} s"
     )
-    lines = [head]
+    lines = [head] + ([f"nvidia-smi: {result['nvidia_smi']}"] if result["nvidia_smi"] else [])
     ceil = [
         f"{r['engine']} {r['tflops']:.1f} TFLOP/s"
         if r["what"] == "gemm_bf16"
@@ -481,6 +482,23 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def nvidia_smi() -> str:
+    """The GPU's name, driver, memory and clocks as nvidia-smi reports them ("" without it)."""
+    if shutil.which("nvidia-smi") is None:
+        return ""
+    query = "name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit"
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"nvidia-smi failed: {err}"
+    return done.stdout.strip()
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dry-run", action="store_true", help="tiny sizes, any CPU: checks this script")
@@ -512,7 +530,8 @@ def main(argv=None) -> int:
     os.makedirs(os.path.join(out, "logs"), exist_ok=True)
     plan = make_plan(args.dry_run)
     plan["require_gpu"] = not args.dry_run
-    result = {"dry_run": args.dry_run, "budget_s": budget, "plan": plan, "parts": [], "rows": []}
+    result = {"dry_run": args.dry_run, "budget_s": budget, "nvidia_smi": nvidia_smi(), "plan": plan}
+    result.update(parts=[], rows=[])
     ok = True
     with tempfile.TemporaryDirectory(prefix="device_check_") as work:
         for part in args.parts:
