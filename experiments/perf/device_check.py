@@ -121,51 +121,31 @@ def models_for(dry_run: bool) -> dict:
     }
 
 
+def jax_step(model: str, precision: str, options: str = "default") -> dict:
+    """A plan item of the jax part: the training program of ``model``."""
+    name = f"jax {model} {precision}" + ("" if options == "default" else f" {options}")
+    return {"item": name, "do": "step", "model": model, "precision": precision, "options": options}
+
+
 def make_plan(dry_run: bool) -> dict:
     """What each part measures, in priority order (later items are the first to be skipped)."""
-    jax_items = [{"item": "jax ceilings", "do": "ceilings"}]
-    jax_steps = [("edsr_baseline_x2", "bf16"), ("edsr_x2", "bf16"), ("mdsr_baseline", "bf16")]
-    for model, precision in jax_steps:
-        jax_items.append(
-            {
-                "item": f"jax {model} {precision}",
-                "do": "step",
-                "model": model,
-                "precision": precision,
-                "options": "default",
-            }
-        )
-    validation = (
-        {"model": "edsr_x2", "images": 2, "lr_hw": [24, 32]}
-        if dry_run
-        else {"model": "edsr_x2", "images": 10, "lr_hw": [678, 1020]}
-    )  # DIV2K 0801-0810 at x2 (DIV2K's 2040x1356)
-    jax_items.append({"item": "jax validation", "do": "validation", **validation})
-    for model in ("edsr_baseline_x2", "edsr_x2"):
-        jax_items.append(
-            {
-                "item": f"jax {model} tf32",
-                "do": "step",
-                "model": model,
-                "precision": "tf32",
-                "options": "default",
-            }
-        )
-    for name in COMPILER_VARIANTS:
-        if name != "default":
-            jax_items.append(
-                {
-                    "item": f"jax edsr_baseline_x2 bf16 {name}",
-                    "do": "step",
-                    "model": "edsr_baseline_x2",
-                    "precision": "bf16",
-                    "options": name,
-                }
-            )
-    jax_items.append(
-        {"item": "jax mdsr bf16", "do": "step", "model": "mdsr", "precision": "bf16", "options": "default"}
-    )
-    torch_items = [{"item": "torch ceilings", "do": "ceilings"}]
+    # Validation: DIV2K 0801-0810 at x2 (LR 1020x678 of DIV2K's 2040x1356).
+    validation = {
+        "model": "edsr_x2",
+        "images": 2 if dry_run else 10,
+        "lr_hw": [24, 32] if dry_run else [678, 1020],
+    }
+    jax_items = [
+        {"item": "jax ceilings", "do": "ceilings"},
+        jax_step("edsr_baseline_x2", "bf16"),
+        jax_step("edsr_x2", "bf16"),
+        jax_step("mdsr_baseline", "bf16"),
+        {"item": "jax validation", "do": "validation", **validation},
+        jax_step("edsr_baseline_x2", "tf32"),
+        jax_step("edsr_x2", "tf32"),
+        *[jax_step("edsr_baseline_x2", "bf16", name) for name in COMPILER_VARIANTS if name != "default"],
+        jax_step("mdsr", "bf16"),
+    ]
     torch_order = [
         ("edsr_baseline_x2", "eager"),
         ("edsr_baseline_x2", "cuda_graph"),
@@ -176,8 +156,10 @@ def make_plan(dry_run: bool) -> dict:
         ("mdsr_baseline", "compile"),
         ("mdsr", "eager"),
     ]
-    for model, mode in torch_order:
-        torch_items.append({"item": f"torch {model} {mode}", "do": "step", "model": model, "mode": mode})
+    torch_items = [{"item": "torch ceilings", "do": "ceilings"}]
+    torch_items += [
+        {"item": f"torch {m} {mode}", "do": "step", "model": m, "mode": mode} for m, mode in torch_order
+    ]
     train_runs = [("edsr_x2", 480, 96), ("edsr_baseline_x2", 3200, 640)]
     if dry_run:
         train_runs = [("edsr_x2", 8, 4), ("edsr_baseline_x2", 8, 4)]
@@ -383,9 +365,10 @@ def targets(rows: list[dict]) -> list[dict]:
     ):
         row = best(rows, engine="jax", model=model, precision="bf16", options="default")
         text = f"{model} bf16 >= {goal:,.0f} steps/s"
-        add(text, "not measured", None) if row is None else add(
-            text, f"{row['steps_per_s']:,.1f} ({_setting(row)})", row["steps_per_s"] >= goal
-        )
+        if row is None:
+            add(text, "not measured", None)
+        else:
+            add(text, f"{row['steps_per_s']:,.1f} ({_setting(row)})", row["steps_per_s"] >= goal)
     for model in MODELS:
         ours = best(rows, engine="jax", model=model, precision="bf16", options="default")
         theirs = best(rows, engine="torch", model=model)
@@ -432,14 +415,14 @@ def table(result: dict) -> str:
         f"{result['wall_s']:.0f} s of {result['budget_s']} s"
     )
     lines = [head] + ([f"nvidia-smi: {result['nvidia_smi']}"] if result["nvidia_smi"] else [])
-    ceil = [
-        f"{r['engine']} {r['tflops']:.1f} TFLOP/s"
-        if r["what"] == "gemm_bf16"
-        else f"{r['engine']} copy {r['tb_per_s']:.2f} TB/s"
-        for r in rows
-        if r.get("kind") == "ceiling"
-    ]
-    lines.append("ceilings: bf16 GEMM " + ", ".join(ceil))
+    for engine in ("jax", "torch"):
+        found = {r["what"]: r for r in rows if r.get("kind") == "ceiling" and r["engine"] == engine}
+        if found:
+            gemm, copy = found.get("gemm_bf16", {}), found.get("copy", {})
+            lines.append(
+                f"ceilings ({engine}): bf16 GEMM {_fmt(gemm.get('tflops'), '.1f')} TFLOP/s, "
+                f"copy {_fmt(copy.get('tb_per_s'), '.2f')} TB/s (read + written)"
+            )
     lines.append(
         f"{'engine':<6} {'model':<17} {'setting':<24} {'compile s':>9} {'ms/step':>9} {'steps/s':>9} "
         f"{'TFLOP/s':>8} {'%GEMM':>6}"
@@ -465,12 +448,14 @@ def table(result: dict) -> str:
                 f"data wait {100 * r['data_wait']:.0f}%, first log line {r['first_log_s']:.0f} s{val}"
             )
     for r in rows:
-        why = r.get("error") or r.get("skipped")
-        if why:
-            lines.append(
-                f"{'error' if 'error' in r else 'skipped'}: {r.get('item', r.get('engine'))}"
-                f"{' K=' + str(r['k']) if 'k' in r else ''}: {why[:200]}"
-            )
+        if "error" in r:
+            lines.append(f"error: {r['item']}{' K=' + str(r['k']) if 'k' in r else ''}: {r['error'][:200]}")
+    skipped: dict[str, list[str]] = {}
+    for r in rows:
+        if "skipped" in r:
+            skipped.setdefault(r["skipped"], []).append(r["item"])
+    for why, items in skipped.items():
+        lines.append(f"skipped ({why[:200]}): {', '.join(items)}")
     for p in result["parts"]:
         lines.append(
             f"part {p['part']}: {p['status']} after {p['wall_s']:.0f} s (limit {p['limit_s']:.0f} s)"
