@@ -13,11 +13,11 @@ Each result is one JSON line appended to ``ROWS.jsonl`` as soon as it is measure
 * ``step``: the training program ``edsr-jax train`` runs, built as ``edsr_jax.train`` builds it
   (``create_model`` with the precision policy, ``create_optimizer``, ``create_train_state``,
   ``compile_train_steps`` with ``step_options``) on device-resident uint8 batches of K stacked
-  steps: compile seconds (lower + compile) and ms/step at ``count`` 1 (one step per dispatch:
-  ``steps_per_call = 1`` runs this loop body once per call) and ``count`` K, each timed over many
-  calls with one host sync at the end.
-* ``variant``: the same program compiled with GPU compiler options (``plan["variants"]``); one
-  that does not compile gets its error in its row and the run goes on.
+  steps: compile seconds (lower + compile) and ms/step at ``count`` 1 (one step per dispatch, as
+  with ``steps_per_call = 1``: the same loop body, run once per call) and ``count`` K, each timed
+  over many calls with one host sync at the end. ``options`` names the XLA options it was
+  compiled with (``plan["variants"]``; "default": the library's own); options that do not
+  compile give a row with the error, and the run goes on.
 * ``validation``: ``edsr_jax.evaluate.Validation`` (training's validation) on generated images:
   the first call (compiling the upscaler) and a second one.
 """
