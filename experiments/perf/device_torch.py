@@ -151,7 +151,7 @@ def batches(t: Torch, spec: dict, batch: int, patch: int) -> list[tuple]:
     return out
 
 
-def step_fn(t: Torch, net, forward, opt, data: list[tuple], mdsr: bool, cache: bool = True):
+def step_fn(t: Torch, forward, opt, data: list[tuple], mdsr: bool, cache: bool = True):
     """One training step per call, cycling through ``data`` (MDSR's scales)."""
     torch = t.torch
     counter = [0]
@@ -182,7 +182,7 @@ def graph_step(t: Torch, net, data: list[tuple]):
     the replay function."""
     torch = t.torch
     opt = adam(t, net, capturable=True)
-    step = step_fn(t, net, net, opt, data[:1], mdsr=False, cache=False)
+    step = step_fn(t, net, opt, data[:1], mdsr=False, cache=False)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -224,8 +224,9 @@ def step_rows(t: Torch, plan: dict, item: dict) -> list[dict]:
     else:
         forward = net
         if mode == "compile":
+            t.torch._dynamo.reset()  # (each model's compile from scratch, none counted against another's)
             forward = t.torch.compile(net, backend=plan["torch_compile_backend"])
-        step = step_fn(t, net, forward, adam(t, net), data, mdsr)
+        step = step_fn(t, forward, adam(t, net), data, mdsr)
         for _ in range(COMPILE_CALLS * len(data) if mode == "compile" else 1):
             step()
         t.sync()
