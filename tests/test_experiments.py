@@ -1,5 +1,5 @@
-"""The experiment scripts stay runnable: the FMA peak probe, a quick model benchmark, and every
-shell script (recipes, launchers, GPU benchmark) parses."""
+"""The experiment scripts stay runnable: the FMA peak probe, a quick model benchmark, the GPU check's
+dry run, and every shell script (recipes, launchers) parses."""
 
 import glob
 import json
@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -70,7 +71,6 @@ def test_experiment_scripts_exist():
         "train_slurm_gpu.sh",
     }
     assert {os.path.join("recipes", n) for n in recipes} <= names
-    assert os.path.join("perf", "gpu_bench.sh") in names
 
 
 @pytest.mark.parametrize("script", ["train_tpu_pod.sh", "train_slurm_gpu.sh"])
@@ -172,20 +172,175 @@ def test_bench_models_quick_run_with_torch_variants(tmp_path):
     assert set(row["ratios"]) == {"torch", "torch_cl", "fastest"} and row["ratios"]["torch"]["paired"] > 0
 
 
-def test_bench_train_cli_dry_run_reads_the_trainers_log(tmp_path):
-    bench = load_script("experiments/perf/bench_train_cli.py")
-    out = tmp_path / "train_cli.json"
-    assert bench.main(["--dry-run", "--out", str(out)]) == 0
-    result = json.loads(out.read_text())
-    assert [r["step"] for r in result["log"]] == [2, 4, 6] and result["intervals"] == 2
-    assert result["steps_per_s"] > 0 and 0 <= result["data_wait"] <= 1 and result["wall_s"] > 0
+# --- the GPU check (experiments/perf/device_check.py) and its parts ------------------------------
 
 
-def test_bench_train_cli_reports_missing_modules_instead_of_running(tmp_path, monkeypatch):
-    bench = load_script("experiments/perf/bench_train_cli.py")
-    monkeypatch.setattr(bench, "NEEDED", ("json", "no_such_module_edsr_jax"))
-    out = tmp_path / "train_cli.json"
-    assert bench.main(["--dry-run", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["skipped"] == (
-        "edsr-jax train needs no_such_module_edsr_jax (not importable here)"
-    )
+def _files_under(folder) -> list[str]:
+    return [os.path.relpath(os.path.join(d, f), folder) for d, _, files in os.walk(folder) for f in files]
+
+
+def test_device_check_dry_run_fits_its_budget_and_file_limits(tmp_path):
+    check = load_script("experiments/perf/device_check.py")
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    argv = [
+        sys.executable,
+        os.path.join(EXPERIMENTS, "perf", "device_check.py"),
+        "--dry-run",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=check.DRY_BUDGET_S + 60)
+    wall = time.perf_counter() - t0
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert wall <= check.DRY_BUDGET_S
+    files = _files_under(out)
+    assert len(files) <= 8 and all(len(f.split(os.sep)) <= 3 for f in files)  # (<= 2 folders deep)
+    table = (out / "device_check.txt").read_text()
+    assert done.stdout.rstrip().endswith(table.rstrip()) and "targets:" in table  # the table comes last
+    result = json.loads((out / "device_check.json").read_text())
+    rows = result["rows"]
+    plan = result["plan"]
+    planned = [i["item"] for part in ("jax", "torch") for i in plan[part]] + [
+        r["item"] for r in plan["train"]["runs"]
+    ]
+    assert set(planned) <= {r["item"] for r in rows}  # every planned item has a row
+    assert [p["status"] for p in result["parts"]] == ["finished"] * 3
+    assert not [r for r in rows if "error" in r]
+    jax_steps = [r for r in rows if r["engine"] == "jax" and r.get("kind") == "step"]
+    assert len(jax_steps) == 2 * len([i for i in plan["jax"] if i["do"] == "step"])  # K=1 and K=4 each
+    assert all(r["ms_per_step"] > 0 and r["loss_finite"] and r["tflops"] > 0 for r in jax_steps)
+    assert {r["options"] for r in jax_steps} == set(check.COMPILER_VARIANTS)  # every variant compiled on CPU
+    (val,) = [r for r in rows if r.get("kind") == "validation"]
+    assert val["first_s"] > 0 and val["second_s"] > 0 and val["psnr_finite"]
+    torch_rows = [r for r in rows if r["engine"] == "torch" and r["item"] != "torch versions"]
+    without_torch = any("PyTorch is not importable" in r.get("skipped", "") for r in torch_rows)
+    if without_torch:
+        assert all("PyTorch is not importable" in r["skipped"] for r in torch_rows)  # (the no-torch CI lane)
+    else:
+        graph = [r for r in torch_rows if r.get("mode") == "cuda_graph"]
+        assert graph and all("need CUDA" in r["skipped"] for r in graph)
+        timed = [r for r in torch_rows if r.get("kind") == "step" and "skipped" not in r]
+        assert {r["mode"] for r in timed} == {"eager", "compile"} and all(r["ms_per_step"] > 0 for r in timed)
+    trained = [r for r in rows if r.get("kind") == "train"]
+    assert [r["config"] for r in trained] == ["edsr_x2", "edsr_baseline_x2"]
+    for r in trained:
+        assert r["steps_per_s"] > 0 and 0 <= r["data_wait"] <= 1 and r["validation_s"] > 0
+        assert [i["step"] for i in r["intervals"]] == [4, 8]
+    assert len(result["targets"]) == 9
+    for target in result["targets"]:
+        measured = not (without_torch and "PyTorch" in target["target"])
+        assert (target["met"] in (True, False)) == measured, target
+
+
+def test_device_check_skips_what_its_budget_does_not_reach(tmp_path, monkeypatch, capsys):
+    check = load_script("experiments/perf/device_check.py")
+    monkeypatch.setattr(check, "DRY_PART_LIMITS_S", {**check.DRY_PART_LIMITS_S, "jax": 2})
+    monkeypatch.setattr(check, "DRY_BUDGET_S", 2 + check.FINISH_RESERVE_S + 1)  # nothing after the jax part
+    monkeypatch.setattr(check, "DRY_ITEM_RESERVE_S", 0)  # (the worker is busy when its limit comes)
+    assert check.main(["--dry-run", "--out", str(tmp_path), "--parts", "jax,torch"]) == 1
+    result = json.loads((tmp_path / "device_check.json").read_text())
+    jax_part, torch_part = result["parts"]
+    assert jax_part["status"] == "stopped at its limit of 2 s" and torch_part["status"] == "skipped"
+    skipped = {r["item"]: r["skipped"] for r in result["rows"] if "skipped" in r}
+    killed = ("not reached: the jax part stopped at its limit of 2 s", "the part's time was spent")
+    assert all(skipped[item["item"]] in killed for item in result["plan"]["jax"][2:])
+    assert skipped["torch edsr_baseline_x2 eager"] == "the check's budget was spent"
+    assert capsys.readouterr().out.rstrip().endswith((tmp_path / "device_check.txt").read_text().rstrip())
+
+
+def test_conv_flops_count_the_convolutions_jax_traces():
+    import math
+
+    import jax
+    from jax.extend import core
+
+    from edsr_jax import models
+
+    conv_flops = load_script("experiments/perf/conv_flops.py")
+
+    def traced(jaxpr) -> float:  # 2 * output elements * (kernel window x input channels), nested jaxprs too
+        total = 0.0
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                kernel = eqn.invars[1].aval.shape
+                _, cin, *spatial = eqn.params["dimension_numbers"].rhs_spec
+                total += (
+                    2.0
+                    * math.prod(eqn.outvars[0].aval.shape)
+                    * kernel[cin]
+                    * math.prod(kernel[d] for d in spatial)
+                )
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, list | tuple) else [value]:
+                    if isinstance(sub, core.ClosedJaxpr | core.Jaxpr):
+                        total += traced(getattr(sub, "jaxpr", sub))
+        return total
+
+    x = np.zeros((2, 6, 5, 3), np.float32)
+    for arch in ("edsr", "mdsr"):
+        for scale in (2, 3, 4):
+            model = models.EDSR(scale, 2, 8) if arch == "edsr" else models.MDSR((2, 3, 4), 2, 8)
+            variables = models.init(model, jax.random.key(0))
+            jaxpr = jax.make_jaxpr(lambda v, x, m=model, s=scale: m.apply(v, x, scale=s))(variables, x).jaxpr
+            assert traced(jaxpr) == 2 * conv_flops.sr_forward_flops(arch, 6, 5, scale, 2, 8), (arch, scale)
+    per_step = conv_flops.train_step_flops("mdsr", 16, 48, (2, 3, 4), 16, 64)
+    mean = sum(conv_flops.sr_forward_flops("mdsr", 48, 48, s, 16, 64) for s in (2, 3, 4)) / 3
+    assert per_step == pytest.approx(3 * 16 * mean)
+
+
+def test_a_compiler_variant_that_does_not_compile_gets_a_row_and_the_run_goes_on(tmp_path):
+    check = load_script("experiments/perf/device_check.py")
+    worker = load_script("experiments/perf/device_jax.py")
+    plan = check.make_plan(dry_run=True)
+    plan["variants"]["bad"] = {"xla_gpu_enable_command_buffer": "NO_SUCH_KIND"}
+    plan.update(deadline=time.time() + 600)
+    item = {"do": "step", "model": "edsr_baseline_x2", "precision": "bf16"}
+    plan["jax"] = [{**item, "item": "bad", "options": "bad"}, {**item, "item": "good", "options": "default"}]
+    worker.run(plan, worker.Rows(str(tmp_path / "rows.jsonl")))
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    (bad,) = [r for r in rows if r["item"] == "bad"]
+    assert "xla_gpu_enable_command_buffer" in bad["error"] and "NO_SUCH_KIND" in bad["error"]
+    assert [r["k"] for r in rows if r["item"] == "good" and r["ms_per_step"] > 0] == [1, 4]
+
+
+def test_device_jax_trains_with_the_recipe_of_the_default_config():
+    from edsr_jax.configs import default
+
+    worker = load_script("experiments/perf/device_jax.py")
+    config = default.get_config()
+    assert worker.RECIPE == {key: config[key] for key in worker.RECIPE}
+
+
+def test_device_train_reads_steps_data_wait_and_validation_from_the_trainers_log():
+    worker = load_script("experiments/perf/device_train.py")
+    lines = [
+        ("{'arch': 'edsr'}: 4,531 parameters", 3.0),
+        ("step 4/12  loss 67.47  grad_norm 27.18  lr 0.0001  1.01 steps/s  data wait 1%  eta 4s", 9.0),
+        ("step 8/12  loss 65.18  grad_norm 26.25  lr 0.0001  120.00 steps/s  data wait 10%  eta 0s", 9.5),
+        ("step 12/12  loss 65.00  grad_norm 26.00  lr 0.0001  100.00 steps/s  data wait 30%  eta 0s", 10.0),
+        ("step 12  val/psnr_x2 10.2662  val/ssim_x2 0.0526", 12.5),
+    ]
+    parsed = worker.parse_log(lines)
+    assert [i["step"] for i in parsed["intervals"]] == [4, 8, 12]
+    assert parsed["steps_per_s"] == 110.0 and parsed["data_wait"] == pytest.approx(
+        0.2
+    )  # (the first holds the compile)
+    assert parsed["first_log_s"] == 9.0 and parsed["validation_s"] == 2.5
+    assert worker.parse_log(lines[:1]) == {"intervals": []}
+
+
+def test_device_train_says_which_modules_are_missing_instead_of_running(tmp_path, monkeypatch):
+    check = load_script("experiments/perf/device_check.py")
+    worker = load_script("experiments/perf/device_train.py")
+    monkeypatch.setattr(worker, "TRAIN_MODULES", ("json", "no_such_module_edsr_jax"))
+    plan = {
+        **check.make_plan(dry_run=True),
+        "wheels": str(tmp_path / "no_wheels"),
+        "deadline": time.time() + 60,
+    }
+    worker.run(plan, str(tmp_path / "rows.jsonl"))
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert [r["item"] for r in rows] == ["train edsr_x2", "train edsr_baseline_x2"]
+    assert all(r["skipped"].startswith("edsr-jax train needs no_such_module_edsr_jax (") for r in rows)
+    assert f"no wheels in {tmp_path / 'no_wheels'}" in rows[0]["skipped"]

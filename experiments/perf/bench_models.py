@@ -49,33 +49,15 @@ import numpy as np
 
 from edsr_jax import compiler_options, inference, models
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # (conv_flops.py, beside this script)
+from conv_flops import edsr_forward_flops  # noqa: E402
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Presets this script knows: (num_blocks, num_features, res_scale).
 ARCHS = {"edsr_baseline": (16, 64, 1.0), "edsr": (32, 256, 0.1)}
 WORKLOADS = ("infer", "ensemble", "tiled", "train16", "train4")
 # PyTorch variants (--torch-variants; engines torch, torch_cl, torch_compile in torch_variants.py).
 TORCH_VARIANTS = ("eager", "channels_last", "compile")
-
-
-# --- FLOP count -------------------------------------------------------------------------------
-
-
-def conv_flops(h: int, w: int, cin: int, cout: int, k: int = 3) -> float:
-    """Multiply-add FLOPs (2 per MAC) of one stride-1 SAME conv forward on an h x w map."""
-    return 2.0 * h * w * k * k * cin * cout
-
-
-def edsr_forward_flops(h: int, w: int, scale: int, num_blocks: int, num_features: int) -> float:
-    """Conv FLOPs of one EDSR forward pass on one h x w LR image (mean shift/adds/ReLU ignored)."""
-    f = num_features
-    total = conv_flops(h, w, 3, f)  # head
-    total += (2 * num_blocks + 1) * conv_flops(h, w, f, f)  # blocks + body_end
-    stages = (2, 2) if scale == 4 else (scale,)
-    hh, ww = h, w
-    for r in stages:
-        total += conv_flops(hh, ww, f, r * r * f)
-        hh, ww = hh * r, ww * r
-    return total + conv_flops(hh, ww, f, 3)  # tail at the output resolution
 
 
 # --- timing -----------------------------------------------------------------------------------
