@@ -36,7 +36,8 @@ def write_bytes(path: PathLike, data: bytes) -> None:
     """Writes ``data`` to ``path`` atomically; the folder must exist.
 
     Raises:
-      OSError: the folder does not exist or the write failed (no partial file is left).
+      OSError: the folder does not exist or the write failed (no partial file is left); it
+        names ``path``, not the temporary file.
     """
     path = epath.Path(path)
     tmp = _tmp_sibling(path, "tmp")
@@ -45,10 +46,21 @@ def write_bytes(path: PathLike, data: bytes) -> None:
         if _is_local(path):
             os.chmod(tmp, 0o666 & ~umask())  # the permissions a plain open() would give
         tmp.replace(path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(e, OSError):
+            raise naming(e, path) from None
         raise
+
+
+def naming(error: OSError, path: PathLike) -> OSError:
+    """``error`` told about ``path`` (the name the user gave) instead of a temporary file."""
+    if error.errno is None:
+        renamed = OSError(f"cannot write {os.fspath(path)}: {error}")
+        renamed.filename = os.fspath(path)
+        return renamed
+    return type(error)(error.errno, error.strerror or str(error), os.fspath(path))
 
 
 def write_text(path: PathLike, text: str) -> None:

@@ -357,13 +357,18 @@ class Upscaler:
             in_flight=len(self.devices),
         )
 
+    def tiles(self, lr: np.ndarray) -> bool:
+        """Whether ``lr`` is cut into tiles: a tile at least as large as the image is the image
+        (run whole, so a huge ``tile`` never pads a small image up to its size)."""
+        return self.tile is not None and self.tile < max(lr.shape[:2])
+
     def map(self, images: Iterable) -> Iterator[np.ndarray]:
         """``self(lr)`` of each image, in order, with up to one image per device in flight (tiled
         images spread their tiles over the devices instead)."""
         pending = collections.deque()
         for lr in images:
             lr = self._check(lr)
-            if self.tile is not None:
+            if self.tiles(lr):
                 while pending:
                     yield np.asarray(pending.popleft(), np.float32)[0]
                 yield self._tiled(lr)[0]
@@ -389,7 +394,7 @@ class Upscaler:
         lr = self._check(lr)
         if out is None:
             out = np.empty((lr.shape[0] * self.scale, lr.shape[1] * self.scale, 3), np.uint8)
-        if self.tile is None:
+        if not self.tiles(lr):
             out[...] = metrics.quantize_uint8(self(lr))
             return out
         self._tiled(lr, out=out[None], finish=metrics.quantize_uint8)

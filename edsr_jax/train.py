@@ -238,6 +238,7 @@ def train_and_evaluate(
     *,
     on_step: Callable[[int], bool | None] | None = None,
     devices: Sequence[jax.Device] | None = None,
+    allow_other_files: bool = False,
 ) -> TrainState:
     """Trains (or resumes) ``config`` in ``workdir``; returns the final state.
 
@@ -254,14 +255,17 @@ def train_and_evaluate(
         value saves a checkpoint and stops, as SIGTERM does.
       devices: the devices to train on (default: all devices of all processes). The batches do
         not depend on them: a run resumed on other devices continues with the same batches.
+      allow_other_files: train in a ``workdir`` that holds files of no edsr-jax run (never in an
+        exported model: :func:`edsr_jax.checkpoint.layout.check_training_folder`).
 
     Returns:
       The final (or, after SIGTERM or ``on_step``'s stop, the saved) ``TrainState``.
 
     Raises:
-      UserError: bad configuration, a workdir of a different model, or one another run is
-        training.
-      RuntimeError: the loss or gradient norm became non-finite (the step and values are named).
+      UserError: bad configuration, a workdir of a different model or that is not a training
+        workdir, one another run is training, or a non-finite loss or gradient norm (the step and
+        values are named). A run that fails before its first checkpoint leaves the workdir as it
+        found it (:func:`edsr_jax.checkpoint.layout.removed_if_it_fails_early`).
     """
     config_checks.check_config(config)  # before anything is created
     sharding.maybe_initialize_distributed(bool(config.distributed))
@@ -277,7 +281,11 @@ def train_and_evaluate(
     rows = sharding.process_rows(int(config.batch_size), mesh)  # (checks the batch size first)
     model = create_model(config)
     spec = models.model_spec(model)
-    with _workdir_lock(workdir, is_chief) as workdir_lock:
+    layout.check_training_folder(workdir, allow_other_files=allow_other_files)
+    with (
+        layout.removed_if_it_fails_early(workdir, is_chief=is_chief),
+        _workdir_lock(workdir, is_chief) as workdir_lock,
+    ):
         if workdir_lock is not None and workdir_lock.taken_over:
             log(f"warning: {workdir_lock.taken_over}")
         changed = layout.prepare_workdir(

@@ -130,9 +130,11 @@ class Upscalers:
         self._cache: dict[int | None, Callable] = {}
 
     def tile_for(self, h: int, w: int) -> int | None:
-        """The tile size used for an ``h x w`` LR image (None: whole image)."""
+        """The tile size used for an ``h x w`` LR image (None: whole image, also when the tile
+        would cover it)."""
         if self.tile is not None:
-            return int(self.tile) or None
+            tile = int(self.tile) or None
+            return tile if tile and tile < max(h, w) else None
         return DEFAULT_TILE if h * w > LARGE_IMAGE_PIXELS else None
 
     def __call__(self, rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -246,9 +246,11 @@ def _write_png_streaming(path: str, array: np.ndarray) -> None:
             f.write(_png_chunk(b"IDAT", compressor.flush()) + _png_chunk(b"IEND", b""))
         os.chmod(tmp, 0o666 & ~atomic.umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise atomic.naming(e, path) from None
         raise
 
 
