@@ -171,8 +171,8 @@ def _start(config, workdir: str, state: TrainState, shardings: Any, ckpt, log) -
     from edsr_jax.data import pipeline
 
     if jax.process_index() == 0:
-        for step in manager.discard_incomplete(ckpt):
-            log(f"deleted the incomplete checkpoint folder of step {step}")
+        for step, aside in manager.set_aside_incomplete(ckpt):
+            log(f"moved the incomplete checkpoint folder of step {step} to {aside}")
     restored = manager.restore(ckpt, abstract_state(state, shardings))
     if restored is not None:
         step = int(restored.step)

@@ -39,8 +39,9 @@ def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path, m
         raise OSError(28, "No space left on device", str(target))
 
     monkeypatch.setattr(type(epath.Path(path)), "replace", fail)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="No space left") as raised:
         atomic.write_json(path, {"v": 2})
+    assert raised.value.filename == str(path)  # the user's path, not the temporary one that failed
     assert json.loads(path.read_text()) == {"v": 1}
     assert names(tmp_path) == ["a.json"]
 
