@@ -124,7 +124,8 @@ def check_files(paths: Sequence[PathLike], *, force: bool = False, inputs: Itera
         names = listing([os.path.basename(os.fspath(p)) for p in existing])
         where = os.path.dirname(os.fspath(existing[0])) or "."
         raise UserError(
-            f"{len(existing)} output file(s) exist in {where} ({names}); pass --force to replace them"
+            f"{len(existing)} of the {len(paths)} output files exist in {where} ({names}); "
+            "pass --force to replace them"
         )
     for p in paths:
         check_file(p, force=force, inputs=inputs)

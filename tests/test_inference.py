@@ -86,12 +86,22 @@ def test_tiled_equals_untiled_on_a_non_square_image(tiny):
     np.testing.assert_allclose(got[0], reference, atol=1e-3)
     up = inference.make_upscaler(model, variables, 2, tile=16)
     np.testing.assert_allclose(up(x), reference, atol=1e-3)
-    # Smaller and larger images, including ones smaller than a tile, reuse the one tile program.
-    for h, w in ((9, 11), (40, 17)):
+    # Other sizes larger than a tile, even in one direction only, reuse the one tile program.
+    for h, w in ((9, 17), (40, 17)):
         img = np.resize(x, (h, w, 3))
         ref = np.asarray(jax.jit(model.apply)(variables, jnp.asarray(img)[None]))[0]
         np.testing.assert_allclose(up(img), ref, atol=1e-3)
     assert up.traces == 1
+
+
+def test_a_tile_larger_than_the_image_is_the_image(tiny):
+    model, variables, x, reference = tiny
+    up = inference.make_upscaler(model, variables, 2, tile=100_000)  # (padded to it: 27.9 GiB)
+    assert not up.tiles(x)
+    np.testing.assert_allclose(up(x), reference, atol=1e-3)
+    np.testing.assert_array_equal(
+        up.upscale_uint8(x), inference.make_upscaler(model, variables, 2).upscale_uint8(x)
+    )
 
 
 def test_tiling_with_too_little_overlap_is_not_exact(tiny):

@@ -44,7 +44,9 @@ def test_many_existing_outputs_are_named_in_one_line(tmp_path):
     paths = [tmp_path / f"{n}.png" for n in "abcdefg"]
     for p in paths[:6]:
         p.write_bytes(b"")
-    with pytest.raises(UserError, match=r"6 output file\(s\) exist in .* \(a\.png, .*e\.png and 1 more\)"):
+    with pytest.raises(
+        UserError, match=r"6 of the 7 output files exist in .* \(a\.png, .*e\.png and 1 more\)"
+    ):
         overwrite.check_files(paths)
     overwrite.check_files(paths, force=True)
 

@@ -256,6 +256,14 @@ def _per_image(r: dict, images: dict, others: dict, compare_name: str) -> str:
     return _table(head, rows, "per-image")
 
 
+def script_json(payload) -> str:
+    """``payload`` as JSON that can sit inside a ``<script>`` element and parse back as it is: the
+    browser does not decode HTML entities there, so ``<``, ``>`` and ``&`` become JSON escapes
+    (no ``</script>`` can end the element early)."""
+    text = json.dumps(atomic.finite_or_null(payload), allow_nan=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
 def write_report(
     path: str,
     results: Sequence[dict],
@@ -281,7 +289,7 @@ def write_report(
         parts.append(_per_image(r, images, others, compare_name))
         parts += [_viewer(name, c) for name, c in images.items()]
     summary = [{k: r[k] for k in ("dataset", "scale", "psnr", "ssim")} for r in results]
-    meta = json.dumps({"title": title, "results": summary})
-    parts.append(f"<script type='application/json' id='edsr-jax-results'>{html.escape(meta)}</script>")
+    meta = script_json({"title": title, "results": summary})
+    parts.append(f"<script type='application/json' id='edsr-jax-results'>{meta}</script>")
     parts.append(f"<script>{_SCRIPT}</script></body></html>")
     atomic.write_text(path, "\n".join(parts))

@@ -94,6 +94,7 @@ def test_large_images_are_tiled_by_default_and_tiling_is_exact(checkpoint):
     assert ups.tile_for(1000, 1000) == upscale.DEFAULT_TILE
     assert ups.tile_for(512, 512) is None and 512 * 512 == upscale.LARGE_IMAGE_PIXELS
     assert upscale.Upscalers(model, variables, SCALE, tile=0).tile_for(4000, 4000) is None
+    assert upscale.Upscalers(model, variables, SCALE, tile=100_000).tile_for(40, 50) is None  # clamped
     lr = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     tiled = upscale.Upscalers(model, variables, SCALE, tile=24)(lr)
     whole = upscale.Upscalers(model, variables, SCALE, tile=0)(lr)
@@ -124,6 +125,31 @@ def test_bad_input_files_are_one_line_errors_with_no_output(kind, checkpoint, tm
     assert "in.png" in err
     assert not out.exists()
     assert not (out.parent.exists() and os.listdir(out.parent))  # no temporary file left either
+
+
+def test_a_folder_run_replaces_earlier_outputs_only_with_force(checkpoint, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((6, 7, 3), 9, np.uint8)).save(src / name)
+    dst = tmp_path / "out"
+    dst.mkdir()
+    (dst / "a.png").write_bytes(b"an earlier output")
+    (dst / "notes.txt").write_text("mine")
+    code, err = _run_error(capsys, ["--checkpoint", checkpoint, "--no-progress", str(src), str(dst)])
+    assert code == 2 and "1 of the 2 output files exist in" in err and "(a.png); pass --force" in err
+    assert (
+        sorted(os.listdir(dst)) == ["a.png", "notes.txt"]
+        and (dst / "a.png").read_bytes() == b"an earlier output"
+    )
+    (dst / "b.png").write_bytes(b"another")
+    code, err = _run_error(capsys, ["--checkpoint", checkpoint, "--no-progress", str(src), str(dst)])
+    assert code == 2 and "2 of the 2 output files exist in" in err and "(a.png, b.png); pass --force" in err
+    assert (
+        cli.main(["upscale", "--checkpoint", checkpoint, "--no-progress", "--force", str(src), str(dst)]) == 0
+    )
+    assert files.read_image(str(dst / "a.png")).shape == (12, 14, 3)
+    assert (dst / "notes.txt").read_text() == "mine"
 
 
 def test_folder_with_a_bad_file_writes_the_others_and_lists_the_failure(checkpoint, tmp_path, capsys):

@@ -803,7 +803,8 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "the latest checkpoint is corrupt or truncated",
-        "a warning names it; it is moved to `checkpoints/unreadable-<step>` and the previous one is used",
+        "a warning names it; it is moved to `checkpoints/unreadable-<step>` (never deleted) and the "
+        "previous one is used",
         "test_train_faults.py::test_an_unreadable_latest_checkpoint_is_set_aside_with_a_warning_and_the_previous_used",
     ),
     (
@@ -813,7 +814,8 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "the loss becomes NaN or infinite",
-        "stops naming the step, loss and gradient norm; keeps the last good checkpoint",
+        "stops with a one-line error (exit 2) naming the step, loss, gradient norm and what to change; "
+        "keeps the last good checkpoint",
         "test_train_faults.py::test_non_finite_loss_names_the_step_and_values_and_keeps_the_good_checkpoints",
     ),
     (
@@ -857,5 +859,35 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
         "`--workdir` holds a run of a different model",
         "a one-line error naming both models; nothing is written",
         "test_train_faults.py::test_a_workdir_of_another_model_is_refused_before_anything_is_written",
+    ),
+)
+
+# --- issue 25: checkpoints are set aside only when their files are damaged ---------------------------
+FAULTS += (
+    (
+        "reading the latest checkpoint fails for another reason (permission denied, memory exhausted, "
+        "an Orbax that reads the files differently)",
+        "stops with the error, naming the step and its folder, which stays in place; nothing is set aside",
+        "checkpoint/test_recovery.py::test_a_failure_that_is_not_damage_leaves_every_step_in_place_and_names_the_step",
+    ),
+    (
+        "a multi-process run: one process finds the latest checkpoint damaged, or cannot read it",
+        "every process makes the same decision: all set it aside and use the previous one, or all stop",
+        "checkpoint/test_recovery.py::test_damage_seen_by_another_process_sets_the_step_aside_on_this_one_too",
+    ),
+    (
+        "a step folder lacks its commit record or an item (a partial copy)",
+        "never restored; moved to `checkpoints/incomplete-<step>` (never deleted)",
+        "checkpoint/test_manager.py::test_partial_checkpoints_are_never_restored",
+    ),
+    (
+        "`train` fails (a non-finite loss, a bad data folder) before its first checkpoint",
+        "the workdir is left as it was found: what the run added is removed (a new workdir entirely)",
+        "test_train_faults.py::test_a_run_that_fails_before_its_first_checkpoint_leaves_the_workdir_as_it_found_it",
+    ),
+    (
+        "`export --format savedmodel --force` onto a SavedModel an earlier `export` wrote",
+        "replaced (edsr-jax marks the folders it writes); a file a user added there makes it refuse",
+        "interop/test_export.py::test_force_replaces_only_a_savedmodel_that_export_wrote",
     ),
 )
