@@ -168,6 +168,8 @@ def _check(args):
                 raise UserError(f"{flag} applies to models, not to --method {args.method}")
     if args.curve and not args.steps:
         raise UserError("--curve plots several steps: add --steps all (or N,M,...) or --from-logs")
+    if args.compare and not os.path.exists(args.compare):  # (read after the first model is scored)
+        raise UserError(f"no model at --compare {args.compare}: the path does not exist")
     return datasets
 
 

@@ -777,6 +777,15 @@ CASES += (
         error=r"the folder of --json .*r\.json does not exist|cannot write",
     ),
     Case(
+        "eval_compare_missing",
+        "eval",
+        "`eval --compare` does not exist",
+        f"{_ONE_LINE} the path, before the first model is scored",
+        "set_with_results",
+        ("--data-dir", "{in}", "--datasets", "Set5", "--checkpoint", "{model}", "--compare", "{tmp}/nothing"),
+        error=r"no model at --compare .*nothing",
+    ),
+    Case(
         "eval_output_is_an_input",
         "eval",
         "an `eval` output is one of the benchmark images (`--json Set5/HR/good.png --force`)",
