@@ -10,7 +10,17 @@
 * :func:`make_upscaler` wraps a model and its variables into ``upscale(lr_uint8) -> sr_float``:
   images are zero-padded to a size bucket (or cut into tiles) so that many image sizes share a
   few compiled programs, and the padding is made exact by zeroing every convolution's input
-  outside the image (what the model's own SAME zero padding does at the image border).
+  outside the image (what the model's own SAME zero padding does at the image border). Tiles of
+  an EDSR or MDSR run the trunk on the tile and the tail on its kept part in strips
+  (:meth:`Upscaler.split_tile`), which bounds the scale^2-larger activations of the upsampler.
+
+How exact: every output pixel is computed from the same inputs by the same operations, padded,
+tiled or not. On CPU (XLA's convolutions sum each output pixel in the same order whatever the
+shape) the float32 output of a tiled or padded pass is identical to the bit to the whole image's
+(tested for EDSR x2/x3/x4 and MDSR, with and without the self-ensemble; measured for the EDSR
+baseline and the full EDSR: ``experiments/perf/RESULTS.md``). On GPU and TPU the convolution
+algorithm may be chosen per shape, so tiles there can differ from the whole image by float32
+rounding, which can move a quantised pixel by one grey level where its value lies at .5.
 """
 
 from __future__ import annotations
@@ -28,6 +38,9 @@ from edsr_jax.errors import UserError
 BUCKET = 16
 # Number of dihedral transforms used by the self-ensemble.
 NUM_TRANSFORMS = 8
+# Bytes the tail of a tile (upsampler and last conv) may hold in activations at once: it runs in
+# strips of rows that fit (Upscaler.split_tile).
+TAIL_STRIP_BYTES = 128 * 2**20
 
 
 # --- self-ensemble ------------------------------------------------------------------------------
@@ -126,6 +139,7 @@ def tiled(
     tile: int,
     overlap: int,
     with_valid: bool = False,
+    with_core: bool = False,
     out: np.ndarray | None = None,
     finish: Callable[[np.ndarray], np.ndarray] | None = None,
     in_flight: int = 1,
@@ -149,6 +163,8 @@ def tiled(
       tile: tile size in LR pixels.
       overlap: context kept around each tile's interior (at least the receptive radius).
       with_valid: pass ``valid`` to ``fn`` and pad with zeros.
+      with_core: also pass ``core``, int32 ``[top, bottom, left, right]``: the part of the tile
+        that is kept; ``fn`` then returns the output of that part only.
       out: where to write the output (N, H * scale, W * scale, C_out), e.g. a uint8 or
         memory-mapped array; default a new float32 array.
       finish: applied to each tile's kept part before it is stored (e.g. quantisation to uint8).
@@ -178,6 +194,8 @@ def tiled(
         y = np.asarray(y, np.float32)
         if out is None:
             out = np.empty((n, h * scale, w * scale, y.shape[-1]), np.float32)
+        if with_core:
+            ty, tx = cy0, cx0  # (fn returned the kept part only)
         kept = y[:, (cy0 - ty) * scale : (cy1 - ty) * scale, (cx0 - tx) * scale : (cx1 - tx) * scale]
         out[:, cy0 * scale : cy1 * scale, cx0 * scale : cx1 * scale] = (
             kept if finish is None else finish(kept)
@@ -187,7 +205,9 @@ def tiled(
         for tx, cx0, cx1 in _tile_starts(w, wp, tile, core, overlap):
             patch = np.asarray(x[:, ty : ty + tile, tx : tx + tile], np.float32)
             valid = np.array([0, min(tile, h - ty), 0, min(tile, w - tx)], np.int32)
-            pending.append((fn(patch, valid) if with_valid else fn(patch), ty, tx, cy0, cy1, cx0, cx1))
+            kept = np.array([cy0 - ty, cy1 - ty, cx0 - tx, cx1 - tx], np.int32)
+            args = (patch, valid, kept) if with_core else (patch, valid) if with_valid else (patch,)
+            pending.append((fn(*args), ty, tx, cy0, cy1, cx0, cx1))
             if len(pending) >= max(1, in_flight):
                 store(*pending.popleft())
     while pending:
@@ -240,18 +260,21 @@ def _conv_input_mask(valid, lr_hw: tuple[int, int]):
     return interceptor
 
 
-def masked_forward(model, scale: int) -> Callable:
+def masked_forward(model, scale: int, part: str = "all") -> Callable:
     """``f(variables, x, valid)``: the model on NHWC ``x`` where only ``valid`` holds image pixels.
 
-    Equal (up to float rounding) to running the model on the ``valid`` crop alone, because each
-    convolution sees zeros outside it, exactly like the SAME zero padding at a real image border.
-    Not jitted (the caller jits).
+    Equal to running the model on the ``valid`` crop alone, because each convolution sees zeros
+    outside it, exactly like the SAME zero padding at a real image border. ``part``: the whole
+    model, or (EDSR, MDSR) its ``"trunk"`` or ``"tail"`` (:data:`edsr_jax.models.edsr.PARTS`;
+    ``x`` is then the trunk's features). Not jitted (the caller jits).
     """
     import flax.linen as nn
 
+    parts = {} if part == "all" else {"part": part}
+
     def forward(variables, x, valid):
         with nn.intercept_methods(_conv_input_mask(valid, (x.shape[1], x.shape[2]))):
-            return model.apply(variables, x, scale=scale)
+            return model.apply(variables, x, scale=scale, **parts)
 
     return forward
 
@@ -278,6 +301,9 @@ class Upscaler:
     ):
         import jax
 
+        from edsr_jax import models
+        from edsr_jax.models.edsr import tail_radius
+
         self.model, self.variables, self.scale = model, variables, int(scale)
         self.self_ensemble, self.tile, self.overlap, self.bucket = self_ensemble, tile, overlap, bucket
         self.traces = 0
@@ -288,6 +314,18 @@ class Upscaler:
             return forward(variables, x, valid).astype("float32")
 
         self._forward = jax.jit(counted)
+        # Tiles of an EDSR or MDSR run in two parts (split_tile): the trunk, then the tail in strips.
+        self._split = tile is not None and isinstance(model, models.EDSR | models.MDSR)
+        if self._split:
+            self.margin = tail_radius(model)
+            trunk = masked_forward(model, self.scale, "trunk")
+
+            def counted_trunk(variables, x, valid):
+                self.traces += 1
+                return trunk(variables, x, valid)
+
+            self._trunk = jax.jit(counted_trunk)
+            self._tails: dict[tuple[int, int], Callable] = {}
         # One copy of the variables per device; images and tiles go round the devices.
         self.devices = list(devices) if devices else [None]
         self._variables = [variables if d is None else jax.device_put(variables, d) for d in self.devices]
@@ -302,21 +340,84 @@ class Upscaler:
             x, valid = jax.device_put(x, target), jax.device_put(valid, target)
         return self._forward(self._variables[device], x, valid)
 
-    def _ensembled(self, x: np.ndarray, valid: np.ndarray, device: int):
-        """:meth:`_run`, averaged over the 8 transforms with the self-ensemble (on the device)."""
+    def _tail_of(self, rows: int, cols: int) -> Callable:
+        """The jitted tail of a ``rows x cols`` window of a tile's features (its corner an argument)."""
+        import jax
+
+        if (rows, cols) not in self._tails:
+            tail = masked_forward(self.model, self.scale, "tail")
+
+            def window(variables, features, corner, valid):
+                self.traces += 1
+                n, f = features.shape[0], features.shape[-1]
+                part = jax.lax.dynamic_slice(features, (0, corner[0], corner[1], 0), (n, rows, cols, f))
+                return tail(variables, part, valid).astype("float32")
+
+            self._tails[rows, cols] = jax.jit(window)
+        return self._tails[rows, cols]
+
+    def _strip_rows(self, cols: int) -> int:
+        """Rows of features per strip of a tail ``cols`` wide: its activations (two feature maps
+        at the output resolution, float32) within :data:`TAIL_STRIP_BYTES`, at least one kept row."""
+        per_row = 2 * cols * self.scale**2 * int(self.model.num_features) * 4
+        return max(2 * self.margin + 1, TAIL_STRIP_BYTES // per_row)
+
+    def split_tile(self, x: np.ndarray, valid: np.ndarray, core: np.ndarray, device: int):
+        """The output of ``core`` (``[top, bottom, left, right]``) of one tile, on ``device``.
+
+        The trunk runs on the whole tile; the tail (the upsampler and last conv, whose activations
+        are scale^2 times larger) runs only on the core and the :func:`tail_radius` of features
+        around it (:func:`edsr_jax.models.edsr.tail_radius`), in strips of rows bounded by
+        :data:`TAIL_STRIP_BYTES`. Every window has a fixed
+        size, so a tiled run compiles one trunk and one or two tails. Exact for the same reason as
+        tiling: each kept pixel lies at least the radius of what follows from every cut.
+        """
+        import jax
+        import jax.numpy as jnp
+
+        target, variables = self.devices[device], self._variables[device]
+        if target is not None:
+            x = jax.device_put(x, target)
+        features = self._trunk(variables, x, valid)
+        size, m, s = x.shape[1], self.margin, self.scale
+        width = min(self.tile - 2 * self.overlap + 2 * m, size)
+        top = min(max(int(core[0]) - m, 0), size - width)
+        left = min(max(int(core[2]) - m, 0), size - width)
+        rows = self._strip_rows(width)
+        strips = [(0, 0, width)] if rows >= width else _tile_starts(width, width, rows, rows - 2 * m, m)
+        rows = min(rows, width)
+        tail = self._tail_of(rows, width)
+        outputs = []
+        for start, keep0, keep1 in strips:
+            y0 = top + start
+            window_valid = np.clip(
+                np.asarray(valid, np.int64) - [y0, y0, left, left], 0, [rows, rows, width, width]
+            ).astype(np.int32)
+            y = tail(variables, features, np.array([y0, left], np.int32), window_valid)
+            outputs.append(y[:, (keep0 - start) * s : (keep1 - start) * s])
+        out = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=1)
+        return out[:, (core[0] - top) * s : (core[1] - top) * s, (core[2] - left) * s : (core[3] - left) * s]
+
+    def _kept(self, x: np.ndarray, valid: np.ndarray, core: np.ndarray, device: int):
+        """The output of the kept part ``core`` of one tile on ``device`` (a device array)."""
+        if self._split:
+            return self.split_tile(x, valid, core, device)
+        s = self.scale
+        return self._run(x, valid, device)[:, core[0] * s : core[1] * s, core[2] * s : core[3] * s]
+
+    def _tile(self, patch: np.ndarray, valid: np.ndarray, core: np.ndarray):
+        """One tile's kept part on the next device (the self-ensemble averaged tile by tile: a tiled
+        ensemble holds a tile, not a float32 copy of the whole output, per transform)."""
+        device = next(self._turn)
         if not self.self_ensemble:
-            return self._run(x, valid, device)
-        total = None
+            return self._kept(patch, valid, core, device)
+        size, total = patch.shape[1], None
         for k in range(NUM_TRANSFORMS):
-            y = self._run(np.ascontiguousarray(dihedral(x, k)), dihedral_valid(valid, k, x.shape[1]), device)
+            x = np.ascontiguousarray(dihedral(patch, k))
+            y = self._kept(x, dihedral_valid(valid, k, size), dihedral_valid(core, k, size), device)
             y = undo_dihedral(y, k)
             total = y if total is None else total + y
         return total / NUM_TRANSFORMS
-
-    def _tile(self, patch: np.ndarray, valid: np.ndarray):
-        """One tile on the next device (the self-ensemble averaged tile by tile: a tiled ensemble
-        holds a tile, not a float32 copy of the whole output, per transform)."""
-        return self._ensembled(patch, valid, next(self._turn))
 
     def _padded(self, x: np.ndarray, device: int):
         """The forward pass of an (1, H, W, 3) image zero-padded to the size bucket (exact: masked)."""
@@ -352,6 +453,7 @@ class Upscaler:
             tile=self.tile,
             overlap=self.overlap,
             with_valid=True,
+            with_core=True,
             out=out,
             finish=finish,
             in_flight=len(self.devices),

@@ -86,12 +86,37 @@ def test_tiled_equals_untiled_on_a_non_square_image(tiny):
     np.testing.assert_allclose(got[0], reference, atol=1e-3)
     up = inference.make_upscaler(model, variables, 2, tile=16)
     np.testing.assert_allclose(up(x), reference, atol=1e-3)
-    # Other sizes larger than a tile, even in one direction only, reuse the one tile program.
+    # Other sizes larger than a tile, even in one direction only, reuse the tile's two programs
+    # (its trunk and its tail).
     for h, w in ((9, 17), (40, 17)):
         img = np.resize(x, (h, w, 3))
         ref = np.asarray(jax.jit(model.apply)(variables, jnp.asarray(img)[None]))[0]
         np.testing.assert_allclose(up(img), ref, atol=1e-3)
-    assert up.traces == 1
+    assert up.traces == 2
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, "mdsr"])
+def test_tiled_float32_output_is_identical_to_the_whole_image_to_the_bit(scale, monkeypatch):
+    # The contract stated in the inference docstring and the README (CPU): no tolerance.
+    model = (
+        models.MDSR(num_blocks=1, num_features=8)
+        if scale == "mdsr"
+        else models.EDSR(scale=scale, num_blocks=2, num_features=8)
+    )
+    ensemble = scale == "mdsr"  # (one self-ensemble case: its tiles are transposed and flipped)
+    scale = 4 if scale == "mdsr" else scale
+    variables = numpy_init(model)
+    lr = np.random.default_rng(scale).integers(0, 256, (50, 58, 3), dtype=np.uint8)
+    radius = models.receptive_radius(model)
+    whole = inference.make_upscaler(model, variables, scale, self_ensemble=ensemble)
+    expected = whole(lr)
+    cases = ((2 * radius + 9, 1), (2 * radius + 15, inference.TAIL_STRIP_BYTES))
+    for tile, strip_bytes in cases[ensemble:]:  # (the ensemble: 8 passes a tile, so fewer tiles)
+        monkeypatch.setattr(inference, "TAIL_STRIP_BYTES", strip_bytes)  # 1: tails in 5-row strips
+        tiled = inference.make_upscaler(model, variables, scale, self_ensemble=ensemble, tile=tile)
+        assert tiled.tiles(lr)
+        np.testing.assert_array_equal(tiled(lr), expected)
+    np.testing.assert_array_equal(tiled.upscale_uint8(lr), whole.upscale_uint8(lr))
 
 
 def test_a_tile_larger_than_the_image_is_the_image(tiny):

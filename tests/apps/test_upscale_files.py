@@ -95,11 +95,16 @@ def test_large_images_are_tiled_by_default_and_tiling_is_exact(checkpoint):
     assert ups.tile_for(512, 512) is None and 512 * 512 == upscale.LARGE_IMAGE_PIXELS
     assert upscale.Upscalers(model, variables, SCALE, tile=0).tile_for(4000, 4000) is None
     assert upscale.Upscalers(model, variables, SCALE, tile=100_000).tile_for(40, 50) is None  # clamped
+    # A model whose whole-image pass would hold over WHOLE_IMAGE_BYTES is tiled sooner.
+    baseline_x4 = upscale.Upscalers(models.edsr_baseline(4), None, 4)
+    assert upscale.whole_image_bytes(baseline_x4.model, 4, 300, 300) > upscale.WHOLE_IMAGE_BYTES
+    assert baseline_x4.tile_for(300, 300) == upscale.DEFAULT_TILE and ups.tile_for(300, 300) is None
+    assert baseline_x4.tile_for(200, 200) is None
     lr = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     tiled = upscale.Upscalers(model, variables, SCALE, tile=24)(lr)
     whole = upscale.Upscalers(model, variables, SCALE, tile=0)(lr)
     assert tiled.shape == (80, 100, 3)
-    assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
+    np.testing.assert_array_equal(tiled, whole)  # (uint8; float32 too: tests/test_inference.py)
 
 
 def _run_error(capsys, args):
@@ -232,12 +237,10 @@ def test_a_tiled_self_ensemble_is_averaged_tile_by_tile_and_equals_the_whole_ima
     lr = np.random.default_rng(3).integers(0, 256, (45, 38, 3), dtype=np.uint8)
     whole = inference.make_upscaler(model, variables, SCALE, self_ensemble=True)(lr)
     tiled = inference.make_upscaler(model, variables, SCALE, self_ensemble=True, tile=24)
-    np.testing.assert_allclose(tiled(lr), whole, atol=2e-3)
+    np.testing.assert_array_equal(tiled(lr), whole)
     quantised = tiled.upscale_uint8(lr)
     assert quantised.dtype == np.uint8
-    assert (
-        np.abs(quantised.astype(int) - np.floor(np.clip(whole, 0, 255) + 0.5)).max() <= 1
-    )  # (rounding ties)
+    np.testing.assert_array_equal(quantised, np.floor(np.clip(whole, 0, 255) + 0.5))
 
 
 def test_outputs_over_the_memory_limit_are_built_on_disk_and_written_the_same(checkpoint, tmp_path):
