@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from support.images import uint8_images
 from support.trees import numpy_init
 
-from edsr_jax import inference, models
+from edsr_jax import inference, models, tiling
 from edsr_jax.errors import UserError
 
 FEW = settings(max_examples=15, deadline=None)
@@ -82,7 +82,7 @@ def test_tiled_equals_untiled_on_a_non_square_image(tiny):
     model, variables, x, reference = tiny
     radius = models.receptive_radius(model)  # 6
     plain = jax.jit(lambda t: model.apply(variables, t))
-    got = inference.tiled(plain, x[None], scale=2, tile=2 * radius + 2, overlap=radius)
+    got = tiling.tiled(plain, x[None], scale=2, tile=2 * radius + 2, overlap=radius)
     np.testing.assert_allclose(got[0], reference, atol=1e-3)
     up = inference.make_upscaler(model, variables, 2, tile=16)
     np.testing.assert_allclose(up(x), reference, atol=1e-3)
@@ -97,7 +97,7 @@ def test_tiled_equals_untiled_on_a_non_square_image(tiny):
 
 @pytest.mark.parametrize("scale", [2, 3, 4, "mdsr"])
 def test_tiled_float32_output_is_identical_to_the_whole_image_to_the_bit(scale, monkeypatch):
-    # The contract stated in the inference docstring and the README (CPU): no tolerance.
+    # The contract stated in edsr_jax/tiling.py and the README (CPU): no tolerance.
     model = (
         models.MDSR(num_blocks=1, num_features=8)
         if scale == "mdsr"
@@ -132,7 +132,7 @@ def test_a_tile_larger_than_the_image_is_the_image(tiny):
 def test_tiling_with_too_little_overlap_is_not_exact(tiny):
     model, variables, x, reference = tiny
     plain = jax.jit(lambda t: model.apply(variables, t))
-    got = inference.tiled(plain, x[None], scale=2, tile=10, overlap=2)
+    got = tiling.tiled(plain, x[None], scale=2, tile=10, overlap=2)
     assert np.abs(got[0] - reference).max() > 1e-3
 
 
@@ -200,5 +200,5 @@ def test_tiling_a_per_pixel_function_returns_the_whole_image_result(x, scale, ti
         return np.repeat(np.repeat(t, scale, axis=1), scale, axis=2).astype(np.float32)
 
     batch = x[None].astype(np.float32)
-    out = np.asarray(inference.tiled(nearest, batch, scale=scale, tile=tile, overlap=overlap))
+    out = np.asarray(tiling.tiled(nearest, batch, scale=scale, tile=tile, overlap=overlap))
     np.testing.assert_array_equal(out, nearest(batch))
