@@ -280,9 +280,11 @@ def test_an_image_over_the_pixel_limit_names_the_limit_and_how_to_raise_it(
 
 
 @pytest.mark.slow
-def test_upscaling_a_4000x3000_photo_at_x4_stays_within_its_uint8_output_size_in_memory(tmp_path):
-    # Peak RSS under 1.5 x the 549 MB uint8 output + 500 MB (edsr-jax 0.1: 7.2 GB, 13 bytes per
-    # output pixel; experiments/perf/bench_upscale_memory.py).
+def test_upscaling_a_3000x2250_photo_at_x4_stays_within_its_uint8_output_size_in_memory(tmp_path):
+    # Peak RSS under 1.5 x the 309 MB uint8 output + 500 MB (measured: about 760 MB, so a second
+    # copy of the output would fail it; edsr-jax 0.1 held 13 bytes per output pixel). The B1 F8
+    # model keeps this about the output's own memory; the real models' figures (4000x3000):
+    # experiments/perf/RESULTS.md, from the same script.
     import subprocess
     import sys
 
@@ -290,10 +292,13 @@ def test_upscaling_a_4000x3000_photo_at_x4_stays_within_its_uint8_output_size_in
 
     bench = os.path.join(EXPERIMENTS, "perf", "bench_upscale_memory.py")
     out = subprocess.run(
-        [sys.executable, bench, "--sizes", "4000x3000"], capture_output=True, text=True, timeout=900
+        [sys.executable, bench, "--model", "tiny", "--sizes", "3000x2250"],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    row = [line for line in out.stdout.splitlines() if line.startswith("| 4000x3000")][0]
+    row = [line for line in out.stdout.splitlines() if line.startswith("| 3000x2250")][0]
     cells = [c.strip() for c in row.strip("|").split("|")]
     output_mb, rss_mb = float(cells[2].replace(",", "")), float(cells[3].replace(",", ""))
     assert rss_mb < 1.5 * output_mb + 500, row
