@@ -41,7 +41,8 @@ def open_for_writing(path: PathLike) -> Iterator[IO[bytes]]:
     plain ``open()`` would give (mode 0o666 less the umask, applied by the operating system).
 
     Raises:
-      OSError: the folder does not exist or the write failed (no partial file is left).
+      OSError: the folder does not exist or the write failed (no partial file is left); it
+        names ``path``, not the temporary file.
     """
     path = epath.Path(path)
     tmp = _tmp_sibling(path, "tmp")
@@ -54,9 +55,11 @@ def open_for_writing(path: PathLike) -> Iterator[IO[bytes]]:
             with tmp.open("wb") as f:
                 yield f
         tmp.replace(path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(e, OSError):
+            raise naming(e, path) from None
         raise
 
 
@@ -64,6 +67,15 @@ def write_bytes(path: PathLike, data: bytes) -> None:
     """Writes ``data`` to ``path`` atomically (:func:`open_for_writing`)."""
     with open_for_writing(path) as f:
         f.write(data)
+
+
+def naming(error: OSError, path: PathLike) -> OSError:
+    """``error`` told about ``path`` (the name the user gave) instead of a temporary file."""
+    if error.errno is None:
+        renamed = OSError(f"cannot write {os.fspath(path)}: {error}")
+        renamed.filename = os.fspath(path)
+        return renamed
+    return type(error)(error.errno, error.strerror or str(error), os.fspath(path))
 
 
 def write_text(path: PathLike, text: str) -> None:

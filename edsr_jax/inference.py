@@ -4,13 +4,14 @@
 * :func:`self_ensemble` averages a network over the 8 dihedral transforms of its input (all
   compositions of flip-W, flip-H and transpose), each output transformed back
   (``docs/protocol.md``); :class:`Upscaler` applies the same transforms to whole images.
-* :func:`tiled` runs a network on fixed-size overlapping tiles and keeps only each tile's
-  interior, so memory is bounded by the tile size and every tile has the same shape (one compile).
-  With an overlap of at least the receptive radius the result equals the untiled one.
+* Large images are cut into fixed-size overlapping tiles (:func:`edsr_jax.tiling.tiled`).
 * :func:`make_upscaler` wraps a model and its variables into ``upscale(lr_uint8) -> sr_float``:
   images are zero-padded to a size bucket (or cut into tiles) so that many image sizes share a
   few compiled programs, and the padding is made exact by zeroing every convolution's input
-  outside the image (what the model's own SAME zero padding does at the image border).
+  outside the image (what the model's own SAME zero padding does at the image border). Tiles of
+  an EDSR or MDSR run the trunk on the tile and the tail on its kept part in strips
+  (:meth:`Upscaler.split_tile`), which bounds the scale^2-larger activations of the upsampler.
+  How exact all this is: :mod:`edsr_jax.tiling`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from edsr_jax import tiling
 from edsr_jax.errors import UserError
 
 # Whole-image inference pads H and W up to a multiple of this (LR pixels): a bounded number of
@@ -28,6 +30,9 @@ from edsr_jax.errors import UserError
 BUCKET = 16
 # Number of dihedral transforms used by the self-ensemble.
 NUM_TRANSFORMS = 8
+# Bytes the tail of a tile (upsampler and last conv) may hold in activations at once: it runs in
+# strips of rows that fit (Upscaler.split_tile).
+TAIL_STRIP_BYTES = 128 * 2**20
 
 
 # --- self-ensemble ------------------------------------------------------------------------------
@@ -105,94 +110,7 @@ def check_scale(model, scale: int | None, what: str = "this model") -> int:
     return int(scale)
 
 
-# --- tiling -------------------------------------------------------------------------------------
-
-
-def _tile_starts(length: int, padded: int, tile: int, core: int, overlap: int) -> list[tuple[int, int, int]]:
-    """(tile_start, core_start, core_end) along one axis; tiles stay inside [0, padded)."""
-    out = []
-    for core_start in range(0, length, core):
-        core_end = min(core_start + core, length)
-        start = min(max(core_start - overlap, 0), padded - tile)
-        out.append((start, core_start, core_end))
-    return out
-
-
-def tiled(
-    fn: Callable,
-    x,
-    *,
-    scale: int,
-    tile: int,
-    overlap: int,
-    with_valid: bool = False,
-    out: np.ndarray | None = None,
-    finish: Callable[[np.ndarray], np.ndarray] | None = None,
-    in_flight: int = 1,
-) -> np.ndarray:
-    """Run ``fn`` on fixed ``tile x tile`` LR tiles and stitch the interiors of the outputs.
-
-    Tiles are placed on a grid with stride ``tile - 2 * overlap`` and shifted to stay inside the
-    image; each output pixel is taken from a tile where it lies at least ``overlap`` LR pixels
-    from every cut edge (image borders are not cuts). An image smaller than the tile is padded at
-    the bottom/right: with ``with_valid=True`` ``fn`` is told which part is image and can ignore
-    the rest exactly (see :func:`make_upscaler`); otherwise the edge pixels are replicated, which
-    changes the output near those borders. Tiles run one at a time and are converted to float32
-    one at a time; host memory holds the input, the output and a few tiles.
-
-    Args:
-      fn: ``fn(tile) -> out`` (NHWC, out ``scale`` times larger); with ``with_valid``,
-        ``fn(tile, valid)`` where ``valid`` is int32 ``[top, bottom, left, right]``: the rows and
-        columns of the tile that hold image pixels.
-      x: NHWC input (numpy or JAX; uint8 or float).
-      scale: output/input size ratio.
-      tile: tile size in LR pixels.
-      overlap: context kept around each tile's interior (at least the receptive radius).
-      with_valid: pass ``valid`` to ``fn`` and pad with zeros.
-      out: where to write the output (N, H * scale, W * scale, C_out), e.g. a uint8 or
-        memory-mapped array; default a new float32 array.
-      finish: applied to each tile's kept part before it is stored (e.g. quantisation to uint8).
-      in_flight: tiles dispatched before the first is fetched (``fn`` may return device arrays
-        still being computed, e.g. on several devices); 1: one at a time.
-
-    Returns:
-      ``out`` (float32 (N, H * scale, W * scale, C_out) by default).
-
-    Raises:
-      UserError: ``tile <= 2 * overlap``.
-    """
-    x = np.asarray(x)
-    n, h, w, _ = x.shape
-    tile, overlap = int(tile), int(overlap)
-    core = tile - 2 * overlap
-    if core < 1:
-        raise UserError(f"tile size {tile} must be larger than twice the overlap {overlap}")
-    hp, wp = max(h, tile), max(w, tile)
-    if (hp, wp) != (h, w):
-        mode = "constant" if with_valid else "edge"
-        x = np.pad(x, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)), mode=mode)
-    pending = collections.deque()
-
-    def store(y, ty, tx, cy0, cy1, cx0, cx1):
-        nonlocal out
-        y = np.asarray(y, np.float32)
-        if out is None:
-            out = np.empty((n, h * scale, w * scale, y.shape[-1]), np.float32)
-        kept = y[:, (cy0 - ty) * scale : (cy1 - ty) * scale, (cx0 - tx) * scale : (cx1 - tx) * scale]
-        out[:, cy0 * scale : cy1 * scale, cx0 * scale : cx1 * scale] = (
-            kept if finish is None else finish(kept)
-        )
-
-    for ty, cy0, cy1 in _tile_starts(h, hp, tile, core, overlap):
-        for tx, cx0, cx1 in _tile_starts(w, wp, tile, core, overlap):
-            patch = np.asarray(x[:, ty : ty + tile, tx : tx + tile], np.float32)
-            valid = np.array([0, min(tile, h - ty), 0, min(tile, w - tx)], np.int32)
-            pending.append((fn(patch, valid) if with_valid else fn(patch), ty, tx, cy0, cy1, cx0, cx1))
-            if len(pending) >= max(1, in_flight):
-                store(*pending.popleft())
-    while pending:
-        store(*pending.popleft())
-    return out
+# --- tiles ----------------------------------------------------------------------------------------
 
 
 def dihedral_valid(valid, k: int, size: int) -> np.ndarray:
@@ -240,18 +158,21 @@ def _conv_input_mask(valid, lr_hw: tuple[int, int]):
     return interceptor
 
 
-def masked_forward(model, scale: int) -> Callable:
+def masked_forward(model, scale: int, part: str = "all") -> Callable:
     """``f(variables, x, valid)``: the model on NHWC ``x`` where only ``valid`` holds image pixels.
 
-    Equal (up to float rounding) to running the model on the ``valid`` crop alone, because each
-    convolution sees zeros outside it, exactly like the SAME zero padding at a real image border.
-    Not jitted (the caller jits).
+    Equal to running the model on the ``valid`` crop alone, because each convolution sees zeros
+    outside it, exactly like the SAME zero padding at a real image border. ``part``: the whole
+    model, or (EDSR, MDSR) its ``"trunk"`` or ``"tail"`` (:data:`edsr_jax.models.edsr.PARTS`;
+    ``x`` is then the trunk's features). Not jitted (the caller jits).
     """
     import flax.linen as nn
 
+    parts = {} if part == "all" else {"part": part}
+
     def forward(variables, x, valid):
         with nn.intercept_methods(_conv_input_mask(valid, (x.shape[1], x.shape[2]))):
-            return model.apply(variables, x, scale=scale)
+            return model.apply(variables, x, scale=scale, **parts)
 
     return forward
 
@@ -280,6 +201,8 @@ class Upscaler:
         import jax
 
         from edsr_jax import compiler_options as xla_options
+        from edsr_jax import models
+        from edsr_jax.models.edsr import tail_radius
 
         self.model, self.variables, self.scale = model, variables, int(scale)
         self.self_ensemble, self.tile, self.overlap, self.bucket = self_ensemble, tile, overlap, bucket
@@ -295,7 +218,20 @@ class Upscaler:
         if compiler_options is None:
             platform = xla_options.platform_of([d for d in self.devices if d is not None])
             compiler_options = xla_options.for_program(xla_options.INFER, platform)
-        self._forward = jax.jit(counted, compiler_options=dict(compiler_options))
+        self._options = dict(compiler_options)
+        self._forward = jax.jit(counted, compiler_options=self._options)
+        # Tiles of an EDSR or MDSR run in two parts (split_tile): the trunk, then the tail in strips.
+        self._split = tile is not None and isinstance(model, models.EDSR | models.MDSR)
+        if self._split:
+            self.margin = tail_radius(model)
+            trunk = masked_forward(model, self.scale, "trunk")
+
+            def counted_trunk(variables, x, valid):
+                self.traces += 1
+                return trunk(variables, x, valid)
+
+            self._trunk = jax.jit(counted_trunk, compiler_options=self._options)
+            self._tails: dict[tuple[int, int], Callable] = {}
         self._variables = [variables if d is None else jax.device_put(variables, d) for d in self.devices]
         self._turn = itertools.cycle(range(len(self.devices)))
 
@@ -308,21 +244,79 @@ class Upscaler:
             x, valid = jax.device_put(x, target), jax.device_put(valid, target)
         return self._forward(self._variables[device], x, valid)
 
-    def _ensembled(self, x: np.ndarray, valid: np.ndarray, device: int):
-        """:meth:`_run`, averaged over the 8 transforms with the self-ensemble (on the device)."""
+    def _tail_of(self, rows: int, cols: int) -> Callable:
+        """The jitted tail of a ``rows x cols`` window of a tile's features (its corner an argument)."""
+        import jax
+
+        if (rows, cols) not in self._tails:
+            tail = masked_forward(self.model, self.scale, "tail")
+
+            def window(variables, features, corner, valid):
+                self.traces += 1
+                n, f = features.shape[0], features.shape[-1]
+                part = jax.lax.dynamic_slice(features, (0, corner[0], corner[1], 0), (n, rows, cols, f))
+                return tail(variables, part, valid).astype("float32")
+
+            self._tails[rows, cols] = jax.jit(window, compiler_options=self._options)
+        return self._tails[rows, cols]
+
+    def _strip_rows(self, cols: int) -> int:
+        """Rows of features per strip of a tail ``cols`` wide: its activations (two feature maps
+        at the output resolution, float32) within :data:`TAIL_STRIP_BYTES`, at least one kept row."""
+        per_row = 2 * cols * self.scale**2 * int(self.model.num_features) * 4
+        return max(2 * self.margin + 1, TAIL_STRIP_BYTES // per_row)
+
+    def split_tile(self, x: np.ndarray, valid: np.ndarray, core: np.ndarray, device: int):
+        """The output of ``core`` (``[top, bottom, left, right]``) of one tile, on ``device``: the
+        trunk on the tile, the tail (scale^2 times larger activations) on the core and the tail's
+        radius around it only, in fixed-size strips of rows within :data:`TAIL_STRIP_BYTES`.
+        Exact as tiling is: each kept pixel lies at least that radius from every cut."""
+        import jax
+        import jax.numpy as jnp
+
+        target, variables = self.devices[device], self._variables[device]
+        if target is not None:
+            x = jax.device_put(x, target)
+        features = self._trunk(variables, x, valid)
+        size, m, s = x.shape[1], self.margin, self.scale
+        width = min(self.tile - 2 * self.overlap + 2 * m, size)
+        top = min(max(int(core[0]) - m, 0), size - width)
+        left = min(max(int(core[2]) - m, 0), size - width)
+        rows = self._strip_rows(width)
+        strips = [(0, 0, width)] if rows >= width else tiling.tile_starts(width, width, rows, rows - 2 * m, m)
+        rows = min(rows, width)
+        tail = self._tail_of(rows, width)
+        outputs = []
+        for start, keep0, keep1 in strips:
+            y0 = top + start
+            window_valid = np.clip(
+                np.asarray(valid, np.int64) - [y0, y0, left, left], 0, [rows, rows, width, width]
+            ).astype(np.int32)
+            y = tail(variables, features, np.array([y0, left], np.int32), window_valid)
+            outputs.append(y[:, (keep0 - start) * s : (keep1 - start) * s])
+        out = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=1)
+        return out[:, (core[0] - top) * s : (core[1] - top) * s, (core[2] - left) * s : (core[3] - left) * s]
+
+    def _kept(self, x: np.ndarray, valid: np.ndarray, core: np.ndarray, device: int):
+        """The output of the kept part ``core`` of one tile on ``device`` (a device array)."""
+        if self._split:
+            return self.split_tile(x, valid, core, device)
+        s = self.scale
+        return self._run(x, valid, device)[:, core[0] * s : core[1] * s, core[2] * s : core[3] * s]
+
+    def _tile(self, patch: np.ndarray, valid: np.ndarray, core: np.ndarray):
+        """One tile's kept part on the next device (the self-ensemble averaged tile by tile: a tiled
+        ensemble holds a tile, not a float32 copy of the whole output, per transform)."""
+        device = next(self._turn)
         if not self.self_ensemble:
-            return self._run(x, valid, device)
-        total = None
+            return self._kept(patch, valid, core, device)
+        size, total = patch.shape[1], None
         for k in range(NUM_TRANSFORMS):
-            y = self._run(np.ascontiguousarray(dihedral(x, k)), dihedral_valid(valid, k, x.shape[1]), device)
+            x = np.ascontiguousarray(dihedral(patch, k))
+            y = self._kept(x, dihedral_valid(valid, k, size), dihedral_valid(core, k, size), device)
             y = undo_dihedral(y, k)
             total = y if total is None else total + y
         return total / NUM_TRANSFORMS
-
-    def _tile(self, patch: np.ndarray, valid: np.ndarray):
-        """One tile on the next device (the self-ensemble averaged tile by tile: a tiled ensemble
-        holds a tile, not a float32 copy of the whole output, per transform)."""
-        return self._ensembled(patch, valid, next(self._turn))
 
     def _padded(self, x: np.ndarray, device: int):
         """The forward pass of an (1, H, W, 3) image zero-padded to the size bucket (exact: masked)."""
@@ -366,17 +360,23 @@ class Upscaler:
         return lr
 
     def _tiled(self, lr: np.ndarray, out=None, finish=None) -> np.ndarray:
-        return tiled(
+        return tiling.tiled(
             self._tile,
             lr[None],
             scale=self.scale,
             tile=self.tile,
             overlap=self.overlap,
             with_valid=True,
+            with_core=True,
             out=out,
             finish=finish,
             in_flight=len(self.devices),
         )
+
+    def tiles(self, lr: np.ndarray) -> bool:
+        """Whether ``lr`` is cut into tiles: a tile at least as large as the image is the image
+        (run whole, so a huge ``tile`` never pads a small image up to its size)."""
+        return self.tile is not None and self.tile < max(lr.shape[:2])
 
     def map(self, images: Iterable) -> Iterator[np.ndarray]:
         """``self(lr)`` of each image, in order, with up to one image per device in flight (tiled
@@ -384,7 +384,7 @@ class Upscaler:
         pending = collections.deque()
         for lr in images:
             lr = self._check(lr)
-            if self.tile is not None:
+            if self.tiles(lr):
                 while pending:
                     yield np.asarray(pending.popleft(), np.float32)[0]
                 yield self._tiled(lr)[0]
@@ -410,7 +410,7 @@ class Upscaler:
         lr = self._check(lr)
         if out is None:
             out = np.empty((lr.shape[0] * self.scale, lr.shape[1] * self.scale, 3), np.uint8)
-        if self.tile is None:
+        if not self.tiles(lr):
             out[...] = metrics.quantize_uint8(self(lr))
             return out
         self._tiled(lr, out=out[None], finish=metrics.quantize_uint8)

@@ -161,8 +161,8 @@ def restore_or_init(
     from edsr_jax.data import pipeline
 
     if jax.process_index() == 0:
-        for step in manager.discard_incomplete(ckpt):
-            log(f"deleted the incomplete checkpoint folder of step {step}")
+        for step, aside in manager.set_aside_incomplete(ckpt):
+            log(f"moved the incomplete checkpoint folder of step {step} to {aside}")
     state = manager.restore(ckpt, steps.abstract_state(fresh, shardings))
     if state is not None:
         step = int(state.step)
@@ -267,7 +267,7 @@ def _workdir_lock(workdir: str, is_chief: bool):
         yield held
 
 
-def _set_up(config, workdir: str, devices, stack: contextlib.ExitStack) -> _Run:
+def _set_up(config, workdir: str, devices, stack: contextlib.ExitStack, allow_other_files: bool) -> _Run:
     """Everything the loop needs; what must be closed is registered on ``stack``."""
     from edsr_jax.data import pipeline
 
@@ -281,6 +281,8 @@ def _set_up(config, workdir: str, devices, stack: contextlib.ExitStack) -> _Run:
     policy = precision.resolve(str(config.precision), platform)
     model = create_model(config, platform)
     spec = models.model_spec(model)
+    layout.check_training_folder(workdir, allow_other_files=allow_other_files)
+    stack.enter_context(layout.removed_if_it_fails_early(workdir, is_chief=is_chief))
     held = stack.enter_context(_workdir_lock(workdir, is_chief))
     if held is not None and held.taken_over:
         log(f"warning: {held.taken_over}")
@@ -356,6 +358,7 @@ def train_and_evaluate(
     *,
     on_step: Callable[[int], bool | None] | None = None,
     devices: Sequence[jax.Device] | None = None,
+    allow_other_files: bool = False,
 ) -> steps.TrainState:
     """Trains (or resumes) ``config`` in ``workdir``; returns the final state.
 
@@ -374,14 +377,17 @@ def train_and_evaluate(
         (e.g. a progress bar); a true return value saves a checkpoint and stops, as SIGTERM does.
       devices: the devices to train on (default: all devices of all processes). The batches do
         not depend on them: a run resumed on other devices continues with the same batches.
+      allow_other_files: train in a ``workdir`` that holds files of no edsr-jax run (never in an
+        exported model: :func:`edsr_jax.checkpoint.layout.check_training_folder`).
 
     Returns:
       The final (or, after SIGTERM or ``on_step``'s stop, the saved) ``TrainState``.
 
     Raises:
-      UserError: bad configuration, a workdir of a different model, or one another run is
-        training.
-      RuntimeError: the loss or gradient norm became non-finite (the step and values are named).
+      UserError: bad configuration, a workdir of a different model or that is not a training
+        workdir, one another run is training, or a non-finite loss or gradient norm (the step and
+        values are named). A run that fails before its first checkpoint leaves the workdir as it
+        found it (:func:`edsr_jax.checkpoint.layout.removed_if_it_fails_early`).
     """
     config = config_checks.upgrade(config)
     config_checks.check_config(config)  # before anything is created
@@ -389,7 +395,7 @@ def train_and_evaluate(
         cache = str(config.compilation_cache_dir)
         if cache not in ("", compile_cache.AUTO):  # ("auto": the CLI turns it on for its own process)
             stack.enter_context(compile_cache.scoped(cache))
-        run = _set_up(config, workdir, devices, stack)
+        run = _set_up(config, workdir, devices, stack, allow_other_files)
         return _train(run, on_step)
 
 

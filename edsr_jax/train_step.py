@@ -26,6 +26,7 @@ import optax
 
 from edsr_jax import compiler_options as xla_options
 from edsr_jax import models, optim, sharding
+from edsr_jax.errors import UserError
 
 # The losses ``config.loss`` may name.
 LOSSES = ("l1", "l2")
@@ -342,7 +343,8 @@ def check_finite(
       reported_through: the last step already told to ``log``.
 
     Raises:
-      RuntimeError: naming the first step whose loss or gradient norm is not finite.
+      UserError: naming the first step whose loss or gradient norm is not finite, its values and
+        what to change (a user's setting, such as the learning rate, is the usual cause).
     """
     fetched = jax.device_get([m for _, _, m in history])
     rows = []
@@ -356,9 +358,10 @@ def check_finite(
                 f"x the running mean loss {float(v['loss_mean']):.4g}"
             )
         if not (np.isfinite(v["loss"]) and np.isfinite(v["grad_norm"])):
-            raise RuntimeError(
+            raise UserError(
                 f"non-finite training values at step {step}: loss={float(v['loss'])}, "
-                f"grad_norm={float(v['grad_norm'])}; stopped without saving this state (the last "
-                "checkpoint is kept). Lower the learning rate or check the data."
+                f"grad_norm={float(v['grad_norm'])}; stopped without saving this state (earlier "
+                "checkpoints are kept). Lower config.learning_rate, set config.grad_clip_norm, or check "
+                "the data"
             )
     return {k: float(np.mean([v[k] for _, v in rows])) for k in rows[0][1]} if rows else {}

@@ -315,6 +315,7 @@ def jax_overrides(args, seed: int) -> list[str]:
 def jax_command(args, seed: int, workdir: str) -> list[str]:
     """``edsr-jax train`` as a user runs it, through this interpreter."""
     base = [sys.executable, "-m", "edsr_jax.cli", "train", "--config", "demo", "--workdir", workdir]
+    base.append("--allow-other-files")  # (train.log is written into the workdir)
     return base + jax_overrides(args, seed)
 
 

@@ -35,12 +35,13 @@ def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path, m
     path = tmp_path / "a.json"
     atomic.write_json(path, {"v": 1})
 
-    def fail(self, target):
-        raise OSError(28, "No space left on device", str(target))
+    def fail(self, target):  # (as the OS says it: about the temporary file being renamed)
+        raise OSError(28, "No space left on device", str(self))
 
     monkeypatch.setattr(type(epath.Path(path)), "replace", fail)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="No space left") as raised:
         atomic.write_json(path, {"v": 2})
+    assert raised.value.filename == str(path)  # the user's path, not the temporary one that failed
     assert json.loads(path.read_text()) == {"v": 1}
     assert names(tmp_path) == ["a.json"]
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from support.images import uint8_images
 from support.trees import numpy_init
 
-from edsr_jax import inference, models
+from edsr_jax import inference, models, tiling
 from edsr_jax.errors import UserError
 
 FEW = settings(max_examples=15, deadline=None)
@@ -82,22 +82,57 @@ def test_tiled_equals_untiled_on_a_non_square_image(tiny):
     model, variables, x, reference = tiny
     radius = models.receptive_radius(model)  # 6
     plain = jax.jit(lambda t: model.apply(variables, t))
-    got = inference.tiled(plain, x[None], scale=2, tile=2 * radius + 2, overlap=radius)
+    got = tiling.tiled(plain, x[None], scale=2, tile=2 * radius + 2, overlap=radius)
     np.testing.assert_allclose(got[0], reference, atol=1e-3)
     up = inference.make_upscaler(model, variables, 2, tile=16)
     np.testing.assert_allclose(up(x), reference, atol=1e-3)
-    # Smaller and larger images, including ones smaller than a tile, reuse the one tile program.
-    for h, w in ((9, 11), (40, 17)):
+    # Other sizes larger than a tile, even in one direction only, reuse the tile's two programs
+    # (its trunk and its tail).
+    for h, w in ((9, 17), (40, 17)):
         img = np.resize(x, (h, w, 3))
         ref = np.asarray(jax.jit(model.apply)(variables, jnp.asarray(img)[None]))[0]
         np.testing.assert_allclose(up(img), ref, atol=1e-3)
-    assert up.traces == 1
+    assert up.traces == 2
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, "mdsr"])
+def test_tiled_float32_output_is_identical_to_the_whole_image_to_the_bit(scale, monkeypatch):
+    # The contract stated in edsr_jax/tiling.py and the README (CPU): no tolerance.
+    model = (
+        models.MDSR(num_blocks=1, num_features=8)
+        if scale == "mdsr"
+        else models.EDSR(scale=scale, num_blocks=2, num_features=8)
+    )
+    ensemble = scale == "mdsr"  # (one self-ensemble case: its tiles are transposed and flipped)
+    scale = 4 if scale == "mdsr" else scale
+    variables = numpy_init(model)
+    lr = np.random.default_rng(scale).integers(0, 256, (50, 58, 3), dtype=np.uint8)
+    radius = models.receptive_radius(model)
+    whole = inference.make_upscaler(model, variables, scale, self_ensemble=ensemble)
+    expected = whole(lr)
+    cases = ((2 * radius + 9, 1), (2 * radius + 15, inference.TAIL_STRIP_BYTES))
+    for tile, strip_bytes in cases[ensemble:]:  # (the ensemble: 8 passes a tile, so fewer tiles)
+        monkeypatch.setattr(inference, "TAIL_STRIP_BYTES", strip_bytes)  # 1: tails in 5-row strips
+        tiled = inference.make_upscaler(model, variables, scale, self_ensemble=ensemble, tile=tile)
+        assert tiled.tiles(lr)
+        np.testing.assert_array_equal(tiled(lr), expected)
+    np.testing.assert_array_equal(tiled.upscale_uint8(lr), whole.upscale_uint8(lr))
+
+
+def test_a_tile_larger_than_the_image_is_the_image(tiny):
+    model, variables, x, reference = tiny
+    up = inference.make_upscaler(model, variables, 2, tile=100_000)  # (padded to it: 27.9 GiB)
+    assert not up.tiles(x)
+    np.testing.assert_allclose(up(x), reference, atol=1e-3)
+    np.testing.assert_array_equal(
+        up.upscale_uint8(x), inference.make_upscaler(model, variables, 2).upscale_uint8(x)
+    )
 
 
 def test_tiling_with_too_little_overlap_is_not_exact(tiny):
     model, variables, x, reference = tiny
     plain = jax.jit(lambda t: model.apply(variables, t))
-    got = inference.tiled(plain, x[None], scale=2, tile=10, overlap=2)
+    got = tiling.tiled(plain, x[None], scale=2, tile=10, overlap=2)
     assert np.abs(got[0] - reference).max() > 1e-3
 
 
@@ -165,5 +200,5 @@ def test_tiling_a_per_pixel_function_returns_the_whole_image_result(x, scale, ti
         return np.repeat(np.repeat(t, scale, axis=1), scale, axis=2).astype(np.float32)
 
     batch = x[None].astype(np.float32)
-    out = np.asarray(inference.tiled(nearest, batch, scale=scale, tile=tile, overlap=overlap))
+    out = np.asarray(tiling.tiled(nearest, batch, scale=scale, tile=tile, overlap=overlap))
     np.testing.assert_array_equal(out, nearest(batch))

@@ -222,7 +222,7 @@ def test_init_from_a_workdir_takes_its_best_checkpoint_else_its_latest(tmp_path,
 def test_non_finite_loss_stops_with_the_step_and_keeps_good_checkpoints(tmp_path, cache_dir):
     config = tiny_config(cache_dir, learning_rate=1e30, lr_schedule="step", checkpoint_every_steps=1)
     workdir = str(tmp_path / "nan")
-    with pytest.raises(RuntimeError, match=r"non-finite training values at step (\d+): loss=") as info:
+    with pytest.raises(UserError, match=r"non-finite training values at step (\d+): loss=") as info:
         train.train_and_evaluate(config, workdir)
     bad_step = int(info.value.args[0].split("at step ")[1].split(":")[0])
     manager = checkpoint_manager.create_manager(os.path.join(workdir, "checkpoints"), read_only=True)

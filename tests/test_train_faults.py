@@ -207,7 +207,9 @@ def test_non_finite_loss_names_the_step_and_values_and_keeps_the_good_checkpoint
     # (test_train checks the step; this checks a rerun fails the same way and nothing was replaced)
     config = tiny_config(cache_dir, learning_rate=1e30, lr_schedule="step", checkpoint_every_steps=1)
     workdir = tmp_path / "nan"
-    with pytest.raises(RuntimeError, match=r"at step \d+: loss=\S+, grad_norm=\S+;") as first:
+    with pytest.raises(
+        UserError, match=r"at step \d+: loss=\S+, grad_norm=\S+;.*config\.learning_rate"
+    ) as first:
         train.train_and_evaluate(config, str(workdir))
     kept = complete(workdir)
     assert kept
@@ -215,8 +217,22 @@ def test_non_finite_loss_names_the_step_and_values_and_keeps_the_good_checkpoint
     for step in kept:
         params, _ = checkpoint_manager.restore_params(layout.checkpoint_dir(workdir), abstract, step)
         assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(params)), step
-    with pytest.raises(RuntimeError, match=re.escape(str(first.value).split(":")[0])):
+    with pytest.raises(UserError, match=re.escape(str(first.value).split(":")[0])):
         train.train_and_evaluate(config, str(workdir))
+
+
+@pytest.mark.parametrize("before", ["absent", "empty"])
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_the_workdir_as_it_found_it(
+    before, cache_dir, tmp_path
+):
+    config = tiny_config(cache_dir, learning_rate=1e30, lr_schedule="step", checkpoint_every_steps=100)
+    workdir = tmp_path / "run"
+    if before == "empty":
+        workdir.mkdir()
+    with pytest.raises(UserError, match=r"non-finite training values at step \d+"):
+        train.train_and_evaluate(config, str(workdir))
+    assert os.listdir(tmp_path) == (["run"] if before == "empty" else [])
+    assert before == "absent" or os.listdir(workdir) == []
 
 
 def params_of_abstract(config):

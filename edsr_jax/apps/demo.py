@@ -40,7 +40,7 @@ from edsr_jax import atomic
 from edsr_jax.apps import demo_report
 from edsr_jax.configs import demo as demo_configs
 from edsr_jax.configs.demo import SCALE
-from edsr_jax.errors import UserError
+from edsr_jax.errors import UserError, listing
 
 # Default time budget (seconds from the demo's start to the end of training) without --steps.
 DEFAULT_SECONDS = 420.0
@@ -203,6 +203,31 @@ def _read_demo_json(workdir: str) -> dict:
 # --- the demo -------------------------------------------------------------------------------------
 
 
+def check_workdir(workdir: str) -> None:
+    """Refuses a demo ``workdir`` that is neither missing, empty (hidden files aside) nor a demo's
+    (one with ``demo.json``): the demo writes only into its own folders.
+
+    Raises:
+      UserError: naming what the folder holds.
+    """
+    from edsr_jax.checkpoint import layout
+
+    if os.path.isfile(workdir):
+        raise UserError(f"workdir {workdir} is a file, not a folder")
+    if not os.path.isdir(workdir) or os.path.isfile(os.path.join(workdir, DEMO_JSON)):
+        return
+    kind = layout.folder_kind(workdir)
+    if kind is not None:
+        raise UserError(
+            f"workdir {workdir} holds {layout.KIND_NAMES.get(kind, kind)}, not a demo run; use another folder"
+        )
+    names = sorted(n for n in os.listdir(workdir) if not n.startswith("."))
+    if names:
+        raise UserError(
+            f"workdir {workdir} holds files of no demo run ({listing(names)}); use another folder"
+        )
+
+
 def _bar(enabled: bool, total: int, desc: str, unit: str):
     from tqdm import tqdm
 
@@ -236,7 +261,8 @@ def run_demo(
       :func:`edsr_jax.apps.demo_report.score_sets`), ``"figure"`` and timings.
 
     Raises:
-      UserError: bad arguments, or a workdir of another run.
+      UserError: bad arguments, or a workdir of another run or holding other files
+        (:func:`check_workdir`).
     """
     import edsr_jax
     from edsr_jax import inference, models, train
@@ -249,8 +275,7 @@ def run_demo(
     if steps is None and not seconds > 0:
         raise UserError(f"seconds must be positive, got {seconds}")
     workdir = os.path.abspath(workdir)
-    if os.path.isfile(workdir):
-        raise UserError(f"workdir {workdir} is a file, not a folder")
+    check_workdir(workdir)
     os.makedirs(workdir, exist_ok=True)
     stored = _read_demo_json(workdir)
     if (
@@ -294,7 +319,7 @@ def run_demo(
                 bar.update(step - bar.n)
                 return pacer is not None and pacer(step)
 
-            state = train.train_and_evaluate(config, workdir, on_step=on_step)
+            state = train.train_and_evaluate(config, workdir, on_step=on_step, allow_other_files=True)
             trained = int(state.step)
             if pacer is None or pacer.new_total is None or trained >= plan["steps"]:
                 break

@@ -22,13 +22,55 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edsr_jax import atomic, evaluate
+from edsr_jax import atomic, evaluate, overwrite
 from edsr_jax.data.benchmarks import Sample
+from edsr_jax.errors import UserError, listing
 from edsr_jax.imaging import files, metrics
 
 # Side of the report's crops (HR pixels) and their enlargement on the page.
 CROP = 96
 ZOOM = 2
+
+
+def check_outputs(
+    files_: Sequence[str], save_results: str | None, datasets: Sequence[str], *, force: bool, inputs=()
+) -> None:
+    """Checks, before any scoring, every file an evaluation will write and the ``save_results``
+    folder (:mod:`edsr_jax.overwrite`): files that exist are replaced only with ``force``.
+
+    Args:
+      files_: the JSON, report and curve files.
+      save_results: the :class:`ResultSaver` folder, or None.
+      datasets: the sets scored (their CSVs and image folders in ``save_results``).
+      force: replace what an earlier evaluation wrote.
+      inputs: what the evaluation reads (an existing output inside one is refused).
+
+    Raises:
+      UserError: an output that may not be written, naming it.
+    """
+    for path in files_:
+        overwrite.check_file(path, force=force, inputs=inputs)
+    if save_results is None:
+        return
+    if os.path.isfile(save_results):
+        raise UserError(f"the results folder {save_results} is a file")
+    owner = overwrite.owner_of(os.path.join(save_results, "x"))
+    if owner:
+        raise UserError(f"refusing to write into {save_results}: it is {owner}")
+    overwrite.check_writable(os.path.join(save_results, "x"))
+    if not os.path.isdir(save_results) or force:
+        return
+    earlier = sorted(
+        n
+        for n in os.listdir(save_results)
+        for d in datasets
+        if (n.startswith(f"{d}_x") and n.endswith(".csv")) or n == d
+    )
+    if earlier:
+        raise UserError(
+            f"the results folder {save_results} holds an earlier evaluation's results ({listing(earlier)}); "
+            "pass --force to replace them"
+        )
 
 
 class ResultSaver:
@@ -214,6 +256,14 @@ def _per_image(r: dict, images: dict, others: dict, compare_name: str) -> str:
     return _table(head, rows, "per-image")
 
 
+def script_json(payload) -> str:
+    """``payload`` as JSON that can sit inside a ``<script>`` element and parse back as it is: the
+    browser does not decode HTML entities there, so ``<``, ``>`` and ``&`` become JSON escapes
+    (no ``</script>`` can end the element early)."""
+    text = json.dumps(atomic.finite_or_null(payload), allow_nan=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
 def write_report(
     path: str,
     results: Sequence[dict],
@@ -239,7 +289,7 @@ def write_report(
         parts.append(_per_image(r, images, others, compare_name))
         parts += [_viewer(name, c) for name, c in images.items()]
     summary = [{k: r[k] for k in ("dataset", "scale", "psnr", "ssim")} for r in results]
-    meta = json.dumps({"title": title, "results": summary})
-    parts.append(f"<script type='application/json' id='edsr-jax-results'>{html.escape(meta)}</script>")
+    meta = script_json({"title": title, "results": summary})
+    parts.append(f"<script type='application/json' id='edsr-jax-results'>{meta}</script>")
     parts.append(f"<script>{_SCRIPT}</script></body></html>")
     atomic.write_text(path, "\n".join(parts))

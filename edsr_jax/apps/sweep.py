@@ -20,6 +20,8 @@ from edsr_jax.errors import UserError
 
 # Validation scalars training writes: "<set>/psnr_x<s>" (set "val" for the validation split).
 _PSNR_TAG = re.compile(r"^(?P<dataset>[^/]+)/psnr_x(?P<scale>\d+)$")
+# The files of a curve: PREFIX + each of these.
+CURVE_EXTENSIONS = (".json", ".csv", ".png")
 
 
 def _with_manager(workdir: str, read):
@@ -172,6 +174,11 @@ def plot(rows: Sequence[dict], title: str) -> bytes:
     return buffer.getvalue()
 
 
+def curve_paths(prefix: str) -> list[str]:
+    """The files :func:`write_curve` writes for ``prefix``."""
+    return [prefix + ext for ext in CURVE_EXTENSIONS]
+
+
 def write_curve(prefix: str, rows: Sequence[dict], title: str) -> list[str]:
     """``prefix.json`` (rows and best steps), ``prefix.csv`` and ``prefix.png``; returns the paths."""
     best = best_steps(rows)
@@ -186,4 +193,4 @@ def write_curve(prefix: str, rows: Sequence[dict], title: str) -> list[str]:
     writer.writerows(rows)
     atomic.write_text(prefix + ".csv", text.getvalue())
     atomic.write_bytes(prefix + ".png", plot(rows, title))
-    return [prefix + ext for ext in (".json", ".csv", ".png")]
+    return curve_paths(prefix)

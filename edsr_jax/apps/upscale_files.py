@@ -16,8 +16,9 @@ What happens to each kind of image (Pillow mode):
 
 The output format follows the output file's extension (in a folder run: the input's name and
 extension). Outputs are written to a temporary name and renamed, so a failure never leaves a
-partial file. Large images are cut into overlapping tiles (exact: the tiles overlap by the model's
-receptive radius, see :mod:`edsr_jax.inference`). Input and output paths are planned by
+partial file. Large images (over :data:`LARGE_IMAGE_PIXELS`, or whose whole-image pass would hold
+over :data:`WHOLE_IMAGE_BYTES` of activations) are cut into overlapping tiles, whose output equals
+the whole image's (see :mod:`edsr_jax.inference`). Input and output paths are planned by
 :func:`edsr_jax.imaging.files.plan_outputs`.
 """
 
@@ -34,8 +35,10 @@ import numpy as np
 from edsr_jax import inference
 from edsr_jax.imaging import files, resize
 
-# LR images with more pixels than this are tiled unless a tile size is given (bounded memory).
+# LR images with more pixels than this are tiled unless a tile size is given (bounded memory)...
 LARGE_IMAGE_PIXELS = 512 * 512
+# ... and so are those whose whole-image pass would hold more activations than this (bytes).
+WHOLE_IMAGE_BYTES = 512 * 2**20
 # Tile side (LR pixels) used for large images by default.
 DEFAULT_TILE = 256
 # Outputs larger than this (bytes of uint8 pixels) are built in a memory-mapped file, not in memory.
@@ -130,10 +133,17 @@ class Upscalers:
         self._cache: dict[int | None, Callable] = {}
 
     def tile_for(self, h: int, w: int) -> int | None:
-        """The tile size used for an ``h x w`` LR image (None: whole image)."""
+        """The tile size used for an ``h x w`` LR image (None: whole image, also when the tile
+        would cover it)."""
+        tile = DEFAULT_TILE
         if self.tile is not None:
-            return int(self.tile) or None
-        return DEFAULT_TILE if h * w > LARGE_IMAGE_PIXELS else None
+            tile = int(self.tile) or None
+        elif (
+            h * w <= LARGE_IMAGE_PIXELS
+            and whole_image_bytes(self.model, self.scale, h, w) <= WHOLE_IMAGE_BYTES
+        ):
+            tile = None
+        return tile if tile and tile < max(h, w) else None
 
     def __call__(self, rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """uint8 (H, W, 3) -> uint8 (H*s, W*s, 3), clipped and rounded like a scored output, into
@@ -149,6 +159,13 @@ class Upscalers:
                 devices=self.devices,
             )
         return self._cache[tile].upscale_uint8(rgb, out=out)
+
+
+def whole_image_bytes(model, scale: int, h: int, w: int) -> int:
+    """About the activations a whole-image pass of ``model`` holds at once on an ``h x w`` LR
+    image: two float32 feature maps at the output resolution (the upsampler's last conv and its
+    pixel shuffle), ``2 * h * w * scale^2 * F * 4`` bytes."""
+    return 2 * h * w * scale**2 * int(model.num_features) * 4
 
 
 @contextlib.contextmanager

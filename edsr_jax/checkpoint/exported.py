@@ -18,7 +18,8 @@ import numpy as np
 from etils import epath
 
 from edsr_jax import atomic, models, storage
-from edsr_jax.checkpoint import layout, manager
+from edsr_jax import overwrite as overwrite_rule
+from edsr_jax.checkpoint import late_results, layout, manager
 from edsr_jax.errors import UserError, listing, quote
 
 # Files an Orbax PyTree checkpoint (OCDBT layout, as save_model writes it) cannot be read without.
@@ -47,18 +48,16 @@ def save_model(
       variables: ``{"params": ...}`` matching ``model`` (JAX or numpy arrays, any float dtype),
         plus ``"batch_stats"`` for a batch-norm model (SRResNet: its running averages).
       metadata: JSON-able extra information stored in ``model.json`` (source, training run...).
-      overwrite: replace ``directory`` if it exists and is not empty (the old contents are
-        deleted once the new model is in place).
+      overwrite: replace an exported model already at ``directory`` (deleted once the new one
+        is in place); only what edsr-jax wrote there is replaced (:mod:`edsr_jax.overwrite`).
 
     Raises:
-      UserError: ``directory`` is a file, or a non-empty directory and ``overwrite`` is false, or
-        the parameters do not match ``model``, or ``metadata`` is not JSON-able.
+      UserError: ``directory`` is a file, holds anything but an exported model (a training
+        workdir, files edsr-jax did not write), holds a model and ``overwrite`` is false, or the
+        parameters do not match ``model``, or ``metadata`` is not JSON-able.
     """
     directory = epath.Path(storage.location(directory, "directory"))
-    if directory.is_file():
-        raise UserError(f"cannot save a model to {directory}: it is a file")
-    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
-        raise UserError(f"cannot save a model to {directory}: the directory is not empty")
+    overwrite_rule.check_folder(directory, layout.EXPORTED_MODEL, force=overwrite)
     params = _host_float32(_params_of(variables))
     check_params_match(model, params, where="the parameters to save")
     tree = {"params": params}
@@ -70,8 +69,9 @@ def save_model(
         import orbax.checkpoint as ocp
 
         ocp.PyTreeCheckpointer().save(tmp / layout.PARAMS_DIR, args=ocp.args.PyTreeSave(tree))
-        # Last: only a finished folder has a model.json.
+        # Last: only a finished folder has a model.json (and the marker listing what was written).
         layout.write_model_json(tmp, models.model_spec(model), dict(metadata or {}))
+        layout.mark_folder(tmp, layout.EXPORTED_MODEL)
 
 
 def _has_batch_stats(model: models.SRModel) -> bool:
@@ -166,7 +166,7 @@ def load_model_with_note(
     spec, metadata = layout.read_model_json(path)
     where = str(path / layout.MODEL_JSON)
     model = layout.model_from_spec(spec, where, **({} if dtype is None else {"dtype": dtype}))
-    is_workdir = metadata.get("source") == "training" or (
+    is_workdir = metadata.get("source") == layout.TRAINING_SOURCE or (
         has_checkpoints and not (path / layout.PARAMS_DIR).is_dir()
     )
     if is_workdir:

@@ -4,6 +4,7 @@ Two kinds of folders hold a model, and both have the same ``model.json``::
 
     exported model          DIR/model.json + DIR/params/ (an Orbax PyTree checkpoint, float32)
     training workdir        WORKDIR/model.json + WORKDIR/checkpoints/<step>/ (Orbax manager)
+    SavedModel (export)     DIR/saved_model.pb + DIR/variables/ (TensorFlow's layout)
 
 ``model.json`` is ``{"format": "edsr-jax-model", "format_version": 1, "spec": {...},
 "metadata": {...}}``: ``spec`` is :func:`edsr_jax.models.model_spec` output, so a model can be
@@ -11,10 +12,17 @@ rebuilt without knowing how it was made; a training workdir keeps the config its
 in ``metadata.config``. It is written (atomically) by :func:`write_model_json` and read by
 :func:`read_model_json`, the only two places that touch it. Paths may be local or ``gs://`` URLs
 (``etils.epath``; :func:`edsr_jax.storage.location` checks them).
+
+Folders that edsr-jax writes whole (exported models, SavedModels) also get :data:`OWNER_FILE`,
+naming their kind and every file written (:func:`mark_folder`), so that :func:`folder_kind` and
+:func:`foreign_files` can tell them, and anything a user put in them, apart
+(:mod:`edsr_jax.overwrite` decides with them what ``--force`` may replace). Exported models
+written before the marker are recognised by their layout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -23,7 +31,7 @@ from typing import Any
 from etils import epath
 
 from edsr_jax import atomic, models, storage
-from edsr_jax.errors import UserError, quote
+from edsr_jax.errors import UserError, listing, quote
 
 # The "format" field of model.json, and the newest format_version this code reads and writes.
 MODEL_FORMAT = "edsr-jax-model"
@@ -32,6 +40,18 @@ FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 PARAMS_DIR = "params"
 CHECKPOINTS_DIR = "checkpoints"
+# The marker file of folders edsr-jax writes whole: {"written_by", "kind", "files"}.
+OWNER_FILE = ".edsr-jax.json"
+OWNER = "edsr-jax"
+# Kinds of folders edsr-jax writes (and how messages name them).
+EXPORTED_MODEL, TRAINING_WORKDIR, SAVEDMODEL = "exported-model", "training-workdir", "savedmodel"
+KIND_NAMES = {
+    EXPORTED_MODEL: f"an exported edsr-jax model ({MODEL_JSON} and {PARAMS_DIR}/)",
+    TRAINING_WORKDIR: f"an edsr-jax training workdir ({MODEL_JSON} and {CHECKPOINTS_DIR}/)",
+    SAVEDMODEL: "a SavedModel written by edsr-jax export",
+}
+# The metadata.source of a training workdir's model.json.
+TRAINING_SOURCE = "training"
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> str:
@@ -133,5 +153,136 @@ def prepare_workdir(
         return [(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if write:
         folder.mkdir(parents=True, exist_ok=True)
-        write_model_json(folder, spec, {"source": "training", "config": new})
+        write_model_json(folder, spec, {"source": TRAINING_SOURCE, "config": new})
     return []
+
+
+# --- what a folder is ----------------------------------------------------------------------------
+
+
+def _files_under(folder: epath.Path, prefix: str = "") -> list[str]:
+    out = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        name = f"{prefix}{entry.name}"
+        out += _files_under(entry, name + "/") if entry.is_dir() else [name]
+    return out
+
+
+def mark_folder(folder: str | os.PathLike, kind: str) -> None:
+    """Writes ``folder/OWNER_FILE`` naming ``kind`` and every file now under ``folder``; call it
+    last, on the finished folder (before it is renamed into place)."""
+    folder = epath.Path(folder)
+    files = [f for f in _files_under(folder) if f != OWNER_FILE]
+    atomic.write_json(folder / OWNER_FILE, {"written_by": OWNER, "kind": kind, "files": files})
+
+
+def _owner_record(folder: epath.Path) -> dict | None:
+    try:
+        record = json.loads((folder / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("written_by") == OWNER else None
+
+
+def folder_kind(folder: str | os.PathLike) -> str | None:
+    """Which edsr-jax folder ``folder`` is (:data:`EXPORTED_MODEL`, :data:`TRAINING_WORKDIR`,
+    :data:`SAVEDMODEL`), from its marker or its ``model.json``; None for anything else (or a
+    ``model.json`` that cannot be read)."""
+    folder = epath.Path(folder)
+    if not folder.is_dir():
+        return None
+    record = _owner_record(folder)
+    if record is not None:
+        return record.get("kind")
+    if not (folder / MODEL_JSON).is_file():
+        return None
+    try:
+        _, metadata = read_model_json(folder)
+    except UserError:
+        return None
+    has_checkpoints = (folder / CHECKPOINTS_DIR).is_dir()
+    if metadata.get("source") == TRAINING_SOURCE or (has_checkpoints and not (folder / PARAMS_DIR).is_dir()):
+        return TRAINING_WORKDIR
+    return EXPORTED_MODEL if (folder / PARAMS_DIR).is_dir() else None
+
+
+def foreign_files(folder: str | os.PathLike) -> list[str]:
+    """Paths under an exported model or SavedModel ``folder`` that edsr-jax did not write there:
+    every file its marker does not list (a folder without a marker: every entry beside
+    ``model.json`` and ``params/``)."""
+    folder = epath.Path(folder)
+    record = _owner_record(folder)
+    if record is None:
+        return sorted(p.name for p in folder.iterdir() if p.name not in (MODEL_JSON, PARAMS_DIR))
+    written = set(record.get("files") or ()) | {OWNER_FILE}
+    return [f for f in _files_under(folder) if f not in written]
+
+
+# --- the training workdir --------------------------------------------------------------------
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")  # (the lock file; a desktop's .DS_Store)
+
+
+def check_training_folder(workdir: str, *, allow_other_files: bool = False) -> None:
+    """Refuses a ``workdir`` to train in that holds something other than a training run.
+
+    Accepted: a missing or empty folder, or one with a ``model.json`` that is not an exported
+    model's (:func:`prepare_workdir` then reads it). Hidden files are ignored.
+
+    Raises:
+      UserError: the folder is a file, holds an exported model or another edsr-jax output, or
+        (unless ``allow_other_files``) other files.
+    """
+    folder = epath.Path(workdir)
+    if folder.is_file():
+        raise UserError(f"workdir {workdir} is a file, not a directory")
+    if not folder.is_dir():
+        return
+    kind = folder_kind(folder)
+    if kind == EXPORTED_MODEL:
+        raise UserError(
+            f"workdir {workdir} holds {KIND_NAMES[kind]}, not a training run; train into another folder "
+            f"(config.init_from={workdir} starts from this model)"
+        )
+    if kind is not None and kind != TRAINING_WORKDIR:
+        raise UserError(f"workdir {workdir} holds {KIND_NAMES.get(kind, kind)}; train into another folder")
+    if kind == TRAINING_WORKDIR or (folder / MODEL_JSON).exists() or allow_other_files:
+        return
+    others = sorted(p.name for p in folder.iterdir() if not _is_hidden(p.name))
+    if others:
+        raise UserError(
+            f"workdir {workdir} is not empty and holds no training run ({listing(others)}); train into "
+            "an empty or new folder, or allow the other files (train --allow-other-files)"
+        )
+
+
+def _has_checkpoint_step(folder: epath.Path) -> bool:
+    steps = folder / CHECKPOINTS_DIR
+    return steps.is_dir() and any(p.name.isdigit() for p in steps.iterdir())
+
+
+@contextlib.contextmanager
+def removed_if_it_fails_early(workdir: str, *, is_chief: bool = True):
+    """Undoes what a training run added to ``workdir`` when it fails before saving a checkpoint.
+
+    A run that raises before its first checkpoint (a non-finite loss at step 3, a bad data
+    folder) leaves the workdir as it found it: the entries it created (``model.json``, events,
+    the lock, an empty ``checkpoints/``, the folder itself if it was new) are removed by process 0.
+    A run with a checkpoint is resumable and is left alone.
+    """
+    folder = epath.Path(workdir)
+    before = {p.name for p in folder.iterdir()} if folder.is_dir() else None
+    try:
+        yield
+    except Exception:
+        if is_chief and folder.is_dir() and not _has_checkpoint_step(folder):
+            for entry in folder.iterdir():
+                if before is None or entry.name not in before:
+                    with contextlib.suppress(OSError):
+                        entry.rmtree() if entry.is_dir() else entry.unlink()
+            if before is None and not any(folder.iterdir()):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise

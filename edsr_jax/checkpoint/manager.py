@@ -34,7 +34,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
-from edsr_jax.checkpoint import late_results
+from edsr_jax.checkpoint import late_results, recovery
 from edsr_jax.errors import UserError
 
 # The metric that ranks checkpoints for "best" (higher is better).
@@ -159,12 +159,20 @@ def complete_steps(manager: ocp.CheckpointManager) -> list[int]:
     return [s for s in sorted(manager.all_steps()) if is_complete(manager, s)]
 
 
-def discard_incomplete(manager: ocp.CheckpointManager) -> list[int]:
-    """Deletes step folders that are not complete checkpoints (so their steps can be saved again)."""
-    bad = [s for s in sorted(manager.all_steps()) if not is_complete(manager, s)]
-    for step in bad:
-        manager.delete(step)
-    return bad
+def set_aside_incomplete(manager: ocp.CheckpointManager) -> list[tuple[int, str]]:
+    """Renames step folders that are not complete checkpoints (no commit record, an item missing)
+    to ``incomplete-<step>``, so that their steps can be saved again and nothing is deleted.
+
+    Returns:
+      ``[(step, new path)]``.
+    """
+    moved = []
+    for step in sorted(manager.all_steps()):
+        if not is_complete(manager, step):
+            moved.append((step, os.fspath(recovery.set_aside(manager.directory, step, "incomplete"))))
+    if moved:
+        manager.reload()
+    return moved
 
 
 def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | None = None) -> Any:
@@ -177,40 +185,36 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | Non
 
     Returns:
       The restored ``TrainState``, sharded like ``abstract_state``; None if there is no checkpoint.
-      Without ``step``, a latest checkpoint that cannot be read (garbled or truncated files) is
-      moved aside to ``unreadable-<step>`` with a warning naming it, and the one before is used.
+      Without ``step``, a latest checkpoint whose files are damaged on any process (missing,
+      truncated, garbled: :func:`edsr_jax.checkpoint.recovery.is_damage`) is moved aside to
+      ``unreadable-<step>`` by process 0, with a warning naming it, and every process goes on
+      with the one before (:func:`edsr_jax.checkpoint.recovery.agree`).
 
     Raises:
-      UserError: every complete checkpoint is unreadable.
+      UserError: every complete checkpoint is damaged.
+      OSError, RuntimeError: reading failed for another reason (naming the step and its folder,
+        which is left in place), on this process or another.
     """
     if step is not None:
         return _restore_step(manager, abstract_state, step)
     steps = complete_steps(manager)
     for candidate in reversed(steps):
+        state, error = None, None
         try:
-            return _restore_step(manager, abstract_state, candidate)
-        except Exception as e:  # (Orbax and TensorStore raise many types for damaged files)
-            _set_aside_unreadable(manager, candidate, e)
+            state = _restore_step(manager, abstract_state, candidate)
+        except Exception as e:  # (Orbax and TensorStore raise many types)
+            error = e
+        outcome = recovery.agree(recovery.outcome_of(error))
+        if outcome == recovery.READ:
+            return state
+        if outcome == recovery.FAILED:
+            failure = recovery.left_in_place(manager.directory, candidate, error)
+            raise failure from (None if failure is error else error)
+        recovery.set_aside_damaged(manager.directory, candidate, error)
+        manager.reload()
     if steps:
         raise UserError(f"no checkpoint in {manager.directory} can be read (steps {steps}); see the warnings")
     return None
-
-
-def _set_aside_unreadable(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
-    """Warns about an unreadable checkpoint and renames it so that its step can be saved again."""
-    import warnings
-
-    folder = epath.Path(manager.directory) / str(step)
-    reason = " ".join(str(error).split())[:200] or type(error).__name__
-    aside = folder.parent / f"unreadable-{step}"
-    if jax.process_index() == 0 and not aside.exists():
-        folder.rename(aside)
-        manager.reload()
-    warnings.warn(
-        f"checkpoint {folder} cannot be read ({type(error).__name__}: {reason}); moved it to {aside} "
-        "and using the previous checkpoint",
-        stacklevel=3,
-    )
 
 
 def has_item(manager: ocp.CheckpointManager, step: int, item: str) -> bool:

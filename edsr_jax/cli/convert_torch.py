@@ -27,17 +27,18 @@ def add_arguments(parser) -> None:
         default=None,
         help="BasicSR checkpoints: the img_range the model was trained with (default: BasicSR's 255)",
     )
-    parser.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
+    parser.add_argument(
+        "--force", action="store_true", help="replace the edsr-jax model already in DIR (nothing else)"
+    )
 
 
 def run(args) -> int:
-    from edsr_jax import __version__, models
-    from edsr_jax.checkpoint import exported
+    from edsr_jax import __version__, models, overwrite
+    from edsr_jax.checkpoint import exported, layout
     from edsr_jax.errors import UserError
     from edsr_jax.interop import torch as convert
 
-    if os.path.isdir(args.out) and os.listdir(args.out) and not args.force:
-        raise UserError(f"{args.out} exists and is not empty; pass --force to replace it")
+    overwrite.check_folder(args.out, layout.EXPORTED_MODEL, force=args.force)
     state_dict, wrapper = convert.load_torch_checkpoint(args.file)
     layout = "official EDSR-PyTorch"
     if convert.is_basicsr(state_dict):

@@ -2,7 +2,8 @@
 
 A file or a folder of HR images in; EDSR names out (``<name>x<s>.png``). Images are first cropped
 to a multiple of the scale (modcrop, as for the benchmark sets) unless ``--no-modcrop``. Every file
-is written atomically, so an interrupted run leaves no partial images.
+is written atomically, so an interrupted run leaves no partial images; files that exist are replaced
+only with ``--force``.
 
 Examples::
 
@@ -33,6 +34,7 @@ def add_arguments(parser) -> None:
         action="store_true",
         help="do not crop to a multiple of the scale (LR size is then ceil(H/s) x ceil(W/s))",
     )
+    parser.add_argument("--force", action="store_true", help="replace output files that exist")
 
 
 def lr_name(path: str, scale: int) -> str:
@@ -41,12 +43,14 @@ def lr_name(path: str, scale: int) -> str:
 
 
 def run(args) -> int:
+    from edsr_jax import overwrite
     from edsr_jax.errors import UserError
     from edsr_jax.imaging import files, resize
 
     if args.scale < 1:
         raise UserError(f"--scale must be a positive integer, got {args.scale}")
     jobs = files.plan_outputs(args.input, args.output, name=lambda path: lr_name(path, args.scale))
+    overwrite.check_files([dst for _, dst in jobs], force=args.force, inputs=[src for src, _ in jobs])
     for _, dst in jobs:
         os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
     for src, dst in jobs:

@@ -102,6 +102,9 @@ def add_arguments(parser) -> None:
         help="a second model (a checkpoint or a published model's name) scored beside the first",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--force", action="store_true", help="replace the output files an earlier evaluation wrote"
+    )
 
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -144,6 +147,7 @@ def _check(args):
     if args.from_logs:
         if not args.checkpoint or not args.curve:
             raise UserError("--from-logs needs --checkpoint WORKDIR and --curve PREFIX")
+        _check_outputs(args, datasets)
         return datasets
     if args.data_dir is None:
         raise UserError("--data-dir is required (the folder of the benchmark sets)")
@@ -152,6 +156,7 @@ def _check(args):
     for flag, path in (("--json", args.json_path), ("--report", args.report), ("--curve", args.curve)):
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise UserError(f"the folder of {flag} {path} does not exist")
+    _check_outputs(args, datasets)
     if args.method:
         for flag, value in (
             ("--self-ensemble", args.self_ensemble),
@@ -165,7 +170,22 @@ def _check(args):
                 raise UserError(f"{flag} applies to models, not to --method {args.method}")
     if args.curve and not args.steps:
         raise UserError("--curve plots several steps: add --steps all (or N,M,...) or --from-logs")
+    if args.compare and not os.path.exists(args.compare):  # (read after the first model is scored)
+        raise UserError(f"no model at --compare {args.compare}: the path does not exist")
     return datasets
+
+
+def _check_outputs(args, datasets) -> None:
+    """Every output checked before scoring starts (:mod:`edsr_jax.overwrite`)."""
+    from edsr_jax.apps import eval_outputs, sweep
+    from edsr_jax.data import benchmarks
+
+    outputs = [p for p in (args.json_path, args.report) if p]
+    outputs += sweep.curve_paths(args.curve) if args.curve else []
+    sets = [os.path.join(args.data_dir or "", d) for d in datasets] if args.data_dir else []
+    images = (benchmarks.HR_DIR, benchmarks.LR_DIR, benchmarks.PAIRED_LR_DIR)
+    inputs = [os.path.join(s, sub) for s in sets for sub in images]  # (model files: overwrite.owner_of)
+    eval_outputs.check_outputs(outputs, args.save_results, datasets, force=args.force, inputs=inputs)
 
 
 def run(args) -> int:

@@ -32,7 +32,11 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--fp16", action="store_true", help="onnx only: float16 weights and compute, float32 I/O"
     )
-    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace OUT if it exists (a SavedModel folder only when an earlier export wrote it)",
+    )
     model_flags.add_weights_flag(parser)
 
 

@@ -1,6 +1,7 @@
 """``edsr-jax train --config NAME|FILE --workdir W [--config.field=value ...]``.
 
-Rerunning the same command on the same workdir resumes from its latest complete checkpoint.
+Rerunning the same command on the same workdir resumes from its latest complete checkpoint. A
+folder that holds an exported model, or other files (without ``--allow-other-files``), is refused.
 Config flags: :mod:`edsr_jax.cli.config_flags`.
 """
 
@@ -15,6 +16,12 @@ HELP = "train EDSR/MDSR from a config (rerun on the same workdir to resume)"
 def add_arguments(parser) -> None:
     config_flags.add_config_flags(parser)
     parser.add_argument("--workdir", required=True, help="directory for checkpoints, logs and model.json")
+    parser.add_argument(
+        "--allow-other-files",
+        action="store_true",
+        help="train in a WORKDIR that holds files of no training run (they are left alone); "
+        "an exported model's folder is refused anyway",
+    )
     group = parser.add_argument_group(
         "multi-host (one process per host or per accelerator; every process runs the same command)",
         "Without these flags the settings come from the environment when a launcher sets them "
@@ -74,7 +81,7 @@ def run(args) -> int:
         local_device_ids=parse_device_ids(getattr(args, "local_devices", None)),
     )
 
-    state = train.train_and_evaluate(config, args.workdir)
+    state = train.train_and_evaluate(config, args.workdir, allow_other_files=args.allow_other_files)
     import jax
 
     if jax.process_index() == 0:

@@ -8,8 +8,9 @@ Examples::
 
 A folder run upscales every image in it (not recursive) into the output folder under the same
 names; an image that fails is reported and skipped, the others are still written, and the exit
-status is 2 if any failed. Modes (grayscale, alpha, palette, 16-bit) are described in
-``edsr_jax.apps.upscale_files``.
+status is 2 if any failed. Output files that exist are replaced only with ``--force``
+(:mod:`edsr_jax.overwrite`), all of them checked before the model is loaded. Modes (grayscale,
+alpha, palette, 16-bit) are described in ``edsr_jax.apps.upscale_files``.
 """
 
 from __future__ import annotations
@@ -57,9 +58,11 @@ def add_arguments(parser) -> None:
         "instead of in memory (default: %(default)s)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar for folders")
+    parser.add_argument("--force", action="store_true", help="replace output files that exist")
 
 
 def run(args) -> int:
+    from edsr_jax import overwrite
     from edsr_jax.apps import upscale_files as upscale
     from edsr_jax.cli import user_message
     from edsr_jax.errors import UserError
@@ -68,6 +71,7 @@ def run(args) -> int:
     if args.tile is not None and args.tile < 0:
         raise UserError(f"--tile must be 0 (never tile) or a positive size, got {args.tile}")
     jobs = files.plan_outputs(args.input, args.output)
+    overwrite.check_files([dst for _, dst in jobs], force=args.force, inputs=[src for src, _ in jobs])
     import jax
 
     from edsr_jax import compile_cache

@@ -28,12 +28,14 @@ need them
 
 from __future__ import annotations
 
+import io
 import os
-import shutil
 from collections.abc import Callable
 
 import numpy as np
 
+from edsr_jax import atomic, overwrite
+from edsr_jax.checkpoint import layout
 from edsr_jax.errors import UserError
 
 FORMATS = ("stablehlo", "savedmodel", "tflite", "onnx", "torch", "safetensors")
@@ -80,18 +82,40 @@ def output_paths(out: str, fmt: str, scales: tuple[int, ...]) -> dict[int | None
     return {s: f"{base}_x{s}{ext}" for s in scales}
 
 
+def check_outputs(out: str, fmt: str, scales: tuple[int, ...], *, force: bool = False) -> dict:
+    """``{scale: path}`` of what :func:`export_model` would write, each checked against the
+    rule for what may be replaced (:mod:`edsr_jax.overwrite`): a SavedModel folder is replaced
+    only when an earlier export wrote it, a file only with ``force``.
+
+    Raises:
+      UserError: an unknown format, or an output that may not be written.
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    paths = output_paths(out, fmt, scales)
+    for path in paths.values():
+        if fmt == "savedmodel":
+            overwrite.check_folder(path, layout.SAVEDMODEL, force=force)
+        else:
+            overwrite.check_file(path, force=force)
+    return paths
+
+
 def export_model(
     model, variables: dict, out: str, fmt: str, *, force: bool = False, fp16: bool = False
 ) -> list[str]:
     """Writes ``model`` in format ``fmt`` to ``out`` (see the module docstring); returns the paths.
 
+    Every file is written atomically (a temporary name beside it, then renamed), a SavedModel
+    folder likewise (:func:`edsr_jax.atomic.folder`, marked as edsr-jax's); errors name the
+    paths given, not the temporary ones.
+
     Raises:
-      UserError: an unknown format, an output that exists (without ``force``), ``fp16`` for a
-        format other than ONNX, a batch-norm model (SRResNet) in a format written layer by layer
-        (ONNX, the weight files), or a missing optional package (naming the extra).
+      UserError: an unknown format, an output that may not be written (:func:`check_outputs`),
+        ``fp16`` for a format other than ONNX, a batch-norm model (SRResNet) in a format written
+        layer by layer (ONNX, the weight files), or a missing optional package (naming the extra).
     """
-    if fmt not in FORMATS:
-        raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    paths = check_outputs(out, fmt, tuple(model.scales), force=force)
     if fp16 and fmt != "onnx":
         raise UserError(f"fp16 applies to the onnx format, not {fmt}")
     if "batch_stats" in variables and (fmt in WEIGHT_FORMATS or fmt == "onnx"):
@@ -100,50 +124,44 @@ def export_model(
             f"the {fmt} export writes the EDSR/MDSR layout; a batch-norm model ({type(model).__name__}) "
             f"exports as {traced}"
         )
-    paths = output_paths(out, fmt, tuple(model.scales))
-    for path in paths.values():
-        if os.path.exists(path) and not force:
-            raise UserError(f"{path} exists; pass --force to replace it")
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if fmt in WEIGHT_FORMATS:
-        _write_weights(model, variables, paths[None], fmt)
+        _write_file(paths[None], _weights_bytes(model, variables, fmt))
         return list(paths.values())
     for scale, path in paths.items():
         scale = model.scales[0] if scale is None else scale
-        tmp = f"{path}.tmp-{os.getpid()}"
-        try:
-            if fmt == "onnx":
-                _write_onnx(model, variables, scale, tmp, fp16)
-            else:
-                WRITERS[fmt](forward_fn(model, variables, scale), tmp)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            if os.path.isdir(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-            elif os.path.exists(tmp):
-                os.unlink(tmp)
+        if fmt == "savedmodel":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with atomic.folder(path, overwrite=True) as tmp:
+                _write_savedmodel(forward_fn(model, variables, scale), os.fspath(tmp))
+                layout.mark_folder(tmp, layout.SAVEDMODEL)
+        elif fmt == "onnx":
+            _write_file(path, _onnx_bytes(model, variables, scale, fp16))
+        else:
+            _write_file(path, SERIALISERS[fmt](forward_fn(model, variables, scale)))
     return list(paths.values())
 
 
-def _write_weights(model, variables, path: str, fmt: str) -> None:
+def _write_file(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic.write_bytes(path, data)
+
+
+def _weights_bytes(model, variables, fmt: str) -> bytes:
     from edsr_jax.interop import torch as torch_interop
 
     tensors = torch_interop.export_state_dict(model, variables)
-    tmp = f"{path}.tmp-{os.getpid()}"
     if fmt == "torch":
         torch = _need("torch", "PyTorch state dicts")
-        torch.save({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, tmp)
-    else:
-        _need("safetensors.numpy", "safetensors files").save_file(tensors, tmp)
-    os.replace(tmp, path)
+        buffer = io.BytesIO()
+        torch.save({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, buffer)
+        return buffer.getvalue()
+    return _need("safetensors.numpy", "safetensors files").save(tensors)
 
 
 # --- the graph formats -------------------------------------------------------------------------
 
 
-def _write_stablehlo(fn: Callable, path: str) -> None:
+def _stablehlo_bytes(fn: Callable) -> bytes:
     import jax
     from jax import export
 
@@ -151,8 +169,7 @@ def _write_stablehlo(fn: Callable, path: str) -> None:
     exported = export.export(jax.jit(fn), platforms=STABLEHLO_PLATFORMS)(
         jax.ShapeDtypeStruct(shape, np.float32)
     )
-    with open(path, "wb") as f:
-        f.write(exported.serialize())
+    return bytes(exported.serialize())
 
 
 def _tf_module(fn: Callable):
@@ -171,23 +188,23 @@ def _write_savedmodel(fn: Callable, path: str) -> None:
     tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
 
 
-def _write_tflite(fn: Callable, path: str) -> None:
+def _tflite_bytes(fn: Callable) -> bytes:
     tf, module = _tf_module(fn)
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [module.serve.get_concrete_function()], module
     )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    with open(path, "wb") as f:
-        f.write(converter.convert())
+    return bytes(converter.convert())
 
 
-def _write_onnx(model, variables, scale: int, path: str, fp16: bool) -> None:
-    onnx = _need("onnx", "ONNX")
+def _onnx_bytes(model, variables, scale: int, fp16: bool) -> bytes:
+    _need("onnx", "ONNX")
     if fp16:
         _need("onnxconverter_common", "fp16 ONNX")
     from edsr_jax.interop import onnx as onnx_graph
 
-    onnx.save(onnx_graph.build(model, variables, scale, fp16=fp16), path)
+    return onnx_graph.build(model, variables, scale, fp16=fp16).SerializeToString()
 
 
-WRITERS = {"stablehlo": _write_stablehlo, "savedmodel": _write_savedmodel, "tflite": _write_tflite}
+# The file formats written from the exported function.
+SERIALISERS = {"stablehlo": _stablehlo_bytes, "tflite": _tflite_bytes}

@@ -35,6 +35,10 @@ KERNEL_SIZE = 3
 PRE_PROCESS_KERNEL_SIZE = 5
 # Residual blocks in each of MDSR's per-scale pre-processing modules.
 PRE_PROCESS_BLOCKS = 2
+# What one call computes: the whole network; its trunk (image -> the features after the global
+# skip, at LR resolution); or its tail (those features -> image: upsampler, last conv, mean).
+# Inference runs the tail, whose activations are scale^2 times larger, in pieces.
+PARTS = ("all", "trunk", "tail")
 
 Dtype = Any
 
@@ -131,6 +135,11 @@ def _body(module) -> list[nn.Module]:
     return [*blocks, _conv_like(module, f, "body_end")]
 
 
+def _check_part(part: str) -> None:
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+
+
 def _run(layers: list[nn.Module], x: jax.Array) -> jax.Array:
     for layer in layers:
         x = layer(x)
@@ -157,11 +166,16 @@ class EDSR(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, scale: int | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, scale: int | None = None, part: str = "all") -> jax.Array:
+        """Upscales ``x`` (NHWC, [0, 255]); ``part`` (:data:`PARTS`) computes a part only."""
         if scale is not None and scale != self.scale:
             raise ValueError(f"this EDSR upscales x{self.scale}, got scale={scale}")
-        x = _head(self, x)
-        x = x + _run(_body(self), x)
+        _check_part(part)
+        if part != "tail":
+            x = _head(self, x)
+            x = x + _run(_body(self), x)
+            if part == "trunk":
+                return x
         x = Upsampler(self.scale, self.num_features, self.dtype, self.param_dtype, name="upsample")(x)
         x = _conv_like(self, 3, "tail")(x)
         return _mean_shift(x, 1.0)
@@ -195,14 +209,16 @@ class MDSR(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, scale: int | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, scale: int | None = None, part: str = "all") -> jax.Array:
+        """Upscales ``x`` (NHWC, [0, 255]) by ``scale``; ``part`` (:data:`PARTS`) computes a part only."""
         if scale is None:
             if len(self.scales) != 1:
                 raise ValueError(f"MDSR serves scales {tuple(self.scales)}: pass scale=")
             scale = self.scales[0]
         if scale not in self.scales:
             raise ValueError(f"this MDSR serves scales {tuple(self.scales)}, got scale={scale}")
-        x = _head(self, x)
+        _check_part(part)
+        x = x if part == "tail" else _head(self, x)
         # Flax creates parameters on first use: at init, run every scale's branch once.
         branch_scales = self.scales if self.is_initializing() else (scale,)
         body = _body(self)
@@ -211,21 +227,23 @@ class MDSR(nn.Module):
         out = None
         for s in branch_scales:
             y = x
-            for k in range(PRE_PROCESS_BLOCKS):
-                y = ResBlock(
-                    f,
-                    PRE_PROCESS_KERNEL_SIZE,
-                    1.0,
-                    self.dtype,
-                    self.param_dtype,
-                    name=f"pre_process_x{s}_{k}",
-                )(y)
-            y = y + _run(body, y)
-            y = Upsampler(s, f, self.dtype, self.param_dtype, name=f"upsample_x{s}")(y)
-            y = tail(y)
+            if part != "tail":
+                for k in range(PRE_PROCESS_BLOCKS):
+                    y = ResBlock(
+                        f,
+                        PRE_PROCESS_KERNEL_SIZE,
+                        1.0,
+                        self.dtype,
+                        self.param_dtype,
+                        name=f"pre_process_x{s}_{k}",
+                    )(y)
+                y = y + _run(body, y)
+            if part != "trunk":
+                y = Upsampler(s, f, self.dtype, self.param_dtype, name=f"upsample_x{s}")(y)
+                y = tail(y)
             if s == scale:
                 out = y
-        return _mean_shift(out, 1.0)
+        return out if part == "trunk" else _mean_shift(out, 1.0)
 
 
 # --- presets (paper Table 1/2 and the official model zoo) ---------------------------------------
@@ -268,10 +286,17 @@ def receptive_radius(model: EDSR | MDSR) -> int:
     Returns:
       The radius in LR pixels (an overlap at least this large makes tiling exact).
     """
-    lr_convs = 1 + 2 * int(model.num_blocks) + 1 + 1  # head, blocks, body_end, first upsample conv
+    trunk = 1 + 2 * int(model.num_blocks) + 1  # head, blocks, body_end
+    pre = PRE_PROCESS_BLOCKS * 2 * (PRE_PROCESS_KERNEL_SIZE // 2) if isinstance(model, MDSR) else 0
+    return trunk + pre + tail_radius(model)
+
+
+def tail_radius(model: EDSR | MDSR) -> int:
+    """How many LR pixels away an output pixel of the tail (``part="tail"``) can see in its input
+    features (rounded up): the first upsampler conv 1, a x4 upsampler's second conv 1/2, the tail
+    conv 1/s."""
     extra = 0.0
     for s in model.scales:
         up = 0.5 if s == 4 else 0.0  # second x2 stage
         extra = max(extra, up + 1.0 / s)  # + tail at the output resolution
-    pre = PRE_PROCESS_BLOCKS * 2 * (PRE_PROCESS_KERNEL_SIZE // 2) if isinstance(model, MDSR) else 0
-    return int(math.ceil(lr_convs + pre + extra))
+    return int(math.ceil(1 + extra))

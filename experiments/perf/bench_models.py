@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from edsr_jax import compiler_options, inference, models
+from edsr_jax import compiler_options, inference, models, tiling
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # (conv_flops.py, beside this script)
 from conv_flops import edsr_forward_flops  # noqa: E402
@@ -162,8 +162,8 @@ def tiled_workload(model, variables, net, hw: tuple[int, int], tile: int, dtype)
     scale = model.scale
     image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     up = inference.make_upscaler(model, variables, scale, tile=tile, dtype=dtype)
-    tiles = len(inference._tile_starts(h, max(h, tile), tile, tile - 2 * up.overlap, up.overlap)) * len(
-        inference._tile_starts(w, max(w, tile), tile, tile - 2 * up.overlap, up.overlap)
+    tiles = len(tiling.tile_starts(h, max(h, tile), tile, tile - 2 * up.overlap, up.overlap)) * len(
+        tiling.tile_starts(w, max(w, tile), tile, tile - 2 * up.overlap, up.overlap)
     )
     fns = {"jax": lambda: up(image)}
     if net is not None:
@@ -175,7 +175,7 @@ def tiled_workload(model, variables, net, hw: tuple[int, int], tile: int, dtype)
                 return net(t).permute(0, 2, 3, 1).numpy()
 
         x = image.astype(np.float32)[None]
-        fns["torch"] = lambda: inference.tiled(torch_tile, x, scale=scale, tile=tile, overlap=up.overlap)
+        fns["torch"] = lambda: tiling.tiled(torch_tile, x, scale=scale, tile=tile, overlap=up.overlap)
     flops = tiles * edsr_forward_flops(tile, tile, scale, model.num_blocks, model.num_features)
     return fns, h * w, flops
 

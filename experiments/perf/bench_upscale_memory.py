@@ -1,14 +1,17 @@
 """Peak host memory (RSS) of ``edsr-jax upscale`` on large photographs at x4.
 
 Generates smooth RGB photographs of the given sizes (PNG), saves a randomly initialised EDSR x4
-(``--model tiny``: B1 F8, for memory; ``baseline``: B16 F64, for a real run), and runs ``edsr-jax
-upscale`` on each in a fresh process, reading the child's peak RSS from ``getrusage``; the child
-sees one CPU device (``--devices N``: N fake ones, each with a tile in flight, as on a host with N
-accelerators, whose device buffers would not count in RSS). With
+(``--model baseline``: the EDSR baseline B16 F64, the default; ``edsr``: the full EDSR B32 F256;
+``tiny``: B1 F8, which checks the output's own memory in seconds), and runs ``edsr-jax upscale``
+on each in a fresh process, reading the child's peak RSS from ``getrusage`` (random weights: the
+memory of a model does not depend on its values); the child sees one CPU device (``--devices N``:
+N fake ones, each with a tile in flight, as on a host with N accelerators, whose device buffers
+would not count in RSS). The target is 1.5 x the uint8 output + 500 MB. With
 ``--repo DIR`` the command runs the edsr-jax found in ``DIR`` (e.g. a worktree of an older commit)
 instead of the installed one, for a before/after comparison.
 
-    python experiments/perf/bench_upscale_memory.py                                  # this code
+    python experiments/perf/bench_upscale_memory.py --sizes 4000x3000                # baseline x4
+    python experiments/perf/bench_upscale_memory.py --model edsr --sizes 1000x750    # full EDSR x4
     git worktree add /tmp/old a52d4a2 && python experiments/perf/bench_upscale_memory.py --repo /tmp/old
 """
 
@@ -24,8 +27,17 @@ import time
 import numpy as np
 from PIL import Image
 
+from edsr_jax import models
+
 SIZES = ((1000, 750), (2000, 1500), (4000, 3000))
-ARCHS = {"tiny": (1, 8), "baseline": (16, 64)}
+# The EDSR x4 each --model names.
+ARCHS = {
+    "baseline": lambda: models.edsr_baseline(4),
+    "edsr": lambda: models.edsr(4),
+    "tiny": lambda: models.EDSR(scale=4, num_blocks=1, num_features=8),
+}
+# The target: peak RSS at most this many times the uint8 output, plus TARGET_MB.
+TARGET_FACTOR, TARGET_MB = 1.5, 500
 
 
 def photo(w: int, h: int, seed: int = 0) -> np.ndarray:
@@ -54,7 +66,7 @@ def peak_rss_mb(command: list[str], env: dict) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=sorted(ARCHS), default="tiny")
+    parser.add_argument("--model", choices=sorted(ARCHS), default="baseline")
     parser.add_argument("--repo", default="", help="run the edsr-jax of this checkout instead")
     parser.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES), help="WxH,WxH,...")
     parser.add_argument(
@@ -68,7 +80,6 @@ def main() -> None:
 
     import jax
 
-    from edsr_jax import models
     from edsr_jax.checkpoint import exported
 
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f]
@@ -83,12 +94,14 @@ def main() -> None:
             f"sys.path.insert(0, {repo!r}); import edsr_jax; assert edsr_jax.__file__.startswith({repo!r}); "
             "from edsr_jax import cli; sys.exit(cli.main(sys.argv[1:]))",
         ]
-    print(f"code: {args.repo or 'this checkout'}; model: EDSR x4 {args.model}; load {os.getloadavg()[0]:.1f}")
-    print("| input | output | uint8 output MB | peak RSS MB | RSS / output | seconds |")
-    print("|---|---|---|---|---|---|")
+    model = ARCHS[args.model]()
+    print(
+        f"code: {args.repo or 'this checkout'}; model: EDSR x4 {args.model} (B{model.num_blocks} "
+        f"F{model.num_features}); load {os.getloadavg()[0]:.1f}"
+    )
+    print("| input | output | uint8 output MB | peak RSS MB | RSS / output | target MB | seconds |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        blocks, feats = ARCHS[args.model]
-        model = models.EDSR(scale=4, num_blocks=blocks, num_features=feats)
         exported.save_model(os.path.join(tmp, "model"), model, models.init(model, jax.random.key(0)))
         for w, h in sizes:
             src, dst = os.path.join(tmp, f"in_{w}x{h}.png"), os.path.join(tmp, f"out_{w}x{h}.png")
@@ -109,9 +122,12 @@ def main() -> None:
             with Image.open(dst) as im:
                 assert im.size == (w * 4, h * 4), im.size
             os.unlink(dst)
+            target = TARGET_FACTOR * output_mb + TARGET_MB
             print(
                 f"| {w}x{h} | {w * 4}x{h * 4} | {output_mb:,.0f} | {rss:,.0f} | {rss / output_mb:.2f} | "
-                f"{seconds:.0f} ({time.time() - t:.0f} with start-up) |"
+                f"{target:,.0f} ({'met' if rss <= target else 'NOT met'}) | "
+                f"{seconds:.0f} ({time.time() - t:.0f} with start-up) |",
+                flush=True,
             )
 
 

@@ -134,6 +134,11 @@ def test_the_report_holds_every_image_and_renders_in_a_real_browser(run, benchma
     assert "http" not in text.replace("http-equiv", "")  # self-contained: no fetched resource
     assert text.count("class='image-row'") == 5 and text.count("<div class='viewer'>") == 5
     assert text.count("type='range'") == 5 and "other PSNR" in text
+    # The embedded data is JSON as a browser's script element holds it (no entity decoding).
+    embedded = re.search(r"<script type='application/json' id='edsr-jax-results'>(.*?)</script>", text, re.S)
+    data = json.loads(embedded.group(1))
+    assert [(r["dataset"], r["scale"]) for r in data["results"]] == [("Set5", 2)]
+    assert data["title"].startswith(f"checkpoint {run}, step ")
     if CHROMIUM is None:
         pytest.skip("no Chromium here to render the report (.ci/run installs Debian's chromium)")
     flags = [
@@ -152,6 +157,20 @@ def test_the_report_holds_every_image_and_renders_in_a_real_browser(run, benchma
         [CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
     ).stdout
     assert dom.count('class="image-row"') == 5  # every per-image row rendered
+    probe = tmp_path / "probe.html"  # the report plus a script that parses its data as a page would
+    probe.write_text(
+        text.replace(
+            "</body>",
+            "<script>var d = JSON.parse(document.getElementById('edsr-jax-results').textContent);"
+            "document.body.setAttribute('data-parsed', d.results[0].dataset + ' ' + d.results[0].psnr);"
+            "</script></body>",
+        ),
+        encoding="utf-8",
+    )
+    parsed = subprocess.run(
+        [CHROMIUM, *flags, "--dump-dom", "file://" + str(probe)], capture_output=True, text=True, timeout=120
+    ).stdout
+    assert re.search(r'data-parsed="Set5 \d+\.\d+"', parsed), parsed[:300]
     images = re.findall(r'<img class="crop" src="data:image/png;base64,[^"]+"', dom)
     assert len(images) == 5 * 5  # bicubic, model, HR and the slider's two per image
     shot = tmp_path / "report.png"

@@ -94,11 +94,17 @@ def test_large_images_are_tiled_by_default_and_tiling_is_exact(checkpoint):
     assert ups.tile_for(1000, 1000) == upscale.DEFAULT_TILE
     assert ups.tile_for(512, 512) is None and 512 * 512 == upscale.LARGE_IMAGE_PIXELS
     assert upscale.Upscalers(model, variables, SCALE, tile=0).tile_for(4000, 4000) is None
+    assert upscale.Upscalers(model, variables, SCALE, tile=100_000).tile_for(40, 50) is None  # clamped
+    # A model whose whole-image pass would hold over WHOLE_IMAGE_BYTES is tiled sooner.
+    baseline_x4 = upscale.Upscalers(models.edsr_baseline(4), None, 4)
+    assert upscale.whole_image_bytes(baseline_x4.model, 4, 300, 300) > upscale.WHOLE_IMAGE_BYTES
+    assert baseline_x4.tile_for(300, 300) == upscale.DEFAULT_TILE and ups.tile_for(300, 300) is None
+    assert baseline_x4.tile_for(200, 200) is None
     lr = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     tiled = upscale.Upscalers(model, variables, SCALE, tile=24)(lr)
     whole = upscale.Upscalers(model, variables, SCALE, tile=0)(lr)
     assert tiled.shape == (80, 100, 3)
-    assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
+    np.testing.assert_array_equal(tiled, whole)  # (uint8; float32 too: tests/test_inference.py)
 
 
 def _run_error(capsys, args):
@@ -124,6 +130,31 @@ def test_bad_input_files_are_one_line_errors_with_no_output(kind, checkpoint, tm
     assert "in.png" in err
     assert not out.exists()
     assert not (out.parent.exists() and os.listdir(out.parent))  # no temporary file left either
+
+
+def test_a_folder_run_replaces_earlier_outputs_only_with_force(checkpoint, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((6, 7, 3), 9, np.uint8)).save(src / name)
+    dst = tmp_path / "out"
+    dst.mkdir()
+    (dst / "a.png").write_bytes(b"an earlier output")
+    (dst / "notes.txt").write_text("mine")
+    code, err = _run_error(capsys, ["--checkpoint", checkpoint, "--no-progress", str(src), str(dst)])
+    assert code == 2 and "1 of the 2 output files exist in" in err and "(a.png); pass --force" in err
+    assert (
+        sorted(os.listdir(dst)) == ["a.png", "notes.txt"]
+        and (dst / "a.png").read_bytes() == b"an earlier output"
+    )
+    (dst / "b.png").write_bytes(b"another")
+    code, err = _run_error(capsys, ["--checkpoint", checkpoint, "--no-progress", str(src), str(dst)])
+    assert code == 2 and "2 of the 2 output files exist in" in err and "(a.png, b.png); pass --force" in err
+    assert (
+        cli.main(["upscale", "--checkpoint", checkpoint, "--no-progress", "--force", str(src), str(dst)]) == 0
+    )
+    assert files.read_image(str(dst / "a.png")).shape == (12, 14, 3)
+    assert (dst / "notes.txt").read_text() == "mine"
 
 
 def test_folder_with_a_bad_file_writes_the_others_and_lists_the_failure(checkpoint, tmp_path, capsys):
@@ -206,12 +237,10 @@ def test_a_tiled_self_ensemble_is_averaged_tile_by_tile_and_equals_the_whole_ima
     lr = np.random.default_rng(3).integers(0, 256, (45, 38, 3), dtype=np.uint8)
     whole = inference.make_upscaler(model, variables, SCALE, self_ensemble=True)(lr)
     tiled = inference.make_upscaler(model, variables, SCALE, self_ensemble=True, tile=24)
-    np.testing.assert_allclose(tiled(lr), whole, atol=2e-3)
+    np.testing.assert_array_equal(tiled(lr), whole)
     quantised = tiled.upscale_uint8(lr)
     assert quantised.dtype == np.uint8
-    assert (
-        np.abs(quantised.astype(int) - np.floor(np.clip(whole, 0, 255) + 0.5)).max() <= 1
-    )  # (rounding ties)
+    np.testing.assert_array_equal(quantised, np.floor(np.clip(whole, 0, 255) + 0.5))
 
 
 def test_outputs_over_the_memory_limit_are_built_on_disk_and_written_the_same(checkpoint, tmp_path):
@@ -251,9 +280,11 @@ def test_an_image_over_the_pixel_limit_names_the_limit_and_how_to_raise_it(
 
 
 @pytest.mark.slow
-def test_upscaling_a_4000x3000_photo_at_x4_stays_within_its_uint8_output_size_in_memory(tmp_path):
-    # Peak RSS under 1.5 x the 549 MB uint8 output + 500 MB (edsr-jax 0.1: 7.2 GB, 13 bytes per
-    # output pixel; experiments/perf/bench_upscale_memory.py).
+def test_upscaling_a_3000x2250_photo_at_x4_stays_within_its_uint8_output_size_in_memory(tmp_path):
+    # Peak RSS under 1.5 x the 309 MB uint8 output + 500 MB (measured: about 760 MB, so a second
+    # copy of the output would fail it; edsr-jax 0.1 held 13 bytes per output pixel). The B1 F8
+    # model keeps this about the output's own memory; the real models' figures (4000x3000):
+    # experiments/perf/RESULTS.md, from the same script.
     import subprocess
     import sys
 
@@ -261,10 +292,13 @@ def test_upscaling_a_4000x3000_photo_at_x4_stays_within_its_uint8_output_size_in
 
     bench = os.path.join(EXPERIMENTS, "perf", "bench_upscale_memory.py")
     out = subprocess.run(
-        [sys.executable, bench, "--sizes", "4000x3000"], capture_output=True, text=True, timeout=900
+        [sys.executable, bench, "--model", "tiny", "--sizes", "3000x2250"],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    row = [line for line in out.stdout.splitlines() if line.startswith("| 4000x3000")][0]
+    row = [line for line in out.stdout.splitlines() if line.startswith("| 3000x2250")][0]
     cells = [c.strip() for c in row.strip("|").split("|")]
     output_mb, rss_mb = float(cells[2].replace(",", "")), float(cells[3].replace(",", ""))
     assert rss_mb < 1.5 * output_mb + 500, row

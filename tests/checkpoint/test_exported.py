@@ -85,8 +85,9 @@ def test_interrupted_save_leaves_nothing_that_loads(tmp_path, monkeypatch, saved
 def test_save_refuses_non_empty_directory_and_bad_params(tmp_path, saved):
     _, model, variables = saved
     (tmp_path / "x.txt").write_text("")
-    with pytest.raises(UserError, match="not empty"):
-        exported.save_model(tmp_path, model, variables)
+    with pytest.raises(UserError, match=r"holds files edsr-jax did not write \(x\.txt\)"):
+        exported.save_model(tmp_path, model, variables, overwrite=True)
+    assert (tmp_path / "x.txt").exists()
     wrong = models.MDSR(scales=(2, 3), num_blocks=1, num_features=4)
     with pytest.raises(UserError, match=r"lack pre_process_x3_0/conv1/bias"):
         exported.save_model(tmp_path / "m", wrong, variables)
@@ -95,13 +96,19 @@ def test_save_refuses_non_empty_directory_and_bad_params(tmp_path, saved):
         exported.save_model(tmp_path / "m", model, variables["params"])
 
 
-def test_save_overwrite_replaces_the_old_model(tmp_path, saved):
+def test_save_overwrite_replaces_an_earlier_model_and_nothing_a_user_wrote(tmp_path, saved):
     _, model, variables = saved
-    (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "old.txt").write_text("old")
-    exported.save_model(tmp_path / "m", model, variables, overwrite=True)
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "params"]
+    exported.save_model(tmp_path / "m", model, variables, metadata={"run": 1})
+    with pytest.raises(UserError, match="holds an exported edsr-jax model .* already; pass --force"):
+        exported.save_model(tmp_path / "m", model, variables, metadata={"run": 2})
+    exported.save_model(tmp_path / "m", model, variables, metadata={"run": 2}, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [".edsr-jax.json", "model.json", "params"]
+    assert layout.read_model_json(tmp_path / "m")[1] == {"run": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary or old folder left
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"holds files edsr-jax did not write \(notes\.txt\)"):
+        exported.save_model(tmp_path / "m", model, variables, overwrite=True)
+    assert (tmp_path / "m" / "notes.txt").read_text() == "mine"
 
 
 def test_check_params_match_names_missing_unexpected_and_mismatched_tensors(saved):

@@ -87,3 +87,74 @@ def test_resuming_with_another_config_reports_every_difference(tmp_path):
     ]
     # model.json keeps the config the run started with.
     assert layout.prepare_workdir(str(tmp_path), SPEC, first) == []
+
+
+def test_folder_kinds_come_from_the_marker_or_the_layout(tmp_path):
+    run, model, saved, other = (tmp_path / n for n in ("run", "model", "saved", "other"))
+    (run / layout.CHECKPOINTS_DIR).mkdir(parents=True)
+    layout.write_model_json(run, SPEC, {"source": layout.TRAINING_SOURCE})
+    (model / layout.PARAMS_DIR).mkdir(parents=True)
+    layout.write_model_json(model, SPEC, {"source": "convert-torch"})
+    (saved / "variables").mkdir(parents=True)
+    (saved / "saved_model.pb").write_bytes(b"pb")
+    (saved / "variables" / "variables.index").write_bytes(b"i")
+    layout.mark_folder(saved, layout.SAVEDMODEL)
+    other.mkdir()
+    (other / layout.MODEL_JSON).write_text('{"format": "someone-else"}')
+    kinds = {p.name: layout.folder_kind(p) for p in (run, model, saved, other, tmp_path / "absent")}
+    assert kinds == {
+        "run": layout.TRAINING_WORKDIR,
+        "model": layout.EXPORTED_MODEL,  # (no marker: an export of an older edsr-jax)
+        "saved": layout.SAVEDMODEL,
+        "other": None,
+        "absent": None,
+    }
+    marker = json.loads((saved / layout.OWNER_FILE).read_text())
+    assert marker["files"] == ["saved_model.pb", "variables/variables.index"]
+    assert layout.foreign_files(saved) == []
+    (saved / "variables" / "mine.txt").write_text("")
+    (model / "notes.txt").write_text("")
+    assert layout.foreign_files(saved) == ["variables/mine.txt"]
+    assert layout.foreign_files(model) == ["notes.txt"]
+
+
+def test_train_refuses_folders_that_hold_no_training_run(tmp_path):
+    layout.check_training_folder(str(tmp_path / "new"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".DS_Store").write_text("")  # hidden files do not count
+    layout.check_training_folder(str(tmp_path / "empty"))
+    model = tmp_path / "model"
+    (model / layout.PARAMS_DIR).mkdir(parents=True)
+    layout.write_model_json(model, SPEC, {})
+    with pytest.raises(UserError, match=r"holds an exported edsr-jax model .*config\.init_from=.*model"):
+        layout.check_training_folder(str(model), allow_other_files=True)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("")
+    with pytest.raises(UserError, match=r"not empty and holds no training run \(thesis\.txt\)"):
+        layout.check_training_folder(str(tmp_path / "mine"))
+    layout.check_training_folder(str(tmp_path / "mine"), allow_other_files=True)
+    layout.prepare_workdir(str(tmp_path / "run"), SPEC, {})
+    (tmp_path / "run" / "curve.png").write_text("")  # a run's folder may hold other files
+    layout.check_training_folder(str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_a_run_failing_before_its_first_checkpoint_removes_only_what_it_added(tmp_path, checkpoint):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError, match="boom"):
+        with layout.removed_if_it_fails_early(str(workdir)):
+            layout.prepare_workdir(str(workdir), SPEC, {})
+            (workdir / layout.CHECKPOINTS_DIR / ("4" if checkpoint else "4.orbax-tmp")).mkdir(parents=True)
+            raise RuntimeError("boom")
+    kept = ["checkpoints", "model.json", "notes.txt"] if checkpoint else ["notes.txt"]
+    assert sorted(os.listdir(workdir)) == kept
+    with pytest.raises(RuntimeError, match="boom"):
+        with layout.removed_if_it_fails_early(str(tmp_path / "new")):
+            layout.prepare_workdir(str(tmp_path / "new"), SPEC, {})
+            raise RuntimeError("boom")
+    assert not (tmp_path / "new").exists()
+    with layout.removed_if_it_fails_early(str(tmp_path / "ok")):
+        layout.prepare_workdir(str(tmp_path / "ok"), SPEC, {})
+    assert os.listdir(tmp_path / "ok") == [layout.MODEL_JSON]

@@ -5,44 +5,13 @@ import os
 import shutil
 import signal
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from support.checkpoints import abstract, assert_states_equal, make_state, save_steps
 
 from edsr_jax.checkpoint import manager as checkpoint_manager
 from edsr_jax.checkpoint import preemption
 from edsr_jax.errors import UserError
-from edsr_jax.train_step import TrainState
-
-
-def make_state(step: int, seed: int = 0) -> TrainState:
-    rng = np.random.default_rng(seed + step)
-    return TrainState(
-        step=jnp.asarray(step, jnp.int32),
-        params={"head": {"kernel": jnp.asarray(rng.normal(size=(3, 3, 3, 4)), jnp.float32)}},
-        opt_state={"mu": jnp.asarray(rng.normal(size=(5,)), jnp.float32), "count": jnp.asarray(step)},
-        rng=jax.random.PRNGKey(seed + step),
-    )
-
-
-def abstract(state: TrainState) -> TrainState:
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), state)
-
-
-def assert_states_equal(a: TrainState, b: TrainState) -> None:
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
-def save_steps(directory, steps, scores=None, keep=2):
-    manager = checkpoint_manager.create_manager(directory, keep=keep)
-    for step in steps:
-        metrics = {checkpoint_manager.BEST_METRIC: scores[step]} if scores and step in scores else None
-        checkpoint_manager.save(manager, make_state(step), metrics=metrics)
-    manager.wait_until_finished()
-    return manager
 
 
 def test_restore_is_exact_and_keeps_last_k_plus_best(tmp_path):
@@ -119,8 +88,10 @@ def test_partial_checkpoints_are_never_restored(tmp_path):
     manager.reload()
     assert checkpoint_manager.complete_steps(manager) == [1, 2]
     assert_states_equal(checkpoint_manager.restore(manager, abstract(make_state(0))), make_state(2))
-    assert checkpoint_manager.discard_incomplete(manager) == [4, 5]
+    moved = checkpoint_manager.set_aside_incomplete(manager)
+    assert moved == [(4, str(tmp_path / "incomplete-4")), (5, str(tmp_path / "incomplete-5"))]
     assert not (tmp_path / "4").exists() and not (tmp_path / "5").exists()
+    assert (tmp_path / "incomplete-5" / checkpoint_manager.PARAMS_ITEM).is_dir()  # set aside, not deleted
     # The steps can be saved again afterwards.
     assert checkpoint_manager.save(manager, make_state(4))
     manager.wait_until_finished()

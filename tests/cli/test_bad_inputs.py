@@ -1,7 +1,9 @@
 """Every case of tests/support/cases.py through the CLI (in-process): a correct output, or a one-line
-error naming the culprit, exit 2, no traceback and no output left behind; and the README's
-"What happens when..." table is the one generated from those cases."""
+error naming the culprit, exit 2, no traceback and no output left behind; every file that was
+there before survives unchanged (unless the case replaces it); and the README's "What happens
+when..." table is the one generated from those cases."""
 
+import hashlib
 import os
 import re
 
@@ -38,16 +40,25 @@ def fill(case: Case, folder, model_dir) -> list[str]:
     args = [a.format(**paths) for a in case.args]
     if case.make:
         target = next((a for a in args if a.startswith(paths["in"])), paths["in"])
+        if target.startswith(paths["in"] + "/"):  # ({in}/name: the builder makes the folder {in})
+            target = paths["in"]
         BUILDERS[case.make](target)
     if any("{tmp}/a.png" in a for a in case.args):
         BUILDERS["rgb"](paths["tmp"] + "/a.png")
-    if case.id == "checkpoint_is_pt":
+    if any("{tmp}/edsr_x2.pt" in a for a in case.args):
         BUILDERS["text"](paths["tmp"] + "/edsr_x2.pt")
     return args
 
 
-def everything_under(folder) -> set[str]:
-    return {os.path.relpath(os.path.join(r, f), folder) for r, _, fs in os.walk(folder) for f in fs}
+def everything_under(folder) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``folder``."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return found
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -61,7 +72,10 @@ def test_case(case, model_dir, tmp_path, capsys, monkeypatch):
     before = everything_under(tmp_path)
     code = cli.main([case.command, *args])
     out, err = capsys.readouterr()
-    written = everything_under(tmp_path) - before
+    after = everything_under(tmp_path)
+    lost = sorted(p for p, digest in before.items() if after.get(p) != digest and p not in case.replaces)
+    assert not lost, f"files that were there before and are gone or changed: {lost}"
+    written = {p for p, digest in after.items() if before.get(p) != digest}
     if case.error is None:
         assert code == 0, err
         (result,) = [os.path.join(tmp_path, p) for p in written]
@@ -78,7 +92,15 @@ def test_case(case, model_dir, tmp_path, capsys, monkeypatch):
 
 def test_at_least_13_upscale_situations_are_covered():
     assert len([c for c in CASES if c.command == "upscale"]) >= 13
-    assert {c.command for c in CASES} == {"upscale", "eval", "downscale", "convert-torch", "train", "export"}
+    assert {c.command for c in CASES} == {
+        "upscale",
+        "eval",
+        "downscale",
+        "convert-torch",
+        "train",
+        "export",
+        "demo",
+    }
 
 
 def test_the_readme_table_is_the_generated_one():

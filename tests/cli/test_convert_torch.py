@@ -2,6 +2,7 @@
 summary, refusing a non-empty output folder, and one-line errors with exit 2."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -79,16 +80,22 @@ def test_convert_torch_says_when_it_folds_another_rgb_range(tmp_path, capsys):
     assert metadata["mean_shift"] == {"rgb_range": 255.0, "rgb_std": [1.0, 1.0, 1.0]}
 
 
-def test_convert_torch_refuses_non_empty_out_unless_forced(tmp_path, capsys):
+def test_convert_torch_force_replaces_only_an_earlier_converted_model(tmp_path, capsys):
     torch.save(ref.randomized("edsr", 2, 1, 4).state_dict(), tmp_path / "w.pt")
+    torch.save(ref.randomized("edsr", 3, 1, 4).state_dict(), tmp_path / "w3.pt")
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("user data")
-    assert _convert_cli(tmp_path / "w.pt", out) == 2
-    assert "--force" in capsys.readouterr().err and (out / "keep.txt").exists()
-    assert _convert_cli(tmp_path / "w.pt", out, "--force") == 0
-    assert not (out / "keep.txt").exists()
-    assert edsr_jax.load_model(out)[0].scale == 2
+    for flags in ((), ("--force",)):
+        assert _convert_cli(tmp_path / "w.pt", out, *flags) == 2
+        assert "keep.txt" in capsys.readouterr().err
+        assert sorted(os.listdir(out)) == ["keep.txt"] and (out / "keep.txt").read_text() == "user data"
+    model_dir = tmp_path / "model"
+    assert _convert_cli(tmp_path / "w.pt", model_dir) == 0
+    assert _convert_cli(tmp_path / "w3.pt", model_dir) == 2
+    assert "--force" in capsys.readouterr().err and edsr_jax.load_model(model_dir)[0].scale == 2
+    assert _convert_cli(tmp_path / "w3.pt", model_dir, "--force") == 0
+    assert edsr_jax.load_model(model_dir)[0].scale == 3
 
 
 def _assert_one_line_error(capsys, *fragments):

@@ -84,6 +84,7 @@ def test_eval_with_a_checkpoint_and_a_scale_it_lacks(set5_dir, tmp_path, capsys)
         "--no-progress",
         "--json",
         str(tmp_path / "r.json"),
+        "--force",  # (each run replaces the JSON of the one before)
     ]
     assert cli.main(args + ["--scales", "2", "--tile", "40"]) == 0
     (result,) = json.load(open(tmp_path / "r.json"))["results"]

@@ -110,7 +110,8 @@ def test_train_command_initializes_the_runtime_then_trains(monkeypatch, capsys):
         sharding, "maybe_initialize_distributed", lambda requested, **k: calls.append(("init", requested, k))
     )
 
-    def fake_train(config, workdir):
+    def fake_train(config, workdir, **options):
+        assert options == {"allow_other_files": False}
         calls.append(("train", config, workdir))
         return train_step.TrainState(step=6, params={}, opt_state={}, rng=None)
 

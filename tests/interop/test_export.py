@@ -216,3 +216,62 @@ def test_export_errors_name_what_is_wrong(tiny_models, tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r'exporting ONNX needs onnx: pip install "edsr-jax\[export\]"'):
         export.export_model(model, variables, str(tmp_path / "n.onnx"), "onnx")
     assert not (tmp_path / "n.onnx").exists()
+
+
+def test_force_replaces_only_a_savedmodel_that_export_wrote(tiny_models, tmp_path):
+    model, variables = tiny_models["edsr_x2"]
+    out = tmp_path / "sm"
+    export.export_model(model, variables, str(out), "savedmodel")
+    with pytest.raises(
+        UserError, match=r"holds a SavedModel written by edsr-jax export already; pass --force"
+    ):
+        export.export_model(model, variables, str(out), "savedmodel")
+    stamp = (out / "saved_model.pb").stat().st_mtime_ns
+    export.export_model(model, variables, str(out), "savedmodel", force=True)
+    assert (out / "saved_model.pb").stat().st_mtime_ns != stamp  # replaced
+    x = images()[0]
+    np.testing.assert_allclose(
+        run_format("savedmodel", str(out), x), model.apply(variables, x), atol=FP32_TOLERANCE
+    )
+    (out / "notes.txt").write_text("mine")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "thesis.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for folder, message in (
+        (out, r"besides a SavedModel .* \(notes\.txt\)"),
+        (user, r"holds files edsr-jax did not write \(thesis\.txt\)"),
+        (tmp_path / "user" / "thesis.txt", "is a file"),
+    ):
+        with pytest.raises(UserError, match=message):
+            export.export_model(model, variables, str(folder), "savedmodel", force=True)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("fmt", ["stablehlo", "onnx", "torch", "safetensors"])
+def test_unwritable_outputs_are_named_as_given_before_anything_is_converted(fmt, tiny_models, tmp_path):
+    model, variables = tiny_models["edsr_x2"]
+    (tmp_path / "a_file").write_text("")
+    out = tmp_path / "a_file" / f"m{export.EXTENSIONS[fmt]}"
+    with pytest.raises(UserError, match=rf"cannot write {out}: .*a_file is a file, not a folder"):
+        export.export_model(model, variables, str(out), fmt)
+    assert os.listdir(tmp_path) == ["a_file"]
+
+
+def test_a_write_that_fails_half_way_names_the_output_not_a_temporary_file(
+    tiny_models, tmp_path, monkeypatch
+):
+    from etils import epath
+
+    model, variables = tiny_models["edsr_x2"]
+
+    def disk_full(self, data):
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(type(epath.Path(tmp_path)), "write_bytes", disk_full)
+    for fmt in ("onnx", "torch"):
+        out = tmp_path / f"m{export.EXTENSIONS[fmt]}"
+        with pytest.raises(OSError, match="No space left") as raised:
+            export.export_model(model, variables, str(out), fmt)
+        assert raised.value.filename == str(out)
+    assert os.listdir(tmp_path) == []

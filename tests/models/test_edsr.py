@@ -1,6 +1,8 @@
 """The networks (edsr_jax.models.edsr): parameter counts, structure, pixel-shuffle order, dtypes,
 receptive radius."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,8 @@ from support.receptive import measured_reach
 from support.trees import numpy_init
 
 from edsr_jax import models
+
+edsr_module = importlib.import_module("edsr_jax.models.edsr")  # (models.edsr is the preset)
 
 # REFERENCE section 1: exact parameter counts (mean shift excluded).
 PARAM_COUNTS = {
@@ -105,3 +109,33 @@ def test_receptive_radius_is_what_the_network_sees():
     radius = models.receptive_radius(model)
     reach = measured_reach(model, variables)  # in LR pixels
     assert radius - 1 <= reach <= radius
+
+
+@pytest.mark.parametrize(
+    "model", [models.EDSR(scale=4, num_blocks=2, num_features=8), models.MDSR(num_blocks=1, num_features=8)]
+)
+def test_the_tail_of_the_trunk_is_the_whole_network(model):
+    # (what tiled inference computes in two parts: edsr_jax.inference.Upscaler.split_tile)
+    variables = numpy_init(model)
+    x = jnp.asarray(np.random.default_rng(0).uniform(0, 255, (1, 11, 9, 3)), jnp.float32)
+    for scale in model.scales:
+        features = model.apply(variables, x, scale=scale, part="trunk")
+        assert features.shape == (1, 11, 9, 8)
+        np.testing.assert_array_equal(
+            model.apply(variables, features, scale=scale, part="tail"), model.apply(variables, x, scale=scale)
+        )
+    with pytest.raises(ValueError, match="part must be one of"):
+        model.apply(variables, x, scale=model.scales[0], part="body")
+    assert edsr_module.tail_radius(model) == 2  # 1 + 1/2 + 1/4 at x4, rounded up
+
+
+def test_tail_radius_is_what_the_tail_sees():
+    model = models.EDSR(scale=2, num_blocks=1, num_features=4)
+    variables = numpy_init(model)
+    tail = jax.jit(lambda v, f: model.apply(v, f, part="tail"))
+    features = np.zeros((1, 15, 15, 4), np.float32)
+    base = np.asarray(tail(variables, features))
+    features[0, 7, 7] += 10.0
+    rows = np.nonzero((np.abs(np.asarray(tail(variables, features)) - base) > 1e-5).any(axis=(0, 2, 3)))[0]
+    reach = max(7 * 2 - rows.min(), rows.max() - (7 * 2 + 1)) / 2  # in LR pixels
+    assert edsr_module.tail_radius(model) - 1 <= reach <= edsr_module.tail_radius(model)
