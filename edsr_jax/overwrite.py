@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 
 from etils import epath
 
+from edsr_jax import storage
 from edsr_jax.checkpoint import layout
 from edsr_jax.errors import UserError, listing
 
@@ -33,12 +34,8 @@ PathLike = str | os.PathLike
 WORKDIR_PARTS = (layout.MODEL_JSON, layout.CHECKPOINTS_DIR, layout.PARAMS_DIR, layout.OWNER_FILE)
 
 
-def _is_url(path: PathLike) -> bool:
-    return "://" in os.fspath(path)
-
-
 def _absolute(path: PathLike) -> epath.Path:
-    return epath.Path(layout.absolute(path))
+    return epath.Path(storage.location(path, "path"))
 
 
 def check_writable(path: PathLike) -> None:
@@ -48,7 +45,7 @@ def check_writable(path: PathLike) -> None:
     Raises:
       UserError: a file stands where a folder is needed, or the folder is not writable.
     """
-    if _is_url(path):
+    if storage.is_url(path):
         return
     parent = os.path.dirname(os.path.abspath(os.fspath(path)))
     while not os.path.exists(parent) and os.path.dirname(parent) != parent:

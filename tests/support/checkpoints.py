@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from edsr_jax.checkpoint import manager as checkpoint_manager
-from edsr_jax.train import TrainState
+from edsr_jax.train_step import TrainState
 
 
 def make_state(step: int, seed: int = 0) -> TrainState:
