@@ -38,7 +38,7 @@ def _is_url(path: PathLike) -> bool:
 
 
 def _absolute(path: PathLike) -> epath.Path:
-    return epath.Path(layout.absolute(path))
+    return epath.Path(os.fspath(path) if _is_url(path) else os.path.abspath(path))
 
 
 def check_writable(path: PathLike) -> None:
