@@ -26,6 +26,4 @@ def require(module: str, feature: str, extra: str = "apps") -> ModuleType:
     except ImportError:
         top = module.split(".")[0]
         package = PACKAGE_OF.get(top, top)
-        raise UserError(
-            f"{feature} needs the {package} package: pip install 'edsr-jax[{extra}]'"
-        ) from None
+        raise UserError(f"{feature} needs the {package} package: pip install 'edsr-jax[{extra}]'") from None
