@@ -1,25 +1,13 @@
 """The persistent XLA compilation cache: a restart loads its compiled programs from disk.
 
-JAX compiles the state initialiser, the training step and validation's programs at every start,
-and by default caches only programs that took over 1 s to compile, which leaves out most of them
-on small runs. :func:`enable` points ``jax_compilation_cache_dir`` at a folder and lowers the
-thresholds (unless their ``JAX_PERSISTENT_CACHE_*`` variables are set). It changes JAX's settings
-for the whole process, so only the ``edsr-jax`` command calls it, for its own process; library
-code uses :func:`scoped`, which restores the settings it found, and only when
-``config.compilation_cache_dir`` names a folder.
+JAX caches only programs that took over 1 s to compile by default, which leaves out most of a
+small run's; :func:`enable` (the ``edsr-jax`` command's process set-up) sets the folder and lowers
+the thresholds; library code uses :func:`scoped`, which restores JAX's settings afterwards.
 
-Settings (``config.compilation_cache_dir``; eval, upscale and the demo use ``"auto"``):
-
-* ``"auto"`` (the default): a folder already given to JAX (``JAX_COMPILATION_CACHE_DIR`` or
-  ``jax.config``) is kept; otherwise the folder named by ``EDSR_JAX_COMPILATION_CACHE`` when it
-  holds a path, else the per-user folder ``$XDG_CACHE_HOME/edsr-jax/xla`` (created mode 0700: JAX
-  runs what it finds there, so the folder must be trusted).
-* a folder (local or ``gs://``): that folder.
-* ``""``: edsr-jax sets nothing (a cache the user configured for JAX itself still works).
-* ``EDSR_JAX_COMPILATION_CACHE=0`` (or ``off``, ``false``, ``no``) turns edsr-jax's cache off
-  whatever the setting.
-
-Sharing the folder between runs and hosts, and deleting it: README, "Compilation cache".
+``config.compilation_cache_dir``: ``"auto"`` keeps a folder already given to JAX, else uses
+``$EDSR_JAX_COMPILATION_CACHE`` or the per-user ``$XDG_CACHE_HOME/edsr-jax/xla`` (mode 0700: JAX
+runs what it finds there); a folder (local or ``gs://``); or ``""`` (nothing set).
+``EDSR_JAX_COMPILATION_CACHE=0`` turns it off whatever the setting.
 """
 
 from __future__ import annotations
@@ -35,7 +23,7 @@ AUTO = "auto"
 # Values of ENV that turn the cache off.
 OFF_VALUES = ("0", "off", "false", "no")
 # Cache every program that took this long to compile: the initialiser, the step and validation's
-# programs, not JAX's one-operation eager programs (RESULTS.md, "Start-up").
+# programs, not JAX's one-operation eager programs (RESULTS.md, "Start-up with the compilation cache").
 MIN_COMPILE_TIME_SECS = 0.02
 # No minimum entry size (the small programs of the test config are a few hundred kB).
 MIN_ENTRY_SIZE_BYTES = -1
@@ -78,17 +66,8 @@ def resolve_dir(
 
 
 def enable(setting: str = AUTO, environ: Mapping[str, str] | None = None) -> str | None:
-    """Turns the persistent compilation cache on for the rest of this process (the CLI's setup).
-
-    Call it before the first compilation (JAX opens the cache once, at its first compile).
-
-    Args:
-      setting: ``"auto"``, a folder, or ``""`` (see the module docstring).
-      environ: the environment to read (default ``os.environ``).
-
-    Returns:
-      The folder in use, or None when edsr-jax leaves the cache alone.
-    """
+    """Turns the cache on for the rest of this process, before its first compile (JAX opens the
+    cache once); returns the folder in use, or None."""
     import jax
 
     env = os.environ if environ is None else environ

@@ -4,10 +4,9 @@ Library code never writes ``XLA_FLAGS``: the options below apply to edsr-jax's o
 so a user's programs in the same process compile as they would without edsr-jax. A user's
 ``XLA_FLAGS`` that names an option wins over the choice made here.
 
-The choice on CPUs (``experiments/perf/RESULTS.md``, "CPU convolution routing"): XLA:CPU hands
-convolutions to YNNPACK by default; YNNPACK's backward convolutions are slower than XLA's own
-kernels, so training programs use XLA's kernels; its forward convolutions are faster only on CPUs
-with AVX-512, so inference programs keep YNNPACK there and use XLA's kernels elsewhere.
+On CPUs, training programs route convolutions to XLA's own kernels (YNNPACK's backward ones are
+slower), and inference programs keep YNNPACK only with AVX-512 (RESULTS.md, "CPU convolution
+routing").
 """
 
 from __future__ import annotations
@@ -46,16 +45,8 @@ def xla_kernels_for(kind: str, avx512: bool) -> bool:
 
 
 def for_program(kind: str, platform: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The ``compiler_options`` of an edsr-jax program of ``kind`` compiled for ``platform``.
-
-    Args:
-      kind: ``"train"`` (the training step, the state initialiser) or ``"infer"`` (forward passes).
-      platform: the devices' platform (``"cpu"``, ``"gpu"``, ``"tpu"``; ``jax.Device.platform``).
-      environ: the environment whose ``XLA_FLAGS`` a user may have set (default ``os.environ``).
-
-    Returns:
-      The options (``{}``: XLA's defaults).
-    """
+    """The ``compiler_options`` of a ``"train"`` or ``"infer"`` program on ``platform``
+    (``{}``: XLA's defaults); a user's ``XLA_FLAGS`` in ``environ`` wins."""
     env = os.environ if environ is None else environ
     if platform != "cpu" or _mentioned(env.get("XLA_FLAGS", ""), YNN_FUSION_TYPE):
         return {}

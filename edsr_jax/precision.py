@@ -7,7 +7,7 @@
 * ``bf16``: mixed precision: bfloat16 activations and convolutions; float32 parameters, Adam
   state, gradients' accumulation into them, and the loss.
 * ``auto`` (the default): ``bf16`` on GPUs and TPUs, ``fp32`` on CPUs (whose XLA backend has no
-  fast bfloat16 convolutions). Its cost in PSNR: ``experiments/perf/RESULTS.md``, "Precision".
+  fast bfloat16 convolutions). Its cost in PSNR: ``experiments/perf/RESULTS.md``, "Half precision".
 
 The policy a run trained with is printed at start and recorded in ``model.json``.
 """

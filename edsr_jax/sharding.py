@@ -1,12 +1,8 @@
 """Device mesh, shardings and global batches for data-parallel training with ``jit``.
 
-One mesh axis, ``data``, spans every device of every process and slice, in process-major order
-(:func:`data_axis_order`). Parameters, optimizer state and the step are replicated; a batch is
-split along its first axis. Each process feeds only its own share of the global batch
-(``global batch / process count`` examples, checked once by :func:`check_batch_size`), one
-contiguous block of rows (:func:`process_rows`), which :func:`make_global_batch` stitches into one
-global ``jax.Array``; :func:`prefetch_to_device` keeps a few of them in flight.
-:func:`maybe_initialize_distributed` starts the multi-process runtime when a launcher asks for it.
+One mesh axis, ``data``, over every device in process-major order (:func:`data_axis_order`), so
+each process feeds one contiguous block of the global batch from its own pipeline. Parameters and
+optimizer state are replicated; batches are split along the example axis.
 """
 
 from __future__ import annotations
@@ -37,21 +33,9 @@ def _count(environ: Mapping[str, str], name: str) -> int:
 
 
 def detect_launcher(environ: Mapping[str, str] | None = None) -> str | None:
-    """The launcher whose variables ask for several processes, or None for a one-process run.
-
-    Recognised (these are what ``jax.distributed.initialize()`` reads to fill in its arguments):
-    ``EDSR_JAX_DISTRIBUTED=1``; ``JAX_COORDINATOR_ADDRESS``; SLURM (``srun`` with more than one
-    task: ``SLURM_NTASKS > 1`` inside a step); Open MPI (``OMPI_COMM_WORLD_SIZE > 1``); Cloud TPU
-    on GKE (``TPU_WORKER_HOSTNAMES`` or ``TPU_PROCESS_ADDRESSES`` listing several hosts). A Cloud
-    TPU VM slice sets none of these: set ``config.distributed`` (or ``EDSR_JAX_DISTRIBUTED=1``) there.
-    ``EDSR_JAX_DISTRIBUTED=0`` turns detection off.
-
-    Args:
-      environ: the environment (default ``os.environ``).
-
-    Returns:
-      A short name of the launcher, or None.
-    """
+    """The launcher whose variables ask for several processes (SLURM, Open MPI, GKE TPU,
+    ``JAX_COORDINATOR_ADDRESS``, ``EDSR_JAX_DISTRIBUTED=1``), or None. A Cloud TPU VM slice sets
+    none of these: set ``config.distributed`` there. ``EDSR_JAX_DISTRIBUTED=0`` turns this off."""
     env = os.environ if environ is None else environ
     flag = env.get(DISTRIBUTED_ENV, "").strip().lower()
     if flag in _FALSE:
@@ -78,21 +62,10 @@ def maybe_initialize_distributed(
     process_id: int | None = None,
     local_device_ids: Sequence[int] | None = None,
 ) -> bool:
-    """Calls ``jax.distributed.initialize()`` when asked by arguments, the config or the environment.
+    """Calls ``jax.distributed.initialize()`` when the arguments, config or environment ask for it.
 
-    Must run before anything touches JAX's devices. Arguments left as None are filled in by JAX
-    from the environment (``JAX_COORDINATOR_ADDRESS``, ``JAX_LOCAL_DEVICE_IDS``, SLURM, Open MPI,
-    Cloud TPU metadata).
-
-    Args:
-      requested: ``config.distributed`` (the command line's ``--distributed``).
-      coordinator_address: ``HOST:PORT`` of process 0's coordinator.
-      num_processes: number of processes.
-      process_id: this process, in ``[0, num_processes)``.
-      local_device_ids: the local accelerators this process uses (default: all it sees).
-
-    Returns:
-      Whether the distributed runtime was initialised by this call.
+    Must run before anything touches JAX's devices; JAX fills in arguments left as None from the
+    environment. ``requested`` is ``config.distributed``. Returns whether this call initialised it.
 
     Raises:
       UserError: inconsistent explicit settings, or JAX could not work out the missing ones.
@@ -125,20 +98,10 @@ def maybe_initialize_distributed(
 def data_axis_order(devices: Sequence) -> list:
     """``devices`` in the order of the ``data`` axis: slice by slice, then process by process.
 
-    Each process feeds its rows of the global batch from its own input pipeline, so its devices
-    must hold one contiguous block of rows, and the blocks follow the processes' order. JAX's
-    interconnect order (``jax.make_mesh``: a ring or torus walk on TPU) interleaves the hosts of a
-    slice, and ``jax.make_mesh`` refuses several slices. So each slice (``slice_index``, the DCN
-    axis of a multislice run) is first put in JAX's order on its own, then sorted stably by
-    ``process_index``: a host's devices keep their order relative to each other. Only device
-    attributes are read (``platform``, ``device_kind``, ``coords``, ``core_on_chip``,
-    ``process_index``, ``slice_index``), so stand-ins can drive it for any topology.
-
-    Args:
-      devices: every device the mesh spans, in any order.
-
-    Returns:
-      The same devices, process-major.
+    Each process feeds one contiguous block of rows, but ``jax.make_mesh``'s interconnect order
+    interleaves a slice's hosts (and refuses several slices): so each slice is put in JAX's order,
+    then sorted stably by ``process_index``. Only device attributes are read, so stand-ins can
+    drive it for any topology.
     """
     slices: dict[int, list] = {}
     for device in devices:
@@ -152,11 +115,7 @@ def data_axis_order(devices: Sequence) -> list:
 
 
 def create_mesh(devices: Sequence | None = None) -> Mesh:
-    """A 1-D mesh with axis ``data`` over ``devices`` (default: all devices of all processes).
-
-    The devices are in :func:`data_axis_order`, whatever order they come in, so that every
-    process's shards are one contiguous block of the batch on any TPU, GPU or CPU topology.
-    """
+    """A 1-D mesh with axis ``data`` over ``devices`` (default: all), in :func:`data_axis_order`."""
     devices = jax.devices() if devices is None else list(devices)
     return Mesh(np.array(data_axis_order(devices), dtype=object), (DATA_AXIS,), axis_types=(AxisType.Auto,))
 
@@ -177,19 +136,10 @@ def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(global_batch: int, mesh: Mesh, process_count: int | None = None) -> int:
-    """The one batch-size check: the global batch must split evenly over every device.
-
-    Args:
-      global_batch: ``config.batch_size``, summed over all processes and devices.
-      mesh: the training mesh.
-      process_count: number of processes (default ``jax.process_count()``).
-
-    Returns:
-      The number of examples each process feeds per step.
+    """The one batch-size check: examples per process per step of a global ``config.batch_size``.
 
     Raises:
-      UserError: the global batch is not a positive multiple of the device count (the message
-        names both and the nearest batch size that works).
+      UserError: not a positive multiple of the device count (names a batch size that works).
     """
     n_dev = mesh.devices.size
     n_proc = jax.process_count() if process_count is None else process_count
@@ -203,13 +153,10 @@ def check_batch_size(global_batch: int, mesh: Mesh, process_count: int | None = 
 
 
 def process_rows(global_batch: int, mesh: Mesh) -> tuple[int, int]:
-    """The rows ``[start, stop)`` of a global batch that this process feeds (its devices' shards).
-
-    Read off the batch sharding itself, so it holds for any device order of the mesh.
+    """The rows ``[start, stop)`` of a global batch this process feeds, read off the sharding.
 
     Raises:
-      UserError: the batch does not split over the devices (:func:`check_batch_size`), or this
-        process's shards are not one contiguous block of rows.
+      UserError: the batch does not split, or this process's shards are not contiguous.
     """
     check_batch_size(global_batch, mesh)
     spans = sorted(
@@ -229,17 +176,8 @@ def make_global_batch(
 ) -> dict:
     """Turns this process's share of a batch into global arrays split over ``data``.
 
-    Args:
-      batch: numpy arrays whose first axis (second with ``stacked``) holds this process's examples
-        (as many as :func:`check_batch_size` returned); scalar entries (e.g. the Python int
-        ``scale``) pass through unchanged.
-      mesh: the training mesh.
-      stacked: arrays are K stacked batches (steps first, :func:`stacked_batch_sharding`).
-      replicated_keys: entries that every process holds whole (e.g. the steps' scale indices).
-
-    Returns:
-      The same keys; arrays become ``jax.Array`` whose example axis is ``local batch * process
-      count`` long.
+    The example axis is the first (the second with ``stacked``: K batches, steps first); scalars
+    pass through, and ``replicated_keys`` are held whole by every process (the scale indices).
     """
     sharding = stacked_batch_sharding(mesh) if stacked else batch_sharding(mesh)
     axis = 1 if stacked else 0
@@ -261,17 +199,7 @@ def make_global_batch(
 def prefetch_to_device(
     iterator: Iterator[dict], size: int, mesh: Mesh, **global_batch_options
 ) -> Iterator[dict]:
-    """Keeps ``size`` global batches on their way to the devices (transfers overlap compute).
-
-    Args:
-      iterator: per-process numpy batches.
-      size: batches kept in flight while the caller works on the current one.
-      mesh: the device mesh (batches are split over its ``data`` axis).
-      global_batch_options: :func:`make_global_batch`'s keywords.
-
-    Returns:
-      Iterator of :func:`make_global_batch` results, in order.
-    """
+    """:func:`make_global_batch` of each batch, ``size`` kept in flight (transfers overlap compute)."""
     queue = collections.deque()
     for batch in iterator:
         queue.append(make_global_batch(batch, mesh, **global_batch_options))

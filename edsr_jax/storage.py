@@ -2,18 +2,8 @@
 
 :func:`location` is the one place a path the user gave becomes the string the libraries get: a
 local path made absolute (Orbax misreads relative ones), or a ``gs://`` URL kept as it is once this
-Python can reach it. Each library then reaches the bucket through its own client:
-
-* ``etils.epath`` (``model.json``, the workdir lock, ``parameters.txt``, TensorBoard events,
-  Orbax's folders and metadata, TFDS's dataset info): TensorFlow's file layer when TensorFlow is
-  installed, else fsspec with ``gcsfs`` (the ``gcs`` and ``tpu`` extras install it);
-* Orbax's arrays: TensorStore's own GCS driver; TFDS's ArrayRecord files: ArrayRecord's own GCS
-  client. Both ship inside their wheels.
-
-Credentials are Google's application default credentials (on a Cloud TPU VM: its service account).
-Other URL schemes are refused with a message: TensorStore and ArrayRecord reach none but ``gs://``
-here, and ``etils.epath`` fails on schemes it does not know (``memory://``, ``file://``) with a
-``KeyError``.
+Python can reach it (``etils.epath`` needs TensorFlow or ``gcsfs``; TensorStore and ArrayRecord
+bring their own GCS clients). Other schemes are refused: those clients reach none but ``gs://``.
 """
 
 from __future__ import annotations
@@ -41,18 +31,11 @@ def _installed(package: str) -> bool:
 def location(path: str | os.PathLike, field: str, *, local_only: bool = False) -> str:
     """``path`` as every library should get it: absolute if local, a checked ``gs://`` URL otherwise.
 
-    Args:
-      path: what the user gave (``workdir``, ``config.data.data_dir``, a model directory...).
-      field: the argument or config field it came from, for the message.
-      local_only: the reader of ``path`` opens local files only (image folders, the decoded-image
-        cache).
-
-    Returns:
-      The absolute local path, or the URL unchanged.
+    ``field`` names the argument or config field in messages; ``local_only``: its reader opens
+    local files only (image folders, the image cache).
 
     Raises:
-      UserError: a URL where only local paths work, a scheme other than ``gs://``, or ``gs://``
-        without ``gcsfs`` (or TensorFlow) installed.
+      UserError: a URL where only local paths work, another scheme, or no gs:// client installed.
     """
     path = os.fspath(path)
     if not is_url(path):

@@ -5,13 +5,8 @@ activations only (bounded memory). Each output pixel comes from a tile where it 
 ``overlap`` LR pixels from every cut edge; with an overlap of at least the network's receptive
 radius the stitched output is the untiled one.
 
-How exact: every output pixel is computed from the same inputs by the same operations, padded,
-tiled or not. On CPU (XLA's convolutions sum each output pixel in the same order whatever the
-shape) the float32 output of a tiled or padded pass is identical to the bit to the whole image's
-(tested for EDSR x2/x3/x4 and MDSR, with and without the self-ensemble; measured for the EDSR
-baseline and the full EDSR: ``experiments/perf/RESULTS.md``). On GPU and TPU the convolution
-algorithm may be chosen per shape, so tiles there can differ from the whole image by float32
-rounding, which can move a quantised pixel by one grey level where its value lies at .5.
+On CPU the tiled output is bit-identical to the whole image's (tested). On GPU and TPU the
+convolution algorithm may depend on the shape, so a quantised pixel can move by one grey level.
 """
 
 from __future__ import annotations
@@ -49,33 +44,17 @@ def tiled(
 ) -> np.ndarray:
     """Run ``fn`` on fixed ``tile x tile`` LR tiles and stitch the interiors of the outputs.
 
-    Tiles are placed on a grid with stride ``tile - 2 * overlap`` and shifted to stay inside the
-    image; each output pixel is taken from a tile where it lies at least ``overlap`` LR pixels
-    from every cut edge (image borders are not cuts). An image smaller than the tile is padded at
-    the bottom/right: with ``with_valid=True`` ``fn`` is told which part is image and can ignore
-    the rest exactly (:func:`edsr_jax.inference.make_upscaler`); otherwise the edge pixels are
-    replicated, which changes the output near those borders. Tiles run one at a time and are
-    converted to float32 one at a time; host memory holds the input, the output and a few tiles.
+    Tiles sit on a grid of stride ``tile - 2 * overlap``, shifted to stay inside the image. An
+    image smaller than a tile is padded bottom/right: with zeros and ``fn(tile, valid)`` told the
+    image part (int32 ``[top, bottom, left, right]``) when ``with_valid``, else by replicating edges
+    (which changes the output near them). Host memory holds the input, the output and a few tiles.
 
     Args:
-      fn: ``fn(tile) -> out`` (NHWC, out ``scale`` times larger); with ``with_valid``,
-        ``fn(tile, valid)`` where ``valid`` is int32 ``[top, bottom, left, right]``: the rows and
-        columns of the tile that hold image pixels.
-      x: NHWC input (numpy or JAX; uint8 or float).
-      scale: output/input size ratio.
-      tile: tile size in LR pixels.
       overlap: context kept around each tile's interior (at least the receptive radius).
-      with_valid: pass ``valid`` to ``fn`` and pad with zeros.
-      with_core: also pass ``core``, int32 ``[top, bottom, left, right]``: the part of the tile
-        that is kept; ``fn`` then returns the output of that part only.
-      out: where to write the output (N, H * scale, W * scale, C_out), e.g. a uint8 or
-        memory-mapped array; default a new float32 array.
-      finish: applied to each tile's kept part before it is stored (e.g. quantisation to uint8).
-      in_flight: tiles dispatched before the first is fetched (``fn`` may return device arrays
-        still being computed, e.g. on several devices); 1: one at a time.
-
-    Returns:
-      ``out`` (float32 (N, H * scale, W * scale, C_out) by default).
+      with_core: also pass ``core`` (the kept part, as ``valid``); ``fn`` returns that part only.
+      out: where to write (e.g. a uint8 or memory-mapped array); default a new float32 array.
+      finish: applied to each kept part before it is stored (e.g. quantisation).
+      in_flight: tiles dispatched before the first is fetched (for device arrays still computing).
 
     Raises:
       UserError: ``tile <= 2 * overlap``.

@@ -1,10 +1,7 @@
 """The training step: the state, the losses, one optimizer step and its guards.
 
-Pure functions of arrays (no files, devices or clock): :class:`TrainState`, :func:`create_train_state`,
-:func:`train_step`, and :func:`train_steps`, which runs up to K steps in one call (one dispatch per
-K steps, so small models are not bound by launching each step's kernels). :func:`compile_train_step`
-and :func:`compile_train_steps` jit them with shardings and donation; :func:`check_finite` reads
-the metrics. :mod:`edsr_jax.train` runs the multi-step program; a user's own loop can run either::
+Pure functions of arrays (no files, devices or clock). :func:`train_steps` runs up to K steps in
+one call, so small models are not bound by dispatching each step. A user's own loop::
 
     state, shardings = create_train_state(model, tx, mesh, jax.random.key(0))
     step = compile_train_step(model, tx, learning_rate_fn, mesh, shardings, scale=2)
@@ -56,16 +53,9 @@ def create_train_state(
     ema: bool = False,
     compiler_options: Mapping[str, str] | None = None,
 ) -> tuple[TrainState, Any]:
-    """Initialises the state directly into its (replicated) shardings, shapes first.
+    """``(state, state_shardings)``: initialised straight into replicated shardings, shapes first.
 
-    Args:
-      model, tx, mesh, rng: the network, the optimizer, the device mesh, the seed's key.
-      ema: keep an EMA of the parameters (starting at the initial parameters).
-      compiler_options: XLA options of the initialiser (default:
-        :func:`edsr_jax.compiler_options.for_program` of a training program on the mesh's platform).
-
-    Returns:
-      ``(state, state_shardings)``.
+    ``ema`` keeps an EMA of the parameters; ``compiler_options`` default to a training program's.
     """
 
     def init(rng):
@@ -142,21 +132,14 @@ def train_step(
     """One Adam step on the loss of a batch of one scale.
 
     Args:
-      state: the current state.
       batch: ``{"lr": uint8 (b, p, p, 3), "hr": uint8 (b, p*scale, p*scale, 3)}``.
-      model: the network.
-      tx: from :func:`edsr_jax.optim.create_optimizer`.
-      learning_rate_fn: from :func:`edsr_jax.optim.create_learning_rate_fn`; evaluated at
-        ``state.step``.
-      scale: the batch's scale (static: one compiled step per scale).
+      scale: static: one compiled step per scale.
       loss: ``"l1"`` or ``"l2"``, on [0, 255] images.
-      ema_decay: > 0 updates ``state.ema_params`` (which must exist) after the step.
-      grad_clip_norm: > 0 clips the gradients' global norm to it before Adam.
+      ema_decay: > 0 updates ``state.ema_params`` (which must exist).
+      grad_clip_norm: > 0 clips the gradients' global norm before Adam.
       skip_loss_factor: > 0 skips the update of a step whose loss exceeds this multiple of the
-        running mean loss (:func:`edsr_jax.optim.is_spike`): the step is counted, everything
-        else (parameters, Adam, EMA, batch-norm averages, running loss) stays as it was.
-      matmul_precision: JAX's ``default_matmul_precision`` for the forward and backward pass
-        (e.g. ``"float32"``; None: JAX's default).
+        running mean (:func:`edsr_jax.optim.is_spike`): the step counts, nothing else changes.
+      matmul_precision: ``default_matmul_precision`` of the pass (None: JAX's default).
 
     Returns:
       ``(new_state, {"loss", "grad_norm" (before clipping), "learning_rate", "skipped" (0 or 1),
@@ -214,12 +197,8 @@ def compile_train_step(
     compiler_options: Mapping[str, str] | None = None,
     **options,
 ) -> Callable:
-    """``jit`` of :func:`train_step` for one scale: replicated state (donated), batch split.
-
-    ``options``: the :func:`train_step` keywords (:func:`step_options` of a config).
-    ``compiler_options``: XLA options of the step (default:
-    :func:`edsr_jax.compiler_options.for_program` of a training program on the mesh's platform).
-    """
+    """``jit`` of :func:`train_step` for one scale: replicated state (donated), batch split;
+    ``options`` are its keywords (:func:`step_options`)."""
     if compiler_options is None:
         compiler_options = xla_options.for_program(xla_options.TRAIN, xla_options.platform_of(mesh.devices))
     step_fn = functools.partial(
@@ -245,20 +224,12 @@ def train_steps(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """Up to K :func:`train_step` calls in one program: the first ``count`` of K stacked batches.
 
-    ``count`` is a traced value, so one compiled program runs any number of steps from 1 to K, and
-    a run gives the same bits whatever its steps per call. Several ``scales`` (MDSR): each step
-    switches to its batch's scale; HR patches arrive padded to the largest scale and are cropped.
-
-    Args:
-      state: the current state.
-      batches: ``{"lr": (K, b, p, p, 3), "hr": (K, b, P, P, 3), "scale_index": (K,) int32}``, with
-        ``P = p * max(scales)`` (or ``p * scale`` for one scale); rows past ``count`` are ignored.
-      count: how many steps to run (1..K).
-      scales: the model's training scales (static); ``scale_index`` indexes them.
-      options: the :func:`train_step` keywords but ``scale``.
+    ``count`` is traced, so one program runs 1..K steps and a run gives the same bits whatever its
+    steps per call. With several ``scales`` (MDSR) each step switches to its batch's
+    ``scale_index``; HR patches arrive padded to ``p * max(scales)`` and are cropped.
 
     Returns:
-      ``(new_state, metrics)``, each metric of shape (K,): step ``i``'s value at ``i < count``.
+      ``(new_state, metrics)``, each metric of shape (K,), valid below ``count``.
     """
     steps = batches["lr"].shape[0]
     patch = batches["lr"].shape[2]
@@ -301,12 +272,8 @@ def compile_train_steps(
     compiler_options: Mapping[str, str] | None = None,
     **options,
 ) -> Callable:
-    """``jit`` of :func:`train_steps`: ``fn(state, batches, count) -> (state, metrics)``.
-
-    The state is replicated and donated; stacked batches are split along their second (example)
-    axis. ``options``: the :func:`train_step` keywords (:func:`step_options` of a config).
-    ``compiler_options``: as :func:`compile_train_step`.
-    """
+    """``jit`` of :func:`train_steps`: ``fn(state, batches, count) -> (state, metrics)``, as
+    :func:`compile_train_step` but with batches split along their second (example) axis."""
     if compiler_options is None:
         compiler_options = xla_options.for_program(xla_options.TRAIN, xla_options.platform_of(mesh.devices))
     fn = functools.partial(
@@ -333,18 +300,12 @@ def check_finite(
     log: Callable[[str], None] | None = None,
     reported_through: int = -1,
 ) -> dict[str, float]:
-    """Fetches the metrics of calls; returns their means over steps (``skipped``: the fraction of
-    skipped steps).
+    """Means over steps of the metrics of ``history`` (``(step, steps run, metrics)`` per call).
 
-    Args:
-      history: ``(step before the call, steps it ran, metrics)`` per call; each metric holds one
-        value per step (:func:`train_steps`), or is a scalar for a one-step call of :func:`train_step`.
-      log: told of each step after ``reported_through`` whose update was skipped as a loss spike.
-      reported_through: the last step already told to ``log``.
+    Spike-skipped steps after ``reported_through`` are told to ``log``.
 
     Raises:
-      UserError: naming the first step whose loss or gradient norm is not finite, its values and
-        what to change (a user's setting, such as the learning rate, is the usual cause).
+      UserError: the first step whose loss or gradient norm is not finite, with its values.
     """
     fetched = jax.device_get([m for _, _, m in history])
     rows = []

@@ -182,10 +182,20 @@ class StepTimer:
 
 
 def parameter_overview(params: Any) -> str:
-    """clu's table of the parameters: names, shapes, dtypes, sizes and the total."""
-    from clu import parameter_overview as overview
+    """A table of the parameters: path, shape, dtype and size of each, then the total."""
+    import jax
 
-    return overview.get_parameter_overview(params, include_stats=False)
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    rows = [("Name", "Shape", "Dtype", "Size")]
+    rows += [
+        ("/".join(str(getattr(k, "key", k)) for k in path), str(x.shape), str(x.dtype), str(x.size))
+        for path, x in leaves
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    total, nbytes = sum(x.size for _, x in leaves), sum(x.size * x.dtype.itemsize for _, x in leaves)
+    return "\n".join(lines + [f"Total: {total:,} -- {nbytes:,} bytes"])
 
 
 def summary_image(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, scale: int, crop: int) -> np.ndarray:

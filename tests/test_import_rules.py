@@ -199,6 +199,9 @@ def test_no_import_cycle_anywhere():
         ("edsr_jax.data.pipeline", ("jax", "flax", "tensorflow", "edsr_jax.models", "edsr_jax.sharding")),
         ("edsr_jax.imaging.metrics", ("jax", "flax", "edsr_jax.models", "edsr_jax.data")),
         ("edsr_jax.cli", ("jax", "tensorflow", "orbax")),  # `edsr-jax --help` stays instant
+        # the core install (training, evaluation, models) has no use for the apps extra
+        ("edsr_jax.train", ("skimage", "matplotlib", "clu")),
+        ("edsr_jax.evaluate", ("skimage", "matplotlib", "clu")),
     ],
 )
 def test_importing_a_module_loads_only_what_its_folder_may_use(module, absent):

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from edsr_jax import atomic
 from edsr_jax.errors import UserError
+from edsr_jax.extras import require
 
 # Validation scalars training writes: "<set>/psnr_x<s>" (set "val" for the validation split).
 _PSNR_TAG = re.compile(r"^(?P<dataset>[^/]+)/psnr_x(?P<scale>\d+)$")
@@ -141,6 +142,7 @@ def plot(rows: Sequence[dict], title: str) -> bytes:
     Drawn on a ``Figure`` of its own with the Agg canvas: no pyplot, no change to matplotlib's
     backend or figure registry.
     """
+    require("matplotlib", "the plot of a checkpoint sweep (--curve)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -19,7 +19,7 @@ from etils import epath
 
 from edsr_jax import atomic, models, storage
 from edsr_jax import overwrite as overwrite_rule
-from edsr_jax.checkpoint import late_results, layout, manager
+from edsr_jax.checkpoint import layout, manager
 from edsr_jax.errors import UserError, listing, quote
 
 # Files an Orbax PyTree checkpoint (OCDBT layout, as save_model writes it) cannot be read without.

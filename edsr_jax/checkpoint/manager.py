@@ -1,24 +1,10 @@
-"""Training checkpoints: the Orbax ``CheckpointManager`` of a workdir (``WORKDIR/checkpoints``).
+"""Training checkpoints: the Orbax ``CheckpointManager`` of ``WORKDIR/checkpoints``.
 
-Each checkpoint is a step folder with three items:
-
-* ``params``: the model parameters (float32), restorable on their own for evaluation;
-* ``train``: optimizer state, step and RNG key (with ``params`` this is the whole ``TrainState``);
-* ``meta``: JSON with the step, the data position (equal to the step: the input pipeline's batch
-  ``k`` is a pure function of the seed and ``k``) and the model spec;
-
-and, only in runs that have them: ``ema_params`` (the EMA of the weights, ``config.ema_decay``;
-restorable on its own like ``params``), ``batch_stats`` (batch-norm running averages, SRResNet)
-and ``loss_stats`` (the spike guard's running mean loss). A checkpoint without them (written
-before they existed, or by a run without them) restores with those fields set to None.
-
-Saves are asynchronous; a step folder only appears under its final name once every file is written
-(Orbax writes into a temporary folder and renames it), so a run killed mid-save leaves at most a
-temporary folder that is never restored. The manager keeps the last ``keep`` checkpoints plus the
-one with the best validation PSNR (checkpoints saved with ``metrics={"val_psnr": ...}``).
-:class:`PreemptionGuard` turns SIGTERM into a save-and-stop at the next step. Readers
-(:func:`restore_params`, ``load_model``) open the manager read-only: they consider complete
-checkpoints only and never delete anything.
+A step folder holds ``params`` (restorable alone for evaluation), ``train`` (optimizer state, step,
+RNG key) and ``meta`` (JSON: step, data position, model spec), plus ``ema_params``,
+``batch_stats`` and ``loss_stats`` in runs that have them (None when absent). Orbax renames a
+finished save into place, so a killed save leaves only a temporary folder that is never restored.
+The manager keeps the last ``keep`` steps and the best by ``val_psnr``; readers open it read-only.
 """
 
 from __future__ import annotations
@@ -59,19 +45,10 @@ def create_manager(
     async_save: bool = True,
     read_only: bool = False,
 ) -> ocp.CheckpointManager:
-    """A ``CheckpointManager`` that keeps the last ``keep`` checkpoints and the best by val PSNR.
+    """A ``CheckpointManager`` keeping the last ``keep`` steps (and the best by ``val_psnr``).
 
-    Saving cadence is decided by the caller (``save(..., force)``), not by the manager.
-
-    Args:
-      directory: the checkpoint folder (:func:`edsr_jax.checkpoint.layout.checkpoint_dir`).
-      keep: how many of the most recent checkpoints to keep (at least 1).
-      keep_best: also keep the checkpoint with the highest ``val_psnr`` metric.
-      async_save: write checkpoints in a background thread.
-      read_only: for restoring only: creates no folder and removes no temporary folders.
-
-    Returns:
-      The manager; close it (or call ``wait_until_finished``) before the process exits.
+    The caller decides the cadence. ``read_only`` creates no folder and removes nothing. Close the
+    manager (or ``wait_until_finished``) before the process exits.
 
     Raises:
       UserError: ``keep`` is less than 1.
@@ -106,18 +83,8 @@ def save(
     meta: dict | None = None,
     metrics: dict | None = None,
 ) -> bool:
-    """Starts an (asynchronous) save of ``state`` at ``state.step``.
-
-    Args:
-      manager: from :func:`create_manager`.
-      state: a ``TrainState`` (``params``, ``opt_state``, ``step``, ``rng``; the optional fields
-        ``ema_params``, ``batch_stats``, ``loss_stats`` are saved when not None).
-      meta: extra JSON-able facts stored beside the arrays (e.g. the model spec).
-      metrics: e.g. ``{"val_psnr": 30.1}``; ranks the checkpoint for "best".
-
-    Returns:
-      Whether a save was started (False when this step is already saved).
-    """
+    """Starts an (asynchronous) save of ``state`` at its step, with JSON ``meta`` and ``metrics``
+    (``{"val_psnr": ...}`` ranks it for "best"). Returns False when the step is already saved."""
     step = int(jax.device_get(state.step))
     if step in manager.all_steps():
         return False
@@ -140,12 +107,7 @@ def _train_part(state: Any) -> dict:
 
 
 def is_complete(manager: ocp.CheckpointManager, step: int) -> bool:
-    """Whether a step folder holds a committed checkpoint with every item.
-
-    Orbax finalises a save by renaming its temporary folder, so a crash leaves only a temporary
-    folder, which Orbax ignores; this also rejects a step folder that lost files afterwards (a
-    partial copy): it needs a commit timestamp in ``_CHECKPOINT_METADATA`` and all three items.
-    """
+    """Whether a step folder has a commit timestamp and every item (not a partial copy)."""
     folder = epath.Path(manager.directory) / str(step)
     try:
         committed = json.loads((folder / "_CHECKPOINT_METADATA").read_text()).get("commit_timestamp_nsecs")
@@ -160,12 +122,8 @@ def complete_steps(manager: ocp.CheckpointManager) -> list[int]:
 
 
 def set_aside_incomplete(manager: ocp.CheckpointManager) -> list[tuple[int, str]]:
-    """Renames step folders that are not complete checkpoints (no commit record, an item missing)
-    to ``incomplete-<step>``, so that their steps can be saved again and nothing is deleted.
-
-    Returns:
-      ``[(step, new path)]``.
-    """
+    """Renames incomplete step folders to ``incomplete-<step>`` (their steps can be saved again,
+    nothing is deleted); returns ``[(step, new path)]``."""
     moved = []
     for step in sorted(manager.all_steps()):
         if not is_complete(manager, step):
@@ -176,24 +134,14 @@ def set_aside_incomplete(manager: ocp.CheckpointManager) -> list[tuple[int, str]
 
 
 def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | None = None) -> Any:
-    """Restores the whole training state of ``step`` (default: the latest complete checkpoint).
+    """The ``TrainState`` of ``step`` (default: the latest), sharded like ``abstract_state``.
 
-    Args:
-      manager: from :func:`create_manager`.
-      abstract_state: a ``TrainState`` of ``jax.ShapeDtypeStruct`` with shardings (the target).
-      step: which checkpoint; None for the latest.
-
-    Returns:
-      The restored ``TrainState``, sharded like ``abstract_state``; None if there is no checkpoint.
-      Without ``step``, a latest checkpoint whose files are damaged on any process (missing,
-      truncated, garbled: :func:`edsr_jax.checkpoint.recovery.is_damage`) is moved aside to
-      ``unreadable-<step>`` by process 0, with a warning naming it, and every process goes on
-      with the one before (:func:`edsr_jax.checkpoint.recovery.agree`).
+    Returns None without checkpoints. A damaged latest checkpoint (:mod:`.recovery`) is moved
+    aside to ``unreadable-<step>`` with a warning, and every process restores the one before.
 
     Raises:
       UserError: every complete checkpoint is damaged.
-      OSError, RuntimeError: reading failed for another reason (naming the step and its folder,
-        which is left in place), on this process or another.
+      OSError, RuntimeError: reading failed otherwise (the folder is left in place).
     """
     if step is not None:
         return _restore_step(manager, abstract_state, step)
@@ -257,10 +205,8 @@ def best_step(manager: ocp.CheckpointManager) -> int | None:
 
 
 def resolve_step(manager: ocp.CheckpointManager, which: str | int = "latest") -> int:
-    """Turns ``"latest"``, ``"best"``, ``"best_or_latest"`` or a step number into a step that exists.
-
-    ``"best_or_latest"`` is the best by ``val_psnr``, or the latest when no checkpoint was scored
-    (what ``init_from`` starts from, as the official code's ``--pre_train`` takes ``model_best.pt``).
+    """``"latest"``, ``"best"``, ``"best_or_latest"`` (``init_from``'s default, like the official
+    ``model_best.pt``) or a step number, as a kept step.
 
     Raises:
       UserError: there is no checkpoint, no scored checkpoint for "best", or the step is not kept.
@@ -323,10 +269,7 @@ READ_RETRY_PAUSE_S = 0.2
 
 
 def restore_params(directory: str | os.PathLike, abstract_params: Any, which: str | int = "latest"):
-    """Restores only the (raw) parameters of one complete checkpoint: ``(params, step)``.
-
-    See :func:`restore_variables` (this is ``weights="raw"`` without batch statistics).
-    """
+    """``(params, step)``: :func:`restore_variables` with ``weights="raw"``, parameters only."""
     variables, step, _ = restore_variables(directory, {"params": abstract_params}, which, weights="raw")
     return variables["params"], step
 
@@ -347,20 +290,11 @@ def _weights_item(manager: ocp.CheckpointManager, step: int, weights: str) -> st
 def restore_variables(
     directory: str | os.PathLike, abstract_variables: dict, which: str | int = "latest", *, weights="auto"
 ) -> tuple[dict, int, str]:
-    """Restores a model's variables from one complete checkpoint (for evaluation and init_from).
+    """``(variables, step, item)`` of one checkpoint, for evaluation and ``init_from``.
 
-    Args:
-      directory: a checkpoint folder (:func:`edsr_jax.checkpoint.layout.checkpoint_dir`).
-      abstract_variables: ``{"params": tree}`` (plus ``"batch_stats"`` for batch-norm models) of
-        ``jax.ShapeDtypeStruct`` (e.g. from ``eval_shape``).
-      which: ``"latest"``, ``"best"`` or a step number.
-      weights: ``"auto"`` (the EMA of the weights when the run kept one, else the raw weights),
-        ``"ema"`` or ``"raw"``.
-
-    Returns:
-      ``(variables, step, item)``, ``item`` naming the weights taken (:data:`EMA_ITEM` or
-      :data:`PARAMS_ITEM`). A step that a trainer deletes while it is being read (it keeps only
-      its newest and best steps) is not an error: ``which`` is resolved again.
+    ``weights``: ``"auto"`` (the EMA when the run kept one), ``"ema"`` or ``"raw"``; ``item`` names
+    what was taken. A step a running trainer deletes mid-read is not an error: ``which`` is resolved
+    again.
 
     Raises:
       UserError: no such checkpoint, or ``weights="ema"`` for a run without an EMA.
@@ -382,9 +316,7 @@ def restore_variables(
                     variables["batch_stats"] = restored[STATS_ITEM]
                 return variables, step, item
             except Exception:  # (Orbax and TensorStore raise many types for files that vanish)
-                # A trainer writing this folder deletes old steps as it keeps new ones, and a step
-                # deleted while it was read fails part-way: resolve `which` again. A step that
-                # fails twice while it stays complete is damaged, and its error is raised.
+                # Deleted by a running trainer: resolve `which` again; failing twice is damage.
                 if step in failed or attempt == READ_ATTEMPTS - 1:
                     raise
                 failed.add(step)

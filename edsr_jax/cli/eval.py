@@ -140,6 +140,7 @@ def _factory(model, variables, args):
 
 def _check(args):
     from edsr_jax.errors import UserError
+    from edsr_jax.extras import require
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     if not datasets:
@@ -170,6 +171,8 @@ def _check(args):
                 raise UserError(f"{flag} applies to models, not to --method {args.method}")
     if args.curve and not args.steps:
         raise UserError("--curve plots several steps: add --steps all (or N,M,...) or --from-logs")
+    if args.curve:  # (before any scoring: the plot is drawn last)
+        require("matplotlib", "--curve's plot")
     if args.compare and not os.path.exists(args.compare):  # (read after the first model is scored)
         raise UserError(f"no model at --compare {args.compare}: the path does not exist")
     return datasets

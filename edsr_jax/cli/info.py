@@ -22,8 +22,9 @@ PACKAGES = (
     "tensorflow-datasets",
     "grain",
     "ml-collections",
-    "clu",
     "torch",
+    "scikit-image",
+    "matplotlib",
 )
 
 

@@ -1,9 +1,8 @@
 """Defaults shared by every configuration: the paper's recipe (Lim et al. 2017, Section 4).
 
 Run as is, it trains the EDSR baseline x2 on DIV2K (TFDS; ``edsr_baseline_x2`` is the same run).
-The other configs in this folder (``edsr_baseline_x2.py`` ...) import it and override a few
-fields; they ship in the package, so ``--config NAME`` works from any installation. Every field is
-documented here. Override any field on the command line, e.g.
+The other configs here import it and override a few fields; every field is documented here.
+Override any field on the command line, e.g.
 
     edsr-jax train --config edsr_baseline_x2 --workdir runs/x2 --config.batch_size=32
 """
@@ -22,10 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.num_blocks = 16  # B
     config.model.num_features = 64  # F
     config.model.res_scale = 1.0  # 0.1 for the full EDSR (B32, F256)
-    # Numerical policy (edsr_jax/precision.py): "fp32" (the paper), "tf32", "bf16" (bfloat16
-    # activations and convolutions, float32 parameters, Adam and loss), or "auto": bf16 on GPUs and
-    # TPUs, fp32 on CPUs. Recorded in model.json; its PSNR cost: RESULTS.md, "Precision".
-    config.precision = "auto"
+    config.precision = "auto"  # "fp32" (the paper), "tf32", "bf16", "auto" (bf16 on GPU/TPU): precision.py
 
     # Data (edsr_jax.data).
     config.scales = (2,)  # upscaling factors; one for EDSR, (2, 3, 4) for MDSR
@@ -58,11 +54,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.init_from = ""  # start from: a workdir (best by val PSNR), a model folder, a .pt, a published name
     config.loss = "l1"  # "l1" (the paper) or "l2" (SRResNet's, for the paper's ablation)
     # Not in the paper (off): the peers' and the official code's stability and averaging options.
-    config.ema_decay = 0.0  # > 0 (e.g. 0.999): keep an EMA of the weights; validation, the best
-    #   checkpoint, load_model, eval, upscale and export then use it (weights="raw" for the others)
+    config.ema_decay = 0.0  # > 0 (e.g. 0.999): keep an EMA of the weights, which readers then use
     config.grad_clip_norm = 0.0  # > 0: clip the gradients' global L2 norm to this (0 = off)
-    config.skip_loss_factor = 0.0  # > 1: skip an update whose loss exceeds this x the running
-    #   mean loss (official --skip_threshold; the step is counted and logged; 0 = off)
+    config.skip_loss_factor = 0.0  # > 1: skip updates whose loss exceeds this x the running mean
 
     # Logging, checkpoints and validation.
     config.log_every_steps = 100  # console line and TensorBoard training scalars
@@ -78,13 +72,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.benchmarks = ("Set5", "Set14", "B100", "Urban100")  # sets scored when it is set
     config.eval.image_crop = 48  # LR side of the crops written as TensorBoard images
     config.distributed = False  # call jax.distributed.initialize() (multi-host; also via env)
-    # Training steps per dispatch to the devices (one compiled loop; the same bits for any value).
-    # > 1 keeps small models from waiting on kernel launches on GPUs; the log, checkpoint and
-    # validation cadences must be multiples of it.
-    config.steps_per_call = 1
-    # Persistent XLA compilation cache (restarts skip compiling): "auto" = $XDG_CACHE_HOME/edsr-jax/xla
-    # or ~/.cache/edsr-jax/xla, a folder, or "" (off); EDSR_JAX_COMPILATION_CACHE=0 also turns it off.
-    config.compilation_cache_dir = "auto"
+    config.steps_per_call = 1  # steps per dispatch (same bits); the cadences must be multiples of it
+    config.compilation_cache_dir = "auto"  # XLA cache: "auto" (per-user), a folder, or "" (off)
     return config
 
 
@@ -97,13 +86,8 @@ def use_full_edsr(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
 
 
 def apply_cpu_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The short-run recipe measured on CPU (``experiments/perf/RESULTS.md``, "Demo"), shared by the
-    demo and test configs.
-
-    The scikit-image photographs (no download), mostly-flat LR patches redrawn (std below 4 grey
-    levels), peak learning rate 1e-3 with a 5 % linear warm-up and cosine decay: what lets a few
-    hundred CPU steps beat bicubic. Changes ``config`` in place and returns it.
-    """
+    """The demo's and test config's short CPU recipe, in place (RESULTS.md, "Demo"): what lets a
+    few hundred CPU steps beat bicubic."""
     config.data.source = "skimage"  # the photographs scikit-image installs (no download)
     config.data.flat_patch_threshold = 4.0  # redraw LR patches with a std below 4 grey levels
     config.data.prefetch = 2  # few batches ahead: the CPU also runs the steps

@@ -9,10 +9,8 @@ and cosine decay, mostly-flat patches redrawn) and validates on the held-out pho
     edsr-jax train --config demo --workdir runs/demo
     edsr-jax eval --checkpoint runs/demo --data-dir ../shared/data/benchmarks --datasets Set5 --scales 2
 
-Expected: about 2 minutes of training on an unloaded 2-core CPU (0.15 s per step on the
-development VM; 0.5 s on older shared machines); ``edsr-jax demo`` in its default 7-minute budget
-fit 2208 steps there and gained +2.48 dB over bicubic on Set5 x2 (experiments/perf/RESULTS.md,
-"Demo").
+Expected: a few minutes on a CPU; the gain over bicubic on Set5 x2: ``experiments/perf/RESULTS.md``,
+"Demo".
 """
 
 from edsr_jax.configs import default as default_lib

@@ -4,7 +4,7 @@
 
 300k updates of batch 16 (48x48 LR patches), Adam lr 1e-4 halved at 200k, L1 loss. Precision:
 ``auto`` (bf16 on GPUs/TPUs, with float32 parameters, optimizer state and loss; its cost in PSNR on
-a small run: ``experiments/perf/RESULTS.md``, "Precision"); ``--config.precision=fp32`` computes as
+a small run: ``experiments/perf/RESULTS.md``, "Half precision"); ``--config.precision=fp32`` computes as
 the paper did. x3 and x4 start from this run (``edsr_x3.py``, ``edsr_x4.py``).
 
 Expected (published numbers; not yet reproduced with this code): about 35.0 dB on DIV2K 0801-0900

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edsr_jax.errors import UserError, quote
+from edsr_jax.extras import require
 from edsr_jax.imaging import files, resize
 
 SOURCES = ("tfds", "div2k_folder", "folder", "paired_folder", "skimage")
@@ -242,9 +243,8 @@ def paired_folder_source(data_dir: str, numbers: Sequence[int], scales: Sequence
 
 def skimage_source(names: Sequence[str], scales: Sequence[int]) -> FileSource:
     """scikit-image sample photographs by name (keys of :data:`SKIMAGE_FILES`)."""
-    import skimage.data
-
-    root = os.path.dirname(skimage.data.__file__)
+    skimage_data = require("skimage.data", "the sample photographs (data.source 'skimage')")
+    root = os.path.dirname(skimage_data.__file__)
     unknown = [n for n in names if n not in SKIMAGE_FILES]
     if unknown:
         raise UserError(f"unknown scikit-image photographs {unknown}; known: {sorted(SKIMAGE_FILES)}")

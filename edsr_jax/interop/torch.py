@@ -1,29 +1,9 @@
-"""Official EDSR-PyTorch weights -> edsr-jax models (key names: ``docs/protocol.md``).
+"""Official EDSR-PyTorch and BasicSR state dicts to edsr-jax models, and back.
 
-The official ``.pt`` files are plain ``state_dict``s with OIHW conv weights. The architecture is
-inferred from key names and shapes (any B and F, EDSR or MDSR), each tensor is mapped to our
-parameter name (see :mod:`edsr_jax.models.edsr`) and transposed to HWIO. The mean-shift
-convs (``sub_mean``/``add_mean``) are constants in our models: they are read, not stored; another
-``rgb_range``/``rgb_std`` is folded into the head and tail convs (:func:`fold_mean_shift`).
-
-Key mapping (``w`` is ``weight`` -> ``kernel`` or ``bias`` -> ``bias``):
-
-=====================================  ======================================
-official key                           edsr-jax parameter
-=====================================  ======================================
-``head.0.w``                           ``head/w``
-``body.{i}.body.0.w`` / ``.body.2.w``  ``block_{i}/conv1/w`` / ``conv2/w``
-``body.{B}.w``                         ``body_end/w``
-EDSR ``tail.0.{2k}.w``                 ``upsample/conv_{k}/w``
-EDSR ``tail.1.w``                      ``tail/w``
-MDSR ``pre_process.{j}.{k}.body.*``    ``pre_process_x{s}_{k}/conv1|conv2/w``
-MDSR ``upsample.{j}.{2k}.w``           ``upsample_x{s}/conv_{k}/w``
-MDSR ``tail.0.w``                      ``tail/w``
-=====================================  ======================================
-
-where ``j`` is the position of scale ``s`` in the model's scale list (official: 0=x2, 1=x3, 2=x4).
-
-Files are read without PyTorch (:mod:`edsr_jax.interop.torch_file`).
+The architecture is inferred from key names and shapes (:func:`infer_spec`); :func:`torch_key`
+maps each parameter to its official key (``docs/protocol.md``), OIHW <-> HWIO. The mean-shift
+convs are constants in our models, so they are read and any non-standard ``rgb_range``/``rgb_std``
+is folded into the head and tail convs. Files are read without PyTorch (:mod:`.torch_file`).
 """
 
 from __future__ import annotations
@@ -42,8 +22,7 @@ from edsr_jax.interop import torch_file
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "params_ema", "params", "net")
 # Key prefixes added by wrappers (DataParallel, the official trainer's Model), stripped if on every key.
 STRIP_PREFIXES = ("module.", "model.")
-# Residual scaling cannot be read from weights. The official code uses 0.1 only for the full EDSR
-# (F=256); we infer 0.1 for every EDSR with at least this many features and 1.0 otherwise.
+# Residual scaling is not in the weights: the official code uses 0.1 only for the full EDSR (F=256).
 FULL_EDSR_MIN_FEATURES = 256
 FULL_EDSR_RES_SCALE = 0.1
 # The official mean-shift layers (rgb_range 255, std 1) that our models hard-code.
@@ -73,19 +52,13 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def load_torch_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], str | None]:
-    """Reads a PyTorch state dict file into float32 numpy arrays, without PyTorch.
+    """A PyTorch state dict file as float32 numpy arrays, read without PyTorch (no code is run).
 
-    Accepts a plain ``state_dict`` and common wrappers (``{"state_dict": ...}``, ``{"model": ...}``,
-    BasicSR's ``{"params": ...}``) and strips a ``module.`` prefix. The file is read by
-    :func:`edsr_jax.interop.torch_file.read`: tensors only, no code from the file is run.
-
-    Args:
-      path: the ``.pt``/``.pth`` file (the zip or the legacy format of ``torch.save``).
+    Accepts a plain ``state_dict`` or one under a :data:`WRAPPER_KEYS` key, minus a wrapper's prefix.
 
     Returns:
-      ``({key: array}, wrapper)``: the original (un-prefixed) key names and OIHW weights, and the
-      wrapper key the state dict was found under (``"params_ema"`` for BasicSR's EMA weights,
-      ``"params"``, ``"state_dict"``, ...) or None for a plain state dict.
+      ``({key: OIHW array}, wrapper)``: wrapper is the key the dict was under (``"params_ema"``
+      for BasicSR's EMA weights...) or None for a plain state dict.
 
     Raises:
       UserError: the file is missing, unreadable, not a PyTorch file, or holds no state dict.
@@ -138,20 +111,11 @@ def _strip_prefixes(state_dict: dict) -> dict:
 
 
 def infer_spec(state_dict: dict[str, Any]) -> dict:
-    """Infers the architecture (a :func:`edsr_jax.models.model_spec` dict) from an official state dict.
+    """The architecture (a :func:`edsr_jax.models.model_spec` dict) of an official state dict.
 
-    * arch: ``mdsr`` if there are ``pre_process.*``/``upsample.*`` keys, else ``edsr``.
-    * F: output channels of ``head.0.weight``; B: number of ``body.{i}.body.*`` blocks.
-    * scale: from each upsampler: one conv with 4F outputs is x2, 9F is x3, two 4F stages is x4.
-      MDSR scales are listed in ``upsample.{j}`` order.
-    * res_scale cannot be read from weights: 0.1 for an EDSR with F >= 256 (the official full
-      EDSR), 1.0 otherwise (EDSR baseline, all MDSR). Override it if your model differs.
-
-    Args:
-      state_dict: ``{key: array}`` (numpy arrays or anything with ``.shape``).
-
-    Returns:
-      The inferred spec.
+    F and B come from ``head.0`` and the ``body.{i}`` blocks, each scale from its upsampler's
+    output channels (4F: x2, or x4 with a second stage; 9F: x3). ``res_scale`` is not in the weights:
+    0.1 for an EDSR with F >= 256 (the official full EDSR), else 1.0; override it if yours differs.
 
     Raises:
       UserError: the keys or shapes do not look like an official EDSR/MDSR.
@@ -238,18 +202,11 @@ def torch_key(path: str, spec: dict) -> str:
 
 
 def convert_state_dict(state_dict: dict[str, Any], spec: dict | None = None):
-    """Maps an official state dict onto an edsr-jax model.
-
-    Args:
-      state_dict: ``{key: array}`` as from :func:`load_torch_state_dict` (OIHW weights).
-      spec: the architecture; inferred with :func:`infer_spec` when None.
-
-    Returns:
-      ``(model, variables)``, ``variables = {"params": ...}`` holding float32 numpy arrays (HWIO).
+    """``(model, {"params": HWIO float32 arrays})`` of an official state dict (spec inferred if None).
 
     Raises:
-      UserError: unknown or missing keys (up to 5 listed), a shape mismatch (key and both shapes),
-        or mean-shift constants that no edsr-jax model computes (:func:`read_mean_shift`).
+      UserError: unknown or missing keys, a shape mismatch, or mean-shift constants that no
+        edsr-jax model computes (:func:`read_mean_shift`).
     """
     spec = infer_spec(state_dict) if spec is None else dict(spec)
     model = models.from_spec(spec)
@@ -300,13 +257,12 @@ def describe_spec(spec: dict) -> str:
 def read_mean_shift(state_dict: dict) -> tuple[float, dict[str, np.ndarray]]:
     """The ``rgb_range`` and weight diagonals (``1 / rgb_std``) of the ``sub_mean``/``add_mean`` convs.
 
-    The official ``MeanShift`` is a 1x1 conv, weight ``eye(3) / rgb_std``, bias ``sign * rgb_range *
-    mean / rgb_std``; its model takes inputs in ``[0, rgb_range]``. Missing tensors count as the
-    standard ones (rgb_range 255, rgb_std 1), which give ``(255.0, ones)``.
+    The official ``MeanShift`` is a 1x1 conv: weight ``eye(3) / rgb_std``, bias ``sign * rgb_range *
+    mean / rgb_std``. Missing tensors count as the standard ones, ``(255.0, ones)``.
 
     Raises:
-      UserError: a wrong shape, a weight that is not a positive diagonal, a bias that is not one
-        ``rgb_range`` times the DIV2K mean, or two ``rgb_range``: no edsr-jax model computes that.
+      UserError: shifts no edsr-jax model computes (not a positive diagonal, another mean, or two
+        different ``rgb_range``).
     """
     mean = np.asarray(models.DIV2K_RGB_MEAN, np.float64)
     ranges, diagonals = {}, {}
@@ -350,13 +306,10 @@ def _rounded(values: np.ndarray) -> list:
 def fold_mean_shift(params: dict, rgb_range: float, diagonals: dict[str, np.ndarray]) -> dict:
     """Parameters computing on [0, 255] what an official model with this mean shift computes.
 
-    That model maps ``x = X / k`` (``k = 255 / rgb_range``) to ``y``, and ``k y`` is our output. Its
-    ``sub_mean(x)`` is ``d (X - 255 mean) / k`` (``d``: the weight diagonal): our fixed shift, scaled per
-    channel, which is folded into the head conv's input channels (zero padding stays zero). After the
-    tail conv's ``t``, ``k add_mean(t) = k d' t + 255 mean d'``: the tail conv's kernel and bias times
-    ``k d'`` per output channel, plus ``255 mean (d' - 1)``, before our fixed ``+ 255 mean``. Body and
-    upsampler (biases, ReLUs) see the values they saw in PyTorch: exact up to float32 rounding.
-    The standard shift (rgb_range 255, rgb_std 1) returns ``params`` unchanged.
+    With ``k = 255 / rgb_range`` and ``d``/``d'`` the sub/add weight diagonals, ``sub_mean`` is our
+    fixed shift times ``d / k`` (folded into the head's input channels: zero padding stays zero),
+    and ``k add_mean(t)`` is the tail scaled by ``k d'`` plus ``255 mean (d' - 1)``. The body sees
+    the values it saw in PyTorch, so this is exact up to float32 rounding.
     """
     if rgb_range == models.RGB_RANGE and all(np.all(d == 1.0) for d in diagonals.values()):
         return params
@@ -390,12 +343,8 @@ def is_basicsr(state_dict: dict) -> bool:
 def basicsr_to_official(state_dict: dict[str, Any], img_range: float = BASICSR_IMG_RANGE) -> dict[str, Any]:
     """A BasicSR EDSR state dict in the official layout, for inputs and outputs in [0, 255].
 
-    BasicSR's EDSR computes ``net((x - mean) * img_range) / img_range + mean`` on [0, 1] images
-    (mean: the DIV2K mean, as here). Every layer is affine or ReLU, so feeding it
-    ``255 / img_range`` times larger inputs with every bias scaled by ``255 / img_range`` scales its
-    output by the same factor: with the biases scaled, the network maps our [0, 255] inputs (minus
-    255 x mean) exactly as BasicSR maps its own. With the default ``img_range`` of 255 nothing is
-    scaled.
+    BasicSR computes ``net((x - mean) * img_range) / img_range + mean`` on [0, 1]; its layers are
+    affine or ReLU, so scaling every bias by ``255 / img_range`` makes it exact on [0, 255].
 
     Raises:
       UserError: a key this mapping does not know.
@@ -429,11 +378,7 @@ def basicsr_to_official(state_dict: dict[str, Any], img_range: float = BASICSR_I
 
 
 def export_state_dict(model: models.SRModel, variables: dict) -> dict[str, np.ndarray]:
-    """The official EDSR-PyTorch state dict of a model (OIHW float32, with the mean-shift convs).
-
-    Its keys and shapes are those ``--pre_train`` of the official code loads;
-    :func:`convert_state_dict` of it gives ``variables`` back bit for bit.
-    """
+    """The official state dict of a model (what ``--pre_train`` loads); converts back bit for bit."""
     spec = models.model_spec(model)
     out: dict[str, np.ndarray] = {}
     mean = models.RGB_RANGE * np.asarray(models.DIV2K_RGB_MEAN, np.float32)

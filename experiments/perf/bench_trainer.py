@@ -22,10 +22,8 @@ With ``--rounds N`` the two alternate N times (PyTorch first) and the medians ar
     python experiments/perf/bench_trainer.py --json trainer.json
     python experiments/perf/bench_trainer.py --steps 40     # a smoke run (numbers: indicative)
 
-Expected: a smoke run (``--steps 40``, 1 round) on this 2-core VM while other work ran (load
-average 5.5) took 2 min 20 s: PyTorch 0.415 steps/s, first step 7.6 s, 99 s in all; edsr-jax
-1.18 steps/s, first step ~4.6 s (estimated), 39 s in all; ratio 2.85x. At that load the default
-200 steps take ~11 minutes; give it the whole machine for a figure.
+Results: ``experiments/perf/RESULTS.md``, "Speed v2: PyTorch's fast modes, a whole trainer,
+restarts" (give it the whole machine for a figure).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ Last it prints a compact table and the targets (met or unmet), and writes ``devi
 (every row, the plan, the targets), ``device_check.txt`` (the table) and ``logs/{jax,torch,train}.log``
 into ``--out`` (default ``$OUT``, else ``./device_check_out``).
 
-``edsr-jax train`` needs ml_collections, grain and clu, which the GPU hosts lack: ``--fetch-wheels``
+``edsr-jax train`` needs ml_collections and grain, which the GPU hosts lack: ``--fetch-wheels``
 (on a machine with network) downloads them and their missing dependencies (:data:`WHEELS`,
 about 5 MB, Python 3.12 x86-64) into ``.whl/`` (git-ignored); carry that folder to the GPU host
 and the check installs them into a temporary folder for the trainer's process only. Without

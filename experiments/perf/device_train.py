@@ -13,7 +13,7 @@ it reports the medians of the intervals after the first (which holds the compile
 to the first log line, and the seconds from the last step line to the validation line (the
 run's one validation, at its end: decoding, compiling, scoring).
 
-``edsr-jax train`` needs ml_collections, grain and clu, which the GPU hosts lack: when one is
+``edsr-jax train`` needs ml_collections and grain, which the GPU hosts lack: when one is
 missing, the wheels of ``plan["wheels"]`` (``device_check.py --fetch-wheels`` downloads
 :data:`WHEELS` there) are installed into a temporary folder on the trainer's ``PYTHONPATH``
 only; without them each run's row says "skipped" and names what is missing.
@@ -36,8 +36,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 # Modules `edsr-jax train` needs that the GPU hosts lack, and the wheels that bring them (with
 # their dependencies missing there): device_check.py --fetch-wheels downloads these into .whl/.
-TRAIN_MODULES = ("ml_collections", "grain", "clu")
-WHEELS = ("ml-collections==1.1.0", "clu==0.0.12", "grain==0.2.18", "array-record==0.8.6", "portpicker==1.6.0")
+TRAIN_MODULES = ("ml_collections", "grain")
+WHEELS = ("ml-collections==1.1.0", "grain==0.2.18", "array-record==0.8.6", "portpicker==1.6.0")
 WHEEL_PLATFORMS = (
     "manylinux_2_28_x86_64",
     "manylinux_2_27_x86_64",
