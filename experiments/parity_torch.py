@@ -252,7 +252,7 @@ def train_torch(pairs, args, *, skip_steps: int = TIMED_AFTER) -> tuple[dict, di
     t0 = time.perf_counter()
     seed_everything(int(args.seed))
     threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)
     try:
         net = torch_reference.build_model("edsr", SCALE, num_blocks=args.blocks, num_features=args.features)
         net.train()
@@ -564,6 +564,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr-decay-steps", type=int, default=200, help="step schedule: steps between decays")
     p.add_argument("--lr-decay-factor", type=float, default=0.5, help="step schedule: multiplier")
     p.add_argument("--workers", type=int, default=2, help="PyTorch DataLoader worker processes")
+    p.add_argument(
+        "--torch-threads", type=int, default=0, help="PyTorch's threads (0: one per core; 1 on a busy machine)"
+    )
     p.add_argument("--benchmark-dir", default=DEFAULT_BENCHMARKS, help=f"folder holding {BENCHMARK_SET}")
     p.add_argument("--workdir", default="", help="where the edsr-jax runs go (default: a temp dir)")
     p.add_argument("--sides", default="torch,jax", help="torch, jax or both")
