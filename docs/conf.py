@@ -25,16 +25,19 @@ extensions = [
     "config_reference",
 ]
 
-source_suffix = {".md": "markdown"}
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}  # autosummary writes .rst stubs
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 myst_enable_extensions = ["colon_fence", "deflist"]
-# Anchors for headings down to ### so that pages can link to sections (`file.md#a-heading`).
-myst_heading_anchors = 3
+# Anchors for headings down to #### so that pages can link to sections (`file.md#a-heading`).
+myst_heading_anchors = 4
 
 # API pages: generated at build time from the docstrings (Google style, read by napoleon).
 autosummary_generate = True
 autosummary_imported_members = False
-autodoc_default_options = {"members": True, "show-inheritance": True}
+templates_path = ["_templates"]  # autosummary's module page: the module's own docs, then its submodules
+# "ignore-module-all": a package documents what it defines, not the names it re-exports from its
+# modules (those are documented once, in the module that defines them).
+autodoc_default_options = {"members": True, "show-inheritance": True, "ignore-module-all": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 napoleon_google_docstring = True
