@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with open(PAGE, encoding="utf-8") as f:
         text = f.read()
-    atomic.write_text(PAGE, replace_in(text, generated))  # (computed first: a failure leaves the page as it was)
+    atomic.write_text(
+        PAGE, replace_in(text, generated)
+    )  # (computed first: a failure leaves the page as it was)
     print(f"updated {PAGE}")
     return 0
 
