@@ -190,3 +190,28 @@ def test_architecture_lists_every_module():
     stale = sorted(named - required - optional)
     assert not missing, f"docs/architecture.md does not list: {', '.join(missing)}"
     assert not stale, f"docs/architecture.md lists modules that do not exist: {', '.join(stale)}"
+
+
+def test_the_configuration_reference_covers_every_field():
+    """docs/configuration.md is generated from configs/default.py: every field, its default and
+    its comment (a field added without a comment fails here, not only in the docs build)."""
+    sys.path.insert(0, os.path.join(ROOT, "docs", "_ext"))
+    try:
+        import config_reference
+    finally:
+        sys.path.pop(0)
+    from edsr_jax.configs import default
+
+    def leaves(config, prefix=""):
+        for key, value in config.items():
+            if hasattr(value, "keys"):
+                yield from leaves(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    rows = {name: (shown, text) for name, shown, text in config_reference.rows()}
+    fields = dict(leaves(default.get_config()))
+    assert set(rows) == set(fields)
+    for name, value in fields.items():
+        assert rows[name][0] == repr(value) and rows[name][1], name
+    assert "global batch" in rows["batch_size"][1]  # the comment of that line, not a neighbour's
