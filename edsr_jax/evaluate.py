@@ -96,8 +96,8 @@ def evaluate_images(
         ``upscale_fn`` that returns device arrays).
 
     Returns:
-      ``{"psnr": mean, "ssim": mean, "seconds": time spent in upscale_fn, "images": [{"name",
-      "psnr", "ssim"}, ...]}``; means are over images.
+      A dict with the means over images of ``"psnr"`` and ``"ssim"``, the ``"seconds"`` spent in
+      upscale_fn, and ``"images"``, one ``{"name", "psnr", "ssim"}`` per image.
 
     Raises:
       UserError: no samples, or an SR output of the wrong shape.

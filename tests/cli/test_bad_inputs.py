@@ -1,7 +1,7 @@
 """Every case of tests/support/cases.py through the CLI (in-process): a correct output, or a one-line
 error naming the culprit, exit 2, no traceback and no output left behind; every file that was
-there before survives unchanged (unless the case replaces it); and the README's "What happens
-when..." table is the one generated from those cases."""
+there before survives unchanged (unless the case replaces it); and the "What happens
+when..." table of docs/what_happens.md is the one generated from those cases."""
 
 import hashlib
 import os
@@ -103,16 +103,16 @@ def test_at_least_13_upscale_situations_are_covered():
     }
 
 
-def test_the_readme_table_is_the_generated_one():
+def test_the_docs_table_is_the_generated_one():
     what_happens_table = load_script("experiments/tools/what_happens_table.py")
     assert what_happens_table.load_cases() == (CASES, FAULTS)  # the script finds the same cases
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        readme = f.read()
+    with open(os.path.join(ROOT, "docs", "what_happens.md"), encoding="utf-8") as f:
+        page = f.read()
     begin, end = what_happens_table.BEGIN, what_happens_table.END
-    assert begin in readme and end in readme, "README lacks the What happens when... table markers"
-    current = readme[readme.index(begin) + len(begin) : readme.index(end)].strip()
+    assert begin in page and end in page, "docs/what_happens.md lacks the What happens when... table markers"
+    current = page[page.index(begin) + len(begin) : page.index(end)].strip()
     assert current == what_happens_table.table(CASES, FAULTS).strip(), (
-        "README table is out of date: run python experiments/tools/what_happens_table.py --write"
+        "docs/what_happens.md is out of date: run python experiments/tools/what_happens_table.py --write"
     )
 
 

@@ -2,7 +2,7 @@
 
 One table serves two readers: ``tests/cli/test_bad_inputs.py`` runs every case through the CLI and
 checks the promised behaviour, and ``experiments/tools/what_happens_table.py`` turns it into the
-README's "What happens when..." table (a test keeps the two equal).
+docs' "What happens when..." table, docs/what_happens.md (a test keeps the two equal).
 
 Arguments name their files with placeholders: ``{in}`` (the input the case's ``make`` writes),
 ``{out}`` (an output path that must stay absent on failure), ``{model}`` (a tiny exported EDSR x2),
@@ -29,8 +29,8 @@ class Case:
     Attributes:
       id: short test id.
       command: the ``edsr-jax`` subcommand.
-      situation: README column 1 ("What happens when ...").
-      outcome: README column 2 (what edsr-jax does).
+      situation: the table's column 1 ("What happens when ...").
+      outcome: the table's column 2 (what edsr-jax does).
       make: the builder (name in :data:`BUILDERS`) that writes ``{in}``, or None.
       args: the command's arguments with placeholders.
       error: a regex the one-line error must match (naming the culprit); None: success.
