@@ -41,7 +41,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from edsr_jax.data import cache, sources
+from edsr_jax.data import benchmarks, cache, sources
 from edsr_jax.data.benchmarks import Sample
 from edsr_jax.errors import UserError
 
@@ -333,6 +333,5 @@ def create_eval_samples(config, split: str = "val", num_images: int = 0) -> dict
         out[s] = []
         for i in range(count):
             hr, lr = pairs.pair(i, s)
-            hr = np.ascontiguousarray(hr[: lr.shape[0] * s, : lr.shape[1] * s])
-            out[s].append(Sample(name=source.names[i], lr=np.asarray(lr), hr=hr))
+            out[s].append(benchmarks.make_sample(source.names[i], hr, lr, s))
     return out
