@@ -126,10 +126,14 @@ def check_pair(name: str, hr: np.ndarray, lr: np.ndarray, scale: int, lr_file: s
         )
 
 
-def make_sample(name: str, hr: np.ndarray, lr: np.ndarray, scale: int, *, lr_generated: bool = False) -> Sample:
+def make_sample(
+    name: str, hr: np.ndarray, lr: np.ndarray, scale: int, *, lr_generated: bool = False
+) -> Sample:
     """The :class:`Sample` of a checked pair: the HR cropped top-left to LR size x scale."""
     h, w = lr.shape[0] * scale, lr.shape[1] * scale
-    return Sample(name=name, lr=np.asarray(lr), hr=np.ascontiguousarray(hr[:h, :w]), lr_generated=lr_generated)
+    return Sample(
+        name=name, lr=np.asarray(lr), hr=np.ascontiguousarray(hr[:h, :w]), lr_generated=lr_generated
+    )
 
 
 def load_pair(hr_file: str, lr_file: str | None, scale: int, *, boundary: str = "replicate") -> Sample:

@@ -56,6 +56,9 @@ MAX_AUTO_THREADS = 16
 # The sampler's version, stored in checkpoints: batches of one version are reproducible.
 SAMPLER = "global-v1"
 
+# What ``config.data.skip_small`` may say about images smaller than a patch.
+SKIP_SMALL = ("error", "skip")
+
 
 def _rng(*key: int) -> np.random.Generator:
     """A numpy Generator that depends only on the integer ``key``."""
@@ -202,8 +205,8 @@ def usable_images(
     Raises:
         UserError: a small image with ``skip_small="error"``, or no image left.
     """
-    if skip_small not in ("error", "skip"):
-        raise UserError(f"config.data.skip_small must be 'error' or 'skip', got {skip_small!r}")
+    if skip_small not in SKIP_SMALL:
+        raise UserError(f"config.data.skip_small must be one of {SKIP_SMALL}, got {skip_small!r}")
     small = {}
     for i in range(len(source)):
         for s in scales:

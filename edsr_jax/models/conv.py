@@ -30,13 +30,11 @@ This module imports only jax, flax and numpy.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 Dtype = Any
@@ -171,15 +169,14 @@ conv2d.defvjp(_fwd, _bwd)
 # --- the layer ------------------------------------------------------------------------------------
 
 
-def torch_conv_kernel_init(key: jax.Array, shape: Sequence[int], dtype: Dtype = jnp.float32) -> jax.Array:
-    """PyTorch ``nn.Conv2d`` default kernel init, U(+-1/sqrt(fan_in)), for an HWIO kernel."""
-    bound = 1.0 / math.sqrt(int(np.prod(shape[:-1])))
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
+def pytorch_bound(fan_in: int) -> float:
+    """PyTorch's ``nn.Conv2d`` init draws kernel and bias from U(+-bound), bound 1/sqrt(fan_in):
+    the one rule, used here and by :func:`edsr_jax.models.params.init`."""
+    return 1.0 / math.sqrt(fan_in)
 
 
-def _torch_bias_init(fan_in: int):
-    """PyTorch ``nn.Conv2d`` default bias init, U(+-1/sqrt(fan_in))."""
-    bound = 1.0 / math.sqrt(fan_in)
+def _pytorch_uniform(fan_in: int):
+    bound = pytorch_bound(fan_in)
 
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, shape, dtype, -bound, bound)
@@ -210,11 +207,10 @@ class Conv(nn.Module):
             raise ValueError(
                 f"Conv {self.name!r} expects {self.in_features} input channels, got shape {x.shape}"
             )
+        fan_in = self.in_features * k * k
         kernel = self.param(
-            "kernel", torch_conv_kernel_init, (k, k, self.in_features, self.features), self.param_dtype
+            "kernel", _pytorch_uniform(fan_in), (k, k, self.in_features, self.features), self.param_dtype
         )
-        bias = self.param(
-            "bias", _torch_bias_init(self.in_features * k * k), (self.features,), self.param_dtype
-        )
+        bias = self.param("bias", _pytorch_uniform(fan_in), (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         return conv2d(x, kernel, bias)

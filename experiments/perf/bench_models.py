@@ -136,6 +136,7 @@ def infer_workload(model, variables, net, size: int, ensemble: bool, dtype, vari
         return m.apply(v, t)
 
     options = compiler_options.for_program(compiler_options.INFER, jax.default_backend())
+
     def ensembled(v, t):  # the x8 ensemble as one program (the package's Upscaler runs 8 passes)
         outs = [inference.undo_dihedral(fwd(v, inference.dihedral(t, k)), k) for k in range(8)]
         return sum(outs) / len(outs)
