@@ -1,17 +1,11 @@
-"""Inference: self-ensemble x8 (EDSR+/MDSR+), tiled inference for large images, jit-cached upscalers.
+"""Inference: :func:`make_upscaler` wraps a model into ``upscale(lr_uint8) -> sr_float``.
 
-* :func:`check_scale` is the one check that a model has the scale asked for.
-* :func:`self_ensemble` averages a network over the 8 dihedral transforms of its input (all
-  compositions of flip-W, flip-H and transpose), each output transformed back
-  (``docs/protocol.md``); :class:`Upscaler` applies the same transforms to whole images.
-* Large images are cut into fixed-size overlapping tiles (:func:`edsr_jax.tiling.tiled`).
-* :func:`make_upscaler` wraps a model and its variables into ``upscale(lr_uint8) -> sr_float``:
-  images are zero-padded to a size bucket (or cut into tiles) so that many image sizes share a
-  few compiled programs, and the padding is made exact by zeroing every convolution's input
-  outside the image (what the model's own SAME zero padding does at the image border). Tiles of
-  an EDSR or MDSR run the trunk on the tile and the tail on its kept part in strips
-  (:meth:`Upscaler.split_tile`), which bounds the scale^2-larger activations of the upsampler.
-  How exact all this is: :mod:`edsr_jax.tiling`.
+Images are zero-padded to a size bucket, or cut into overlapping tiles, so that many sizes share
+a few compiled programs; every convolution's input is zeroed outside the image, which makes the
+padding exact (it is what SAME padding does at a real border; :mod:`edsr_jax.tiling`). Tiles of
+an EDSR or MDSR run the tail in strips (:meth:`Upscaler.split_tile`) to bound its scale^2-larger
+activations. Also the one scale check (:func:`check_scale`) and the one self-ensemble
+(:meth:`Upscaler._ensembled`: the 8 dihedral transforms, ``docs/protocol.md``).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 
 from etils import epath
 
+from edsr_jax import storage
 from edsr_jax.checkpoint import layout
 from edsr_jax.errors import UserError, listing
 
@@ -38,7 +39,7 @@ def _is_url(path: PathLike) -> bool:
 
 
 def _absolute(path: PathLike) -> epath.Path:
-    return epath.Path(layout.absolute(path))
+    return epath.Path(storage.location(path, "path"))
 
 
 def check_writable(path: PathLike) -> None:

@@ -127,9 +127,9 @@ def _gather_index(size: int, flip_w: bool, flip_h: bool, transpose: bool) -> np.
 def write_augmented(out: np.ndarray, patch: np.ndarray, flip_w: bool, flip_h: bool, transpose: bool) -> None:
     """``out[...] = augment_pair(patch, ...)`` for a square patch, fast.
 
-    numpy copies a W-flipped or transposed (H, W, 3) uint8 view pixel by pixel (3-byte inner
-    loops), 3-6x slower than one ``np.take`` with a precomputed index; a plain or H-flipped view
-    copies whole rows.
+    numpy copies a W-flipped or transposed (H, W, 3) uint8 view pixel by pixel, much slower than
+    one ``np.take`` with a precomputed index (RESULTS.md, "Input pipeline"); a plain or H-flipped
+    view copies whole rows.
     """
     if not (flip_w or transpose):
         out[...] = patch[::-1] if flip_h else patch

@@ -3,7 +3,7 @@
 ``edsr.py`` holds the layers, the two networks and the presets; ``srresnet.py`` SRResNet (its
 variables add ``batch_stats``), the ``SRModel`` type and ``receptive_radius``; ``conv.py`` the one
 convolution they use (a CPU-fast gradient); ``params.py`` initialisation, the architecture spec
-and parameter paths. Everything public is re-exported here::
+and parameter paths. ``edsr_jax.models`` is the package's public model API::
 
     from edsr_jax import models
 

@@ -1,30 +1,13 @@
 """The one convolution every EDSR/MDSR layer uses: the :class:`Conv` module and ``conv2d``.
 
-:class:`Conv` has the parameters and output of ``flax.linen.Conv`` (kernel HWIO, bias), initialised
-like PyTorch's ``nn.Conv2d``. ``conv2d(x, kernel, bias)`` is a stride-1, SAME-padded NHWC/HWIO
-convolution plus bias, exactly what ``flax.linen.Conv`` computes. Its forward pass is the plain XLA
-convolution. Its backward pass is the same mathematics, but on CPU three of the gradients XLA
-would emit are replaced by forms that XLA's CPU backend runs several times faster (measured in
-``experiments/perf/RESULTS.md``):
-
-* the bias gradient (a sum over batch and space) becomes a matrix-vector product: XLA CPU splits
-  a large ``reduce`` into a strided ``reduce-window`` that runs about 5x slower than the memory
-  allows;
-* the kernel gradient of a conv with few output channels (the RGB tail) becomes one GEMM,
-  ``x^T @ shifted(g)``: ``g`` has only ``k*k*Cout`` shifted copies (27 channels for the tail),
-  while XLA's backward-filter convolution first transposes the 64-channel input at the HR
-  resolution and then runs a convolution with a 96x96 "kernel";
-* the kernel gradient of the other convs, when the batch is not a multiple of 8, is computed on
-  the images cut into horizontal strips so that (images x strips) is: XLA's backward-filter
-  convolution contracts over the batch as its innermost dimension and is 2-5x slower otherwise.
-
-On other platforms (GPU, TPU) the backward pass is the standard one, chosen at lowering time by
-``jax.lax.platform_dependent``. The input gradient is always the standard transposed convolution.
-
-Because of the custom VJP, the model supports reverse-mode differentiation (``jax.grad``,
-``jax.vjp``) but not forward mode (``jax.jvp``, ``jax.jacfwd``).
-
-This module imports only jax, flax and numpy.
+:class:`Conv` has the parameters and output of ``flax.linen.Conv`` (HWIO kernel, bias),
+initialised like PyTorch's ``nn.Conv2d``. The forward pass is the plain XLA convolution; on CPU
+the backward pass computes the same gradients in forms XLA's CPU backend runs faster (timings:
+RESULTS.md, "Model speed"): the bias gradient as a matrix-vector product, the kernel gradient of
+a conv with few output channels (the RGB tail) as one GEMM over shifted copies of ``g``, and the
+other kernel gradients on images cut into strips so that the batch is a multiple of 8. GPUs and
+TPUs take the standard backward pass (``jax.lax.platform_dependent``). The custom VJP allows
+reverse-mode differentiation only (no ``jax.jvp``).
 """
 
 from __future__ import annotations
@@ -118,8 +101,8 @@ def _kernel_grad_in_strips(x, kernel, g, strips: int):
     """The standard kernel gradient, with each image cut into ``strips`` horizontal strips.
 
     XLA CPU's backward-filter convolution contracts over the batch as its innermost dimension,
-    and runs 2-5x slower when the batch is not a multiple of the 8-float vector width (batch 1,
-    2 and 4 in ``experiments/perf/RESULTS.md``). The sum over (image, row, column) is the same sum over
+    and is slower when the batch is not a multiple of the 8-float vector width (RESULTS.md,
+    "Model speed"). The sum over (image, row, column) is the same sum over
     (image, strip, row in strip, column), so each strip of ``g`` becomes an image of its own
     (a free reshape) and each strip of the padded ``x`` one with a ``k - 1`` row halo (a small
     copy); rows added to make the height divisible are zero in ``g`` and add nothing.

@@ -56,11 +56,11 @@ def _is_conv_leaf(flat: dict, path: tuple) -> bool:
 def init(model: SRModel, rng: jax.Array) -> dict:
     """Initialises every variable of ``model`` like PyTorch does (the official init).
 
-    Equivalent in distribution to ``model.init(rng, x, scale=...)`` (each conv kernel and bias
-    ~ U(+-1/sqrt(fan_in)) of its conv), but draws all values with ONE uniform call and scales them
-    per tensor: XLA compiles one random-number kernel instead of one per parameter shape, which cuts
-    the compile time of a (jitted) initialiser on CPU from ~10-20 s to about a second. The batch
-    norms and PReLUs of an SRResNet take the constants of ``CONSTANT_INITS``.
+    Equal in distribution to ``model.init`` (:func:`~edsr_jax.models.conv.pytorch_bound`), but
+    one uniform draw scaled per tensor: XLA compiles one random-number kernel instead of one per
+    parameter shape, so a jitted initialiser compiles much faster (RESULTS.md, "Model speed").
+    SRResNet's batch norms and
+    PReLUs take ``CONSTANT_INITS``.
 
     Args:
       model: an EDSR, MDSR or SRResNet.
