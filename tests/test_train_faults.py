@@ -205,7 +205,7 @@ def test_a_workdir_of_another_model_is_refused_before_anything_is_written(refere
 
 
 @pytest.mark.parametrize("options", [{}, {"skip_loss_factor": 2.0}], ids=["plain", "skipping_spikes"])
-def test_non_finite_loss_stops_naming_the_step_and_values_and_keeps_the_good_checkpoints(
+def test_non_finite_loss_names_the_step_and_values_and_keeps_the_good_checkpoints(
     options, cache_dir, tmp_path
 ):
     # The spike guard skips large finite losses only: a non-finite one stops the run all the same.
