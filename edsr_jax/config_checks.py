@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from edsr_jax import storage
-from edsr_jax.data.sources import SOURCES
 from edsr_jax.errors import UserError
 
 # Most changed config fields one resume warning lists.
@@ -46,16 +45,6 @@ _RULES = (
 )
 # Cadences that must fall where calls of config.steps_per_call steps end.
 _CADENCES = ("log_every_steps", "checkpoint_every_steps", "eval_every_steps")
-# (dotted field, allowed values): the names a training config may use.
-_CHOICES = (
-    ("model.arch", ("edsr", "mdsr", "srresnet")),
-    ("loss", ("l1", "l2")),
-    ("precision", ("auto", "fp32", "tf32", "bf16")),
-    ("lr_schedule", ("step", "cosine")),
-    ("data.source", SOURCES),
-    ("data.skip_small", ("error", "skip")),
-    ("eval.protocol", ("div2k", "benchmark")),
-)
 
 
 # Renamed fields: old dotted name -> (new dotted name, old value -> new value). Configs and
@@ -124,6 +113,23 @@ def _get(config: Any, dotted: str) -> Any:
     return node
 
 
+def _choices() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(dotted field, allowed values), each list read from the module that uses the field."""
+    from edsr_jax import models, optim, precision, train_step
+    from edsr_jax.data import pipeline, sources
+    from edsr_jax.imaging import metrics
+
+    return (
+        ("model.arch", models.ARCHS),
+        ("loss", tuple(train_step.LOSS_FUNCTIONS)),
+        ("precision", precision.NAMES),
+        ("lr_schedule", optim.SCHEDULES),
+        ("data.source", sources.SOURCES),
+        ("data.skip_small", pipeline.SKIP_SMALL),
+        ("eval.protocol", tuple(metrics.PROTOCOLS)),
+    )
+
+
 def problems(config: Any) -> list[str]:
     """Every value of ``config`` that breaks a rule, as ``"field=value (must be ...)"``."""
     found = []
@@ -135,7 +141,7 @@ def problems(config: Any) -> list[str]:
             good = False
         if not good:
             found.append(f"{field}={value!r} (must be {rule})")
-    for field, allowed in _CHOICES:
+    for field, allowed in _choices():
         value = _get(config, field)
         if value not in allowed:
             found.append(f"{field}={value!r} (must be one of {', '.join(allowed)})")

@@ -1,17 +1,11 @@
-"""Inference: self-ensemble x8 (EDSR+/MDSR+), tiled inference for large images, jit-cached upscalers.
+"""Inference: :func:`make_upscaler` wraps a model into ``upscale(lr_uint8) -> sr_float``.
 
-* :func:`check_scale` is the one check that a model has the scale asked for.
-* :func:`self_ensemble` averages a network over the 8 dihedral transforms of its input (all
-  compositions of flip-W, flip-H and transpose), each output transformed back
-  (``docs/protocol.md``); :class:`Upscaler` applies the same transforms to whole images.
-* Large images are cut into fixed-size overlapping tiles (:func:`edsr_jax.tiling.tiled`).
-* :func:`make_upscaler` wraps a model and its variables into ``upscale(lr_uint8) -> sr_float``:
-  images are zero-padded to a size bucket (or cut into tiles) so that many image sizes share a
-  few compiled programs, and the padding is made exact by zeroing every convolution's input
-  outside the image (what the model's own SAME zero padding does at the image border). Tiles of
-  an EDSR or MDSR run the trunk on the tile and the tail on its kept part in strips
-  (:meth:`Upscaler.split_tile`), which bounds the scale^2-larger activations of the upsampler.
-  How exact all this is: :mod:`edsr_jax.tiling`.
+Images are zero-padded to a size bucket, or cut into overlapping tiles, so that many sizes share
+a few compiled programs; every convolution's input is zeroed outside the image, which makes the
+padding exact (it is what SAME padding does at a real border; :mod:`edsr_jax.tiling`). Tiles of
+an EDSR or MDSR run the tail in strips (:meth:`Upscaler.split_tile`) to bound its scale^2-larger
+activations. Also the one scale check (:func:`check_scale`) and the one self-ensemble
+(:meth:`Upscaler._ensembled`: the 8 dihedral transforms, ``docs/protocol.md``).
 """
 
 from __future__ import annotations
@@ -58,27 +52,6 @@ def undo_dihedral(x, k: int):
     if k & 1:
         x = x[..., ::-1, :]
     return x
-
-
-def self_ensemble(fn: Callable, x):
-    """Mean of ``undo_k(fn(transform_k(x)))`` over the 8 dihedral transforms (jittable).
-
-    Args:
-      fn: maps an NHWC float batch to an NHWC float batch (e.g. a model's forward pass); it is
-        called on (N, H, W, C) and, for the transposed inputs, (N, W, H, C).
-      x: NHWC input.
-
-    Returns:
-      The averaged output, float32 (or wider).
-    """
-    import jax.numpy as jnp
-
-    total = None
-    for k in range(NUM_TRANSFORMS):
-        y = undo_dihedral(fn(dihedral(x, k)), k)
-        y = jnp.asarray(y).astype(jnp.promote_types(jnp.float32, jnp.asarray(y).dtype))
-        total = y if total is None else total + y
-    return total / NUM_TRANSFORMS
 
 
 # --- scales -------------------------------------------------------------------------------------
@@ -304,19 +277,22 @@ class Upscaler:
         s = self.scale
         return self._run(x, valid, device)[:, core[0] * s : core[1] * s, core[2] * s : core[3] * s]
 
-    def _tile(self, patch: np.ndarray, valid: np.ndarray, core: np.ndarray):
-        """One tile's kept part on the next device (the self-ensemble averaged tile by tile: a tiled
-        ensemble holds a tile, not a float32 copy of the whole output, per transform)."""
-        device = next(self._turn)
+    def _ensembled(self, run: Callable, x: np.ndarray, *boxes: np.ndarray):
+        """``run(x, *boxes)``, averaged over the 8 dihedral transforms when ``self_ensemble`` is set:
+        the one self-ensemble (``boxes``: ``[top, bottom, left, right]`` in a square ``x``)."""
         if not self.self_ensemble:
-            return self._kept(patch, valid, core, device)
-        size, total = patch.shape[1], None
+            return run(x, *boxes)
+        size, total = x.shape[1], None
         for k in range(NUM_TRANSFORMS):
-            x = np.ascontiguousarray(dihedral(patch, k))
-            y = self._kept(x, dihedral_valid(valid, k, size), dihedral_valid(core, k, size), device)
-            y = undo_dihedral(y, k)
+            moved = [dihedral_valid(b, k, size) for b in boxes]
+            y = undo_dihedral(run(np.ascontiguousarray(dihedral(x, k)), *moved), k)
             total = y if total is None else total + y
         return total / NUM_TRANSFORMS
+
+    def _tile(self, patch: np.ndarray, valid: np.ndarray, core: np.ndarray):
+        """One tile's kept part on the next device (a tiled self-ensemble averages tile by tile)."""
+        device = next(self._turn)
+        return self._ensembled(lambda x, v, c: self._kept(x, v, c, device), patch, valid, core)
 
     def _padded(self, x: np.ndarray, device: int):
         """The forward pass of an (1, H, W, 3) image zero-padded to the size bucket (exact: masked)."""
@@ -328,15 +304,8 @@ class Upscaler:
         ]
 
     def _whole(self, lr: np.ndarray, device: int):
-        """One whole image on ``device`` (a device array), with the self-ensemble if asked."""
-        x = lr.astype(np.float32)[None]
-        if not self.self_ensemble:
-            return self._padded(x, device)
-        total = None
-        for k in range(NUM_TRANSFORMS):
-            y = undo_dihedral(self._padded(np.ascontiguousarray(dihedral(x, k)), device), k)
-            total = y if total is None else total + y
-        return total / NUM_TRANSFORMS
+        """One whole image on ``device`` (a device array)."""
+        return self._ensembled(lambda x: self._padded(x, device), lr.astype(np.float32)[None])
 
     def set_variables(self, variables) -> None:
         """Runs the same compiled programs with new ``variables`` (same shapes and dtypes), e.g. a

@@ -27,6 +27,8 @@ from edsr_jax.errors import UserError
 
 # Optimizer group of parameters every scale uses.
 SHARED_GROUP = "shared"
+# The learning-rate schedules ``config.lr_schedule`` may name.
+SCHEDULES = ("step", "cosine")
 # Top-level parameter names that belong to one MDSR scale (pre_process_x3_0, upsample_x3, ...).
 _SCALE_PARAM = re.compile(r"_x(\d+)(?:_|$)")
 
@@ -50,7 +52,9 @@ def create_learning_rate_fn(config) -> optax.Schedule:
     elif config.lr_schedule == "cosine":
         main = optax.cosine_decay_schedule(peak, max(1, total - warmup))
     else:
-        raise UserError(f"config.lr_schedule must be 'step' or 'cosine', got {config.lr_schedule!r}")
+        raise UserError(
+            f"config.lr_schedule must be {' or '.join(map(repr, SCHEDULES))}, got {config.lr_schedule!r}"
+        )
     if warmup <= 0:
         return main
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])

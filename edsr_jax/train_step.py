@@ -25,9 +25,6 @@ from edsr_jax import compiler_options as xla_options
 from edsr_jax import models, optim, sharding
 from edsr_jax.errors import UserError
 
-# The losses ``config.loss`` may name.
-LOSSES = ("l1", "l2")
-
 
 @flax.struct.dataclass
 class TrainState:
@@ -94,6 +91,10 @@ def l2_loss(sr: jax.Array, hr: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(sr.astype(jnp.float32) - hr.astype(jnp.float32)))
 
 
+# The losses ``config.loss`` may name.
+LOSS_FUNCTIONS = {"l1": l1_loss, "l2": l2_loss}
+
+
 def step_options(config, matmul_precision: str | None = None) -> dict:
     """The :func:`train_step` options a config sets: loss, EMA decay, clipping, spike skipping, and
     the matmul precision of its policy (:mod:`edsr_jax.precision`)."""
@@ -147,7 +148,7 @@ def train_step(
     """
     lr_images = batch["lr"].astype(jnp.float32)
     hr_images = batch["hr"].astype(jnp.float32)
-    loss_of = {"l1": l1_loss, "l2": l2_loss}[loss]
+    loss_of = LOSS_FUNCTIONS[loss]
     if skip_loss_factor > 0 and state.loss_stats is None:
         raise ValueError("skip_loss_factor needs state.loss_stats (create_train_state makes them)")
 

@@ -7,7 +7,7 @@ the official augmentation, a ``DataLoader`` with worker processes), once with ``
 as a user runs it (a subprocess with ``--config.*`` overrides). Both train on exactly the pairs
 edsr-jax's ``skimage`` source gives (the 12 scikit-image photographs of
 :data:`edsr_jax.data.sources.SKIMAGE_TRAIN` and their MATLAB-bicubic LR images made by
-:func:`edsr_jax.data.sources.make_lr`), and both are scored by the same evaluator: the PyTorch
+:func:`edsr_jax.imaging.resize.downscale`), and both are scored by the same evaluator: the PyTorch
 weights converted with :func:`edsr_jax.interop.torch.convert_state_dict`, the edsr-jax run loaded
 with :func:`edsr_jax.load_model`, each scored on Set5 x2 under the benchmark protocol (Y,
 shave = scale) against MATLAB bicubic with :func:`edsr_jax.apps.demo_report.score_sets` (the
@@ -114,7 +114,7 @@ def load_pairs(scale: int = SCALE, patch: int = 0) -> list[tuple[np.ndarray, np.
     """``[(hr, lr)]`` uint8 (H, W, 3) of edsr-jax's ``skimage`` training split, as its pipeline gets them.
 
     Args:
-      scale: the LR scale (LR made by :func:`edsr_jax.data.sources.make_lr`).
+      scale: the LR scale (LR made by :func:`edsr_jax.imaging.resize.downscale`).
       patch: when > 0, fail (as edsr-jax does) on an image smaller than this LR patch.
     """
     from edsr_jax.configs import demo

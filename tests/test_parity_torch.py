@@ -14,7 +14,7 @@ from support.optional import import_torch
 from support.paths import ROOT
 from support.scripts import load_script
 
-from edsr_jax.data import sources
+from edsr_jax.imaging import resize
 
 SCRIPT = os.path.join(ROOT, "experiments", "parity_torch.py")
 
@@ -37,10 +37,10 @@ def _as_uint8(tensor) -> np.ndarray:
     return tensor.numpy().transpose(1, 2, 0).round().astype(np.uint8)
 
 
-def test_dataset_crops_are_aligned_on_a_make_lr_pair(parity):
+def test_dataset_crops_are_aligned_on_a_downscaled_pair(parity):
     scale, patch = 2, 6
     hr = np.random.default_rng(0).integers(0, 256, (61, 75, 3), dtype=np.uint8)  # (odd: cropped)
-    lr = sources.make_lr(hr, scale)
+    lr = resize.downscale(hr, scale)
     dataset = parity.PatchDataset([(hr, lr)], patch, scale, repeat=3, augment=False)
     np.random.seed(0)
     seen = set()

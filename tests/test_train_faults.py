@@ -1,5 +1,6 @@
 """Training faults: SIGKILL at three points (two inside a checkpoint save), an unreadable latest
-checkpoint, a full disk, a non-finite loss and a workdir of another run (SIGTERM: test_train).
+checkpoint, a full disk, a non-finite loss (with and without the spike guard) and a workdir of
+another run (SIGTERM: test_train).
 
 One uninterrupted reference run is shared by the module; the killed runs are real `edsr-jax
 train` processes (started together, they share the persistent compilation cache); the reruns
@@ -203,16 +204,21 @@ def test_a_workdir_of_another_model_is_refused_before_anything_is_written(refere
     assert sorted(os.listdir(workdir / "checkpoints")) == before
 
 
-def test_non_finite_loss_names_the_step_and_values_and_keeps_the_good_checkpoints(cache_dir, tmp_path):
-    # (test_train checks the step; this checks a rerun fails the same way and nothing was replaced)
-    config = tiny_config(cache_dir, learning_rate=1e30, lr_schedule="step", checkpoint_every_steps=1)
+@pytest.mark.parametrize("options", [{}, {"skip_loss_factor": 2.0}], ids=["plain", "skipping_spikes"])
+def test_non_finite_loss_names_the_step_and_values_and_keeps_the_good_checkpoints(
+    options, cache_dir, tmp_path
+):
+    # The spike guard skips large finite losses only: a non-finite one stops the run all the same.
+    config = tiny_config(
+        cache_dir, learning_rate=1e30, lr_schedule="step", checkpoint_every_steps=1, **options
+    )
     workdir = tmp_path / "nan"
-    with pytest.raises(
-        UserError, match=r"at step \d+: loss=\S+, grad_norm=\S+;.*config\.learning_rate"
-    ) as first:
+    message = r"non-finite training values at step (\d+): loss=\S+, grad_norm=\S+;.*config\.learning_rate"
+    with pytest.raises(UserError, match=message) as first:
         train.train_and_evaluate(config, str(workdir))
+    bad_step = int(re.search(message, str(first.value)).group(1))
     kept = complete(workdir)
-    assert kept
+    assert kept and max(kept) < bad_step
     abstract = params_of_abstract(config)
     for step in kept:
         params, _ = checkpoint_manager.restore_params(layout.checkpoint_dir(workdir), abstract, step)

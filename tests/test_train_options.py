@@ -96,12 +96,6 @@ def test_a_loss_spike_is_skipped_logged_and_leaves_the_state_as_it_was(
         assert not np.array_equal(after, jax.tree.leaves(read(spike_step, weights))[0])
 
 
-def test_non_finite_losses_still_stop_a_run_that_skips_spikes(tmp_path, cache_dir):
-    config = tiny_config(cache_dir, learning_rate=1e30, lr_schedule="step", skip_loss_factor=2.0)
-    with pytest.raises(UserError, match=r"non-finite training values at step \d+: loss="):
-        train.train_and_evaluate(config, str(tmp_path / "nan"))
-
-
 def test_spike_guard_judges_against_the_bias_corrected_running_mean():
     losses = [40.0, 35.0, 30.0, 28.0, 26.0, 25.0, 24.0, 23.0, 22.0, 21.0, 20.0]
     stats = optim.init_loss_stats()

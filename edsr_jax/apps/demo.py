@@ -212,8 +212,7 @@ def check_workdir(workdir: str) -> None:
     """
     from edsr_jax.checkpoint import layout
 
-    if os.path.isfile(workdir):
-        raise UserError(f"workdir {workdir} is a file, not a folder")
+    layout.not_a_file(workdir)
     if not os.path.isdir(workdir) or os.path.isfile(os.path.join(workdir, DEMO_JSON)):
         return
     kind = layout.folder_kind(workdir)

@@ -75,7 +75,7 @@ def save_model(
 
 
 def _has_batch_stats(model: models.SRModel) -> bool:
-    return "batch_stats" in jax.eval_shape(lambda: models.init(model, jax.random.key(0)))
+    return "batch_stats" in models.abstract_variables(model)
 
 
 def _params_of(variables: Any) -> Any:
@@ -182,9 +182,9 @@ def _load_training_variables(
 ) -> tuple[dict, str]:
     """The variables of one complete checkpoint of a workdir, on the first local device, and which."""
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.eval_shape(lambda: models.init(model, jax.random.key(0)))
     abstract = jax.tree_util.tree_map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), dict(abstract)
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+        dict(models.abstract_variables(model)),
     )
     folder = path / layout.CHECKPOINTS_DIR
     variables, step, item = manager.restore_variables(folder, abstract, which, weights=weights)

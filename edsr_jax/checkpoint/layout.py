@@ -135,9 +135,7 @@ def prepare_workdir(
     Raises:
       UserError: the workdir holds a model.json of a different architecture, or is a file.
     """
-    folder = epath.Path(workdir)
-    if folder.is_file():
-        raise UserError(f"workdir {workdir} is a file, not a directory")
+    folder = not_a_file(workdir)
     # Compare as JSON would store the new config (tuples become lists, objects strings).
     new = json.loads(json.dumps(config_summary, default=str))
     if (folder / MODEL_JSON).exists():
@@ -225,6 +223,14 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")  # (the lock file; a desktop's .DS_Store)
 
 
+def not_a_file(workdir: str | os.PathLike) -> epath.Path:
+    """``workdir`` as a path; raises a UserError when it is a file (the one such check)."""
+    folder = epath.Path(workdir)
+    if folder.is_file():
+        raise UserError(f"workdir {workdir} is a file, not a directory")
+    return folder
+
+
 def check_training_folder(workdir: str, *, allow_other_files: bool = False) -> None:
     """Refuses a ``workdir`` to train in that holds something other than a training run.
 
@@ -235,9 +241,7 @@ def check_training_folder(workdir: str, *, allow_other_files: bool = False) -> N
       UserError: the folder is a file, holds an exported model or another edsr-jax output, or
         (unless ``allow_other_files``) other files.
     """
-    folder = epath.Path(workdir)
-    if folder.is_file():
-        raise UserError(f"workdir {workdir} is a file, not a directory")
+    folder = not_a_file(workdir)
     if not folder.is_dir():
         return
     kind = folder_kind(folder)

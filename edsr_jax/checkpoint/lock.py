@@ -32,6 +32,7 @@ import time
 from etils import epath
 
 from edsr_jax import atomic
+from edsr_jax.checkpoint import layout
 from edsr_jax.errors import UserError
 
 LOCK_FILE = ".lock"
@@ -181,8 +182,7 @@ class WorkdirLock:
     # --- the context ---------------------------------------------------------------------------
 
     def __enter__(self) -> WorkdirLock:
-        if self.path.parent.is_file():
-            raise UserError(f"workdir {self.workdir} is a file, not a directory")
+        layout.not_a_file(self.workdir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.mode == "flock" and self._acquire_flock():
             return self

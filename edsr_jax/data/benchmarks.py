@@ -109,6 +109,33 @@ def hr_files(root: str, name: str) -> list[str]:
     return files.list_images(hr_dir)
 
 
+def check_pair(name: str, hr: np.ndarray, lr: np.ndarray, scale: int, lr_file: str | None = None) -> None:
+    """The one pair check: uint8 RGB images, the LR no larger than its HR / ``scale``.
+
+    Raises:
+      UserError: naming ``name`` (and ``lr_file``), sizes as width x height.
+    """
+    for a, what in ((hr, "HR"), (lr, "LR")):
+        if a.dtype != np.uint8 or a.ndim != 3 or a.shape[-1] != 3:
+            raise UserError(f"{name}: {what} image must be uint8 (H, W, 3), got {a.dtype} {a.shape}")
+    if lr.shape[0] * scale > hr.shape[0] or lr.shape[1] * scale > hr.shape[1]:
+        what = f"LR image {lr_file}" if lr_file else "LR image"
+        raise UserError(
+            f"{name}: {what} ({lr.shape[1]}x{lr.shape[0]}) times scale {scale} is larger than "
+            f"its HR image {hr.shape[1]}x{hr.shape[0]}"
+        )
+
+
+def make_sample(
+    name: str, hr: np.ndarray, lr: np.ndarray, scale: int, *, lr_generated: bool = False
+) -> Sample:
+    """The :class:`Sample` of a checked pair: the HR cropped top-left to LR size x scale."""
+    h, w = lr.shape[0] * scale, lr.shape[1] * scale
+    return Sample(
+        name=name, lr=np.asarray(lr), hr=np.ascontiguousarray(hr[:h, :w]), lr_generated=lr_generated
+    )
+
+
 def load_pair(hr_file: str, lr_file: str | None, scale: int, *, boundary: str = "replicate") -> Sample:
     """One :class:`Sample`: reads (or makes) the LR and crops the HR to LR size x scale.
 
@@ -121,13 +148,8 @@ def load_pair(hr_file: str, lr_file: str | None, scale: int, *, boundary: str = 
         lr = resize.downscale(hr, scale, boundary=boundary, name=f"HR image {hr_file}")
     else:
         lr = files.read_image(lr_file)
-    h, w = lr.shape[0] * scale, lr.shape[1] * scale
-    if h > hr.shape[0] or w > hr.shape[1]:
-        raise UserError(
-            f"LR image {lr_file} ({lr.shape[0]}x{lr.shape[1]}) times scale {scale} is larger than its HR "
-            f"{hr_file} ({hr.shape[0]}x{hr.shape[1]})"
-        )
-    return Sample(name=stem, lr=lr, hr=np.ascontiguousarray(hr[:h, :w]), lr_generated=lr_file is None)
+    check_pair(hr_file, hr, lr, scale, lr_file)
+    return make_sample(stem, hr, lr, scale, lr_generated=lr_file is None)
 
 
 def load_benchmark(

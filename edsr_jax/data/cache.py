@@ -27,7 +27,8 @@ import threading
 import numpy as np
 
 from edsr_jax import atomic
-from edsr_jax.data import sources
+from edsr_jax.data import benchmarks, sources
+from edsr_jax.imaging import resize
 
 # Bumped when the cache file layout or the decoding changes, so old cache files are not reused.
 CACHE_VERSION = 2
@@ -118,8 +119,8 @@ class PairCache:
     def _read_lr(self, i: int, scale: int, hr: np.ndarray) -> np.ndarray:
         name = self.source.names[i]
         lr = self.source.read_lr(i, scale)
-        lr = sources.make_lr(hr, scale, name=f"image {name}") if lr is None else lr
-        sources.check_pair(name, hr, lr, scale, self.source.lr_file(i, scale))
+        lr = resize.downscale(hr, scale, name=f"image {name}") if lr is None else lr
+        benchmarks.check_pair(name, hr, lr, scale, self.source.lr_file(i, scale))
         return lr
 
     def _get(self, key: tuple, decode) -> np.ndarray:

@@ -41,7 +41,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from edsr_jax.data import cache, sources
+from edsr_jax.data import benchmarks, cache, sources
 from edsr_jax.data.benchmarks import Sample
 from edsr_jax.errors import UserError
 
@@ -55,6 +55,9 @@ MAX_STEPS = 2**62
 MAX_AUTO_THREADS = 16
 # The sampler's version, stored in checkpoints: batches of one version are reproducible.
 SAMPLER = "global-v1"
+
+# What ``config.data.skip_small`` may say about images smaller than a patch.
+SKIP_SMALL = ("error", "skip")
 
 
 def _rng(*key: int) -> np.random.Generator:
@@ -124,9 +127,9 @@ def _gather_index(size: int, flip_w: bool, flip_h: bool, transpose: bool) -> np.
 def write_augmented(out: np.ndarray, patch: np.ndarray, flip_w: bool, flip_h: bool, transpose: bool) -> None:
     """``out[...] = augment_pair(patch, ...)`` for a square patch, fast.
 
-    numpy copies a W-flipped or transposed (H, W, 3) uint8 view pixel by pixel (3-byte inner
-    loops), 3-6x slower than one ``np.take`` with a precomputed index; a plain or H-flipped view
-    copies whole rows.
+    numpy copies a W-flipped or transposed (H, W, 3) uint8 view pixel by pixel, much slower than
+    one ``np.take`` with a precomputed index (RESULTS.md, "Input pipeline"); a plain or H-flipped
+    view copies whole rows.
     """
     if not (flip_w or transpose):
         out[...] = patch[::-1] if flip_h else patch
@@ -202,8 +205,8 @@ def usable_images(
     Raises:
         UserError: a small image with ``skip_small="error"``, or no image left.
     """
-    if skip_small not in ("error", "skip"):
-        raise UserError(f"config.data.skip_small must be 'error' or 'skip', got {skip_small!r}")
+    if skip_small not in SKIP_SMALL:
+        raise UserError(f"config.data.skip_small must be one of {SKIP_SMALL}, got {skip_small!r}")
     small = {}
     for i in range(len(source)):
         for s in scales:
@@ -333,6 +336,5 @@ def create_eval_samples(config, split: str = "val", num_images: int = 0) -> dict
         out[s] = []
         for i in range(count):
             hr, lr = pairs.pair(i, s)
-            hr = np.ascontiguousarray(hr[: lr.shape[0] * s, : lr.shape[1] * s])
-            out[s].append(Sample(name=source.names[i], lr=np.asarray(lr), hr=hr))
+            out[s].append(benchmarks.make_sample(source.names[i], hr, lr, s))
     return out

@@ -32,7 +32,6 @@ dataset, never here).
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 from collections.abc import Sequence
@@ -41,7 +40,7 @@ import numpy as np
 
 from edsr_jax.errors import UserError, quote
 from edsr_jax.extras import require
-from edsr_jax.imaging import files, resize
+from edsr_jax.imaging import files
 
 SOURCES = ("tfds", "div2k_folder", "folder", "paired_folder", "skimage")
 DEGRADATIONS = ("bicubic", "unknown")
@@ -118,18 +117,6 @@ class PairSource:
         return None  # the file image i's LR image at scale is read from, for messages
 
 
-def _header_size(path: str) -> tuple[int, int]:
-    """``(h, w)`` of an image file from its header (Pillow reads no pixels)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            w, h = image.size
-    except (OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"cannot read image {path}: {quote(e)}") from None
-    return h, w
-
-
 class FileSource(PairSource):
     """Images in files: HR paths, and per scale an LR path or None (made by MATLAB bicubic)."""
 
@@ -151,8 +138,8 @@ class FileSource(PairSource):
     def lr_shape(self, i: int, scale: int) -> tuple[int, int]:
         path = self.lr_paths[scale][i]
         if path is not None:
-            return _header_size(path)
-        h, w = _header_size(self.hr_paths[i])
+            return files.image_size(path)
+        h, w = files.image_size(self.hr_paths[i])
         return h // scale, w // scale
 
     def lr_file(self, i: int, scale: int) -> str | None:
@@ -320,24 +307,6 @@ def _open_tfds(name: str, data_dir: str | None, split: str):
         ) from None
 
 
-def decode_png(data: bytes, what: str) -> np.ndarray:
-    """Encoded image bytes -> uint8 RGB (H, W, 3), with Pillow."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"), np.uint8)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"cannot decode {what}: {quote(e)}") from None
-
-
-def _png_size(data: bytes) -> tuple[int, int] | None:
-    """``(h, w)`` from a PNG header (the IHDR chunk), or None for another format."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
-        return None
-    return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
-
-
 def _raw(record: bytes, key: str) -> bytes:
     """The encoded image ``key`` of a raw TFDS record, parsed with TFDS's own (TensorFlow-free)
     copy of the ``tf.train.Example`` proto."""
@@ -389,16 +358,17 @@ class TfdsSource(PairSource):
 
     def read_hr(self, i: int) -> np.ndarray:
         s = self.scales[0]
-        return decode_png(
+        return files.decode_image(
             _raw(self.sources[s][self.positions[s][i]], "hr"), f"the HR image of {self.names[i]}"
         )
 
     def read_lr(self, i: int, scale: int) -> np.ndarray:
         record = self.sources[scale][self.positions[scale][i]]
-        return decode_png(_raw(record, "lr"), f"the x{scale} LR image of {self.names[i]}")
+        return files.decode_image(_raw(record, "lr"), f"the x{scale} LR image of {self.names[i]}")
 
-    def lr_shape(self, i: int, scale: int) -> tuple[int, int] | None:
-        return _png_size(_raw(self.sources[scale][self.positions[scale][i]], "lr"))
+    def lr_shape(self, i: int, scale: int) -> tuple[int, int]:
+        record = self.sources[scale][self.positions[scale][i]]
+        return files.image_size(_raw(record, "lr"), f"the x{scale} LR image of {self.names[i]}")
 
 
 # --- opening a split -------------------------------------------------------------------------------
@@ -429,22 +399,3 @@ def open_source(data_config, split: str, scales: Sequence[int]) -> PairSource:
     if source == "paired_folder":
         return paired_folder_source(data_config.data_dir, numbers, scales)
     return folder_source(data_config.data_dir, numbers, scales)
-
-
-def make_lr(hr: np.ndarray, scale: int, name: str = "image") -> np.ndarray:
-    """The MATLAB-exact bicubic LR image of ``hr`` (cropped to a multiple of ``scale``)."""
-    return resize.downscale(hr, scale, boundary="replicate", name=name)
-
-
-def check_pair(name: str, hr: np.ndarray, lr: np.ndarray, scale: int, lr_file: str | None = None) -> None:
-    """Raises a UserError naming ``name`` (and ``lr_file``) when an LR image is larger than its HR
-    image / ``scale``."""
-    for a, what in ((hr, "HR"), (lr, "LR")):
-        if a.dtype != np.uint8 or a.ndim != 3 or a.shape[-1] != 3:
-            raise UserError(f"{name}: {what} image must be uint8 (H, W, 3), got {a.dtype} {a.shape}")
-    if lr.shape[0] * scale > hr.shape[0] or lr.shape[1] * scale > hr.shape[1]:
-        what = f"LR image {lr_file}" if lr_file else "LR image"
-        raise UserError(
-            f"{name}: {what} ({lr.shape[1]}x{lr.shape[0]}) times scale {scale} is larger than "
-            f"its HR image {hr.shape[1]}x{hr.shape[0]}"
-        )

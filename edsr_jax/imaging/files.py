@@ -90,33 +90,15 @@ def _open_lazily(fp: BinaryIO, name: str):
     raise UserError(f"not an image file (or a format Pillow cannot read): {name}")
 
 
-def load_raw(path: str) -> RawImage:
-    """Open and fully decode an image file.
-
-    Args:
-      path: the image file.
-
-    Returns:
-      The decoded :class:`RawImage`.
-
-    Raises:
-      UserError: the file is missing, empty, truncated, larger than :func:`pixel_limit`, or not
-        an image Pillow can read.
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise UserError(f"image file not found: {path}")
-    if os.path.isdir(path):
-        raise UserError(f"expected an image file, got a folder: {path}")
-    if os.path.getsize(path) == 0:
-        raise UserError(f"image file is empty (0 bytes): {path}")
+def _decode(fp: BinaryIO, name: str) -> RawImage:
+    """Decodes an open image file after the decompression-bomb guard (:func:`pixel_limit`)."""
     limit = pixel_limit()
     try:
-        with open(path, "rb") as fp, _open_lazily(fp, path) as img:
+        with _open_lazily(fp, name) as img:
             width, height = img.size
             if limit is not None and width * height > limit:
                 raise UserError(
-                    f"image {path} ({width}x{height}) is larger than the limit of {limit:,} pixels (a "
+                    f"image {name} ({width}x{height}) is larger than the limit of {limit:,} pixels (a "
                     "guard against decompression bombs); if you trust the file, raise the limit with "
                     f"the environment variable {MAX_PIXELS_ENV}=<pixels>"
                 )
@@ -132,8 +114,51 @@ def load_raw(path: str) -> RawImage:
     except UserError:
         raise
     except (OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"cannot decode image {name}: {e}") from None
+    return RawImage(array=array, mode=mode, path=name, palette=palette)
+
+
+def _check_file(path: str) -> str:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise UserError(f"image file not found: {path}")
+    if os.path.isdir(path):
+        raise UserError(f"expected an image file, got a folder: {path}")
+    if os.path.getsize(path) == 0:
+        raise UserError(f"image file is empty (0 bytes): {path}")
+    return path
+
+
+def load_raw(path: str) -> RawImage:
+    """Opens and fully decodes an image file.
+
+    Raises:
+      UserError: the file is missing, empty, truncated, larger than :func:`pixel_limit`, or not
+        an image Pillow can read.
+    """
+    path = _check_file(path)
+    try:
+        fp = open(path, "rb")
+    except OSError as e:
         raise UserError(f"cannot decode image {path}: {e}") from None
-    return RawImage(array=array, mode=mode, path=path, palette=palette)
+    with fp:
+        return _decode(fp, path)
+
+
+def image_size(source: str | bytes, what: str = "image bytes") -> tuple[int, int]:
+    """``(h, w)`` of an image file or of encoded bytes (named ``what``) from its header alone.
+
+    Raises:
+      UserError: a missing or empty file, or data that is not an image Pillow can read.
+    """
+    name = what if isinstance(source, bytes) else _check_file(source)
+    try:
+        fp = io.BytesIO(source) if isinstance(source, bytes) else open(name, "rb")
+        with fp, _open_lazily(fp, name) as img:
+            w, h = img.size
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"cannot read image {name}: {e}") from None
+    return h, w
 
 
 def to_rgb_uint8(raw: RawImage) -> np.ndarray:
@@ -175,12 +200,14 @@ def to_rgb_uint8(raw: RawImage) -> np.ndarray:
 
 
 def read_image(path: str) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3); grayscale is replicated to 3 channels.
-
-    Raises:
-      UserError: missing, empty, truncated or unreadable file, or an unsupported mode.
-    """
+    """An image file as RGB uint8 (H, W, 3) (:func:`load_raw`, then :func:`to_rgb_uint8`)."""
     return to_rgb_uint8(load_raw(path))
+
+
+def decode_image(data: bytes, what: str) -> np.ndarray:
+    """Encoded image bytes (any format) as RGB uint8 (H, W, 3): the file reader's decoder, guard
+    and 16-bit rule, for images that are not files (TFDS records). ``what`` names it in messages."""
+    return to_rgb_uint8(_decode(io.BytesIO(data), what))
 
 
 def output_format(path: str) -> str:

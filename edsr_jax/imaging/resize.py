@@ -1,4 +1,4 @@
-"""MATLAB-exact bicubic resizing (``imresize(img, scale, 'bicubic')``), in numpy and in JAX.
+"""MATLAB-exact bicubic resizing (``imresize(img, scale, 'bicubic')``) in numpy.
 
 Every DIV2K and benchmark LR image was made with MATLAB's ``imresize``; train and test
 degradations must match it, and PIL's or ``jax.image.resize``'s bicubic do not. What MATLAB does
@@ -16,9 +16,7 @@ degradations must match it, and PIL's or ``jax.image.resize``'s bicubic do not. 
   are equal). On uint8 input each pass is rounded half away from zero and clipped to [0, 255]
   before the next one: without that only ~85-90 % of pixels match MATLAB.
 
-Weights are computed in float64 with numpy. ``imresize`` applies them in float64 (bit-exact with
-MATLAB on uint8); ``imresize_jax`` is jittable for on-device degradation (static shapes; the
-weights become constants) and computes in float32 (or the input's float dtype).
+Weights are computed and applied in float64 (bit-exact with MATLAB on uint8).
 """
 
 from __future__ import annotations
@@ -179,74 +177,6 @@ def _resize_axis_np(x: np.ndarray, idx: np.ndarray, w: np.ndarray, axis: int) ->
         term = np.take(x, idx[:, t], axis=axis) * w[:, t].reshape(shape)
         out = term if out is None else out + term
     return out
-
-
-def imresize_jax(
-    image,
-    scale: float | tuple[float, float] | None = None,
-    *,
-    boundary: str = "replicate",
-    output_shape: tuple[int, int] | None = None,
-    compute_dtype=None,
-):
-    """Jittable MATLAB bicubic ``imresize`` on a JAX array (HxW, HxWxC, or NxHxWxC).
-
-    Shapes are static, so the tap indices and weights are trace-time constants. uint8 input is
-    rounded half away from zero and clipped after each pass and returned as uint8 (equal to
-    :func:`imresize` except, rarely, where float32 rounding lands on the other side of a .5);
-    float input is returned unrounded in its dtype.
-
-    Args:
-      image: the image(s); a 4-D array is a batch (N, H, W, C).
-      scale: factor or ``(scale_h, scale_w)``.
-      boundary: ``"replicate"`` or ``"mirror"``.
-      output_shape: ``(H, W)`` instead of a scale.
-      compute_dtype: accumulation dtype (default float32, or the input's float dtype if wider).
-
-    Returns:
-      The resized image(s).
-
-    Raises:
-      UserError: a bad shape, scale or boundary.
-    """
-    if isinstance(scale, list):
-        scale = tuple(scale)
-    if output_shape is not None:
-        output_shape = tuple(int(v) for v in output_shape)
-    return _jitted_imresize()(
-        image, scale, boundary=boundary, output_shape=output_shape, compute_dtype=compute_dtype
-    )
-
-
-@functools.lru_cache(maxsize=1)
-def _jitted_imresize():
-    """The jitted implementation (cached; a jit inside a caller's jit is inlined)."""
-    import jax
-
-    return jax.jit(_imresize_jax, static_argnames=("scale", "boundary", "output_shape", "compute_dtype"))
-
-
-def _imresize_jax(image, scale, *, boundary, output_shape, compute_dtype):
-    import jax.numpy as jnp
-
-    batched = image.ndim == 4
-    if not batched:
-        _check_image(image, "imresize_jax")
-    h_axis = 1 if batched else 0
-    is_uint8 = image.dtype == jnp.uint8
-    if compute_dtype is None:
-        compute_dtype = jnp.promote_types(jnp.float32, image.dtype) if not is_uint8 else jnp.float32
-    out_hw, scales = output_size(image.shape[h_axis : h_axis + 2], scale, output_shape)
-    x = image.astype(compute_dtype)
-    for axis in _pass_order(scales):
-        idx, w = contributions(image.shape[h_axis + axis], out_hw[axis], scales[axis], boundary)
-        ax = h_axis + axis
-        taps = jnp.take(x, jnp.asarray(idx), axis=ax)  # (..., out, P, ...): one gather per pass
-        shape = [1] * taps.ndim
-        shape[ax], shape[ax + 1] = w.shape
-        out = jnp.sum(taps * jnp.asarray(w, compute_dtype).reshape(shape), axis=ax + 1)
-        x = jnp.clip(jnp.floor(out + 0.5), 0, 255) if is_uint8 else out
-    return x.astype(image.dtype)
 
 
 def modcrop(image: np.ndarray, scale: int) -> np.ndarray:

@@ -3,7 +3,7 @@
 ``edsr.py`` holds the layers, the two networks and the presets; ``srresnet.py`` SRResNet (its
 variables add ``batch_stats``), the ``SRModel`` type and ``receptive_radius``; ``conv.py`` the one
 convolution they use (a CPU-fast gradient); ``params.py`` initialisation, the architecture spec
-and parameter paths. Everything public is re-exported here::
+and parameter paths. ``edsr_jax.models`` is the package's public model API::
 
     from edsr_jax import models
 
@@ -12,7 +12,7 @@ and parameter paths. Everything public is re-exported here::
     sr = model.apply(variables, lr_images)          # NHWC float in [0, 255]
 """
 
-from edsr_jax.models.conv import Conv, conv2d, torch_conv_kernel_init
+from edsr_jax.models.conv import Conv, conv2d, pytorch_bound
 from edsr_jax.models.edsr import (
     DIV2K_RGB_MEAN,
     EDSR,
@@ -28,6 +28,8 @@ from edsr_jax.models.edsr import (
     pixel_shuffle,
 )
 from edsr_jax.models.params import (
+    ARCHS,
+    abstract_variables,
     copy_matching,
     count_params,
     flat_params,
@@ -41,6 +43,8 @@ from edsr_jax.models.params import (
 from edsr_jax.models.srresnet import SRModel, SRResNet, receptive_radius, srresnet
 
 __all__ = [
+    "ARCHS",
+    "abstract_variables",
     "DIV2K_RGB_MEAN",
     "EDSR",
     "MDSR",
@@ -66,7 +70,7 @@ __all__ = [
     "param_shapes",
     "path_key",
     "pixel_shuffle",
+    "pytorch_bound",
     "receptive_radius",
     "srresnet",
-    "torch_conv_kernel_init",
 ]

@@ -1,42 +1,23 @@
 """The one convolution every EDSR/MDSR layer uses: the :class:`Conv` module and ``conv2d``.
 
-:class:`Conv` has the parameters and output of ``flax.linen.Conv`` (kernel HWIO, bias), initialised
-like PyTorch's ``nn.Conv2d``. ``conv2d(x, kernel, bias)`` is a stride-1, SAME-padded NHWC/HWIO
-convolution plus bias, exactly what ``flax.linen.Conv`` computes. Its forward pass is the plain XLA
-convolution. Its backward pass is the same mathematics, but on CPU three of the gradients XLA
-would emit are replaced by forms that XLA's CPU backend runs several times faster (measured in
-``experiments/perf/RESULTS.md``):
-
-* the bias gradient (a sum over batch and space) becomes a matrix-vector product: XLA CPU splits
-  a large ``reduce`` into a strided ``reduce-window`` that runs about 5x slower than the memory
-  allows;
-* the kernel gradient of a conv with few output channels (the RGB tail) becomes one GEMM,
-  ``x^T @ shifted(g)``: ``g`` has only ``k*k*Cout`` shifted copies (27 channels for the tail),
-  while XLA's backward-filter convolution first transposes the 64-channel input at the HR
-  resolution and then runs a convolution with a 96x96 "kernel";
-* the kernel gradient of the other convs, when the batch is not a multiple of 8, is computed on
-  the images cut into horizontal strips so that (images x strips) is: XLA's backward-filter
-  convolution contracts over the batch as its innermost dimension and is 2-5x slower otherwise.
-
-On other platforms (GPU, TPU) the backward pass is the standard one, chosen at lowering time by
-``jax.lax.platform_dependent``. The input gradient is always the standard transposed convolution.
-
-Because of the custom VJP, the model supports reverse-mode differentiation (``jax.grad``,
-``jax.vjp``) but not forward mode (``jax.jvp``, ``jax.jacfwd``).
-
-This module imports only jax, flax and numpy.
+:class:`Conv` has the parameters and output of ``flax.linen.Conv`` (HWIO kernel, bias),
+initialised like PyTorch's ``nn.Conv2d``. The forward pass is the plain XLA convolution; on CPU
+the backward pass computes the same gradients in forms XLA's CPU backend runs faster (timings:
+RESULTS.md, "Model speed"): the bias gradient as a matrix-vector product, the kernel gradient of
+a conv with few output channels (the RGB tail) as one GEMM over shifted copies of ``g``, and the
+other kernel gradients on images cut into strips so that the batch is a multiple of 8. GPUs and
+TPUs take the standard backward pass (``jax.lax.platform_dependent``). The custom VJP allows
+reverse-mode differentiation only (no ``jax.jvp``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 Dtype = Any
@@ -120,8 +101,8 @@ def _kernel_grad_in_strips(x, kernel, g, strips: int):
     """The standard kernel gradient, with each image cut into ``strips`` horizontal strips.
 
     XLA CPU's backward-filter convolution contracts over the batch as its innermost dimension,
-    and runs 2-5x slower when the batch is not a multiple of the 8-float vector width (batch 1,
-    2 and 4 in ``experiments/perf/RESULTS.md``). The sum over (image, row, column) is the same sum over
+    and is slower when the batch is not a multiple of the 8-float vector width (RESULTS.md,
+    "Model speed"). The sum over (image, row, column) is the same sum over
     (image, strip, row in strip, column), so each strip of ``g`` becomes an image of its own
     (a free reshape) and each strip of the padded ``x`` one with a ``k - 1`` row halo (a small
     copy); rows added to make the height divisible are zero in ``g`` and add nothing.
@@ -171,15 +152,14 @@ conv2d.defvjp(_fwd, _bwd)
 # --- the layer ------------------------------------------------------------------------------------
 
 
-def torch_conv_kernel_init(key: jax.Array, shape: Sequence[int], dtype: Dtype = jnp.float32) -> jax.Array:
-    """PyTorch ``nn.Conv2d`` default kernel init, U(+-1/sqrt(fan_in)), for an HWIO kernel."""
-    bound = 1.0 / math.sqrt(int(np.prod(shape[:-1])))
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
+def pytorch_bound(fan_in: int) -> float:
+    """PyTorch's ``nn.Conv2d`` init draws kernel and bias from U(+-bound), bound 1/sqrt(fan_in):
+    the one rule, used here and by :func:`edsr_jax.models.params.init`."""
+    return 1.0 / math.sqrt(fan_in)
 
 
-def _torch_bias_init(fan_in: int):
-    """PyTorch ``nn.Conv2d`` default bias init, U(+-1/sqrt(fan_in))."""
-    bound = 1.0 / math.sqrt(fan_in)
+def _pytorch_uniform(fan_in: int):
+    bound = pytorch_bound(fan_in)
 
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, shape, dtype, -bound, bound)
@@ -210,11 +190,10 @@ class Conv(nn.Module):
             raise ValueError(
                 f"Conv {self.name!r} expects {self.in_features} input channels, got shape {x.shape}"
             )
+        fan_in = self.in_features * k * k
         kernel = self.param(
-            "kernel", torch_conv_kernel_init, (k, k, self.in_features, self.features), self.param_dtype
+            "kernel", _pytorch_uniform(fan_in), (k, k, self.in_features, self.features), self.param_dtype
         )
-        bias = self.param(
-            "bias", _torch_bias_init(self.in_features * k * k), (self.features,), self.param_dtype
-        )
+        bias = self.param("bias", _pytorch_uniform(fan_in), (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         return conv2d(x, kernel, bias)

@@ -269,26 +269,7 @@ def mdsr(**kwargs) -> MDSR:
     return MDSR(scales=SUPPORTED_SCALES, num_blocks=80, num_features=64, **kwargs)
 
 
-# --- receptive field ----------------------------------------------------------------------------
-
-
-def receptive_radius(model: EDSR | MDSR) -> int:
-    """How many LR pixels away an output pixel can see, for an EDSR or MDSR (rounded up).
-
-    Every 3x3 conv adds 1 pixel at its resolution: head, 2 per residual block, the body's last
-    conv and the first upsampler conv work on LR pixels; a x4 upsampler's second conv works at x2
-    and the tail at the output resolution (1/s LR pixel each). MDSR's two 5x5 pre-processing
-    blocks add 2 x 2 x 2 = 8.
-
-    Args:
-      model: an EDSR or MDSR.
-
-    Returns:
-      The radius in LR pixels (an overlap at least this large makes tiling exact).
-    """
-    trunk = 1 + 2 * int(model.num_blocks) + 1  # head, blocks, body_end
-    pre = PRE_PROCESS_BLOCKS * 2 * (PRE_PROCESS_KERNEL_SIZE // 2) if isinstance(model, MDSR) else 0
-    return trunk + pre + tail_radius(model)
+# --- receptive field (the whole model: edsr_jax.models.receptive_radius) -----------------------
 
 
 def tail_radius(model: EDSR | MDSR) -> int:

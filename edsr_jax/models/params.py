@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from typing import Any
 
 import flax
@@ -23,9 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from edsr_jax.models.conv import pytorch_bound
 from edsr_jax.models.edsr import EDSR, MDSR
 from edsr_jax.models.srresnet import PRELU_INIT, SRModel, SRResNet
 
+# The architectures a model spec (and ``config.model.arch``) may name.
+ARCHS = ("edsr", "mdsr", "srresnet")
 # Side of the dummy LR input used to trace parameter shapes (any size works: convs are 3x3/5x5).
 TRACE_LR_SIZE = 8
 # Initial values of the variables that are not conv kernels or biases, by leaf name: batch norm
@@ -39,13 +41,10 @@ CONSTANT_INITS = {
 }
 
 
-def _abstract_variables(model: SRModel) -> dict:
+def abstract_variables(model: SRModel) -> dict:
+    """``model``'s variables as ``jax.ShapeDtypeStruct`` (shapes and dtypes, nothing computed)."""
     x = jax.ShapeDtypeStruct((1, TRACE_LR_SIZE, TRACE_LR_SIZE, 3), jnp.float32)
     return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, scale=model.scales[0]), x)
-
-
-def _abstract_params(model: SRModel) -> dict:
-    return _abstract_variables(model)["params"]
 
 
 def _is_conv_leaf(flat: dict, path: tuple) -> bool:
@@ -57,11 +56,11 @@ def _is_conv_leaf(flat: dict, path: tuple) -> bool:
 def init(model: SRModel, rng: jax.Array) -> dict:
     """Initialises every variable of ``model`` like PyTorch does (the official init).
 
-    Equivalent in distribution to ``model.init(rng, x, scale=...)`` (each conv kernel and bias
-    ~ U(+-1/sqrt(fan_in)) of its conv), but draws all values with ONE uniform call and scales them
-    per tensor: XLA compiles one random-number kernel instead of one per parameter shape, which cuts
-    the compile time of a (jitted) initialiser on CPU from ~10-20 s to about a second. The batch
-    norms and PReLUs of an SRResNet take the constants of ``CONSTANT_INITS``.
+    Equal in distribution to ``model.init`` (:func:`~edsr_jax.models.conv.pytorch_bound`), but
+    one uniform draw scaled per tensor: XLA compiles one random-number kernel instead of one per
+    parameter shape, so a jitted initialiser compiles much faster (RESULTS.md, "Model speed").
+    SRResNet's batch norms and
+    PReLUs take ``CONSTANT_INITS``.
 
     Args:
       model: an EDSR, MDSR or SRResNet.
@@ -71,11 +70,11 @@ def init(model: SRModel, rng: jax.Array) -> dict:
       ``{"params": ...}`` in ``model.param_dtype``; an SRResNet's also has ``"batch_stats"``
       (float32 running means and variances).
     """
-    flat = flax.traverse_util.flatten_dict(_abstract_variables(model))
+    flat = flax.traverse_util.flatten_dict(abstract_variables(model))
     bounds = {}
     for path in flat:
         if _is_conv_leaf(flat, path):  # a bias takes the fan_in of its conv's kernel
-            bounds[path] = 1.0 / math.sqrt(int(np.prod(flat[(*path[:-1], "kernel")].shape[:-1])))
+            bounds[path] = pytorch_bound(int(np.prod(flat[(*path[:-1], "kernel")].shape[:-1])))
         elif (path[0], path[-1]) not in CONSTANT_INITS:
             raise ValueError(f"init does not know how to start the variable {path_key(path)}")
     total = sum(int(np.prod(flat[path].shape)) for path in bounds)
@@ -133,7 +132,7 @@ def from_spec(spec: dict, **kwargs) -> SRModel:
         return EDSR(scale=int(spec["scale"]), **common)
     if arch == "mdsr":
         return MDSR(scales=tuple(int(s) for s in spec["scales"]), **common)
-    raise ValueError(f"unknown architecture {arch!r} in model spec (expected 'edsr', 'mdsr' or 'srresnet')")
+    raise ValueError(f"unknown architecture {arch!r} in model spec (expected one of {ARCHS})")
 
 
 def path_key(path: tuple) -> str:
@@ -154,7 +153,7 @@ def param_shapes(model: SRModel) -> dict[str, tuple[int, ...]]:
 @functools.lru_cache(maxsize=32)
 def _param_shapes_of_spec(spec_json: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """Cached by spec: tracing a deep model (MDSR B80: three branches) takes seconds."""
-    abstract = _abstract_params(from_spec(json.loads(spec_json)))
+    abstract = abstract_variables(from_spec(json.loads(spec_json)))["params"]
     return tuple((k, tuple(int(d) for d in v.shape)) for k, v in flat_params(abstract).items())
 
 

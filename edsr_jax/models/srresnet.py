@@ -32,13 +32,15 @@ from edsr_jax.models.edsr import (
     EDSR,
     KERNEL_SIZE,
     MDSR,
+    PRE_PROCESS_BLOCKS,
+    PRE_PROCESS_KERNEL_SIZE,
     _check_input,
     _conv_like,
     _mean_shift,
     pixel_shuffle,
+    tail_radius,
     upsample_factors,
 )
-from edsr_jax.models.edsr import receptive_radius as _edsr_receptive_radius
 
 # Kernel size of the head and tail convs (Ledig et al., Fig. 4: k9n64s1 and k9n3s1).
 OUTER_KERNEL_SIZE = 9
@@ -176,23 +178,21 @@ def srresnet(scale: int = 2, **kwargs) -> SRResNet:
 
 
 def receptive_radius(model: SRModel) -> int:
-    """How many LR pixels away an output pixel can see (eval mode), for any model of the package.
+    """How many LR pixels away an output pixel can see (eval mode), rounded up: an overlap this
+    large makes tiling exact.
 
-    EDSR and MDSR: :func:`edsr_jax.models.edsr.receptive_radius`. SRResNet (batch norm with
-    running averages is per pixel): the 9x9 head adds 4 LR pixels, each block 2, the body's last
-    conv and the first upsampler conv 1 each; a x4 upsampler's second conv 1/2, and the 9x9 tail
-    4/s at the output resolution. (In train mode batch statistics couple every pixel.)
-
-    Args:
-      model: an EDSR, MDSR or SRResNet.
-
-    Returns:
-      The radius in LR pixels (an overlap at least this large makes tiling exact).
+    Each KxK conv adds K//2 pixels at its resolution (1/r LR pixel at r times the LR size). EDSR
+    and MDSR: head, 2 per block, body end, then :func:`~edsr_jax.models.edsr.tail_radius`; MDSR's
+    5x5 pre-processing blocks add 8. SRResNet (batch norm with running averages is per pixel; in
+    train mode batch statistics couple every pixel): the 9x9 head 4, 2 per block, body end and
+    first upsampler conv 1 each, a x4 upsampler's second conv 1/2, the 9x9 tail 4/s.
     """
-    if not isinstance(model, SRResNet):
-        return _edsr_receptive_radius(model)
-    outer = OUTER_KERNEL_SIZE // 2
     inner = KERNEL_SIZE // 2
+    if not isinstance(model, SRResNet):
+        trunk = inner * (1 + 2 * int(model.num_blocks) + 1)
+        pre = PRE_PROCESS_BLOCKS * 2 * (PRE_PROCESS_KERNEL_SIZE // 2) if isinstance(model, MDSR) else 0
+        return trunk + pre + tail_radius(model)
+    outer = OUTER_KERNEL_SIZE // 2
     lr = outer + inner * (2 * int(model.num_blocks) + 1 + 1)
     up = inner / 2 if model.scale == 4 else 0.0
     return int(math.ceil(lr + up + outer / model.scale))

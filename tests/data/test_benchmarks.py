@@ -57,5 +57,6 @@ def test_an_lr_file_too_large_for_its_hr_is_refused(tmp_path):
     os.makedirs(tmp_path / "Odd" / "LR_bicubic" / "X2")
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "Odd" / "HR" / "a.png")
     Image.fromarray(np.zeros((6, 5, 3), np.uint8)).save(tmp_path / "Odd" / "LR_bicubic" / "X2" / "ax2.png")
-    with pytest.raises(UserError, match=r"ax2\.png \(6x5\) times scale 2 is larger than its HR"):
+    message = r"a\.png: LR image \S*ax2\.png \(5x6\) times scale 2 is larger than its HR image 10x10"
+    with pytest.raises(UserError, match=message):
         benchmarks.load_benchmark(str(tmp_path), "Odd", 2)

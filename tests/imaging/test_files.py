@@ -57,6 +57,20 @@ def test_16_bit_values_are_read_as_8_bit_not_clipped(tmp_path):
     np.testing.assert_array_equal(rgb[..., 0], np.floor(raw / 257 + 0.5))
 
 
+def test_encoded_bytes_decode_with_the_file_rules(tmp_path, monkeypatch):
+    # TFDS records hold encoded images: same 16-bit rule, size header and bomb guard as files.
+    path = str(tmp_path / "a.png")
+    BUILDERS["gray16"](path)
+    data = open(path, "rb").read()
+    np.testing.assert_array_equal(files.decode_image(data, "record 3"), files.read_image(path))
+    assert files.image_size(data) == files.image_size(path) == files.read_image(path).shape[:2]
+    monkeypatch.setenv(files.MAX_PIXELS_ENV, "10")
+    with pytest.raises(UserError, match=r"image record 3 \(\d+x\d+\) is larger than the limit of 10 pixels"):
+        files.decode_image(data, "record 3")
+    with pytest.raises(UserError, match=r"not an image file .*: record 4"):
+        files.decode_image(b"not an image", "record 4")
+
+
 def test_list_images_sorts_by_name_and_refuses_a_missing_or_imageless_folder(tmp_path):
     for name in ("b.png", "a.JPG", ".hidden.png", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
