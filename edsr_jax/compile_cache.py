@@ -17,7 +17,8 @@ from collections.abc import Iterator, Mapping
 ENV = "EDSR_JAX_COMPILATION_CACHE"
 AUTO = "auto"
 OFF_VALUES = ("0", "off", "false", "no")
-# Caches the step and validation, not eager one-op programs (RESULTS.md "Start-up with the compilation cache").
+# Caches the step and validation, not eager one-op programs
+# (RESULTS.md "Start-up with the compilation cache").
 MIN_COMPILE_TIME_SECS = 0.02
 MIN_ENTRY_SIZE_BYTES = -1
 # Set by enable() unless the user's environment sets them.
@@ -80,8 +81,7 @@ def _settings() -> dict:
 
 @contextlib.contextmanager
 def scoped(setting: str, environ: Mapping[str, str] | None = None) -> Iterator[str | None]:
-    """The cache of ``setting`` inside the block (yields its folder or None); JAX's settings restored after.
-    """
+    """The cache of ``setting`` inside the block (yields its folder or None); JAX's own restored after."""
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 

@@ -118,8 +118,7 @@ def load_model(
 def load_model_with_note(
     path: str | os.PathLike, *, dtype: Any = None, which: str | int = "latest", weights: str = "auto"
 ) -> tuple[models.SRModel, dict, str]:
-    """:func:`load_model`, and a note saying which checkpoint it read and why (``""`` for an exported model).
-    """
+    """:func:`load_model`, and a note saying which checkpoint it read and why (``""``: an exported model)."""
     path = epath.Path(storage.location(path, "path"))
     if not path.exists():
         raise UserError(f"no model at {path}: the path does not exist")

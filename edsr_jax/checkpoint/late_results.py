@@ -17,8 +17,7 @@ _lock = threading.Lock()
 
 
 def is_result_for_a_closed_loop(unraisable) -> bool:
-    """Whether an unraisable report is TensorStore's late result for a closed event loop (from native code).
-    """
+    """Whether an unraisable report is TensorStore's late result for a closed loop (from native code)."""
     if unraisable.exc_type is not RuntimeError or unraisable.object is not None:
         return False
     if str(unraisable.exc_value) != "Event loop is closed":

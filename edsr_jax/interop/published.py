@@ -28,8 +28,7 @@ LICENCE = "MIT (EDSR-PyTorch)"
 
 @dataclasses.dataclass(frozen=True)
 class WeightsFile:
-    """One published file: ``sha256`` is the full hash where known, else the 8-digit prefix its name carries.
-    """
+    """One published file: ``sha256`` is the full hash where known, else the 8-digit prefix in its name."""
 
     filename: str
     sha256: str

@@ -327,8 +327,7 @@ def _materialize(obj: Any) -> Any:
 
 
 def describe_other_file(head: bytes, size: int) -> str | None:
-    """What a file that is not a PyTorch file is (empty, LFS pointer, HTML, text), from ``head``; else None.
-    """
+    """What a file that is not a PyTorch file is (empty, LFS pointer, HTML, text), or None."""
     if size == 0:
         return "is empty (0 bytes): an interrupted download or copy?"
     if head.startswith(LFS_POINTER_PREFIX):
