@@ -89,9 +89,7 @@ def keep_inactive(
     return params, opt_state._replace(inner_states=inner)
 
 
-# --- EMA of the weights and the stability guards ------------------------------------------------
-# (Applied around the optimizer, so checkpoints with and without them restore into each other.)
-
+# The EMA and guards act around the optimizer: checkpoints with and without them restore into each other.
 # Decay of the running mean loss that spike skipping compares each step's loss with.
 LOSS_MEAN_DECAY = 0.99
 # Accepted steps before spike skipping starts judging (the running mean needs a history first).

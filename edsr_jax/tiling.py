@@ -1,8 +1,7 @@
 """A network run on fixed-size overlapping tiles of an image, each tile's interior kept.
 
-One compiled program serves any image size, in bounded memory. With an overlap of at least the
-receptive radius the stitched output is the untiled one: bit-identical on CPU; on GPU/TPU the
-convolution algorithm may depend on the shape (one grey level).
+One program serves any image size in bounded memory; with an overlap of at least the receptive
+radius the result is the untiled one (bit-identical on CPU; GPU/TPU may differ by a grey level).
 """
 
 from __future__ import annotations
@@ -40,18 +39,10 @@ def tiled(
 ) -> np.ndarray:
     """Runs ``fn`` on ``tile x tile`` LR tiles and stitches the interiors of the outputs.
 
-    An image smaller than a tile is padded: with zeros, ``fn`` told the image part when
-    ``with_valid``; else by replicating edges.
-
-    Args:
-      overlap: context kept around each tile's interior (at least the receptive radius).
-      with_core: also pass the kept part; ``fn`` returns that part only.
-      out: where to write (e.g. a memory-mapped uint8 array); default a new float32 array.
-      finish: applied to each kept part before it is stored (e.g. quantisation).
-      in_flight: tiles dispatched before the first is fetched.
-
-    Raises:
-      UserError: ``tile <= 2 * overlap``.
+    An image smaller than a tile is zero-padded with ``fn`` told the image part (``with_valid``), else
+    edge-padded. ``with_core`` also passes the kept part, and ``fn`` returns that part only; ``out``
+    is where to write, ``finish`` maps each kept part (e.g. quantisation), ``in_flight`` tiles are
+    dispatched before the first is fetched. UserError if ``tile <= 2 * overlap``.
     """
     x = np.asarray(x)
     n, h, w, _ = x.shape

@@ -1,9 +1,7 @@
 """Training EDSR and MDSR: the paper's recipe, data-parallel with ``jit``, resumable to the bit.
 
-:func:`train_and_evaluate` is the only function that touches files, devices and the clock; the step
-lives in :mod:`edsr_jax.train_step`. Batch ``k`` is a pure function of ``(seed, k)``, so a resumed
-run gives the uninterrupted result; calls of ``config.steps_per_call`` steps end on its multiples,
-where logging, validation and checkpoints fall.
+Batch ``k`` is a pure function of ``(seed, k)``, so a resumed run gives the uninterrupted result.
+:func:`train_and_evaluate` is the only function that touches files, devices and the clock.
 """
 
 from __future__ import annotations
@@ -47,11 +45,7 @@ OLD_SAMPLER = "per-process single-image (edsr-jax 0.1)"
 
 
 def create_model(config, platform: str | None = None) -> models.SRModel:
-    """The EDSR/MDSR/SRResNet of ``config.model``, in ``config.precision``'s compute dtype on ``platform``.
-
-    Raises:
-      UserError: unknown architecture, scale or precision, or a one-scale model with several scales.
-    """
+    """The model of ``config.model`` in ``config.precision``'s compute dtype; UserError if unsupported."""
     config = config_checks.upgrade(config)
     try:
         policy = precision.resolve(str(config.precision), platform or jax.default_backend())
@@ -118,11 +112,7 @@ def validate(config, validation: evaluate.Validation, variables: dict, step: int
 
 
 def load_init_params(path: str) -> tuple[Any, str]:
-    """Parameters to start from, and a note saying which.
-
-    ``path`` is an official ``.pt``, an exported model, a published model's name or a training workdir
-    (its best checkpoint, as the official ``--pre_train`` takes ``model_best.pt``).
-    """
+    """Parameters to start from (a ``.pt``, exported model, published name or workdir's best), and a note."""
     if path.endswith((".pt", ".pth")):
         from edsr_jax.interop import torch as torch_interop
 
@@ -140,10 +130,7 @@ def load_init_params(path: str) -> tuple[Any, str]:
 def restore_or_init(
     config, workdir: str, fresh: steps.TrainState, shardings: Any, ckpt, log
 ) -> steps.TrainState:
-    """The latest complete checkpoint, else ``config.init_from``'s parameters, else ``fresh``.
-
-    Optional fields a restored state lacks come from ``fresh`` (an EMA starts at the parameters).
-    """
+    """The latest complete checkpoint, else ``config.init_from``'s parameters, else ``fresh``."""
     from edsr_jax.data import pipeline
 
     if jax.process_index() == 0:
@@ -201,10 +188,7 @@ def call_sizes(start: int, total: int, per_call: int) -> Iterator[int]:
 def stack_calls(
     batches: Iterator[dict], sizes: Iterator[int], per_call: int, scales: Sequence[int]
 ) -> Iterator[tuple[int, dict]]:
-    """``(size, stacked)`` per call: ``per_call`` batch slots, the first ``size`` trained on.
-
-    HR patches are padded to the largest scale, so one program serves every scale.
-    """
+    """``(size, stacked)`` per call: ``per_call`` batch slots, the first ``size`` trained on."""
     for size in sizes:
         group = [next(batches) for _ in range(size)]
         group += [group[-1]] * (per_call - size)
@@ -348,9 +332,8 @@ def train_and_evaluate(
 ) -> steps.TrainState:
     """Trains (or resumes) ``config`` in ``workdir``; returns the final state.
 
-    Writes ``model.json``, Orbax checkpoints (on a cadence, at each evaluation, at the end and on
-    SIGTERM), TensorBoard events and ``parameters.txt``, holding the workdir's lock. A run that fails
-    before its first checkpoint leaves the workdir as found.
+    Writes ``model.json``, checkpoints, TensorBoard events and ``parameters.txt``, holding the
+    workdir's lock. A run that fails before its first checkpoint leaves the workdir as found.
 
     Args:
       config: an ``ml_collections.ConfigDict`` (fields: ``edsr_jax/configs/default.py``).
@@ -358,9 +341,6 @@ def train_and_evaluate(
       on_step: called with the step after every call; a true return saves and stops, as SIGTERM does.
       devices: the devices to train on (default: all); batches do not depend on them.
       allow_other_files: train in a folder that holds files of no edsr-jax run.
-
-    Raises:
-      UserError: a bad configuration or workdir, a workdir locked by another run, or a non-finite loss.
     """
     config = config_checks.upgrade(config)
     config_checks.check_config(config)  # before anything is created

@@ -1,7 +1,6 @@
-"""The training step: the state, the losses, one optimizer step and its guards.
+"""The training step: the state, the losses, one optimizer step and its guards (pure functions).
 
-Pure functions of arrays. :func:`train_steps` runs up to K steps in one call, so small models are
-not bound by dispatching each step. A user's own loop::
+A user's own loop::
 
     state, shardings = create_train_state(model, tx, mesh, jax.random.key(0))
     step = compile_train_step(model, tx, learning_rate_fn, mesh, shardings, scale=2)
@@ -123,19 +122,11 @@ def train_step(
     skip_loss_factor: float = 0.0,
     matmul_precision: str | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One Adam step on the loss of a batch of one scale.
+    """One Adam step on the loss of a batch of one scale (static: one program per scale).
 
-    Args:
-      batch: ``{"lr": uint8 (b, p, p, 3), "hr": uint8 (b, p*scale, p*scale, 3)}``.
-      scale: static: one compiled step per scale.
-      loss: ``"l1"`` or ``"l2"``, on [0, 255] images.
-      ema_decay: > 0 updates ``state.ema_params``.
-      grad_clip_norm: > 0 clips the gradients' global norm before Adam.
-      skip_loss_factor: > 0 skips the update of a loss spike (:func:`edsr_jax.optim.is_spike`).
-      matmul_precision: ``default_matmul_precision`` of the pass (None: JAX's default).
-
-    Returns:
-      ``(new_state, metrics)``: loss, grad_norm (before clipping), learning_rate, skipped, loss_mean.
+    ``batch`` is ``{"lr", "hr"}`` uint8 patches; ``loss`` is ``"l1"`` or ``"l2"`` on [0, 255]; the
+    guards are off at 0 (:mod:`edsr_jax.optim`). Returns ``(new_state, metrics)``: loss, grad_norm
+    (before clipping), learning_rate, skipped, loss_mean.
     """
     lr_images = batch["lr"].astype(jnp.float32)
     hr_images = batch["hr"].astype(jnp.float32)
@@ -215,9 +206,8 @@ def train_steps(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """Up to K :func:`train_step` calls in one program: the first ``count`` of K stacked batches.
 
-    ``count`` is traced, so one program runs 1..K steps with the same bits as K single steps. With
-    several scales each step switches on ``scale_index``; HR patches arrive padded and are cropped.
-    Returns ``(new_state, metrics)``, each metric of shape (K,).
+    ``count`` is traced, so one program runs 1..K steps with the same bits as single steps, and small
+    models are not bound by dispatch. HR patches arrive padded to the largest scale and are cropped.
     """
     steps = batches["lr"].shape[0]
     patch = batches["lr"].shape[2]
@@ -287,9 +277,7 @@ def check_finite(
     log: Callable[[str], None] | None = None,
     reported_through: int = -1,
 ) -> dict[str, float]:
-    """Means over steps of the metrics of ``history`` (``(step, steps run, metrics)`` per call).
-
-    Spike-skipped steps after ``reported_through`` are told to ``log``.
+    """Means over steps of the metrics of ``history``; logs spike-skipped steps.
 
     Raises:
       UserError: the first step whose loss or gradient norm is not finite.

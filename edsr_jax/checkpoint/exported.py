@@ -1,8 +1,4 @@
-"""Exported models (``model.json`` + ``params/``): saving, loading and checking parameters.
-
-A model folder is built under a temporary name and renamed into place, so a crash never leaves a
-half-written folder under the requested name.
-"""
+"""Exported models (``model.json`` + ``params/``): saving, loading and checking parameters."""
 
 from __future__ import annotations
 
@@ -23,9 +19,6 @@ from edsr_jax.errors import UserError, listing, quote
 ORBAX_REQUIRED_FILES = ("_METADATA", "manifest.ocdbt")
 
 
-# --- saving -------------------------------------------------------------------------------------
-
-
 def save_model(
     directory: str | os.PathLike,
     model: models.SRModel,
@@ -34,20 +27,14 @@ def save_model(
     metadata: dict | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Writes ``model`` and its parameters (as float32) to ``directory`` as an exported model.
+    """Writes ``model`` and ``variables`` (as float32) to ``directory`` as an exported model, atomically.
 
-    Call it from one process only.
-
-    Args:
-      directory: the model directory to create (local or ``gs://``).
-      model: an EDSR, MDSR or SRResNet (its dtype is not stored).
-      variables: ``{"params": ...}`` matching ``model``, plus ``"batch_stats"`` for a batch-norm model.
-      metadata: JSON-able extra information stored in ``model.json``.
-      overwrite: replace an exported model already there (:mod:`edsr_jax.overwrite`).
+    Call it from one process only. ``variables`` holds ``"params"`` (and ``"batch_stats"`` for a
+    batch-norm model); ``metadata`` is stored in ``model.json``; ``overwrite`` replaces an exported
+    model already there (:mod:`edsr_jax.overwrite`).
 
     Raises:
-      UserError: ``directory`` holds anything but an exported model, holds one and ``overwrite`` is
-        false, or the parameters do not match ``model``.
+      UserError: ``directory`` may not be written, or the parameters do not match ``model``.
     """
     directory = epath.Path(storage.location(directory, "directory"))
     overwrite_rule.check_folder(directory, layout.EXPORTED_MODEL, force=overwrite)
@@ -90,23 +77,14 @@ def _plain_dicts(tree: Any) -> Any:
     return tree
 
 
-# --- loading ------------------------------------------------------------------------------------
-
-
 def load_model(
     path: str | os.PathLike, *, dtype: Any = None, which: str | int = "latest", weights: str = "auto"
 ) -> tuple[models.SRModel, dict]:
-    """Restores a model that this package wrote.
+    """``(model, variables)`` of a model this package wrote: an exported model or a training workdir.
 
-    Args:
-      path: an exported model directory or its ``model.json``, or a training workdir.
-      dtype: computation dtype of the returned model; parameters stay float32.
-      which: for a training workdir, the checkpoint: ``"latest"``, ``"best"`` (highest validation
-        PSNR), ``"best_or_latest"`` or a step number.
-      weights: for a training workdir, ``"auto"`` (the EMA if the run kept one), ``"ema"`` or ``"raw"``.
-
-    Returns:
-      ``(model, variables)``, ``variables`` as JAX arrays on the default device.
+    For a workdir, ``which`` picks the checkpoint (``"latest"``, ``"best"`` by validation PSNR,
+    ``"best_or_latest"`` or a step) and ``weights`` the EMA or raw weights (``"auto"``: the EMA if
+    kept). ``dtype`` is the computation dtype; parameters stay float32.
 
     Raises:
       UserError: the path is not a model, or its parameters are unreadable or do not match it.
@@ -207,14 +185,8 @@ def _load_exported_variables(params_dir: epath.Path, model: models.SRModel) -> d
     return {k: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), restored[k]) for k in keep}
 
 
-# --- parameter structure checks (shared with the converters) -------------------------------------
-
-
 def check_params_match(model: models.SRModel, params: Any, *, where: str) -> None:
-    """Raises UserError naming the first difference between ``params`` and ``model``'s parameters.
-
-    ``params``' leaves need only ``.shape`` (arrays or Orbax metadata); ``where`` names them in the message.
-    """
+    """Raises UserError naming the first difference between ``params`` and ``model``'s parameters."""
     expected = models.param_shapes(model)
     found = {k: tuple(int(d) for d in v.shape) for k, v in models.flat_params(params).items()}
     spec = models.model_spec(model)

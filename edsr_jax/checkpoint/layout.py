@@ -1,9 +1,7 @@
 """Names and the one ``model.json`` of every folder that holds parameters.
 
-An exported model is ``DIR/model.json`` + ``DIR/params/``; a training workdir is
-``WORKDIR/model.json`` + ``WORKDIR/checkpoints/<step>/``. ``model.json``'s ``spec`` rebuilds the
-model without knowing how it was made. Folders edsr-jax writes whole carry :data:`OWNER_FILE`,
-listing their files, so that :mod:`edsr_jax.overwrite` can tell a user's files apart.
+Folders edsr-jax writes whole carry :data:`OWNER_FILE`, listing their files, so that
+:mod:`edsr_jax.overwrite` can tell a user's files apart.
 """
 
 from __future__ import annotations
@@ -56,11 +54,7 @@ def write_model_json(folder: str | os.PathLike, spec: dict, metadata: dict) -> N
 
 
 def read_model_json(folder: str | os.PathLike) -> tuple[dict, dict]:
-    """``(spec, metadata)`` of ``folder/model.json``.
-
-    Raises:
-      UserError: the file is missing, unreadable, not an edsr-jax model file, or of a newer format.
-    """
+    """``(spec, metadata)`` of ``folder/model.json``; UserError if missing, corrupt or of a newer format."""
     path = epath.Path(folder) / MODEL_JSON
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -96,18 +90,9 @@ def prepare_workdir(
     write: bool = True,
     upgrade_stored: Callable[[dict], dict] | None = None,
 ) -> list[tuple[str, Any, Any]]:
-    """Checks that ``workdir`` belongs to this model; writes ``workdir/model.json`` if missing.
+    """Checks that ``workdir`` belongs to this model (writing its ``model.json`` if missing, when ``write``).
 
-    Args:
-      config_summary: flat, JSON-able config stored under ``metadata.config``.
-      write: create the file (False on processes other than 0).
-      upgrade_stored: applied to the stored config before comparing (renamed fields).
-
-    Returns:
-      ``[(key, stored, new)]`` for every config entry that changed; empty for a new workdir.
-
-    Raises:
-      UserError: the workdir holds a different model, or is a file.
+    Returns ``[(key, stored, new)]`` for every config entry that changed. UserError for another model.
     """
     folder = epath.Path(workdir)
     if folder.is_file():
@@ -128,9 +113,6 @@ def prepare_workdir(
         folder.mkdir(parents=True, exist_ok=True)
         write_model_json(folder, spec, {"source": TRAINING_SOURCE, "config": new})
     return []
-
-
-# --- what a folder is ----------------------------------------------------------------------------
 
 
 def _files_under(folder: epath.Path, prefix: str = "") -> list[str]:
@@ -186,20 +168,12 @@ def foreign_files(folder: str | os.PathLike) -> list[str]:
     return [f for f in _files_under(folder) if f not in written]
 
 
-# --- the training workdir --------------------------------------------------------------------
-
-
 def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
 def check_training_folder(workdir: str, *, allow_other_files: bool = False) -> None:
-    """Refuses a ``workdir`` that holds something other than a training run.
-
-    Raises:
-      UserError: it is a file, holds an exported model or another edsr-jax output, or (unless
-        ``allow_other_files``) files of no run.
-    """
+    """Refuses a ``workdir`` that holds an exported model or (unless ``allow_other_files``) other files."""
     folder = epath.Path(workdir)
     if folder.is_file():
         raise UserError(f"workdir {workdir} is a file, not a directory")

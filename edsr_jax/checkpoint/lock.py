@@ -79,8 +79,6 @@ class WorkdirLock:
         self.lost = False  # another run took the lease
         self.taken_over: str | None = None
 
-    # --- flock ---------------------------------------------------------------------------------
-
     def _acquire_flock(self) -> bool:
         import fcntl
 
@@ -111,8 +109,6 @@ class WorkdirLock:
         handle.flush()
         self._file = handle
         return True
-
-    # --- lease ---------------------------------------------------------------------------------
 
     def _read_lease(self) -> dict:
         try:
@@ -156,8 +152,6 @@ class WorkdirLock:
                 f"another run took over the lease of {self.workdir} ({describe(self._read_lease())}); "
                 "this run stops so that two runs do not write one workdir"
             )
-
-    # --- the context ---------------------------------------------------------------------------
 
     def __enter__(self) -> WorkdirLock:
         if self.path.parent.is_file():

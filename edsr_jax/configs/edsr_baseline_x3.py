@@ -3,9 +3,8 @@
     edsr-jax train --config edsr_baseline_x3 --workdir runs/edsr_baseline_x3 \
         --config.init_from=runs/edsr_baseline_x2
 
-Target (published, not yet reproduced here): about 30.9 dB on DIV2K 0801-0900 (RGB; official 30.92).
-Run time (an estimate from the arithmetic, not measured, at 40-60 % of an H100/H200's bf16 rate):
-0.35 TFLOP per step, 4-5 min of arithmetic; launch-bound, 5-12 min at 1,000-400 steps/s.
+Target (published, not yet reproduced here): 30.92 dB on DIV2K 0801-0900 (RGB).
+Estimate (not measured; 40-60 % of an H100/H200's bf16 rate): 0.35 TFLOP/step, 5-12 min.
 """
 
 from edsr_jax.configs import default as default_lib

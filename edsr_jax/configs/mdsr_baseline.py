@@ -2,10 +2,8 @@
 
     edsr-jax train --config mdsr_baseline --workdir runs/mdsr_baseline
 
-Target (published, not yet reproduced here): about 34.63 / 30.94 / 28.97 dB (x2/x3/x4) on DIV2K
-0801-0900 (RGB; official model).
-Run time (an estimate from the arithmetic, not measured, at 40-60 % of an H100/H200's bf16 rate):
-0.45 TFLOP per step (mean over the scales), 10-16 min of arithmetic; launch-bound, 11-27 min.
+Target (published, not yet reproduced here): 34.63 / 30.94 / 28.97 dB (x2/x3/x4) on DIV2K 0801-0900.
+Estimate (not measured; 40-60 % of an H100/H200's bf16 rate): 0.45 TFLOP/step, 11-27 min.
 """
 
 from edsr_jax.configs import default as default_lib

@@ -132,9 +132,6 @@ def _weights_bytes(model, variables, fmt: str) -> bytes:
     return _need("safetensors.numpy", "safetensors files").save(tensors)
 
 
-# --- the graph formats -------------------------------------------------------------------------
-
-
 def _stablehlo_bytes(fn: Callable) -> bytes:
     import jax
     from jax import export

@@ -1,11 +1,7 @@
-"""Published EDSR/MDSR weights by name: download, verify, convert, cache, load.
+"""Published EDSR/MDSR weights by name: download, verify (SHA-256), convert, cache, load.
 
-The official file is downloaded on first use (the mirror first, then each source in order), its
-SHA-256 checked against :mod:`edsr_jax.interop.published`, converted without PyTorch and cached as
-an exported model; a hash mismatch stops everything and caches nothing. Environment:
-``EDSR_JAX_CACHE`` (the cache folder), ``EDSR_JAX_OFFLINE=1`` (no network) and
-``EDSR_JAX_WEIGHTS_MIRROR`` (a URL or folder tried first). Processes take turns on a lock on the
-cache folder, so one downloads and the others find its result.
+Environment: ``EDSR_JAX_CACHE`` (the cache folder), ``EDSR_JAX_OFFLINE=1`` (no network) and
+``EDSR_JAX_WEIGHTS_MIRROR`` (a URL or folder tried first). A hash mismatch caches nothing.
 """
 
 from __future__ import annotations
@@ -32,9 +28,6 @@ FALSE_VALUES = ("", "0", "false", "no", "off")
 # Bytes per read and write of a download, and seconds a connection may stay silent.
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60
-
-
-# --- the cache ----------------------------------------------------------------------------------
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> str:
@@ -75,9 +68,6 @@ def _cache_lock(folder: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-# --- fetching -----------------------------------------------------------------------------------
 
 
 class _Unavailable(Exception):
@@ -144,11 +134,7 @@ def _sha256(path: str) -> str:
 
 
 def _verify(path: str, file: WeightsFile, url: str) -> str:
-    """The file's SHA-256 if it is the published file; _Unavailable for a web page or pointer.
-
-    Raises:
-      UserError: another hash (no other source is tried).
-    """
+    """The SHA-256 of the published file; _Unavailable for a web page, UserError for another hash."""
     from edsr_jax.interop import torch_file
 
     digest, size = _sha256(path), os.path.getsize(path)
@@ -237,12 +223,7 @@ def _version() -> str:
 
 
 def fetch(name: str, *, progress: bool = True, log: Callable[[str], None] | None = None) -> str:
-    """The cached model folder of a published model, downloaded and converted on first use.
-
-    Args:
-      name: a name of ``published.REGISTRY``.
-      progress: show a progress bar while downloading (on a terminal).
-      log: called with a line before each download; nothing when None.
+    """The cached model folder of a published model, downloaded, verified and converted on first use.
 
     Raises:
       UserError: an unknown name, offline and not cached, no source gave the file, a hash mismatch,
@@ -271,10 +252,10 @@ def load_pretrained(name: str, *, dtype: Any = None, progress: bool = True):
 def load_model(
     path_or_name: str | os.PathLike, *, dtype: Any = None, which: str | int = "latest", weights: str = "auto"
 ):
-    """Restores an exported model or training workdir, or a published model by name.
+    """``(model, variables)`` of an exported model, a training workdir or a published model's name.
 
-    A name (``"edsr_x4"``) is looked up only when no file or folder of that name exists; other
-    arguments as :func:`edsr_jax.checkpoint.exported.load_model`. Returns ``(model, variables)``.
+    Arguments as :func:`edsr_jax.checkpoint.exported.load_model`; a name is looked up only when no
+    file or folder of that name exists.
     """
     if is_model_name(path_or_name):
         return load_pretrained(path_or_name, dtype=dtype)

@@ -40,9 +40,6 @@ OTHER_ARCHITECTURES = (
 _LEAF_TO_TORCH = {"kernel": "weight", "bias": "bias"}
 
 
-# --- reading .pt files --------------------------------------------------------------------------
-
-
 def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The state dict of a PyTorch file as float32 numpy arrays (see :func:`load_torch_checkpoint`)."""
     return load_torch_checkpoint(path)[0]
@@ -98,9 +95,6 @@ def _strip_prefixes(state_dict: dict) -> dict:
         if all(k.startswith(prefix) for k in state_dict):
             state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
     return state_dict
-
-
-# --- architecture inference ---------------------------------------------------------------------
 
 
 def infer_spec(state_dict: dict[str, Any]) -> dict:
@@ -162,9 +156,6 @@ def _upsampler_scale(state_dict: dict, prefix: str, features: int) -> int:
         f"{key} has {outputs} output channels; expected {4 * features} (x2/x4) or {9 * features} (x3) "
         f"for F={features}"
     )
-
-
-# --- conversion ---------------------------------------------------------------------------------
 
 
 def torch_key(path: str, spec: dict) -> str:
@@ -313,8 +304,6 @@ def fold_mean_shift(params: dict, rgb_range: float, diagonals: dict[str, np.ndar
     }
 
 
-# --- BasicSR checkpoints ----------------------------------------------------------------------------
-
 # BasicSR's EDSR key prefixes -> the official ones (``body.{i}.conv1/2`` handled apart).
 _BASICSR_RENAMES = {"conv_first": "head.0", "conv_last": "tail.1"}
 # The value range BasicSR's EDSR multiplies its [0, 1] inputs by by default (``img_range``).
@@ -354,9 +343,6 @@ def basicsr_to_official(state_dict: dict[str, Any], img_range: float = BASICSR_I
         )
         out[f"{name}.{leaf}"] = scaled
     return out
-
-
-# --- edsr-jax -> the official layout -----------------------------------------------------------------
 
 
 def export_state_dict(model: models.SRModel, variables: dict) -> dict[str, np.ndarray]:

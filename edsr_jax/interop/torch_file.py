@@ -211,9 +211,6 @@ def _storage_pid(pid, fields: int) -> tuple:
     return pid
 
 
-# --- the zip format -----------------------------------------------------------------------------
-
-
 def _read_zip(path: str) -> Any:
     try:
         with zipfile.ZipFile(path) as archive:
@@ -253,9 +250,6 @@ def _read_archive(archive: zipfile.ZipFile) -> Any:
 
     pickled = archive.read(pickles[0])
     return _load(io.BytesIO(pickled), pickled, load_storage)
-
-
-# --- the legacy format --------------------------------------------------------------------------
 
 
 def _read_legacy(data: bytes) -> Any:
@@ -302,9 +296,6 @@ def _read_legacy(data: bytes) -> Any:
     if missing:
         raise _Bad(f"has no bytes for storages {', '.join(missing[:5])}")
     return obj
-
-
-# --- the public reader --------------------------------------------------------------------------
 
 
 _PLAIN = (str, bytes, int, float, bool, complex)
