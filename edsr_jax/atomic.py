@@ -1,8 +1,6 @@
 """Writing files and folders so that a reader never sees half of them.
 
-Content goes to a temporary name beside the target and is renamed over it: atomic on local file
-systems; on object stores (``gs://``) a copy and delete, so a reader may see the old version but
-never a partial new one.
+A temporary name beside the target, renamed over it (on ``gs://`` a copy and delete: never partial).
 """
 
 from __future__ import annotations

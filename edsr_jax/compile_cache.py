@@ -1,10 +1,7 @@
 """The persistent XLA compilation cache: a restart loads its compiled programs from disk.
 
-:func:`enable` (the command's process set-up) sets the folder and lowers JAX's thresholds, which
-leave out most of a small run's programs; library code uses :func:`scoped`, which restores JAX's
-settings afterwards. ``"auto"`` uses a folder JAX already has, else ``$EDSR_JAX_COMPILATION_CACHE``
-or a per-user folder (mode 0700: JAX runs what it finds there); ``EDSR_JAX_COMPILATION_CACHE=0``
-turns it off.
+:func:`enable` is for the command's own process; library code uses :func:`scoped`, which restores
+JAX's settings. The per-user folder is mode 0700, as JAX runs what it finds there.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """XLA options for each program edsr-jax compiles, passed to ``jax.jit(compiler_options=...)``.
 
-Never ``XLA_FLAGS``, so a user's own programs compile as without edsr-jax; a user's ``XLA_FLAGS``
-naming an option wins. On CPUs, training uses XLA's own convolution kernels and inference keeps
-YNNPACK only with AVX-512 (RESULTS.md "CPU convolution routing per compiled program").
+Never ``XLA_FLAGS``, so a user's programs compile as without edsr-jax; a user's ``XLA_FLAGS`` wins.
+CPU convolution routing: RESULTS.md "CPU convolution routing per compiled program".
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The optimizer: learning-rate schedules, parameter groups and Adam per group.
 
-MDSR keeps Adam state per group (shared, and one per scale); a step at scale ``s`` keeps the other
-groups bit-identical (:func:`keep_inactive`), since Adam would move a zero-gradient parameter through
-its momentum. The EMA and the stability guards are off by default, as in the paper.
+MDSR keeps Adam state per scale; a step keeps the other scales' groups bit-identical
+(:func:`keep_inactive`), since Adam would move a zero-gradient parameter through its momentum.
 """
 
 from __future__ import annotations

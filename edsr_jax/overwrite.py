@@ -1,9 +1,5 @@
-"""The one rule for what a command may replace: nothing that exists without ``force``, and with it
-only what edsr-jax wrote.
-
-A file is never replaced when it is an input or part of a model folder; a folder only when edsr-jax
-wrote it as the same kind (:func:`edsr_jax.checkpoint.layout.folder_kind`) and it holds nothing
-else. A training workdir is never replaced. Commands check every output before their long work.
+"""The one rule for what a command may replace: nothing without ``force``, and with it only what
+edsr-jax wrote, never an input, a model folder's part or a training workdir.
 """
 
 from __future__ import annotations

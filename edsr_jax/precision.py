@@ -1,9 +1,7 @@
 """Numerical precision of training: a named policy per run (``config.precision``).
 
-``fp32`` computes as the paper did; ``tf32`` keeps float32 storage with TensorFloat-32
-convolutions; ``bf16`` computes in bfloat16 with float32 parameters, Adam state and loss; ``auto``
-is ``bf16`` on GPUs/TPUs and ``fp32`` on CPUs (no fast bfloat16 convolutions there). Its cost in
-PSNR: RESULTS.md "Half precision".
+``fp32`` computes as the paper did; ``bf16`` keeps float32 parameters, Adam state and loss; ``auto``
+is ``bf16`` on GPUs/TPUs and ``fp32`` on CPUs. Its cost in PSNR: RESULTS.md "Half precision".
 """
 
 from __future__ import annotations

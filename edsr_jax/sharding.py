@@ -64,10 +64,7 @@ def maybe_initialize_distributed(
 ) -> bool:
     """Calls ``jax.distributed.initialize()`` when the arguments, config or environment ask for it.
 
-    Call it before anything touches JAX's devices. Returns whether this call initialised it.
-
-    Raises:
-      UserError: inconsistent settings, or JAX could not work out the missing ones.
+    Call it before anything touches devices. Returns whether it initialised; UserError if it cannot.
     """
     explicit = {
         "coordinator_address": coordinator_address,

@@ -1,8 +1,6 @@
-"""Quiets what Orbax leaves behind when one read of a restore fails part-way.
+"""Quiets the late reports of the reads Orbax abandons when one read of a restore fails.
 
-Its abandoned reads are reported later as "Exception ignored" in unrelated code: unstarted
-coroutines (:func:`collect_abandoned_reads`) and TensorStore results delivered to a closed event
-loop (:func:`ignore_results_for_closed_loops`, process-wide, so only the command calls it).
+:func:`ignore_results_for_closed_loops` is process-wide, so only the command calls it.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""One trainer per workdir: an exclusive lock that a second trainer hits at once.
+"""One trainer per workdir: an exclusive lock (``fcntl.flock``, or a heartbeat lease on ``gs://``).
 
-``WORKDIR/.lock`` names its holder. Local and network file systems use ``fcntl.flock``, which the
-OS releases when the holder dies, so a lock that can be taken is stale and is taken over with a
-warning. Object stores (``gs://``) use a lease with a heartbeat; with no atomic create there, the
-loser of a race finds itself not named at its next heartbeat and stops. Readers take no lock.
+A lock left by a dead trainer is stale and is taken over with a warning; readers take no lock.
 """
 
 from __future__ import annotations

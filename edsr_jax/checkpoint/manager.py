@@ -1,8 +1,6 @@
 """Training checkpoints: the Orbax ``CheckpointManager`` of ``WORKDIR/checkpoints``.
 
-A step folder holds ``params`` (restorable alone), ``train`` (optimizer state, step, RNG), ``meta``
-(JSON) and, in runs that have them, ``ema_params``, ``batch_stats`` and ``loss_stats``. A killed
-save leaves only a temporary folder, never restored.
+A step folder holds ``params`` (restorable alone), ``train``, ``meta`` and the optional items.
 """
 
 from __future__ import annotations
@@ -283,9 +281,6 @@ def restore_variables(
     """``(variables, step, item)`` of one checkpoint, for evaluation and ``init_from``.
 
     A step that a running trainer deletes mid-read is not an error: ``which`` is resolved again.
-
-    Raises:
-      UserError: no such checkpoint, or ``weights="ema"`` for a run without an EMA.
     """
     failed: set[int] = set()
     for attempt in range(READ_ATTEMPTS):

@@ -1,8 +1,6 @@
 """What a checkpoint that cannot be read is: damaged (set aside) or not (left in place).
 
-Only files known to be bad are moved away: moving a good checkpoint would make the next run start
-over. Every process reaches the same decision (:func:`agree`); only process 0 renames; nothing here
-deletes a checkpoint.
+Moving a good checkpoint away would make the next run start over; nothing here deletes one.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
-"""A trained model in the formats users deploy: StableHLO, SavedModel, TFLite, ONNX, PyTorch, safetensors.
+"""A trained model in deployable formats: StableHLO, SavedModel, TFLite, ONNX, PyTorch, safetensors.
 
-Every graph is the forward pass on NHWC float32 images in [0, 255] of any size, returning
-unclipped NHWC float32 (ONNX: NCHW, as ONNX and PyTorch lay images out). ``torch`` writes the
-official EDSR-PyTorch ``state_dict``, so its ``--pre_train`` loads it. MDSR exports one graph per
-scale (``<out>_x<s>``); the weight formats hold every scale in one file. Optional packages come
-from ``pip install "edsr-jax[export]"``.
+Graphs take and return float32 images in [0, 255] of any size (NHWC; ONNX: NCHW), unclipped.
+``torch`` writes the official ``state_dict``, so EDSR-PyTorch's ``--pre_train`` loads it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""EDSR/MDSR as an ONNX graph, written from the architecture and its parameters with ``onnx.helper``.
+"""EDSR/MDSR as an ONNX graph written with ``onnx.helper`` (tf2onnx cannot read jax2tf's StableHLO).
 
-``jax2tf`` serialises to StableHLO, which tf2onnx cannot read, hence a direct graph. ``DepthToSpace``
-in ``CRD`` mode is PyTorch's pixel-shuffle order, so the official channel order needs no
-permutation. NCHW float32 in [0, 255], ``lr`` -> ``sr``, dynamic height and width.
+``DepthToSpace`` in ``CRD`` mode is PyTorch's pixel-shuffle order: no channel permutation needed.
 """
 
 from __future__ import annotations

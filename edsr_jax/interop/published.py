@@ -1,8 +1,6 @@
 """The registry of published EDSR/MDSR weights: names, files, hashes, sources, architectures.
 
-Files are tried in order (the official EDSR-PyTorch file first, BasicSR's re-host of the same
-weights second). :data:`REGISTRY` never changes; tests and private models add entries for a
-``with`` block (:func:`registered`).
+:data:`REGISTRY` never changes; tests and private models add entries with :func:`registered`.
 """
 
 from __future__ import annotations

@@ -46,13 +46,9 @@ def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def load_torch_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], str | None]:
-    """A PyTorch state dict file as float32 numpy arrays, read without PyTorch (no code is run).
+    """``({key: OIHW array}, wrapper)`` of a PyTorch state dict file, read without PyTorch.
 
-    Returns:
-      ``({key: OIHW array}, wrapper)``: the :data:`WRAPPER_KEYS` key the dict was under, or None.
-
-    Raises:
-      UserError: the file is missing, unreadable, not a PyTorch file, or holds no state dict.
+    ``wrapper`` is the :data:`WRAPPER_KEYS` key the dict was under, or None. UserError if unreadable.
     """
     obj = torch_file.read(path)
     found = _find_state_dict(obj)
@@ -98,12 +94,9 @@ def _strip_prefixes(state_dict: dict) -> dict:
 
 
 def infer_spec(state_dict: dict[str, Any]) -> dict:
-    """The architecture (a :func:`edsr_jax.models.model_spec` dict) of an official state dict.
+    """The architecture of an official state dict; UserError if it is not an EDSR/MDSR.
 
     ``res_scale`` is not in the weights: 0.1 for an EDSR with F >= 256 (the official full EDSR), else 1.0.
-
-    Raises:
-      UserError: the keys or shapes do not look like an official EDSR/MDSR.
     """
     head = state_dict.get("head.0.weight")
     if head is None:
@@ -238,10 +231,7 @@ def describe_spec(spec: dict) -> str:
 def read_mean_shift(state_dict: dict) -> tuple[float, dict[str, np.ndarray]]:
     """The ``rgb_range`` and weight diagonals (``1 / rgb_std``) of the ``sub_mean``/``add_mean`` convs.
 
-    Missing tensors count as the standard ones, ``(255.0, ones)``.
-
-    Raises:
-      UserError: shifts that are not one ``rgb_range`` times the DIV2K mean with a positive diagonal.
+    UserError for shifts that are not one ``rgb_range`` times the DIV2K mean.
     """
     mean = np.asarray(models.DIV2K_RGB_MEAN, np.float64)
     ranges, diagonals = {}, {}

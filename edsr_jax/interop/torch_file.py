@@ -1,8 +1,6 @@
-"""A reader of ``torch.save`` files that needs no PyTorch and runs no code from the file.
+"""A reader of ``torch.save`` files (zip and legacy formats) that needs no PyTorch and runs no code.
 
-Reads the zip format of PyTorch >= 1.6 and the legacy stream of the 2018 official EDSR files. Each
-pickle is checked opcode by opcode before it is unpickled, and only the names a state dict needs
-are resolved; anything else is refused with the name it asked for.
+Each pickle is checked opcode by opcode, and only the names a state dict needs are resolved.
 """
 
 from __future__ import annotations
