@@ -52,7 +52,7 @@ LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 
 
 class _Bad(Exception):
-    """A problem with the file, worded to follow ``{path} ``."""
+    """A problem with the file, worded to follow the path in a message."""
 
 
 class _StorageType:
