@@ -1,10 +1,6 @@
 """Writing files and folders so that a reader never sees half of them.
 
-Every file edsr-jax writes for a user (``model.json``, ``demo.json``, evaluation JSON, images,
-cache indexes) goes through here: the content is written to a temporary name in the destination
-folder and renamed over the final name, which is atomic on local file systems. Paths may be local
-or any URL ``etils.epath`` knows (``gs://...``); on object stores the rename is a copy and a
-delete, so a reader may briefly see the old version but never a partial new one.
+A temporary name beside the target, renamed over it (on ``gs://`` a copy and delete: never partial).
 """
 
 from __future__ import annotations
@@ -36,13 +32,8 @@ def _is_local(path: epath.Path) -> bool:
 def open_for_writing(path: PathLike) -> Iterator[IO[bytes]]:
     """A binary file that appears under ``path`` only when the block succeeds; the folder must exist.
 
-    Written under a temporary name beside ``path`` and renamed over it at the end; on an exception
-    the temporary file is removed and ``path`` is untouched. A local file gets the permissions a
-    plain ``open()`` would give (mode 0o666 less the umask, applied by the operating system).
-
-    Raises:
-      OSError: the folder does not exist or the write failed (no partial file is left); it
-        names ``path``, not the temporary file.
+    A local file gets the permissions a plain ``open()`` gives. An OSError names ``path``, not the
+    temporary file.
     """
     path = epath.Path(path)
     tmp = _tmp_sibling(path, "tmp")
@@ -64,7 +55,7 @@ def open_for_writing(path: PathLike) -> Iterator[IO[bytes]]:
 
 
 def write_bytes(path: PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically (:func:`open_for_writing`)."""
+    """Writes ``data`` to ``path`` atomically."""
     with open_for_writing(path) as f:
         f.write(data)
 
@@ -79,7 +70,7 @@ def naming(error: OSError, path: PathLike) -> OSError:
 
 
 def write_text(path: PathLike, text: str) -> None:
-    """Writes ``text`` (UTF-8) to ``path`` atomically; see :func:`write_bytes`."""
+    """Writes ``text`` (UTF-8) to ``path`` atomically."""
     write_bytes(path, text.encode("utf-8"))
 
 
@@ -95,8 +86,7 @@ def finite_or_null(value: Any) -> Any:
 
 
 def to_json(payload: Any) -> str:
-    """Strict, sorted, indented JSON of ``payload`` (non-finite floats as ``null``, other objects
-    as their ``str``), ending with a newline."""
+    """Strict, sorted, indented JSON of ``payload`` (non-finite floats as ``null``, objects as ``str``)."""
     text = json.dumps(finite_or_null(payload), indent=2, sort_keys=True, allow_nan=False, default=str)
     return text + "\n"
 
@@ -110,13 +100,8 @@ def write_json(path: PathLike, payload: Any) -> None:
 def folder(path: PathLike, *, overwrite: bool = False) -> Iterator[epath.Path]:
     """Builds a folder under a temporary name and renames it to ``path`` when the block succeeds.
 
-    Yields the temporary folder to fill. On an exception the temporary folder is removed and
-    ``path`` is untouched. An existing ``path`` is replaced only with ``overwrite`` (it is moved
-    aside, the new folder renamed in, then the old one deleted); otherwise, if another writer
-    created ``path`` first, the new folder is discarded and ``path`` kept (first writer wins).
-
-    Raises:
-      FileExistsError: ``path`` exists and ``overwrite`` is false (checked before the block).
+    An existing ``path`` is replaced only with ``overwrite`` (else FileExistsError, before the block);
+    if another writer creates ``path`` meanwhile, the first writer wins.
     """
     path = epath.Path(path)
     if path.exists() and not overwrite:

@@ -1,13 +1,7 @@
 """The persistent XLA compilation cache: a restart loads its compiled programs from disk.
 
-JAX caches only programs that took over 1 s to compile by default, which leaves out most of a
-small run's; :func:`enable` (the ``edsr-jax`` command's process set-up) sets the folder and lowers
-the thresholds; library code uses :func:`scoped`, which restores JAX's settings afterwards.
-
-``config.compilation_cache_dir``: ``"auto"`` keeps a folder already given to JAX, else uses
-``$EDSR_JAX_COMPILATION_CACHE`` or the per-user ``$XDG_CACHE_HOME/edsr-jax/xla`` (mode 0700: JAX
-runs what it finds there); a folder (local or ``gs://``); or ``""`` (nothing set).
-``EDSR_JAX_COMPILATION_CACHE=0`` turns it off whatever the setting.
+:func:`enable` is for the command's own process; library code uses :func:`scoped`, which restores
+JAX's settings. The per-user folder is mode 0700, as JAX runs what it finds there.
 """
 
 from __future__ import annotations
@@ -16,18 +10,15 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 
-# Environment variable: a folder for the "auto" setting, or 0/off/false/no to turn the cache off.
+# A folder for the "auto" setting, or one of OFF_VALUES.
 ENV = "EDSR_JAX_COMPILATION_CACHE"
-# The setting that picks the folder itself (the default of config.compilation_cache_dir).
 AUTO = "auto"
-# Values of ENV that turn the cache off.
 OFF_VALUES = ("0", "off", "false", "no")
-# Cache every program that took this long to compile: the initialiser, the step and validation's
-# programs, not JAX's one-operation eager programs (RESULTS.md, "Start-up with the compilation cache").
+# Caches the step and validation, not eager one-op programs
+# (RESULTS.md "Start-up with the compilation cache").
 MIN_COMPILE_TIME_SECS = 0.02
-# No minimum entry size (the small programs of the test config are a few hundred kB).
 MIN_ENTRY_SIZE_BYTES = -1
-# The JAX options enable() sets besides the folder (the user's environment variable keeps each).
+# Set by enable() unless the user's environment sets them.
 _THRESHOLDS = (
     ("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_TIME_SECS),
     ("jax_persistent_cache_min_entry_size_bytes", MIN_ENTRY_SIZE_BYTES),
@@ -38,7 +29,7 @@ def default_dir(environ: Mapping[str, str] | None = None) -> str:
     """The per-user folder: ``$XDG_CACHE_HOME/edsr-jax/xla``, else ``~/.cache/edsr-jax/xla``."""
     env = os.environ if environ is None else environ
     base = env.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):  # unset, empty or relative: the XDG spec says ignore it
+    if not os.path.isabs(base):  # the XDG spec ignores a relative one
         home = env.get("HOME") or os.path.expanduser("~")
         base = os.path.join(home, ".cache")
     return os.path.join(base, "edsr-jax", "xla")
@@ -47,13 +38,7 @@ def default_dir(environ: Mapping[str, str] | None = None) -> str:
 def resolve_dir(
     setting: str = AUTO, environ: Mapping[str, str] | None = None, current: str | None = None
 ) -> str | None:
-    """The cache folder for ``setting`` (see the module docstring), or None for no cache.
-
-    Args:
-      setting: ``"auto"``, a folder, or ``""``.
-      environ: the environment to read (default ``os.environ``).
-      current: the folder JAX is already configured with, if any (kept by ``"auto"``).
-    """
+    """The cache folder for ``setting`` (``"auto"``, a folder or ``""``), or None; ``current``: JAX's."""
     env = os.environ if environ is None else environ
     override = env.get(ENV, "").strip()
     if override.lower() in OFF_VALUES or not setting:
@@ -66,8 +51,7 @@ def resolve_dir(
 
 
 def enable(setting: str = AUTO, environ: Mapping[str, str] | None = None) -> str | None:
-    """Turns the cache on for the rest of this process, before its first compile (JAX opens the
-    cache once); returns the folder in use, or None."""
+    """Turns the cache on for this process, before its first compile; returns the folder in use, or None."""
     import jax
 
     env = os.environ if environ is None else environ
@@ -94,11 +78,7 @@ def _settings() -> dict:
 
 @contextlib.contextmanager
 def scoped(setting: str, environ: Mapping[str, str] | None = None) -> Iterator[str | None]:
-    """The cache of ``setting`` inside the block; JAX's cache settings as they were afterwards.
-
-    Yields the folder in use, or None when ``setting`` turns nothing on. JAX opens its cache once
-    per process, so it is reopened on entry and on exit (``reset_cache``).
-    """
+    """The cache of ``setting`` inside the block (yields its folder or None); JAX's own restored after."""
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 

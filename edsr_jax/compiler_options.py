@@ -1,12 +1,7 @@
 """XLA options for each program edsr-jax compiles, passed to ``jax.jit(compiler_options=...)``.
 
-Library code never writes ``XLA_FLAGS``: the options below apply to edsr-jax's own programs only,
-so a user's programs in the same process compile as they would without edsr-jax. A user's
-``XLA_FLAGS`` that names an option wins over the choice made here.
-
-On CPUs, training programs route convolutions to XLA's own kernels (YNNPACK's backward ones are
-slower), and inference programs keep YNNPACK only with AVX-512 (RESULTS.md, "CPU convolution
-routing").
+Never ``XLA_FLAGS``, so a user's programs compile as without edsr-jax; a user's ``XLA_FLAGS`` wins.
+CPU convolution routing: RESULTS.md "CPU convolution routing per compiled program".
 """
 
 from __future__ import annotations
@@ -17,7 +12,6 @@ from collections.abc import Mapping
 
 # XLA's list of the op kinds XLA:CPU gives to YNNPACK; empty: XLA's own kernels for everything.
 YNN_FUSION_TYPE = "xla_cpu_experimental_ynn_fusion_type"
-# The kinds of program edsr-jax compiles.
 TRAIN, INFER = "train", "infer"
 PROGRAM_KINDS = (TRAIN, INFER)
 
@@ -29,7 +23,7 @@ def _mentioned(flags: str, name: str) -> bool:
 
 @functools.cache
 def cpu_has_avx512(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether this machine's CPU has AVX-512F (read from ``/proc/cpuinfo``; False elsewhere)."""
+    """Whether this machine's CPU has AVX-512F (from ``/proc/cpuinfo``; False elsewhere)."""
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
             return any(line.startswith("flags") and " avx512f" in line for line in f)
@@ -45,8 +39,7 @@ def xla_kernels_for(kind: str, avx512: bool) -> bool:
 
 
 def for_program(kind: str, platform: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The ``compiler_options`` of a ``"train"`` or ``"infer"`` program on ``platform``
-    (``{}``: XLA's defaults); a user's ``XLA_FLAGS`` in ``environ`` wins."""
+    """The ``compiler_options`` of a ``"train"`` or ``"infer"`` program on ``platform`` ({} on GPU/TPU)."""
     env = os.environ if environ is None else environ
     if platform != "cpu" or _mentioned(env.get("XLA_FLAGS", ""), YNN_FUSION_TYPE):
         return {}

@@ -1,9 +1,4 @@
-"""The one exception type for a user's mistake, and the helpers that keep its messages short.
-
-A :class:`UserError` is a wrong input, a missing or unreadable file, or a bad config value: the
-command line prints it as one line and exits with status 2. Any other exception is a bug in
-edsr-jax (or in a library under it) and keeps its traceback.
-"""
+"""The one exception type for a user's mistake (printed as one line, exit status 2), and message helpers."""
 
 from __future__ import annotations
 
@@ -16,11 +11,7 @@ MAX_QUOTED_CHARS = 300
 
 
 class UserError(ValueError):
-    """A bad path, file, value or configuration, described in the library's words.
-
-    Messages name arguments and config fields (``workdir``, ``config.batch_size``), the value
-    that was seen and, where there is one, a value that works.
-    """
+    """A bad path, file, value or configuration: names the field, the value seen and one that works."""
 
 
 def listing(names: Sequence[str], limit: int = MAX_NAMES_IN_MESSAGE) -> str:

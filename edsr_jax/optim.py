@@ -1,15 +1,7 @@
 """The optimizer: learning-rate schedules, parameter groups and Adam per group.
 
-* L1 + Adam (b1 0.9, b2 0.999, eps 1e-8) without weight decay, as in the paper; the learning rate
-  is a function of the step, so a resumed run continues its schedule.
-* MDSR: Adam runs in separate groups (``shared`` and one per scale, each with its own moments and
-  count). A step at scale ``s`` updates only the shared group and ``s``'s group
-  (:func:`keep_inactive`): with Adam a zero gradient would still move a parameter through its old
-  momentum, so the other scales' parameters and Adam state are kept bit-identical instead.
-* Not in the paper, off by default (``configs/default.py``): an EMA of the weights
-  (:func:`ema_update`, as BasicSR and KAIR keep), global-norm gradient clipping
-  (:func:`clip_by_global_norm`) and skipping a step whose loss is a spike against the running mean
-  (:func:`is_spike`, the official code's ``--skip_threshold``).
+MDSR keeps Adam state per scale; a step keeps the other scales' groups bit-identical
+(:func:`keep_inactive`), since Adam would move a zero-gradient parameter through its momentum.
 """
 
 from __future__ import annotations
@@ -34,11 +26,7 @@ _SCALE_PARAM = re.compile(r"_x(\d+)(?:_|$)")
 
 
 def create_learning_rate_fn(config) -> optax.Schedule:
-    """The learning rate as a function of the step.
-
-    ``config.lr_schedule == "step"``: the paper's ``learning_rate * lr_decay_factor ** (step //
-    lr_decay_steps)``; ``"cosine"``: cosine decay to 0 over ``num_train_steps``. Both start with a
-    linear warm-up over ``warmup_fraction * num_train_steps`` steps (0 in the paper's configs).
+    """The learning rate per step: ``"step"`` (the paper's) or ``"cosine"``, after a linear warm-up.
 
     Raises:
       UserError: unknown schedule name.
@@ -67,12 +55,11 @@ def param_group(name: str) -> str:
 
 
 def param_labels(params: Mapping) -> dict:
-    """A tree like ``params`` whose leaves are the group of each parameter."""
+    """A tree like ``params`` whose leaves are each parameter's group."""
     return {name: _fill(sub, param_group(name)) for name, sub in params.items()}
 
 
 def _fill(tree: Any, value: str) -> Any:
-    """A tree like ``tree`` with every leaf replaced by ``value``."""
     return jax.tree.map(lambda _: value, tree)
 
 
@@ -94,8 +81,7 @@ def create_optimizer(config, model: models.SRModel) -> optax.GradientTransformat
 def keep_inactive(
     params: Any, opt_state: Any, old_params: Any, old_opt_state: Any, scale: int
 ) -> tuple[Any, Any]:
-    """New parameters and Adam state for the shared group and ``scale``'s group; the old ones
-    (bit-identical) for every other group."""
+    """New parameters and Adam state for the shared group and ``scale``'s; the old ones elsewhere."""
     active = (SHARED_GROUP, f"x{scale}")
     labels = param_labels(old_params)
     params = jax.tree.map(lambda g, new, old: new if g in active else old, labels, params, old_params)
@@ -106,10 +92,7 @@ def keep_inactive(
     return params, opt_state._replace(inner_states=inner)
 
 
-# --- EMA of the weights and the stability guards ------------------------------------------------
-# (Applied by the train step around the optimizer, so Adam's state keeps the layout of runs without
-# them and checkpoints of either kind restore into the other.)
-
+# The EMA and guards act around the optimizer: checkpoints with and without them restore into each other.
 # Decay of the running mean loss that spike skipping compares each step's loss with.
 LOSS_MEAN_DECAY = 0.99
 # Accepted steps before spike skipping starts judging (the running mean needs a history first).
@@ -122,11 +105,7 @@ def ema_update(ema: Any, params: Any, decay: float) -> Any:
 
 
 def clip_by_global_norm(grads: Any, max_norm: float) -> tuple[Any, jax.Array]:
-    """Scales ``grads`` so their global L2 norm is at most ``max_norm`` (0 = unchanged).
-
-    Returns:
-      ``(grads, norm)`` with ``norm`` the global norm *before* clipping.
-    """
+    """``(grads, norm)``: ``grads`` clipped to global norm ``max_norm`` (0: off), and the norm before."""
     norm = optax.tree.norm(grads)
     if max_norm <= 0:
         return grads, norm
@@ -146,10 +125,7 @@ def running_mean_loss(stats: Mapping[str, jax.Array]) -> jax.Array:
 
 
 def is_spike(loss: jax.Array, stats: Mapping[str, jax.Array], factor: float) -> jax.Array:
-    """Whether a finite ``loss`` exceeds ``factor`` x the running mean (after the warm-up steps).
-
-    Non-finite losses are never "spikes": they stop the run instead (``train_step.check_finite``).
-    """
+    """Whether a finite ``loss`` exceeds ``factor`` x the running mean, after the warm-up steps."""
     if factor <= 0:
         return jnp.zeros((), bool)
     judged = stats["count"] >= SKIP_WARMUP_STEPS

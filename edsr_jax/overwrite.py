@@ -1,20 +1,5 @@
-"""The one rule for what a command may replace: nothing that exists without ``force``
-(``--force``), and with it only what edsr-jax wrote.
-
-* A **file** output (an image, a JSON report, an ``.onnx``) that exists is replaced only with
-  ``force``, and never when it is one of the command's inputs or part of a model folder (a
-  ``model.json``, anything under ``params/`` or ``checkpoints/``, anything inside an exported
-  model or SavedModel).
-* A **folder** output (an exported model, a SavedModel) may be an empty folder; one that holds
-  something is replaced only with ``force``, only when edsr-jax wrote it as the same kind of
-  folder (:func:`edsr_jax.checkpoint.layout.folder_kind`: its marker or its layout) and only
-  when it holds nothing else (:func:`edsr_jax.checkpoint.layout.foreign_files`). A training
-  workdir, another kind of folder, or one holding other files is refused whatever ``force`` says.
-* Commands check every output with these functions before their long work starts; a path whose
-  folder cannot be written is refused then too (:func:`check_writable`).
-
-Every refusal is a :class:`~edsr_jax.errors.UserError` of one line naming the path and what was
-found there.
+"""The one rule for what a command may replace: nothing without ``force``, and with it only what
+edsr-jax wrote, never an input, a model folder's part or a training workdir.
 """
 
 from __future__ import annotations
@@ -39,11 +24,9 @@ def _absolute(path: PathLike) -> epath.Path:
 
 
 def check_writable(path: PathLike) -> None:
-    """Refuses ``path`` when the nearest folder above it that exists cannot be written (local
-    paths; tried with an unnamed temporary file, so a read-only file system is found too).
+    """Refuses ``path`` when the nearest existing folder above it cannot be written (local paths).
 
-    Raises:
-      UserError: a file stands where a folder is needed, or the folder is not writable.
+    Tried with an unnamed temporary file, so a read-only file system is found too.
     """
     if storage.is_url(path):
         return
@@ -52,7 +35,7 @@ def check_writable(path: PathLike) -> None:
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         raise UserError(f"cannot write {path}: {parent} is a file, not a folder")
-    try:  # (an unnamed file where the system has them: nothing is left, whatever happens)
+    try:
         tempfile.TemporaryFile(dir=parent).close()
     except OSError as e:
         raise UserError(
@@ -61,11 +44,7 @@ def check_writable(path: PathLike) -> None:
 
 
 def owner_of(path: PathLike) -> str | None:
-    """What edsr-jax folder ``path`` is part of (one line for a message), or None.
-
-    ``path`` is part of an exported model or SavedModel when it lies inside one, and part of a
-    training workdir when it is (or lies under) one of its :data:`WORKDIR_PARTS`.
-    """
+    """What edsr-jax folder ``path`` is part of (one line for a message), or None."""
     path = _absolute(path)
     for folder in path.parents:
         kind = layout.folder_kind(folder)
@@ -82,15 +61,9 @@ def _is_inside(path: epath.Path, folder: epath.Path) -> bool:
 
 
 def check_file(path: PathLike, *, force: bool = False, inputs: Iterable[PathLike] = ()) -> None:
-    """Refuses to write the file ``path`` unless the rule of this module allows it.
+    """Refuses to write the file ``path`` unless this module's rule allows it.
 
-    Args:
-      path: the file a command is about to write.
-      force: the user asked to replace an existing file.
-      inputs: files and folders the command reads; an existing ``path`` inside one is refused.
-
-    Raises:
-      UserError: see the module docstring.
+    ``inputs`` are what the command reads; an existing ``path`` inside one is refused even with ``force``.
     """
     target = _absolute(path)
     if target.is_dir():
@@ -109,12 +82,7 @@ def check_file(path: PathLike, *, force: bool = False, inputs: Iterable[PathLike
 
 
 def check_files(paths: Sequence[PathLike], *, force: bool = False, inputs: Iterable[PathLike] = ()) -> None:
-    """:func:`check_file` for many outputs, naming all the existing ones in one line when
-    ``force`` is not given.
-
-    Raises:
-      UserError: see :func:`check_file`.
-    """
+    """:func:`check_file` for many outputs, naming all the existing ones in one message."""
     inputs = list(inputs)
     existing = [p for p in paths if _absolute(p).is_file()]
     if len(paths) > 1 and existing and not force:
@@ -129,12 +97,7 @@ def check_files(paths: Sequence[PathLike], *, force: bool = False, inputs: Itera
 
 
 def check_folder(path: PathLike, kind: str, *, force: bool = False) -> None:
-    """Refuses to write the folder ``path`` (to hold ``kind``, a :mod:`~edsr_jax.checkpoint.layout`
-    kind) unless the rule of this module allows it.
-
-    Raises:
-      UserError: see the module docstring.
-    """
+    """Refuses to write the folder ``path`` to hold a layout ``kind`` unless this module's rule allows it."""
     target = _absolute(path)
     what = layout.KIND_NAMES.get(kind, kind)
     if target.is_file():

@@ -1,15 +1,7 @@
 """Numerical precision of training: a named policy per run (``config.precision``).
 
-* ``fp32``: float32 everywhere, convolutions at full float32 precision on every platform (JAX's
-  ``"highest"``): what the paper and the official code compute.
-* ``tf32``: float32 storage, convolutions at XLA's TensorFloat-32 setting: TF32 tensor cores on
-  NVIDIA Ampere and later, three bf16 passes on TPUs, full float32 on CPUs.
-* ``bf16``: mixed precision: bfloat16 activations and convolutions; float32 parameters, Adam
-  state, gradients' accumulation into them, and the loss.
-* ``auto`` (the default): ``bf16`` on GPUs and TPUs, ``fp32`` on CPUs (whose XLA backend has no
-  fast bfloat16 convolutions). Its cost in PSNR: ``experiments/perf/RESULTS.md``, "Half precision".
-
-The policy a run trained with is printed at start and recorded in ``model.json``.
+``fp32`` computes as the paper did; ``bf16`` keeps float32 parameters, Adam state and loss; ``auto``
+is ``bf16`` on GPUs/TPUs and ``fp32`` on CPUs. Its cost in PSNR: RESULTS.md "Half precision".
 """
 
 from __future__ import annotations
@@ -26,14 +18,7 @@ AUTO = "auto"
 
 @dataclasses.dataclass(frozen=True)
 class Policy:
-    """What a precision name computes.
-
-    Attributes:
-      name: ``fp32``, ``tf32`` or ``bf16``.
-      compute_dtype: the dtype of activations and convolution inputs.
-      matmul_precision: JAX's ``default_matmul_precision`` inside the step (None: JAX's default).
-      description: one line for the start-up log.
-    """
+    """What a precision name computes (``matmul_precision`` None: JAX's default)."""
 
     name: str
     compute_dtype: jnp.dtype
@@ -60,11 +45,7 @@ NAMES = (AUTO, *POLICIES)
 
 
 def resolve(name: str, platform: str) -> Policy:
-    """The policy ``name`` means on ``platform`` (``"cpu"``, ``"gpu"``, ``"tpu"``).
-
-    Raises:
-      ValueError: an unknown name.
-    """
+    """The policy ``name`` means on ``platform`` (``cpu``, ``gpu``, ``tpu``); ValueError if unknown."""
     if name == AUTO:
         name = "fp32" if platform == "cpu" else "bf16"
     if name not in POLICIES:
@@ -74,7 +55,7 @@ def resolve(name: str, platform: str) -> Policy:
 
 @contextlib.contextmanager
 def matmul_precision(policy: Policy) -> Iterator[None]:
-    """Traces convolutions and matmuls at the policy's precision (use inside the traced function)."""
+    """Traces convolutions and matmuls at the policy's precision (inside the traced function)."""
     if policy.matmul_precision is None:
         yield
         return

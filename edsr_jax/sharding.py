@@ -1,8 +1,7 @@
 """Device mesh, shardings and global batches for data-parallel training with ``jit``.
 
-One mesh axis, ``data``, over every device in process-major order (:func:`data_axis_order`), so
-each process feeds one contiguous block of the global batch from its own pipeline. Parameters and
-optimizer state are replicated; batches are split along the example axis.
+One mesh axis, ``data``, in process-major order, so each process feeds one contiguous block of the
+global batch. Parameters and optimizer state are replicated; batches are split along examples.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from edsr_jax.errors import UserError
 
 # The one mesh axis: data parallelism over all devices.
 DATA_AXIS = "data"
-# Set to 1 to call jax.distributed.initialize() (any launcher), or to 0 to never call it.
+# 1: call jax.distributed.initialize() (any launcher); 0: never.
 DISTRIBUTED_ENV = "EDSR_JAX_DISTRIBUTED"
 _FALSE = ("0", "false", "no", "off")
 
@@ -33,9 +32,10 @@ def _count(environ: Mapping[str, str], name: str) -> int:
 
 
 def detect_launcher(environ: Mapping[str, str] | None = None) -> str | None:
-    """The launcher whose variables ask for several processes (SLURM, Open MPI, GKE TPU,
-    ``JAX_COORDINATOR_ADDRESS``, ``EDSR_JAX_DISTRIBUTED=1``), or None. A Cloud TPU VM slice sets
-    none of these: set ``config.distributed`` there. ``EDSR_JAX_DISTRIBUTED=0`` turns this off."""
+    """The launcher whose variables ask for several processes, or None.
+
+    A Cloud TPU VM slice sets none of them: set ``config.distributed`` there.
+    """
     env = os.environ if environ is None else environ
     flag = env.get(DISTRIBUTED_ENV, "").strip().lower()
     if flag in _FALSE:
@@ -64,11 +64,7 @@ def maybe_initialize_distributed(
 ) -> bool:
     """Calls ``jax.distributed.initialize()`` when the arguments, config or environment ask for it.
 
-    Must run before anything touches JAX's devices; JAX fills in arguments left as None from the
-    environment. ``requested`` is ``config.distributed``. Returns whether this call initialised it.
-
-    Raises:
-      UserError: inconsistent explicit settings, or JAX could not work out the missing ones.
+    Call it before anything touches devices. Returns whether it initialised; UserError if it cannot.
     """
     explicit = {
         "coordinator_address": coordinator_address,
@@ -86,7 +82,7 @@ def maybe_initialize_distributed(
         )
     try:
         jax.distributed.initialize(**explicit)
-    except ValueError as e:  # JAX: "coordinator_address should be defined" and the like
+    except ValueError as e:
         raise UserError(
             f"cannot start the multi-process runtime ({e}); detected launcher: {launcher or 'none'}. "
             "Pass coordinator_address (HOST:PORT), num_processes and process_id, or run under "
@@ -98,10 +94,8 @@ def maybe_initialize_distributed(
 def data_axis_order(devices: Sequence) -> list:
     """``devices`` in the order of the ``data`` axis: slice by slice, then process by process.
 
-    Each process feeds one contiguous block of rows, but ``jax.make_mesh``'s interconnect order
-    interleaves a slice's hosts (and refuses several slices): so each slice is put in JAX's order,
-    then sorted stably by ``process_index``. Only device attributes are read, so stand-ins can
-    drive it for any topology.
+    ``jax.make_mesh``'s interconnect order interleaves a slice's hosts, which would break each
+    process's contiguous block of rows.
     """
     slices: dict[int, list] = {}
     for device in devices:
@@ -126,21 +120,17 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """The sharding of a batch: its first (example) axis split over the ``data`` axis."""
+    """The sharding of a batch: its first (example) axis split over ``data``."""
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
 def stacked_batch_sharding(mesh: Mesh) -> NamedSharding:
-    """The sharding of K stacked batches (steps first): their second (example) axis split."""
+    """The sharding of K stacked batches (steps first): their second axis split."""
     return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
 
 
 def check_batch_size(global_batch: int, mesh: Mesh, process_count: int | None = None) -> int:
-    """The one batch-size check: examples per process per step of a global ``config.batch_size``.
-
-    Raises:
-      UserError: not a positive multiple of the device count (names a batch size that works).
-    """
+    """Examples per process per step of a global batch; UserError unless a multiple of the device count."""
     n_dev = mesh.devices.size
     n_proc = jax.process_count() if process_count is None else process_count
     if global_batch <= 0 or global_batch % n_dev:
@@ -174,10 +164,9 @@ def process_rows(global_batch: int, mesh: Mesh) -> tuple[int, int]:
 def make_global_batch(
     batch: Mapping[str, np.ndarray], mesh: Mesh, *, stacked: bool = False, replicated_keys=()
 ) -> dict:
-    """Turns this process's share of a batch into global arrays split over ``data``.
+    """This process's share of a batch as global arrays split over ``data``.
 
-    The example axis is the first (the second with ``stacked``: K batches, steps first); scalars
-    pass through, and ``replicated_keys`` are held whole by every process (the scale indices).
+    With ``stacked`` the example axis is the second; ``replicated_keys`` are held whole by every process.
     """
     sharding = stacked_batch_sharding(mesh) if stacked else batch_sharding(mesh)
     axis = 1 if stacked else 0

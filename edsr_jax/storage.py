@@ -1,9 +1,7 @@
 """Where a run's files live: local paths, or ``gs://`` URLs for workdirs, models and TFDS data.
 
-:func:`location` is the one place a path the user gave becomes the string the libraries get: a
-local path made absolute (Orbax misreads relative ones), or a ``gs://`` URL kept as it is once this
-Python can reach it (``etils.epath`` needs TensorFlow or ``gcsfs``; TensorStore and ArrayRecord
-bring their own GCS clients). Other schemes are refused: those clients reach none but ``gs://``.
+:func:`location` is the one place a user's path becomes what the libraries get: local paths made
+absolute (Orbax misreads relative ones), ``gs://`` URLs checked to be reachable.
 """
 
 from __future__ import annotations
@@ -13,9 +11,8 @@ import os
 
 from edsr_jax.errors import UserError
 
-# The URL schemes a path may use, each with the packages of which one lets etils.epath reach it.
+# URL schemes, each with the packages of which one lets etils.epath reach it.
 URL_SCHEMES = {"gs": ("gcsfs", "tensorflow")}
-# What installs the client for gs:// (named in the message when it is missing).
 GCS_INSTALL = "pip install 'edsr-jax[gcs]'"
 
 
@@ -29,13 +26,10 @@ def _installed(package: str) -> bool:
 
 
 def location(path: str | os.PathLike, field: str, *, local_only: bool = False) -> str:
-    """``path`` as every library should get it: absolute if local, a checked ``gs://`` URL otherwise.
-
-    ``field`` names the argument or config field in messages; ``local_only``: its reader opens
-    local files only (image folders, the image cache).
+    """``path`` absolute if local, a checked ``gs://`` URL otherwise; ``field`` names it in messages.
 
     Raises:
-      UserError: a URL where only local paths work, another scheme, or no gs:// client installed.
+      UserError: a URL where ``local_only``, another scheme, or no gs:// client installed.
     """
     path = os.fspath(path)
     if not is_url(path):

@@ -1,12 +1,7 @@
-"""Tiles: a network run on fixed-size overlapping tiles of an image, each tile's interior kept.
+"""A network run on fixed-size overlapping tiles of an image, each tile's interior kept.
 
-Every tile has the same shape (one compiled program for any image size) and holds its own
-activations only (bounded memory). Each output pixel comes from a tile where it lies at least
-``overlap`` LR pixels from every cut edge; with an overlap of at least the network's receptive
-radius the stitched output is the untiled one.
-
-On CPU the tiled output is bit-identical to the whole image's (tested). On GPU and TPU the
-convolution algorithm may depend on the shape, so a quantised pixel can move by one grey level.
+One program serves any image size in bounded memory; with an overlap of at least the receptive
+radius the result is the untiled one (bit-identical on CPU; GPU/TPU may differ by a grey level).
 """
 
 from __future__ import annotations
@@ -42,22 +37,12 @@ def tiled(
     finish: Callable[[np.ndarray], np.ndarray] | None = None,
     in_flight: int = 1,
 ) -> np.ndarray:
-    """Run ``fn`` on fixed ``tile x tile`` LR tiles and stitch the interiors of the outputs.
+    """Runs ``fn`` on ``tile x tile`` LR tiles and stitches the interiors of the outputs.
 
-    Tiles sit on a grid of stride ``tile - 2 * overlap``, shifted to stay inside the image. An
-    image smaller than a tile is padded bottom/right: with zeros and ``fn(tile, valid)`` told the
-    image part (int32 ``[top, bottom, left, right]``) when ``with_valid``, else by replicating edges
-    (which changes the output near them). Host memory holds the input, the output and a few tiles.
-
-    Args:
-      overlap: context kept around each tile's interior (at least the receptive radius).
-      with_core: also pass ``core`` (the kept part, as ``valid``); ``fn`` returns that part only.
-      out: where to write (e.g. a uint8 or memory-mapped array); default a new float32 array.
-      finish: applied to each kept part before it is stored (e.g. quantisation).
-      in_flight: tiles dispatched before the first is fetched (for device arrays still computing).
-
-    Raises:
-      UserError: ``tile <= 2 * overlap``.
+    An image smaller than a tile is zero-padded with ``fn`` told the image part (``with_valid``), else
+    edge-padded. ``with_core`` also passes the kept part, and ``fn`` returns that part only; ``out``
+    is where to write, ``finish`` maps each kept part (e.g. quantisation), ``in_flight`` tiles are
+    dispatched before the first is fetched. UserError if ``tile <= 2 * overlap``.
     """
     x = np.asarray(x)
     n, h, w, _ = x.shape
@@ -77,7 +62,7 @@ def tiled(
         if out is None:
             out = np.empty((n, h * scale, w * scale, y.shape[-1]), np.float32)
         if with_core:
-            ty, tx = cy0, cx0  # (fn returned the kept part only)
+            ty, tx = cy0, cx0
         kept = y[:, (cy0 - ty) * scale : (cy1 - ty) * scale, (cx0 - tx) * scale : (cx1 - tx) * scale]
         out[:, cy0 * scale : cy1 * scale, cx0 * scale : cx1 * scale] = (
             kept if finish is None else finish(kept)

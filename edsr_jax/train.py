@@ -1,20 +1,7 @@
 """Training EDSR and MDSR: the paper's recipe, data-parallel with ``jit``, resumable to the bit.
 
-Read top to bottom: :func:`create_model`, :func:`create_validation`, :func:`restore_or_init`, the
-cadence helper :func:`due`, and :func:`train_and_evaluate`, the only function that touches files,
-devices and the clock. The step itself (``TrainState``, ``train_step``, ``train_steps``) lives in
-:mod:`edsr_jax.train_step`; the optimizer in :mod:`edsr_jax.optim`, batches in
-:mod:`edsr_jax.data.pipeline`, devices in :mod:`edsr_jax.sharding`, checkpoints in
-:mod:`edsr_jax.checkpoint`, scoring in :mod:`edsr_jax.evaluate`, summaries in :mod:`edsr_jax.writers`.
-
-Facts the code relies on:
-
-* Resume: batch ``k`` is a pure function of ``(seed, k)``, so restoring the state and restarting
-  the iterator at the step gives the uninterrupted result, bit for bit.
-* ``config.steps_per_call = K``: K steps per dispatch (:func:`edsr_jax.train_step.train_steps`),
-  one compiled program for any number of steps up to K, so a run gives the same bits for any K.
-  Calls end on multiples of K, where logging, validation and checkpoints fall.
-* ``config.precision``: the numerical policy (:mod:`edsr_jax.precision`), recorded in ``model.json``.
+Batch ``k`` is a pure function of ``(seed, k)``, so a resumed run gives the uninterrupted result.
+:func:`train_and_evaluate` is the only function that touches files, devices and the clock.
 """
 
 from __future__ import annotations
@@ -53,18 +40,12 @@ from edsr_jax.imaging import metrics
 PARAMETERS_TXT = "parameters.txt"
 # Calls (of config.steps_per_call steps each) kept in flight to the devices while one runs.
 DEVICE_PREFETCH = 2
-# What checkpoints without a "sampler" entry were drawn with (edsr-jax 0.1: crops of one image
-# per batch, per-process image shards).
+# The sampler of checkpoints without a "sampler" entry.
 OLD_SAMPLER = "per-process single-image (edsr-jax 0.1)"
 
 
 def create_model(config, platform: str | None = None) -> models.SRModel:
-    """The EDSR/MDSR/SRResNet that ``config.model`` describes, computing in the compute dtype of
-    ``config.precision`` on ``platform`` (default: JAX's default backend).
-
-    Raises:
-      UserError: unknown architecture or precision, or one-scale architectures with several scales.
-    """
+    """The model of ``config.model`` in ``config.precision``'s compute dtype; UserError if unsupported."""
     config = config_checks.upgrade(config)
     try:
         policy = precision.resolve(str(config.precision), platform or jax.default_backend())
@@ -93,8 +74,7 @@ def create_model(config, platform: str | None = None) -> models.SRModel:
 
 
 def eval_variables(state: steps.TrainState) -> dict:
-    """The variables validation scores: the EMA of the weights when the run keeps one (else the
-    weights), with the batch-norm running averages when the model has them."""
+    """The variables validation scores: the EMA weights if kept, with batch-norm averages if any."""
     variables = {"params": state.params if state.ema_params is None else state.ema_params}
     if state.batch_stats is not None:
         variables["batch_stats"] = state.batch_stats
@@ -102,8 +82,7 @@ def eval_variables(state: steps.TrainState) -> dict:
 
 
 def create_validation(config, model: models.SRModel) -> evaluate.Validation:
-    """Training's validation: the validation images (and ``config.eval.benchmarks`` when
-    ``config.eval.benchmark_dir`` is set) decoded once, scored on the device at every call."""
+    """Training's validation sets (val, plus ``config.eval.benchmarks``), decoded once."""
     from edsr_jax.data import benchmarks, pipeline
 
     samples = pipeline.create_eval_samples(config, "val", num_images=int(config.eval.num_images))
@@ -115,8 +94,7 @@ def create_validation(config, model: models.SRModel) -> evaluate.Validation:
 
 
 def validate(config, validation: evaluate.Validation, variables: dict, step: int, writer, log) -> dict:
-    """Scores ``variables``, writes the scalars and one ``[LR | bicubic | SR | HR]`` strip per scale;
-    returns ``{"val_psnr": mean}`` (the metric that ranks checkpoints), or ``{}``."""
+    """Scores ``variables`` and writes scalars and image strips; returns ``{"val_psnr": mean}`` or ``{}``."""
     scalars, firsts = validation(variables)
     _, val_samples = validation.sets["val"]
     strips = {
@@ -134,10 +112,7 @@ def validate(config, validation: evaluate.Validation, variables: dict, step: int
 
 
 def load_init_params(path: str) -> tuple[Any, str]:
-    """Parameters to start from, and which: an official ``.pt``, an exported model, a published
-    model's name, or a training workdir's best checkpoint by validation PSNR (its latest when none
-    was scored), as the official ``--pre_train`` takes ``model_best.pt``. The note says which step
-    and why ("" for a file or an exported model)."""
+    """Parameters to start from (a ``.pt``, exported model, published name or workdir's best), and a note."""
     if path.endswith((".pt", ".pth")):
         from edsr_jax.interop import torch as torch_interop
 
@@ -145,7 +120,7 @@ def load_init_params(path: str) -> tuple[Any, str]:
     from edsr_jax.checkpoint import exported
     from edsr_jax.interop import pretrained
 
-    if pretrained.is_model_name(path):  # a published model (edsr-jax models), fetched on first use
+    if pretrained.is_model_name(path):
         return pretrained.load_pretrained(path, progress=False)[1]["params"], "a published model"
 
     _, variables, note = exported.load_model_with_note(path, which=manager.BEST_OR_LATEST)
@@ -155,9 +130,7 @@ def load_init_params(path: str) -> tuple[Any, str]:
 def restore_or_init(
     config, workdir: str, fresh: steps.TrainState, shardings: Any, ckpt, log
 ) -> steps.TrainState:
-    """The state to train from: the latest complete checkpoint, else ``config.init_from``'s
-    parameters, else ``fresh``; optional fields a restored state lacks come from ``fresh`` (an EMA
-    starts at the parameters)."""
+    """The latest complete checkpoint, else ``config.init_from``'s parameters, else ``fresh``."""
     from edsr_jax.data import pipeline
 
     if jax.process_index() == 0:
@@ -204,8 +177,7 @@ def due(step: int, every: int, total: int) -> bool:
 
 
 def call_sizes(start: int, total: int, per_call: int) -> Iterator[int]:
-    """The number of steps of each call from ``start`` to ``total``: calls end on multiples of
-    ``per_call`` (a resumed run's first call is shorter) and at ``total``."""
+    """Steps per call from ``start`` to ``total``, ending on multiples of ``per_call`` and at ``total``."""
     step = start
     while step < total:
         size = min(per_call - step % per_call, total - step)
@@ -216,9 +188,7 @@ def call_sizes(start: int, total: int, per_call: int) -> Iterator[int]:
 def stack_calls(
     batches: Iterator[dict], sizes: Iterator[int], per_call: int, scales: Sequence[int]
 ) -> Iterator[tuple[int, dict]]:
-    """``(size, stacked)``: ``per_call`` slots of host batches, the first ``size`` filled (the rest
-    repeat the last batch and are not trained on), HR patches padded to the largest scale when
-    there are several, and each step's scale index."""
+    """``(size, stacked)`` per call: ``per_call`` batch slots, the first ``size`` trained on."""
     for size in sizes:
         group = [next(batches) for _ in range(size)]
         group += [group[-1]] * (per_call - size)
@@ -251,7 +221,7 @@ class _Run:
 
 @contextlib.contextmanager
 def _workdir_lock(workdir: str, is_chief: bool):
-    """Process 0 holds the workdir's lock for the run; the other processes check that it does."""
+    """Process 0 holds the workdir's lock; the others check that it does."""
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
@@ -276,7 +246,7 @@ def _set_up(config, workdir: str, devices, stack: contextlib.ExitStack, allow_ot
     log = functools.partial(print, flush=True) if is_chief else (lambda text: None)
     workdir = storage.location(workdir, "workdir")
     mesh = sharding.create_mesh(devices)
-    rows = sharding.process_rows(int(config.batch_size), mesh)  # (checks the batch size first)
+    rows = sharding.process_rows(int(config.batch_size), mesh)
     platform = xla_options.platform_of(mesh.devices)
     policy = precision.resolve(str(config.precision), platform)
     model = create_model(config, platform)
@@ -362,38 +332,21 @@ def train_and_evaluate(
 ) -> steps.TrainState:
     """Trains (or resumes) ``config`` in ``workdir``; returns the final state.
 
-    Takes the workdir's lock first (:mod:`edsr_jax.checkpoint.lock`: one trainer per workdir).
-    Writes ``workdir/model.json``, Orbax checkpoints under ``workdir/checkpoints`` (every
-    ``checkpoint_every_steps``, at each evaluation, at the end, and on SIGTERM), TensorBoard
-    events and ``parameters.txt``. Rerunning on the same workdir continues from the latest
-    complete checkpoint; ``config.init_from`` is used only when there is none. JAX's compilation
-    cache is changed only when ``config.compilation_cache_dir`` names a folder, and only for the call.
+    Writes ``model.json``, checkpoints, TensorBoard events and ``parameters.txt``, holding the
+    workdir's lock. A run that fails before its first checkpoint leaves the workdir as found.
 
     Args:
-      config: an ``ml_collections.ConfigDict`` (fields: ``edsr_jax/configs/default.py``; fields
-        renamed since are accepted with a deprecation warning).
+      config: an ``ml_collections.ConfigDict`` (fields: ``edsr_jax/configs/default.py``).
       workdir: the run's directory (local or ``gs://``).
-      on_step: called with the step number after every call of ``config.steps_per_call`` steps
-        (e.g. a progress bar); a true return value saves a checkpoint and stops, as SIGTERM does.
-      devices: the devices to train on (default: all devices of all processes). The batches do
-        not depend on them: a run resumed on other devices continues with the same batches.
-      allow_other_files: train in a ``workdir`` that holds files of no edsr-jax run (never in an
-        exported model: :func:`edsr_jax.checkpoint.layout.check_training_folder`).
-
-    Returns:
-      The final (or, after SIGTERM or ``on_step``'s stop, the saved) ``TrainState``.
-
-    Raises:
-      UserError: bad configuration, a workdir of a different model or that is not a training
-        workdir, one another run is training, or a non-finite loss or gradient norm (the step and
-        values are named). A run that fails before its first checkpoint leaves the workdir as it
-        found it (:func:`edsr_jax.checkpoint.layout.removed_if_it_fails_early`).
+      on_step: called with the step after every call; a true return saves and stops, as SIGTERM does.
+      devices: the devices to train on (default: all); batches do not depend on them.
+      allow_other_files: train in a folder that holds files of no edsr-jax run.
     """
     config = config_checks.upgrade(config)
     config_checks.check_config(config)  # before anything is created
     with contextlib.ExitStack() as stack:
         cache = str(config.compilation_cache_dir)
-        if cache not in ("", compile_cache.AUTO):  # ("auto": the CLI turns it on for its own process)
+        if cache not in ("", compile_cache.AUTO):  # "auto" is for the CLI's own process
             stack.enter_context(compile_cache.scoped(cache))
         run = _set_up(config, workdir, devices, stack, allow_other_files)
         return _train(run, on_step)
@@ -449,7 +402,7 @@ def _at_call_end(run: _Run, state, step: int, history, reported: int, timer, sto
     scores = None
     if evaluate_now:
         if run.validation is None:
-            run.validation = create_validation(config, run.model)  # (images decoded once per run)
+            run.validation = create_validation(config, run.model)
         scores = validate(
             config, run.validation, _local_copy(eval_variables(state)), step, run.writer, run.log
         )

@@ -1,7 +1,6 @@
-"""The training step: the state, the losses, one optimizer step and its guards.
+"""The training step: the state, the losses, one optimizer step and its guards (pure functions).
 
-Pure functions of arrays (no files, devices or clock). :func:`train_steps` runs up to K steps in
-one call, so small models are not bound by dispatching each step. A user's own loop::
+A user's own loop::
 
     state, shardings = create_train_state(model, tx, mesh, jax.random.key(0))
     step = compile_train_step(model, tx, learning_rate_fn, mesh, shardings, scale=2)
@@ -28,9 +27,7 @@ from edsr_jax.errors import UserError
 
 @flax.struct.dataclass
 class TrainState:
-    """Everything a step changes: step counter, float32 parameters, Adam state, RNG key; and,
-    when the run has them (None otherwise), the EMA of the parameters, the batch-norm running
-    averages (SRResNet) and the spike guard's running loss (:func:`edsr_jax.optim.init_loss_stats`)."""
+    """Everything a step changes; ``ema_params``, ``batch_stats`` and ``loss_stats`` are None when unused."""
 
     step: jax.Array
     params: Any
@@ -50,10 +47,7 @@ def create_train_state(
     ema: bool = False,
     compiler_options: Mapping[str, str] | None = None,
 ) -> tuple[TrainState, Any]:
-    """``(state, state_shardings)``: initialised straight into replicated shardings, shapes first.
-
-    ``ema`` keeps an EMA of the parameters; ``compiler_options`` default to a training program's.
-    """
+    """``(state, state_shardings)``: initialised straight into replicated shardings, shapes first."""
 
     def init(rng):
         init_rng, state_rng = jax.random.split(rng)
@@ -77,7 +71,7 @@ def create_train_state(
 
 
 def abstract_state(state: TrainState, shardings: Any) -> TrainState:
-    """``jax.ShapeDtypeStruct`` leaves with shardings: the restore target for ``state``."""
+    """The restore target for ``state``: ``jax.ShapeDtypeStruct`` leaves with shardings."""
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)
 
 
@@ -96,8 +90,7 @@ LOSS_FUNCTIONS = {"l1": l1_loss, "l2": l2_loss}
 
 
 def step_options(config, matmul_precision: str | None = None) -> dict:
-    """The :func:`train_step` options a config sets: loss, EMA decay, clipping, spike skipping, and
-    the matmul precision of its policy (:mod:`edsr_jax.precision`)."""
+    """The :func:`train_step` keywords a config sets, with the policy's matmul precision."""
     return {
         "loss": str(config.loss),
         "ema_decay": float(config.ema_decay),
@@ -108,7 +101,7 @@ def step_options(config, matmul_precision: str | None = None) -> dict:
 
 
 def _forward(model, state: TrainState, params: Any, images: jax.Array, scale: int):
-    """The training forward pass: ``(sr, new_batch_stats)`` (batch statistics for batch norm)."""
+    """The training forward pass: ``(sr, new_batch_stats)``."""
     if state.batch_stats is None:
         return model.apply({"params": params}, images, scale=scale), None
     variables = {"params": params, "batch_stats": state.batch_stats}
@@ -130,21 +123,11 @@ def train_step(
     skip_loss_factor: float = 0.0,
     matmul_precision: str | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One Adam step on the loss of a batch of one scale.
+    """One Adam step on the loss of a batch of one scale (static: one program per scale).
 
-    Args:
-      batch: ``{"lr": uint8 (b, p, p, 3), "hr": uint8 (b, p*scale, p*scale, 3)}``.
-      scale: static: one compiled step per scale.
-      loss: ``"l1"`` or ``"l2"``, on [0, 255] images.
-      ema_decay: > 0 updates ``state.ema_params`` (which must exist).
-      grad_clip_norm: > 0 clips the gradients' global norm before Adam.
-      skip_loss_factor: > 0 skips the update of a step whose loss exceeds this multiple of the
-        running mean (:func:`edsr_jax.optim.is_spike`): the step counts, nothing else changes.
-      matmul_precision: ``default_matmul_precision`` of the pass (None: JAX's default).
-
-    Returns:
-      ``(new_state, {"loss", "grad_norm" (before clipping), "learning_rate", "skipped" (0 or 1),
-      "loss_mean" (the running mean the step was judged against)})``.
+    ``batch`` is ``{"lr", "hr"}`` uint8 patches; ``loss`` is ``"l1"`` or ``"l2"`` on [0, 255]; the
+    guards are off at 0 (:mod:`edsr_jax.optim`). Returns ``(new_state, metrics)``: loss, grad_norm
+    (before clipping), learning_rate, skipped, loss_mean.
     """
     lr_images = batch["lr"].astype(jnp.float32)
     hr_images = batch["hr"].astype(jnp.float32)
@@ -172,7 +155,7 @@ def train_step(
     loss_mean = jnp.zeros((), jnp.float32)
     if state.loss_stats is not None:
         loss_mean = optim.running_mean_loss(state.loss_stats)
-        if skip_loss_factor > 0:  # (off: no per-leaf select over the whole state in the step)
+        if skip_loss_factor > 0:
             skipped = optim.is_spike(loss_value, state.loss_stats, skip_loss_factor)
             keep = lambda new_leaf, old_leaf: jnp.where(skipped, old_leaf, new_leaf)
             new = jax.tree.map(keep, new, state)
@@ -198,8 +181,7 @@ def compile_train_step(
     compiler_options: Mapping[str, str] | None = None,
     **options,
 ) -> Callable:
-    """``jit`` of :func:`train_step` for one scale: replicated state (donated), batch split;
-    ``options`` are its keywords (:func:`step_options`)."""
+    """``jit`` of :func:`train_step` for one scale: replicated state (donated), batch split."""
     if compiler_options is None:
         compiler_options = xla_options.for_program(xla_options.TRAIN, xla_options.platform_of(mesh.devices))
     step_fn = functools.partial(
@@ -225,12 +207,8 @@ def train_steps(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """Up to K :func:`train_step` calls in one program: the first ``count`` of K stacked batches.
 
-    ``count`` is traced, so one program runs 1..K steps and a run gives the same bits whatever its
-    steps per call. With several ``scales`` (MDSR) each step switches to its batch's
-    ``scale_index``; HR patches arrive padded to ``p * max(scales)`` and are cropped.
-
-    Returns:
-      ``(new_state, metrics)``, each metric of shape (K,), valid below ``count``.
+    ``count`` is traced, so one program runs 1..K steps with the same bits as single steps, and small
+    models are not bound by dispatch. HR patches arrive padded to the largest scale and are cropped.
     """
     steps = batches["lr"].shape[0]
     patch = batches["lr"].shape[2]
@@ -273,8 +251,7 @@ def compile_train_steps(
     compiler_options: Mapping[str, str] | None = None,
     **options,
 ) -> Callable:
-    """``jit`` of :func:`train_steps`: ``fn(state, batches, count) -> (state, metrics)``, as
-    :func:`compile_train_step` but with batches split along their second (example) axis."""
+    """``jit`` of :func:`train_steps`, batches split along their second (example) axis."""
     if compiler_options is None:
         compiler_options = xla_options.for_program(xla_options.TRAIN, xla_options.platform_of(mesh.devices))
     fn = functools.partial(
@@ -301,12 +278,10 @@ def check_finite(
     log: Callable[[str], None] | None = None,
     reported_through: int = -1,
 ) -> dict[str, float]:
-    """Means over steps of the metrics of ``history`` (``(step, steps run, metrics)`` per call).
-
-    Spike-skipped steps after ``reported_through`` are told to ``log``.
+    """Means over steps of the metrics of ``history``; logs spike-skipped steps.
 
     Raises:
-      UserError: the first step whose loss or gradient norm is not finite, with its values.
+      UserError: the first step whose loss or gradient norm is not finite.
     """
     fetched = jax.device_get([m for _, _, m in history])
     rows = []

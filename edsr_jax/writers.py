@@ -1,10 +1,5 @@
 """Where training's numbers and pictures go: TensorBoard event files (no TensorFlow), parameter
 tables, image strips, and the console line's rate and ETA.
-
-:func:`create_writer` returns a :class:`TensorBoardWriter` (the event files TensorBoard reads:
-scalars, images, hparams; no TensorFlow) on process 0 and a :class:`ConsoleWriter` (which
-writes nothing) elsewhere; training's console lines are printed either way. :func:`summary_image`
-makes the ``[LR | bicubic | SR | HR]`` strips of the validation images.
 """
 
 from __future__ import annotations
@@ -24,8 +19,7 @@ from edsr_jax.imaging import metrics, resize
 
 # Seconds between automatic flushes of the event file.
 FLUSH_SECONDS = 30
-# Event files of one process get distinct names even when opened within the same second.
-_FILE_NUMBERS = itertools.count()
+_FILE_NUMBERS = itertools.count()  # distinct names within one second
 
 
 class ConsoleWriter:
@@ -48,11 +42,9 @@ class ConsoleWriter:
 
 
 class TensorBoardWriter(ConsoleWriter):
-    """TensorBoard event files in ``logdir`` (local or any ``etils.epath`` URL, e.g. ``gs://``).
+    """TensorBoard event files in ``logdir`` (local or ``gs://``), framed with TensorBoard's own protos.
 
-    Records are framed with TensorBoard's own ``RecordWriter`` and protos; neither TensorFlow nor
-    PyTorch is imported, and TensorBoard's TensorFlow switch is left alone. Scalars as scalars,
-    images as PNG (uint8 ``(H, W, 3)`` or a batch of one), hparams for the HParams dashboard.
+    Neither TensorFlow nor PyTorch is imported. Images are uint8 ``(H, W, 3)`` or a batch of one.
     """
 
     def __init__(self, logdir: str):

@@ -1,11 +1,4 @@
-"""Exported models (``model.json`` + ``params/``): saving, loading, and checking parameters.
-
-:func:`save_model` writes a model folder atomically (built under a hidden temporary name, renamed
-into place, see :func:`edsr_jax.atomic.folder`), so a crash never leaves a half-written folder
-under the requested name. :func:`load_model` reads what this package wrote: an exported model, or
-a training workdir (then one of its checkpoints, through :mod:`edsr_jax.checkpoint.manager`).
-Layout and ``model.json``: :mod:`edsr_jax.checkpoint.layout`.
-"""
+"""Exported models (``model.json`` + ``params/``): saving, loading and checking parameters."""
 
 from __future__ import annotations
 
@@ -26,9 +19,6 @@ from edsr_jax.errors import UserError, listing, quote
 ORBAX_REQUIRED_FILES = ("_METADATA", "manifest.ocdbt")
 
 
-# --- saving -------------------------------------------------------------------------------------
-
-
 def save_model(
     directory: str | os.PathLike,
     model: models.SRModel,
@@ -37,24 +27,14 @@ def save_model(
     metadata: dict | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Writes ``model`` and its parameters to ``directory`` as an exported model (synchronously).
+    """Writes ``model`` and ``variables`` (as float32) to ``directory`` as an exported model, atomically.
 
-    The parameters are stored as float32 numpy arrays with Orbax under ``directory/params`` and the
-    architecture as ``directory/model.json``. Call it from one process only.
-
-    Args:
-      directory: the model directory to create (local or ``gs://``).
-      model: an EDSR or MDSR (its dtypes are not stored; ``load_model`` takes ``dtype``).
-      variables: ``{"params": ...}`` matching ``model`` (JAX or numpy arrays, any float dtype),
-        plus ``"batch_stats"`` for a batch-norm model (SRResNet: its running averages).
-      metadata: JSON-able extra information stored in ``model.json`` (source, training run...).
-      overwrite: replace an exported model already at ``directory`` (deleted once the new one
-        is in place); only what edsr-jax wrote there is replaced (:mod:`edsr_jax.overwrite`).
+    Call it from one process only. ``variables`` holds ``"params"`` (and ``"batch_stats"`` for a
+    batch-norm model); ``metadata`` is stored in ``model.json``; ``overwrite`` replaces an exported
+    model already there (:mod:`edsr_jax.overwrite`).
 
     Raises:
-      UserError: ``directory`` is a file, holds anything but an exported model (a training
-        workdir, files edsr-jax did not write), holds a model and ``overwrite`` is false, or the
-        parameters do not match ``model``, or ``metadata`` is not JSON-able.
+      UserError: ``directory`` may not be written, or the parameters do not match ``model``.
     """
     directory = epath.Path(storage.location(directory, "directory"))
     overwrite_rule.check_folder(directory, layout.EXPORTED_MODEL, force=overwrite)
@@ -69,7 +49,7 @@ def save_model(
         import orbax.checkpoint as ocp
 
         ocp.PyTreeCheckpointer().save(tmp / layout.PARAMS_DIR, args=ocp.args.PyTreeSave(tree))
-        # Last: only a finished folder has a model.json (and the marker listing what was written).
+        # Last: only a finished folder has a model.json.
         layout.write_model_json(tmp, models.model_spec(model), dict(metadata or {}))
         layout.mark_folder(tmp, layout.EXPORTED_MODEL)
 
@@ -86,7 +66,7 @@ def _params_of(variables: Any) -> Any:
 
 
 def _host_float32(tree: Any) -> Any:
-    """A copy of ``tree`` as plain nested dicts of float32 numpy arrays on the host."""
+    """A copy of ``tree`` as nested dicts of float32 numpy arrays on the host."""
     tree = jax.tree_util.tree_map(lambda a: np.asarray(jax.device_get(a), np.float32), tree)
     return _plain_dicts(tree)
 
@@ -97,33 +77,17 @@ def _plain_dicts(tree: Any) -> Any:
     return tree
 
 
-# --- loading ------------------------------------------------------------------------------------
-
-
 def load_model(
     path: str | os.PathLike, *, dtype: Any = None, which: str | int = "latest", weights: str = "auto"
 ) -> tuple[models.SRModel, dict]:
-    """Restores a model that this package wrote.
+    """``(model, variables)`` of a model this package wrote: an exported model or a training workdir.
 
-    Args:
-      path: an exported model directory (``save_model``, ``edsr-jax convert-torch``) or its
-        ``model.json``, or a training workdir (``edsr-jax train``); local or a ``gs://`` URL.
-      dtype: computation dtype of the returned model (e.g. ``jnp.bfloat16``); parameters stay
-        float32.
-      which: for a training workdir, the checkpoint: ``"latest"``, ``"best"`` (highest validation
-        PSNR), ``"best_or_latest"`` (the best, or the latest when none was scored) or a step number.
-        Only complete checkpoints are considered.
-      weights: for a training workdir: ``"auto"`` (the EMA of the weights when the run kept one,
-        ``config.ema_decay > 0``; else the raw weights), ``"ema"`` or ``"raw"``. Exported models
-        hold one set of weights (the ones they were exported with) and ignore it.
-
-    Returns:
-      ``(model, variables)`` with ``variables = {"params": ...}`` (plus ``"batch_stats"`` for a
-      batch-norm model) as JAX arrays on the default device.
+    For a workdir, ``which`` picks the checkpoint (``"latest"``, ``"best"`` by validation PSNR,
+    ``"best_or_latest"`` or a step) and ``weights`` the EMA or raw weights (``"auto"``: the EMA if
+    kept). ``dtype`` is the computation dtype; parameters stay float32.
 
     Raises:
-      UserError: the path is missing or is not a model, ``model.json`` is corrupt, or the stored
-        parameters are unreadable or do not match the stored architecture.
+      UserError: the path is not a model, or its parameters are unreadable or do not match it.
     """
     model, variables, _ = load_model_with_note(path, dtype=dtype, which=which, weights=weights)
     return model, variables
@@ -132,13 +96,7 @@ def load_model(
 def load_model_with_note(
     path: str | os.PathLike, *, dtype: Any = None, which: str | int = "latest", weights: str = "auto"
 ) -> tuple[models.SRModel, dict, str]:
-    """:func:`load_model`, and which checkpoint it read and why.
-
-    Returns:
-      ``(model, variables, note)``; ``note`` is ``""`` for an exported model and, for a training
-      workdir, e.g. ``"step 300, best by val_psnr 33.10 dB"`` or ``"step 400, the latest: no
-      checkpoint was scored"`` (:func:`edsr_jax.checkpoint.manager.describe_step`).
-    """
+    """:func:`load_model`, and a note saying which checkpoint it read and why (``""``: an exported model)."""
     path = epath.Path(storage.location(path, "path"))
     if not path.exists():
         raise UserError(f"no model at {path}: the path does not exist")
@@ -170,7 +128,7 @@ def load_model_with_note(
         has_checkpoints and not (path / layout.PARAMS_DIR).is_dir()
     )
     if is_workdir:
-        if not has_checkpoints:  # (a run that has not saved its first checkpoint yet)
+        if not has_checkpoints:
             raise UserError(f"no complete checkpoint in {path / layout.CHECKPOINTS_DIR} yet")
         variables, note = _load_training_variables(path, model, which, weights)
         return model, variables, note
@@ -193,15 +151,14 @@ def _load_training_variables(
 
 
 def _load_exported_variables(params_dir: epath.Path, model: models.SRModel) -> dict:
-    """The variables of an exported model, its parameters checked against ``model`` before they are
-    read (and its batch-norm averages, for a model that has them)."""
+    """The variables of an exported model, checked against ``model`` before they are read."""
     if not params_dir.is_dir():
         raise UserError(
             f"the model at {params_dir.parent} has no {layout.PARAMS_DIR}/ directory (incomplete copy?)"
         )
     import orbax.checkpoint as ocp
 
-    # Checked first: Orbax reports a missing file late, with asyncio noise on stderr.
+    # Checked first: Orbax reports a missing file late and noisily.
     absent = [name for name in ORBAX_REQUIRED_FILES if not (params_dir / name).exists()]
     if absent:
         raise UserError(f"the parameters in {params_dir} are incomplete: {', '.join(absent)} missing")
@@ -228,20 +185,8 @@ def _load_exported_variables(params_dir: epath.Path, model: models.SRModel) -> d
     return {k: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), restored[k]) for k in keep}
 
 
-# --- parameter structure checks (shared with the converters) -------------------------------------
-
-
 def check_params_match(model: models.SRModel, params: Any, *, where: str) -> None:
-    """Raises UserError naming the first differences between ``params`` and ``model``'s parameters.
-
-    Args:
-      model: the architecture the parameters must fit.
-      params: a nested dict whose leaves have ``.shape`` (arrays or Orbax metadata).
-      where: what ``params`` are, for the message (e.g. "the parameters in DIR/params").
-
-    Raises:
-      UserError: keys missing or unexpected, or a shape differs.
-    """
+    """Raises UserError naming the first difference between ``params`` and ``model``'s parameters."""
     expected = models.param_shapes(model)
     found = {k: tuple(int(d) for d in v.shape) for k, v in models.flat_params(params).items()}
     spec = models.model_spec(model)

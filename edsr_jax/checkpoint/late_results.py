@@ -1,19 +1,6 @@
-"""What Orbax leaves behind when one read or write of a restore or save fails part-way.
+"""Quiets the late reports of the reads Orbax abandons when one read of a restore fails.
 
-Orbax runs each restore and save in a fresh asyncio event loop and closes it when the call returns.
-When one of its reads fails (a trainer deleted the step being read: readers retry, see
-``manager.restore_variables``), the call returns at once and its other reads are abandoned:
-
-* reads not yet started are coroutines never awaited; left to the garbage collector, each is
-  reported, at a random later moment, as an "Exception ignored" error in unrelated code
-  (:func:`collect_abandoned_reads` collects them quietly, right away);
-* reads already handed to TensorStore finish later, in TensorStore's threads, and deliver their
-  result to the closed loop: Python reports each as ``Exception ignored in: None ... RuntimeError:
-  Event loop is closed``. Nobody is waiting for such a result (its loop is gone), so the report says
-  nothing a user can act on; :func:`ignore_results_for_closed_loops` drops exactly these reports
-  and passes every other one on. It changes ``sys.unraisablehook`` for the whole process, so the
-  library never calls it: the ``edsr-jax`` command does, for its own process, and a program that
-  reads checkpoints while a trainer writes them may.
+:func:`ignore_results_for_closed_loops` is process-wide, so only the command calls it.
 """
 
 from __future__ import annotations
@@ -28,12 +15,7 @@ _lock = threading.Lock()
 
 
 def is_result_for_a_closed_loop(unraisable) -> bool:
-    """Whether an unraisable-exception report is a late result delivered to a closed event loop.
-
-    True only for ``RuntimeError("Event loop is closed")`` raised by the loop's
-    ``call_soon_threadsafe`` when called from native code (TensorStore's completion callbacks:
-    the report names no object), never for such an error raised in Python code.
-    """
+    """Whether an unraisable report is TensorStore's late result for a closed loop (from native code)."""
     if unraisable.exc_type is not RuntimeError or unraisable.object is not None:
         return False
     if str(unraisable.exc_value) != "Event loop is closed":
@@ -46,12 +28,7 @@ def is_result_for_a_closed_loop(unraisable) -> bool:
 
 
 def ignore_results_for_closed_loops() -> None:
-    """Drops the reports of late results for closed loops, from here on, in this process.
-
-    Wraps the current ``sys.unraisablehook`` (once: calling again is a no-op while the wrapper is
-    installed; a hook installed later is wrapped again on the next call). Every other report goes
-    to the wrapped hook unchanged.
-    """
+    """Wraps ``sys.unraisablehook`` (once) to drop late results for closed loops; others pass on."""
     with _lock:
         current = sys.unraisablehook
         if getattr(current, "_edsr_jax_drops_late_results", False):

@@ -1,23 +1,7 @@
-"""Names and the one ``model.json`` of everything on disk that holds parameters.
+"""Names and the one ``model.json`` of every folder that holds parameters.
 
-Two kinds of folders hold a model, and both have the same ``model.json``::
-
-    exported model          DIR/model.json + DIR/params/ (an Orbax PyTree checkpoint, float32)
-    training workdir        WORKDIR/model.json + WORKDIR/checkpoints/<step>/ (Orbax manager)
-    SavedModel (export)     DIR/saved_model.pb + DIR/variables/ (TensorFlow's layout)
-
-``model.json`` is ``{"format": "edsr-jax-model", "format_version": 1, "spec": {...},
-"metadata": {...}}``: ``spec`` is :func:`edsr_jax.models.model_spec` output, so a model can be
-rebuilt without knowing how it was made; a training workdir keeps the config its run started with
-in ``metadata.config``. It is written (atomically) by :func:`write_model_json` and read by
-:func:`read_model_json`, the only two places that touch it. Paths may be local or ``gs://`` URLs
-(``etils.epath``; :func:`edsr_jax.storage.location` checks them).
-
-Folders that edsr-jax writes whole (exported models, SavedModels) also get :data:`OWNER_FILE`,
-naming their kind and every file written (:func:`mark_folder`), so that :func:`folder_kind` and
-:func:`foreign_files` can tell them, and anything a user put in them, apart
-(:mod:`edsr_jax.overwrite` decides with them what ``--force`` may replace). Exported models
-written before the marker are recognised by their layout.
+Folders edsr-jax writes whole carry :data:`OWNER_FILE`, listing their files, so that
+:mod:`edsr_jax.overwrite` can tell a user's files apart.
 """
 
 from __future__ import annotations
@@ -40,7 +24,7 @@ FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 PARAMS_DIR = "params"
 CHECKPOINTS_DIR = "checkpoints"
-# The marker file of folders edsr-jax writes whole: {"written_by", "kind", "files"}.
+# The marker file of folders edsr-jax writes whole.
 OWNER_FILE = ".edsr-jax.json"
 OWNER = "edsr-jax"
 # Kinds of folders edsr-jax writes (and how messages name them).
@@ -60,11 +44,7 @@ def checkpoint_dir(workdir: str | os.PathLike) -> str:
 
 
 def write_model_json(folder: str | os.PathLike, spec: dict, metadata: dict) -> None:
-    """Writes ``folder/model.json`` for the model ``spec`` atomically.
-
-    Raises:
-      UserError: ``metadata`` is not JSON-able.
-    """
+    """Writes ``folder/model.json`` atomically; raises UserError if ``metadata`` is not JSON-able."""
     document = {"format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "spec": spec, "metadata": metadata}
     try:
         text = json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
@@ -74,18 +54,13 @@ def write_model_json(folder: str | os.PathLike, spec: dict, metadata: dict) -> N
 
 
 def read_model_json(folder: str | os.PathLike) -> tuple[dict, dict]:
-    """``(spec, metadata)`` of ``folder/model.json``.
-
-    Raises:
-      UserError: the file is missing, unreadable, not JSON, not an edsr-jax model file, or of a
-        newer format version.
-    """
+    """``(spec, metadata)`` of ``folder/model.json``; UserError if missing, corrupt or of a newer format."""
     path = epath.Path(folder) / MODEL_JSON
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"no {MODEL_JSON} in {folder}") from None
-    except (OSError, ValueError) as e:  # (JSON and Unicode decoding errors are ValueErrors)
+    except (OSError, ValueError) as e:
         raise UserError(f"{path} is corrupt or unreadable ({quote(e)}); move it away") from None
     if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
         found = document.get("format") if isinstance(document, dict) else type(document).__name__
@@ -100,11 +75,7 @@ def read_model_json(folder: str | os.PathLike) -> tuple[dict, dict]:
 
 
 def model_from_spec(spec: Any, where: str, **kwargs) -> models.SRModel:
-    """:func:`edsr_jax.models.from_spec` with an error naming the file the spec came from.
-
-    Raises:
-      UserError: the spec does not describe an EDSR or MDSR.
-    """
+    """:func:`edsr_jax.models.from_spec`, with a UserError naming the file the spec came from."""
     try:
         return models.from_spec(spec, **kwargs)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -119,24 +90,11 @@ def prepare_workdir(
     write: bool = True,
     upgrade_stored: Callable[[dict], dict] | None = None,
 ) -> list[tuple[str, Any, Any]]:
-    """Checks that ``workdir`` belongs to this model; writes ``workdir/model.json`` if missing.
+    """Checks that ``workdir`` belongs to this model (writing its ``model.json`` if missing, when ``write``).
 
-    Args:
-      workdir: the training directory.
-      spec: ``models.model_spec`` of the model being trained.
-      config_summary: flat, JSON-able config (``{"a.b": value}``) stored under ``metadata.config``.
-      write: create the file (False on processes other than 0).
-      upgrade_stored: applied to the stored config before comparing (renamed fields).
-
-    Returns:
-      ``[(key, stored value, new value)]`` for every config entry that differs from the stored
-      one (a key missing on one side has ``None`` there); empty for a new workdir.
-
-    Raises:
-      UserError: the workdir holds a model.json of a different architecture, or is a file.
+    Returns ``[(key, stored, new)]`` for every config entry that changed. UserError for another model.
     """
     folder = not_a_file(workdir)
-    # Compare as JSON would store the new config (tuples become lists, objects strings).
     new = json.loads(json.dumps(config_summary, default=str))
     if (folder / MODEL_JSON).exists():
         stored, metadata = read_model_json(folder)
@@ -155,9 +113,6 @@ def prepare_workdir(
     return []
 
 
-# --- what a folder is ----------------------------------------------------------------------------
-
-
 def _files_under(folder: epath.Path, prefix: str = "") -> list[str]:
     out = []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
@@ -167,8 +122,7 @@ def _files_under(folder: epath.Path, prefix: str = "") -> list[str]:
 
 
 def mark_folder(folder: str | os.PathLike, kind: str) -> None:
-    """Writes ``folder/OWNER_FILE`` naming ``kind`` and every file now under ``folder``; call it
-    last, on the finished folder (before it is renamed into place)."""
+    """Writes ``folder/OWNER_FILE`` listing every file under ``folder``; call it on the finished folder."""
     folder = epath.Path(folder)
     files = [f for f in _files_under(folder) if f != OWNER_FILE]
     atomic.write_json(folder / OWNER_FILE, {"written_by": OWNER, "kind": kind, "files": files})
@@ -183,9 +137,7 @@ def _owner_record(folder: epath.Path) -> dict | None:
 
 
 def folder_kind(folder: str | os.PathLike) -> str | None:
-    """Which edsr-jax folder ``folder`` is (:data:`EXPORTED_MODEL`, :data:`TRAINING_WORKDIR`,
-    :data:`SAVEDMODEL`), from its marker or its ``model.json``; None for anything else (or a
-    ``model.json`` that cannot be read)."""
+    """Which edsr-jax folder ``folder`` is, from its marker or its ``model.json``; None otherwise."""
     folder = epath.Path(folder)
     if not folder.is_dir():
         return None
@@ -205,9 +157,7 @@ def folder_kind(folder: str | os.PathLike) -> str | None:
 
 
 def foreign_files(folder: str | os.PathLike) -> list[str]:
-    """Paths under an exported model or SavedModel ``folder`` that edsr-jax did not write there:
-    every file its marker does not list (a folder without a marker: every entry beside
-    ``model.json`` and ``params/``)."""
+    """Paths under an exported model or SavedModel ``folder`` that edsr-jax did not write."""
     folder = epath.Path(folder)
     record = _owner_record(folder)
     if record is None:
@@ -216,11 +166,8 @@ def foreign_files(folder: str | os.PathLike) -> list[str]:
     return [f for f in _files_under(folder) if f not in written]
 
 
-# --- the training workdir --------------------------------------------------------------------
-
-
 def _is_hidden(name: str) -> bool:
-    return name.startswith(".")  # (the lock file; a desktop's .DS_Store)
+    return name.startswith(".")
 
 
 def not_a_file(workdir: str | os.PathLike) -> epath.Path:
@@ -232,15 +179,7 @@ def not_a_file(workdir: str | os.PathLike) -> epath.Path:
 
 
 def check_training_folder(workdir: str, *, allow_other_files: bool = False) -> None:
-    """Refuses a ``workdir`` to train in that holds something other than a training run.
-
-    Accepted: a missing or empty folder, or one with a ``model.json`` that is not an exported
-    model's (:func:`prepare_workdir` then reads it). Hidden files are ignored.
-
-    Raises:
-      UserError: the folder is a file, holds an exported model or another edsr-jax output, or
-        (unless ``allow_other_files``) other files.
-    """
+    """Refuses a ``workdir`` that holds an exported model or (unless ``allow_other_files``) other files."""
     folder = not_a_file(workdir)
     if not folder.is_dir():
         return
@@ -269,11 +208,8 @@ def _has_checkpoint_step(folder: epath.Path) -> bool:
 
 @contextlib.contextmanager
 def removed_if_it_fails_early(workdir: str, *, is_chief: bool = True):
-    """Undoes what a training run added to ``workdir`` when it fails before saving a checkpoint.
+    """Removes what a run added to ``workdir`` if it fails before its first checkpoint.
 
-    A run that raises before its first checkpoint (a non-finite loss at step 3, a bad data
-    folder) leaves the workdir as it found it: the entries it created (``model.json``, events,
-    the lock, an empty ``checkpoints/``, the folder itself if it was new) are removed by process 0.
     A run with a checkpoint is resumable and is left alone.
     """
     folder = epath.Path(workdir)

@@ -1,21 +1,6 @@
-"""One trainer per workdir: an exclusive lock that a second trainer hits at once, and that a killed
-trainer leaves behind as stale.
+"""One trainer per workdir: an exclusive lock (``fcntl.flock``, or a heartbeat lease on ``gs://``).
 
-``WORKDIR/.lock`` holds its holder as JSON (host, PID, since when, and for leases a heartbeat).
-
-* **Local and network file systems** (``mode="flock"``): the file is locked with ``fcntl.flock``.
-  The operating system releases the lock when the holder dies (also on SIGKILL), so a lock file
-  whose lock can be taken is stale by definition; its holder is named in a warning and the lock
-  is taken over. Where ``flock`` is not supported (some network mounts) the lease below is used.
-* **Object stores** (``gs://``, ``mode="lease"``): a lease file. The holder rewrites its
-  heartbeat every :data:`HEARTBEAT_SECONDS`; a lease whose heartbeat is older than
-  :data:`STALE_SECONDS` is stale and taken over with a warning; a fresh one belongs to a running
-  trainer. (Object stores have no atomic create-if-absent here: two trainers started within the
-  same second may both see no lease; the last writer wins and the other one finds itself not
-  named at its next heartbeat and stops with an error.)
-
-In a multi-process run process 0 holds the lock for the run. Readers (``load_model``, ``edsr-jax
-eval``, ``upscale``) take no lock and write nothing.
+A lock left by a dead trainer is stale and is taken over with a warning; readers take no lock.
 """
 
 from __future__ import annotations
@@ -72,15 +57,10 @@ def _busy(workdir: str, holder: dict) -> UserError:
 
 
 class WorkdirLock:
-    """Exclusive ownership of a training workdir for the ``with`` block (see the module docstring).
+    """Exclusive ownership of a training workdir for the ``with`` block.
 
-    Args:
-      workdir: the training directory (local or a URL such as ``gs://``); created if missing.
-      mode: ``"auto"`` (flock on local paths, lease on URLs), ``"flock"`` or ``"lease"``.
-      clock: wall-clock seconds (tests pass a fake one for leases).
-
-    Raises (on entering):
-      UserError: another running trainer holds the workdir (its host, PID and start are named).
+    ``mode``: ``"auto"`` (flock on local paths, lease on URLs), ``"flock"`` or ``"lease"``; entering
+    raises UserError naming the running trainer that holds the workdir.
     """
 
     def __init__(self, workdir: str, *, mode: str = "auto", clock=time.time):
@@ -94,15 +74,13 @@ class WorkdirLock:
         self._file = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.lost = False  # (a lease taken over by another run while we held it)
-        self.taken_over: str | None = None  # what a stale lock said, when one was taken over
-
-    # --- flock ---------------------------------------------------------------------------------
+        self.lost = False  # another run took the lease
+        self.taken_over: str | None = None
 
     def _acquire_flock(self) -> bool:
         import fcntl
 
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115  (held until release)
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -113,7 +91,7 @@ class WorkdirLock:
                 raise _busy(self.workdir, holder) from None
             handle.close()
             if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                return False  # no flock on this file system: use a lease
+                return False
             raise
         handle.seek(0)
         previous = _parse(handle.read())
@@ -129,8 +107,6 @@ class WorkdirLock:
         handle.flush()
         self._file = handle
         return True
-
-    # --- lease ---------------------------------------------------------------------------------
 
     def _read_lease(self) -> dict:
         try:
@@ -168,18 +144,12 @@ class WorkdirLock:
                 self.heartbeat()
 
     def check(self) -> None:
-        """Raises if the lease was taken over by another run (called by the training loop).
-
-        Raises:
-          UserError: naming the run that now holds the workdir.
-        """
+        """Raises UserError if another run took over the lease (called by the training loop)."""
         if self.lost:
             raise UserError(
                 f"another run took over the lease of {self.workdir} ({describe(self._read_lease())}); "
                 "this run stops so that two runs do not write one workdir"
             )
-
-    # --- the context ---------------------------------------------------------------------------
 
     def __enter__(self) -> WorkdirLock:
         layout.not_a_file(self.workdir)

@@ -1,10 +1,6 @@
 """Training checkpoints: the Orbax ``CheckpointManager`` of ``WORKDIR/checkpoints``.
 
-A step folder holds ``params`` (restorable alone for evaluation), ``train`` (optimizer state, step,
-RNG key) and ``meta`` (JSON: step, data position, model spec), plus ``ema_params``,
-``batch_stats`` and ``loss_stats`` in runs that have them (None when absent). Orbax renames a
-finished save into place, so a killed save leaves only a temporary folder that is never restored.
-The manager keeps the last ``keep`` steps and the best by ``val_psnr``; readers open it read-only.
+A step folder holds ``params`` (restorable alone), ``train``, ``meta`` and the optional items.
 """
 
 from __future__ import annotations
@@ -25,15 +21,15 @@ from edsr_jax.errors import UserError
 
 # The metric that ranks checkpoints for "best" (higher is better).
 BEST_METRIC = "val_psnr"
-# The ``which`` that picks the best checkpoint by BEST_METRIC, or the latest when none was scored.
+# The best checkpoint, or the latest when none was scored (like the official model_best.pt).
 BEST_OR_LATEST = "best_or_latest"
 # Item names inside a step folder.
 PARAMS_ITEM, TRAIN_ITEM, META_ITEM = "params", "train", "meta"
-# Optional items: the TrainState field each holds is saved when it is not None.
+# Optional items: TrainState fields saved when not None.
 EMA_ITEM, STATS_ITEM, LOSS_STATS_ITEM = "ema_params", "batch_stats", "loss_stats"
 OPTIONAL_ITEMS = (EMA_ITEM, STATS_ITEM, LOSS_STATS_ITEM)
 ITEMS = (PARAMS_ITEM, TRAIN_ITEM, META_ITEM, *OPTIONAL_ITEMS)
-# Which weights a reader takes: the EMA when the run kept one ("auto"), or a named kind.
+# Which weights a reader takes ("auto": the EMA when the run kept one).
 WEIGHTS = ("auto", "ema", "raw")
 
 
@@ -45,13 +41,9 @@ def create_manager(
     async_save: bool = True,
     read_only: bool = False,
 ) -> ocp.CheckpointManager:
-    """A ``CheckpointManager`` keeping the last ``keep`` steps (and the best by ``val_psnr``).
+    """A ``CheckpointManager`` keeping the last ``keep`` steps and the best by ``val_psnr``.
 
-    The caller decides the cadence. ``read_only`` creates no folder and removes nothing. Close the
-    manager (or ``wait_until_finished``) before the process exits.
-
-    Raises:
-      UserError: ``keep`` is less than 1.
+    ``read_only`` creates and removes nothing. Close it before the process exits.
     """
     if keep < 1:
         raise UserError(f"config.keep_checkpoints must be at least 1, got {keep}")
@@ -61,10 +53,10 @@ def create_manager(
             checkpoint_managers.BestN(get_metric_fn=_best_metric, n=1, keep_checkpoints_without_metrics=False)
         )
     options = ocp.CheckpointManagerOptions(
-        create=not read_only,  # (Orbax's own read_only mode logs warnings on every open)
+        create=not read_only,  # Orbax's read_only mode warns on every open
         enable_async_checkpointing=async_save,
         preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
-        best_fn=_best_metric,  # makes Orbax store each checkpoint's metrics (ranking: BestN above)
+        best_fn=_best_metric,  # stores the metrics
         best_mode="max",
         cleanup_tmp_directories=not read_only,
     )
@@ -83,8 +75,7 @@ def save(
     meta: dict | None = None,
     metrics: dict | None = None,
 ) -> bool:
-    """Starts an (asynchronous) save of ``state`` at its step, with JSON ``meta`` and ``metrics``
-    (``{"val_psnr": ...}`` ranks it for "best"). Returns False when the step is already saved."""
+    """Starts an asynchronous save of ``state`` at its step; False when the step is already saved."""
     step = int(jax.device_get(state.step))
     if step in manager.all_steps():
         return False
@@ -98,7 +89,7 @@ def save(
             **{i: ocp.args.StandardSave(tree) for i, tree in optional.items()},
         }
     )
-    clean = {k: float(v) for k, v in (metrics or {}).items()}  # {} ranks below any score
+    clean = {k: float(v) for k, v in (metrics or {}).items()}
     return manager.save(step, args=args, metrics=clean, force=True)
 
 
@@ -122,8 +113,7 @@ def complete_steps(manager: ocp.CheckpointManager) -> list[int]:
 
 
 def set_aside_incomplete(manager: ocp.CheckpointManager) -> list[tuple[int, str]]:
-    """Renames incomplete step folders to ``incomplete-<step>`` (their steps can be saved again,
-    nothing is deleted); returns ``[(step, new path)]``."""
+    """Renames incomplete step folders to ``incomplete-<step>``; returns ``[(step, new path)]``."""
     moved = []
     for step in sorted(manager.all_steps()):
         if not is_complete(manager, step):
@@ -134,10 +124,9 @@ def set_aside_incomplete(manager: ocp.CheckpointManager) -> list[tuple[int, str]
 
 
 def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | None = None) -> Any:
-    """The ``TrainState`` of ``step`` (default: the latest), sharded like ``abstract_state``.
+    """The ``TrainState`` of ``step`` (default: the latest) sharded like ``abstract_state``, or None.
 
-    Returns None without checkpoints. A damaged latest checkpoint (:mod:`.recovery`) is moved
-    aside to ``unreadable-<step>`` with a warning, and every process restores the one before.
+    A damaged latest checkpoint is set aside with a warning and the one before restored.
 
     Raises:
       UserError: every complete checkpoint is damaged.
@@ -150,7 +139,7 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | Non
         state, error = None, None
         try:
             state = _restore_step(manager, abstract_state, candidate)
-        except Exception as e:  # (Orbax and TensorStore raise many types)
+        except Exception as e:
             error = e
         outcome = recovery.agree(recovery.outcome_of(error))
         if outcome == recovery.READ:
@@ -171,7 +160,7 @@ def has_item(manager: ocp.CheckpointManager, step: int, item: str) -> bool:
 
 
 def _restore_step(manager: ocp.CheckpointManager, abstract_state: Any, step: int) -> Any:
-    """The state of ``step``; optional fields the checkpoint lacks (or the target has not) are None."""
+    """The state of ``step``; optional fields the checkpoint lacks are None."""
     optional = {
         i: getattr(abstract_state, i)
         for i in OPTIONAL_ITEMS
@@ -205,11 +194,10 @@ def best_step(manager: ocp.CheckpointManager) -> int | None:
 
 
 def resolve_step(manager: ocp.CheckpointManager, which: str | int = "latest") -> int:
-    """``"latest"``, ``"best"``, ``"best_or_latest"`` (``init_from``'s default, like the official
-    ``model_best.pt``) or a step number, as a kept step.
+    """``"latest"``, ``"best"``, ``"best_or_latest"`` or a step number, as a kept step.
 
     Raises:
-      UserError: there is no checkpoint, no scored checkpoint for "best", or the step is not kept.
+      UserError: no checkpoint, no scored one for "best", or the step is not kept.
     """
     steps = complete_steps(manager)
     where = os.fspath(manager.directory)
@@ -275,7 +263,7 @@ def restore_params(directory: str | os.PathLike, abstract_params: Any, which: st
 
 
 def _weights_item(manager: ocp.CheckpointManager, step: int, weights: str) -> str:
-    """The item holding the weights a reader asked for (:data:`WEIGHTS`) in ``step``."""
+    """The item holding the weights a reader asked for in ``step``."""
     if weights not in WEIGHTS:
         raise UserError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     has_ema = has_item(manager, step, EMA_ITEM)
@@ -292,12 +280,7 @@ def restore_variables(
 ) -> tuple[dict, int, str]:
     """``(variables, step, item)`` of one checkpoint, for evaluation and ``init_from``.
 
-    ``weights``: ``"auto"`` (the EMA when the run kept one), ``"ema"`` or ``"raw"``; ``item`` names
-    what was taken. A step a running trainer deletes mid-read is not an error: ``which`` is resolved
-    again.
-
-    Raises:
-      UserError: no such checkpoint, or ``weights="ema"`` for a run without an EMA.
+    A step that a running trainer deletes mid-read is not an error: ``which`` is resolved again.
     """
     failed: set[int] = set()
     for attempt in range(READ_ATTEMPTS):
@@ -315,7 +298,7 @@ def restore_variables(
                 if STATS_ITEM in wanted:
                     variables["batch_stats"] = restored[STATS_ITEM]
                 return variables, step, item
-            except Exception:  # (Orbax and TensorStore raise many types for files that vanish)
+            except Exception:
                 # Deleted by a running trainer: resolve `which` again; failing twice is damage.
                 if step in failed or attempt == READ_ATTEMPTS - 1:
                     raise

@@ -1,7 +1,4 @@
-"""SIGTERM as a save-and-stop request at the next step boundary (:class:`PreemptionGuard`).
-
-Re-exported by :mod:`edsr_jax.checkpoint.manager`, whose manager it consults with several processes.
-"""
+"""SIGTERM as a save-and-stop request at the next step boundary."""
 
 from __future__ import annotations
 
@@ -13,13 +10,10 @@ import orbax.checkpoint as ocp
 
 
 class PreemptionGuard:
-    """Turns SIGTERM into a request to save and stop at the next step boundary.
+    """Turns SIGTERM into a request to save and stop at the next step boundary (a context manager).
 
-    Use as a context manager around the training loop; the previous handler comes back on exit.
-    With several processes, SIGTERM is left to JAX's preemption notifier (started by
-    ``jax.distributed.initialize``; a Python handler would replace it) and Orbax's preemption sync
-    point makes every process stop at the same step. :meth:`request` works in both cases, but with
-    several processes every process must make the same request at the same step.
+    With several processes SIGTERM is left to JAX's preemption notifier, and Orbax's sync point makes
+    every process stop at the same step; :meth:`request` must then be made by all at the same step.
     """
 
     def __init__(self, manager: ocp.CheckpointManager | None = None):

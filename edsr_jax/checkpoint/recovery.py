@@ -1,12 +1,6 @@
 """What a checkpoint that cannot be read is: damaged (set aside) or not (left in place).
 
-Only a checkpoint whose files are known to be bad is moved out of the way: an incomplete step
-folder (no commit record, an item missing: :func:`edsr_jax.checkpoint.manager.is_complete`) or one
-whose data cannot be decoded (:func:`is_damage`). Any other failure (a permission problem,
-exhausted memory, an Orbax that reads old files differently, a bug) propagates naming the step
-and its folder, which stays: moving a good checkpoint away would make the next run start over.
-In a multi-process run every process reaches the same decision (:func:`agree`), and only process
-0 renames folders. Nothing here deletes a checkpoint.
+Moving a good checkpoint away would make the next run start over; nothing here deletes one.
 """
 
 from __future__ import annotations
@@ -25,8 +19,7 @@ MAX_REASON_CHARS = 300
 
 
 def set_aside(directory: str | os.PathLike, step: int, why: str) -> epath.Path:
-    """Renames the step folder ``directory/<step>`` to ``<why>-<step>`` (``-2``, ``-3``... when
-    taken); returns the new path."""
+    """Renames ``directory/<step>`` to ``<why>-<step>`` (``-2``, ... when taken); returns the new path."""
     folder = epath.Path(directory) / str(step)
     aside = folder.parent / f"{why}-{step}"
     n = 1
@@ -39,7 +32,7 @@ def set_aside(directory: str | os.PathLike, step: int, why: str) -> epath.Path:
 
 # How a restore attempt ended; the most serious outcome on any process is every process's.
 READ, DAMAGED, FAILED = 0, 1, 2
-# What TensorStore and Orbax say about files that are missing or cannot be decoded.
+# What TensorStore and Orbax say about missing or undecodable files.
 _DAMAGE = re.compile(
     r"DATA_LOSS|NOT_FOUND|decompress|[Tt]runcated|[Cc]orrupt|[Cc]hecksum|Error (decoding|parsing)|"
     r"[Uu]nexpected end"
@@ -47,12 +40,9 @@ _DAMAGE = re.compile(
 
 
 def is_damage(error: BaseException) -> bool:
-    """Whether ``error`` (or one it was raised from) says that a checkpoint's files are missing or
-    cannot be decoded, the only failures that set a checkpoint aside.
+    """Whether ``error`` (or its cause) says a checkpoint's files are missing or undecodable.
 
-    A permission or other operating-system error, exhausted memory, a tree this code does not
-    expect (a newer Orbax reading old files differently) or a bug is not damage: the checkpoint
-    may be fine, and it is left in place.
+    OS errors, exhausted memory, an unexpected tree or a bug are not damage: the checkpoint may be fine.
     """
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
@@ -75,7 +65,6 @@ def outcome_of(error: BaseException | None) -> int:
 
 
 def _gather(value: int) -> np.ndarray:
-    """``value`` of every process (one process: just this one's)."""
     if jax.process_count() == 1:
         return np.array([value])
     from jax.experimental import multihost_utils
@@ -95,21 +84,19 @@ def _is_chief() -> bool:
 
 
 def agree(outcome: int) -> int:
-    """The most serious of every process's ``outcome`` (:data:`READ` < :data:`DAMAGED` <
-    :data:`FAILED`), the same on every process."""
+    """The most serious of every process's ``outcome``, the same on every process."""
     return int(np.max(_gather(outcome)))
 
 
 def left_in_place(directory: str | os.PathLike, step: int, error: Exception | None) -> Exception:
-    """The error to raise when reading ``step`` failed for a reason that is not damage (None: on
-    another process): it names the step's folder, which stays where it is."""
+    """The error for a step that failed for a reason that is not damage; it names the folder, which stays."""
     folder = epath.Path(directory) / str(step)
     note = (
         f"reading checkpoint {folder} failed and it was left in place (its files are not known to be damaged)"
     )
     if error is None:
         return RuntimeError(f"{note}: another process could not read it (see that process's error)")
-    if isinstance(error, OSError):  # (one line in the CLI: it names the file)
+    if isinstance(error, OSError):
         error.add_note(note)
         return error
     reason = " ".join(str(error).split())[:MAX_REASON_CHARS] or type(error).__name__
@@ -117,9 +104,7 @@ def left_in_place(directory: str | os.PathLike, step: int, error: Exception | No
 
 
 def set_aside_damaged(directory: str | os.PathLike, step: int, error: Exception | None) -> None:
-    """Warns about a damaged checkpoint (``error`` None: damaged as another process read it);
-    process 0 renames it to ``unreadable-<step>`` so that its step can be saved again, and every
-    process waits for that."""
+    """Warns about a damaged checkpoint; process 0 renames it to ``unreadable-<step>``, the others wait."""
     folder = epath.Path(directory) / str(step)
     reason = "damaged as another process read it"
     if error is not None:

@@ -1,8 +1,6 @@
 """Defaults shared by every configuration: the paper's recipe (Lim et al. 2017, Section 4).
 
-Run as is, it trains the EDSR baseline x2 on DIV2K (TFDS; ``edsr_baseline_x2`` is the same run).
-The other configs here import it and override a few fields; every field is documented here.
-Override any field on the command line, e.g.
+As is, it trains the EDSR baseline x2 on DIV2K; the other configs override a few fields. E.g.
 
     edsr-jax train --config edsr_baseline_x2 --workdir runs/x2 --config.batch_size=32
 """
@@ -86,8 +84,7 @@ def use_full_edsr(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
 
 
 def apply_cpu_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The demo's and test config's short CPU recipe, in place (RESULTS.md, "Demo"): what lets a
-    few hundred CPU steps beat bicubic."""
+    """The short CPU recipe of the demo and test configs, in place (RESULTS.md "Demo")."""
     config.data.source = "skimage"  # the photographs scikit-image installs (no download)
     config.data.flat_patch_threshold = 4.0  # redraw LR patches with a std below 4 grey levels
     config.data.prefetch = 2  # few batches ahead: the CPU also runs the steps

@@ -1,16 +1,8 @@
 """The embedded demo's run: a 4-block, 48-feature EDSR x2 on the scikit-image photographs.
 
-``edsr-jax demo`` trains this config (``get_config(num_train_steps)`` with the step count it
-plans from a time budget) and then prints the table and writes the figure; as a config for the
-training command it trains 800 steps (batch 16 of 32x32 LR patches, Adam at 1e-3 with 5 % warm-up
-and cosine decay, mostly-flat patches redrawn) and validates on the held-out photographs
-(Y-PSNR, shave 2):
-
     edsr-jax train --config demo --workdir runs/demo
-    edsr-jax eval --checkpoint runs/demo --data-dir ../shared/data/benchmarks --datasets Set5 --scales 2
 
-Expected: a few minutes on a CPU; the gain over bicubic on Set5 x2: ``experiments/perf/RESULTS.md``,
-"Demo".
+Expected: a few minutes on a CPU; the gain over bicubic on Set5 x2: RESULTS.md "Demo".
 """
 
 from edsr_jax.configs import default as default_lib

@@ -2,14 +2,8 @@
 
     edsr-jax train --config mdsr --workdir runs/mdsr
 
-As ``mdsr_baseline`` with 80 shared residual blocks.
-
-Expected (published numbers; not yet reproduced with this code): about 34.92 / 31.22 / 29.24 dB
-(x2/x3/x4) on DIV2K 0801-0900 (RGB; official model) and 38.11 / 34.66 / 32.50 dB on Set5 (Y; paper
-Table 3). Run time (an estimate from the arithmetic, not measured): 1.5 (mean over the scales) TFLOP
-of convolutions per step (forward and backward, batch 16); 650k steps at 40-60 % of an H100/H200's
-bf16 matrix rate (about 790 TFLOP/s on an H200; ``experiments/perf/device_check.py`` measures it)
-take 34-52 min. Not feasible on a CPU.
+Target (published, not yet reproduced here): 34.92 / 31.22 / 29.24 dB (x2/x3/x4) on DIV2K 0801-0900.
+Estimate (not measured; 40-60 % of an H100/H200's bf16 rate): 1.5 TFLOP/step, 34-52 min.
 """
 
 from edsr_jax.configs import default as default_lib
@@ -20,6 +14,6 @@ def get_config():
     config = default_lib.get_config()
     config.model.arch = "mdsr"  # one shared trunk, per-scale pre-processing and upsamplers
     config.scales = (2, 3, 4)  # one random scale per step
-    config.num_train_steps = 650_000  # the official MDSR run
-    config.model.num_blocks = 80  # B of the full MDSR
+    config.num_train_steps = 650_000
+    config.model.num_blocks = 80
     return config

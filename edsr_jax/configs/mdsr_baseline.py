@@ -2,16 +2,8 @@
 
     edsr-jax train --config mdsr_baseline --workdir runs/mdsr_baseline
 
-Each step draws its scale from (seed, step); only the shared trunk and that scale's pre-processing
-blocks and upsampler (and their Adam state) are updated. LR patches are 48x48 for every scale.
-Validation reports PSNR per scale on DIV2K 0801-0810.
-
-Expected (published numbers; not yet reproduced with this code): about 34.63 / 30.94 / 28.97 dB
-(x2/x3/x4) on DIV2K 0801-0900 (RGB; official model). Run time (an estimate from the arithmetic, not
-measured): 0.45 (mean over the scales) TFLOP of convolutions per step (forward and backward, batch
-16); 650k steps at 40-60 % of an H100/H200's bf16 matrix rate (about 790 TFLOP/s on an H200;
-``experiments/perf/device_check.py`` measures it) take 10-16 min of arithmetic; launch-bound, 11-27
-min at 1,000-400 steps/s. Not feasible on a CPU.
+Target (published, not yet reproduced here): 34.63 / 30.94 / 28.97 dB (x2/x3/x4) on DIV2K 0801-0900.
+Estimate (not measured; 40-60 % of an H100/H200's bf16 rate): 0.45 TFLOP/step, 11-27 min.
 """
 
 from edsr_jax.configs import default as default_lib

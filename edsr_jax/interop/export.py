@@ -1,29 +1,7 @@
-"""A trained model in the formats users deploy: StableHLO, SavedModel, TFLite, ONNX, PyTorch,
-safetensors.
+"""A trained model in deployable formats: StableHLO, SavedModel, TFLite, ONNX, PyTorch, safetensors.
 
-Every exported graph is the model's forward pass on **NHWC float32 images in [0, 255]**, any
-height and width (symbolic in StableHLO, dynamic in SavedModel, TFLite and ONNX), returning NHWC
-float32 in about [0, 255] (not clipped or rounded: quantise as :mod:`edsr_jax.imaging.metrics`
-does). The weights are constants of the graph (variables in the SavedModel).
-
-* ``stablehlo``: ``jax.export`` serialised (``.stablehlo``), lowered for CPU, CUDA and TPU; reload
-  with ``jax.export.deserialize(bytes).call(x)``.
-* ``savedmodel``: ``jax2tf`` inside a ``tf.Module`` with one signature ``serving_default``
-  (input ``lr``); a folder.
-* ``tflite``: the SavedModel converted by ``tf.lite.TFLiteConverter`` (builtin ops only: the
-  pixel shuffle is a reshape + transpose, which the interpreter runs); resize the input with
-  ``resize_tensor_input``.
-* ``onnx``: a graph written from the architecture (:mod:`edsr_jax.interop.onnx`; ``jax2tf``'s
-  StableHLO is not something tf2onnx reads), opset 17, **NCHW** (ONNX's and PyTorch's layout),
-  dynamic height and width; ``fp16`` computes in float16 with float32 inputs and outputs.
-* ``torch``: the official EDSR-PyTorch ``state_dict`` (``.pt``: its key names and OIHW layout, so
-  its ``--pre_train`` loads it) and ``safetensors``: the same tensors.
-
-MDSR exports one file (or folder) per scale, named ``<out>_x<s>`` before the extension; the
-weight formats (``torch``, ``safetensors``) hold every scale in one file, as the official MDSR.
-TensorFlow, onnx, onnxconverter-common, safetensors and torch are imported only by the formats that
-need them
-(``pip install "edsr-jax[export]"``).
+Graphs take and return float32 images in [0, 255] of any size (NHWC; ONNX: NCHW), unclipped.
+``torch`` writes the official ``state_dict``, so EDSR-PyTorch's ``--pre_train`` loads it.
 """
 
 from __future__ import annotations
@@ -41,7 +19,7 @@ from edsr_jax.errors import UserError
 FORMATS = ("stablehlo", "savedmodel", "tflite", "onnx", "torch", "safetensors")
 # Formats holding every scale of an MDSR in one file.
 WEIGHT_FORMATS = ("torch", "safetensors")
-# The file extension each format's output gets when the given path has none (folders: "").
+# The extension of each format's output when the given path has none.
 EXTENSIONS = {
     "stablehlo": ".stablehlo",
     "savedmodel": "",
@@ -65,7 +43,7 @@ def _need(module: str, what: str):
 
 
 def forward_fn(model, variables: dict, scale: int) -> Callable:
-    """``x (N, H, W, 3) float32 in [0, 255] -> (N, sH, sW, 3) float32``: the exported function."""
+    """The exported function: ``(N, H, W, 3) float32 in [0, 255] -> (N, sH, sW, 3) float32``."""
     import jax.numpy as jnp
 
     return lambda x: model.apply(variables, jnp.asarray(x, jnp.float32), scale=scale).astype(jnp.float32)
@@ -83,9 +61,7 @@ def output_paths(out: str, fmt: str, scales: tuple[int, ...]) -> dict[int | None
 
 
 def check_outputs(out: str, fmt: str, scales: tuple[int, ...], *, force: bool = False) -> dict:
-    """``{scale: path}`` of what :func:`export_model` would write, each checked against the
-    rule for what may be replaced (:mod:`edsr_jax.overwrite`): a SavedModel folder is replaced
-    only when an earlier export wrote it, a file only with ``force``.
+    """``{scale: path}`` of what :func:`export_model` would write, each checked by :mod:`edsr_jax.overwrite`.
 
     Raises:
       UserError: an unknown format, or an output that may not be written.
@@ -104,16 +80,11 @@ def check_outputs(out: str, fmt: str, scales: tuple[int, ...], *, force: bool = 
 def export_model(
     model, variables: dict, out: str, fmt: str, *, force: bool = False, fp16: bool = False
 ) -> list[str]:
-    """Writes ``model`` in format ``fmt`` to ``out`` (see the module docstring); returns the paths.
-
-    Every file is written atomically (a temporary name beside it, then renamed), a SavedModel
-    folder likewise (:func:`edsr_jax.atomic.folder`, marked as edsr-jax's); errors name the
-    paths given, not the temporary ones.
+    """Writes ``model`` in format ``fmt`` to ``out``, atomically; returns the paths written.
 
     Raises:
-      UserError: an unknown format, an output that may not be written (:func:`check_outputs`),
-        ``fp16`` for a format other than ONNX, a batch-norm model (SRResNet) in a format written
-        layer by layer (ONNX, the weight files), or a missing optional package (naming the extra).
+      UserError: an unknown format, an output that may not be written, ``fp16`` for a format other
+        than ONNX, a batch-norm model in a layer-by-layer format, or a missing optional package.
     """
     paths = check_outputs(out, fmt, tuple(model.scales), force=force)
     if fp16 and fmt != "onnx":
@@ -156,9 +127,6 @@ def _weights_bytes(model, variables, fmt: str) -> bytes:
         torch.save({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, buffer)
         return buffer.getvalue()
     return _need("safetensors.numpy", "safetensors files").save(tensors)
-
-
-# --- the graph formats -------------------------------------------------------------------------
 
 
 def _stablehlo_bytes(fn: Callable) -> bytes:

@@ -1,12 +1,6 @@
-"""EDSR/MDSR as an ONNX graph, built from the architecture and its parameters with ``onnx.helper``.
+"""EDSR/MDSR as an ONNX graph written with ``onnx.helper`` (tf2onnx cannot read jax2tf's StableHLO).
 
-``jax2tf`` now always serialises to StableHLO (``XlaCallModule``), which tf2onnx cannot read, so the
-graph is written directly: the model is convolutions, ReLU, adds, one multiply (residual scaling)
-and ``DepthToSpace`` in ``CRD`` mode, which is PyTorch's pixel-shuffle order, so the official
-channel order needs no permutation. Inputs and outputs are **NCHW float32 in [0, 255]** (ONNX's
-and PyTorch's layout; what ONNX Runtime, chaiNNer and traiNNer-redux expect), ``lr`` -> ``sr``,
-height and width dynamic. ``fp16`` stores weights and computes in float16 with float32 inputs and
-outputs (``onnxconverter-common``). Checked against the JAX model in the tests.
+``DepthToSpace`` in ``CRD`` mode is PyTorch's pixel-shuffle order: no channel permutation needed.
 """
 
 from __future__ import annotations
@@ -16,7 +10,7 @@ import numpy as np
 from edsr_jax import models
 from edsr_jax.models.edsr import PRE_PROCESS_BLOCKS
 
-# The ONNX opset the graph declares (DepthToSpace CRD needs 11; 17 is what runtimes of 2022 on read).
+# DepthToSpace CRD needs 11; 17 is read by runtimes from 2022 on.
 OPSET = 17
 
 
@@ -70,7 +64,7 @@ class _Graph:
 
 
 def build(model: models.SRModel, variables: dict, scale: int, *, fp16: bool = False):
-    """The ``onnx.ModelProto`` of ``model`` at ``scale`` (see the module docstring)."""
+    """The ``onnx.ModelProto`` of ``model`` at ``scale``; ``fp16`` computes in float16, float32 in and out."""
     from onnx import TensorProto, checker, helper
 
     graph = _Graph(variables["params"])
@@ -103,7 +97,7 @@ def build(model: models.SRModel, variables: dict, scale: int, *, fp16: bool = Fa
 
         from onnxconverter_common import float16
 
-        with warnings.catch_warnings():  # (it warns for every weight too small for float16: expected)
+        with warnings.catch_warnings():  # (a warning per weight too small for float16)
             warnings.simplefilter("ignore", UserWarning)
             proto = float16.convert_float_to_float16(proto, keep_io_types=True)
     return proto

@@ -1,26 +1,7 @@
-"""Published EDSR/MDSR weights by name: download, verify, convert, cache, load.
+"""Published EDSR/MDSR weights by name: download, verify (SHA-256), convert, cache, load.
 
-``load_pretrained("edsr_x4")`` (or ``edsr_jax.load_model("edsr_x4")``, or ``--model edsr_x4`` on
-the command line) downloads the official file on first use, checks its SHA-256 against the
-registry (:mod:`edsr_jax.interop.published`), converts it without PyTorch
-(:mod:`edsr_jax.interop.torch_file`) and caches the converted model folder (what ``save_model``
-writes) as ``<cache>/<name>``; later calls read that folder and make no request. Each file is
-tried from the mirror first (if set), then from its sources in order (official first). A source
-that is unreachable or serves a web page or an LFS pointer is skipped; a file whose hash differs
-stops everything: it is deleted, nothing is cached, and the error names both hashes.
-
-Environment (read, never written):
-
-* ``EDSR_JAX_CACHE``: the folder of cached models (default ``$XDG_CACHE_HOME/edsr-jax/models``,
-  ``~/.cache/edsr-jax/models`` without ``XDG_CACHE_HOME``).
-* ``EDSR_JAX_OFFLINE=1``: no network; a model that is not cached is an error naming it and its
-  cache folder (a ``file://`` mirror is still read).
-* ``EDSR_JAX_WEIGHTS_MIRROR``: an ``http(s)://`` URL or a folder (path or ``file://``) holding the
-  files under their official names, tried before the sources.
-
-Several processes may ask at once (a multi-host job): they take turns on a lock on the cache
-folder, so one downloads and the others find its result; where the file system has no locks,
-each downloads into its own hidden folder and the first to rename its model into place wins.
+Environment: ``EDSR_JAX_CACHE`` (the cache folder), ``EDSR_JAX_OFFLINE=1`` (no network) and
+``EDSR_JAX_WEIGHTS_MIRROR`` (a URL or folder tried first). A hash mismatch caches nothing.
 """
 
 from __future__ import annotations
@@ -49,9 +30,6 @@ CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60
 
 
-# --- the cache ----------------------------------------------------------------------------------
-
-
 def cache_dir(environ: Mapping[str, str] | None = None) -> str:
     """The folder of cached models: ``$EDSR_JAX_CACHE``, else ``$XDG_CACHE_HOME/edsr-jax/models``."""
     env = os.environ if environ is None else environ
@@ -70,14 +48,14 @@ def cached_path(name: str) -> str | None:
 
 
 def is_offline(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether ``EDSR_JAX_OFFLINE`` forbids the network (any value but empty, 0, false, no, off)."""
+    """Whether ``EDSR_JAX_OFFLINE`` forbids the network."""
     env = os.environ if environ is None else environ
     return env.get(OFFLINE_ENV, "").strip().lower() not in FALSE_VALUES
 
 
 @contextlib.contextmanager
 def _cache_lock(folder: str) -> Iterator[None]:
-    """An exclusive lock on the cache folder (none where the platform or file system lacks one)."""
+    """An exclusive lock on the cache folder (none where the file system lacks one)."""
     try:
         import fcntl
     except ImportError:
@@ -89,10 +67,7 @@ def _cache_lock(folder: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # (releases the lock)
-
-
-# --- fetching -----------------------------------------------------------------------------------
+        os.close(fd)
 
 
 class _Unavailable(Exception):
@@ -135,7 +110,7 @@ def _transfer(url: str, destination: str, progress: bool) -> None:
     from tqdm import tqdm
 
     name = os.path.basename(destination)
-    # (total: set by pooch from Content-Length; a bar must be truthy before that for pooch to use it)
+    # total=1: pooch uses the bar only if truthy, then sets the total from Content-Length.
     bar = tqdm(
         desc=name, total=1, unit="B", unit_scale=True, unit_divisor=1024, disable=None if progress else True
     )
@@ -159,11 +134,7 @@ def _sha256(path: str) -> str:
 
 
 def _verify(path: str, file: WeightsFile, url: str) -> str:
-    """The file's SHA-256 if it is the published file; _Unavailable for a web page or pointer.
-
-    Raises:
-      UserError: a file with another hash (it is not used, and no other source is tried).
-    """
+    """The SHA-256 of the published file; _Unavailable for a web page, UserError for another hash."""
     from edsr_jax.interop import torch_file
 
     digest, size = _sha256(path), os.path.getsize(path)
@@ -228,7 +199,7 @@ def _download(entry: Pretrained, folder: str, workdir: str, progress: bool, log)
         try:
             exported.save_model(folder, model, variables, metadata=metadata)
         except UserError:
-            if not cached_path(entry.name):  # (another process saved it first: keep that one)
+            if not cached_path(entry.name):  # another process saved it first
                 raise
         return
     if is_offline():
@@ -242,8 +213,7 @@ def _download(entry: Pretrained, folder: str, workdir: str, progress: bool, log)
 
 
 def _version() -> str:
-    """The installed edsr-jax version (read from the package metadata: the package root imports this
-    module, so it cannot be imported from here)."""
+    """The installed edsr-jax version (from metadata: the package root imports this module)."""
     import importlib.metadata
 
     try:
@@ -253,19 +223,11 @@ def _version() -> str:
 
 
 def fetch(name: str, *, progress: bool = True, log: Callable[[str], None] | None = None) -> str:
-    """The cached model folder of a published model, downloaded and converted on first use.
-
-    Args:
-      name: a name of ``published.REGISTRY`` (or of ``published.registered`` entries).
-      progress: show a progress bar while downloading (on a terminal).
-      log: called with a line before each download (e.g. ``print``); nothing when None.
-
-    Returns:
-      The model folder (``load_model`` reads it).
+    """The cached model folder of a published model, downloaded, verified and converted on first use.
 
     Raises:
-      UserError: an unknown name; offline and not cached; no source gave the file; a file whose
-        hash differs from the registry's (deleted, nothing cached); a file of another architecture.
+      UserError: an unknown name, offline and not cached, no source gave the file, a hash mismatch,
+        or a file of another architecture.
     """
     entry = lookup(name)
     folder = os.path.join(cache_dir(), entry.name)
@@ -274,7 +236,7 @@ def fetch(name: str, *, progress: bool = True, log: Callable[[str], None] | None
     root = os.path.dirname(folder)
     os.makedirs(root, exist_ok=True)
     with _cache_lock(root):
-        if not cached_path(entry.name):  # (another process may have finished while we waited)
+        if not cached_path(entry.name):
             with tempfile.TemporaryDirectory(prefix=f".{entry.name}.download-", dir=root) as workdir:
                 _download(entry, folder, workdir, progress, log or (lambda _: None))
     return folder
@@ -290,12 +252,10 @@ def load_pretrained(name: str, *, dtype: Any = None, progress: bool = True):
 def load_model(
     path_or_name: str | os.PathLike, *, dtype: Any = None, which: str | int = "latest", weights: str = "auto"
 ):
-    """Restores a model: an exported model or training workdir (see
-    :func:`edsr_jax.checkpoint.exported.load_model`), or a published model by name (``"edsr_x4"``,
-    :func:`load_pretrained`) when no file or folder of that name exists.
+    """``(model, variables)`` of an exported model, a training workdir or a published model's name.
 
-    Returns:
-      ``(model, variables)``.
+    Arguments as :func:`edsr_jax.checkpoint.exported.load_model`; a name is looked up only when no
+    file or folder of that name exists.
     """
     if is_model_name(path_or_name):
         return load_pretrained(path_or_name, dtype=dtype)

@@ -1,11 +1,6 @@
 """The registry of published EDSR/MDSR weights: names, files, hashes, sources, architectures.
 
-Each entry names a model (``edsr_x2``), its architecture (``res_scale`` included: it is not in the
-weights), its files in the order they are tried (the official EDSR-PyTorch file first; BasicSR's
-re-host of the same weights second, where there is one), each with its SHA-256 (in full where
-known, else the 8 digits its name carries), and the published DIV2K numbers. Fetching and caching:
-:mod:`edsr_jax.interop.pretrained`. Tests and private models add entries for a ``with`` block
-(:func:`registered`); :data:`REGISTRY` itself never changes.
+:data:`REGISTRY` never changes; tests and private models add entries with :func:`registered`.
 """
 
 from __future__ import annotations
@@ -22,27 +17,16 @@ from typing import Any
 from edsr_jax.errors import UserError
 
 OFFICIAL_URL = "https://cv.snu.ac.kr/research/EDSR/models/"
-# BasicSR's own download script (scripts/download_pretrained_models.py) fetches its EDSR files
-# from Google Drive by these ids; Drive answers large files with a confirmation page (skipped).
+# BasicSR's download script fetches its files from Google Drive by id.
 DRIVE_URL = "https://drive.google.com/uc?export=download&id="
-# cccv re-hosts BasicSR's three EDSR_M files; its registry gives the full SHA-256 of each, whose
-# first 8 digits are the ones in BasicSR's names (the same bytes).
+# cccv re-hosts BasicSR's EDSR_M files, with their full SHA-256.
 CCCV_URL = "https://github.com/EutropicAI/cccv/releases/download/model_zoo/"
 LICENCE = "MIT (EDSR-PyTorch)"
 
 
 @dataclasses.dataclass(frozen=True)
 class WeightsFile:
-    """One published file of a model's weights.
-
-    Attributes:
-      filename: its published name (mirrors are asked for this name).
-      sha256: the full SHA-256 (64 hex digits) where known, else the 8-digit prefix its name carries.
-      urls: where it is served, in the order they are tried.
-      size: its size in bytes, where known.
-      layout: ``"official"`` (EDSR-PyTorch keys) or ``"basicsr"`` (BasicSR's EDSR keys).
-      note: what about it is unconfirmed, if anything.
-    """
+    """One published file: ``sha256`` is the full hash where known, else the 8-digit prefix in its name."""
 
     filename: str
     sha256: str
@@ -54,18 +38,7 @@ class WeightsFile:
 
 @dataclasses.dataclass(frozen=True)
 class Pretrained:
-    """A published model.
-
-    Attributes:
-      name: the name it is asked for by (``edsr_x2``).
-      spec: its architecture (:func:`edsr_jax.models.model_spec`), ``res_scale`` included (it is
-        not in the weights).
-      parameters: its number of parameters.
-      files: its files, tried in order (the official one first; others hold the same tensors).
-      div2k_psnr: the published DIV2K validation PSNR per scale (0801-0900, RGB, shave scale + 2,
-        no self-ensemble).
-      licence: the weights' licence.
-    """
+    """A published model; ``spec`` includes ``res_scale``, which is not in the weights."""
 
     name: str
     spec: Mapping[str, Any]
@@ -100,10 +73,8 @@ def _mdsr(name, blocks, parameters, files, psnr) -> Pretrained:
     return Pretrained(name, MappingProxyType(spec), parameters, files, psnr)
 
 
-# Sources: EDSR-PyTorch's model/edsr.py and model/mdsr.py (URLs), BasicSR's docs/ModelZoo.md and
-# scripts/download_pretrained_models.py (names, Drive ids), cccv's config/sr/edsr_config.py (the
-# full hashes of the EDSR_M files); parameter counts and PSNR: EDSR-PyTorch's README. Full hashes
-# and sizes of the official files: issue 26 (each WeightsFile.note says what is unconfirmed).
+# Sources: EDSR-PyTorch (URLs, parameter counts, PSNR), BasicSR's ModelZoo (names, Drive ids), cccv
+# (EDSR_M hashes); full hashes of the official files: issue 26 (WeightsFile.note: what is unconfirmed).
 _ENTRIES = (
     _edsr(
         "edsr_baseline_x2",
@@ -207,7 +178,7 @@ _ENTRIES = (
 )  # fmt: skip
 REGISTRY: Mapping[str, Pretrained] = MappingProxyType({entry.name: entry for entry in _ENTRIES})
 
-# Entries added by `registered` for the current context (tests, private models); REGISTRY is never changed.
+# Entries added by `registered` for the current context.
 _EXTRA: contextvars.ContextVar[Mapping[str, Pretrained]] = contextvars.ContextVar(
     "edsr_jax_pretrained_extra", default=MappingProxyType({})
 )
@@ -229,11 +200,7 @@ def entries() -> dict[str, Pretrained]:
 
 
 def lookup(name: str) -> Pretrained:
-    """The entry of ``name``.
-
-    Raises:
-      UserError: an unknown name (with the nearest names and the list).
-    """
+    """The entry of ``name``; UserError naming the nearest names for an unknown one."""
     known = entries()
     if name not in known:
         near = difflib.get_close_matches(str(name), known, n=3)

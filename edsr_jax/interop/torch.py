@@ -1,9 +1,7 @@
 """Official EDSR-PyTorch and BasicSR state dicts to edsr-jax models, and back.
 
-The architecture is inferred from key names and shapes (:func:`infer_spec`); :func:`torch_key`
-maps each parameter to its official key (``docs/protocol.md``), OIHW <-> HWIO. The mean-shift
-convs are constants in our models, so they are read and any non-standard ``rgb_range``/``rgb_std``
-is folded into the head and tail convs. Files are read without PyTorch (:mod:`.torch_file`).
+The architecture is inferred from key names and shapes; kernels go OIHW <-> HWIO. A non-standard
+``rgb_range``/``rgb_std`` is folded into the head and tail convs, as our mean shifts are constants.
 """
 
 from __future__ import annotations
@@ -22,14 +20,13 @@ from edsr_jax.interop import torch_file
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "params_ema", "params", "net")
 # Key prefixes added by wrappers (DataParallel, the official trainer's Model), stripped if on every key.
 STRIP_PREFIXES = ("module.", "model.")
-# Residual scaling is not in the weights: the official code uses 0.1 only for the full EDSR (F=256).
+# The official res_scale: 0.1 for the full EDSR only.
 FULL_EDSR_MIN_FEATURES = 256
 FULL_EDSR_RES_SCALE = 0.1
 # The official mean-shift layers (rgb_range 255, std 1) that our models hard-code.
 MEAN_SHIFT_SIGNS = {"sub_mean": -1.0, "add_mean": 1.0}
-# Tolerance for the off-diagonal of a file's mean-shift weights (official: exactly 0).
+# Tolerances on a file's mean-shift weights (off-diagonal) and on the rgb_range read back.
 MEAN_SHIFT_ATOL = 1e-3
-# Relative tolerance when reading rgb_range and rgb_std back from float32 mean-shift constants.
 MEAN_SHIFT_RTOL = 1e-4
 
 # Other super-resolution networks, told apart by a key only they have: (name, regex over the keys).
@@ -43,25 +40,15 @@ OTHER_ARCHITECTURES = (
 _LEAF_TO_TORCH = {"kernel": "weight", "bias": "bias"}
 
 
-# --- reading .pt files --------------------------------------------------------------------------
-
-
 def load_torch_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The state dict of a PyTorch file as float32 numpy arrays (see :func:`load_torch_checkpoint`)."""
     return load_torch_checkpoint(path)[0]
 
 
 def load_torch_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], str | None]:
-    """A PyTorch state dict file as float32 numpy arrays, read without PyTorch (no code is run).
+    """``({key: OIHW array}, wrapper)`` of a PyTorch state dict file, read without PyTorch.
 
-    Accepts a plain ``state_dict`` or one under a :data:`WRAPPER_KEYS` key, minus a wrapper's prefix.
-
-    Returns:
-      ``({key: OIHW array}, wrapper)``: wrapper is the key the dict was under (``"params_ema"``
-      for BasicSR's EMA weights...) or None for a plain state dict.
-
-    Raises:
-      UserError: the file is missing, unreadable, not a PyTorch file, or holds no state dict.
+    ``wrapper`` is the :data:`WRAPPER_KEYS` key the dict was under, or None. UserError if unreadable.
     """
     obj = torch_file.read(path)
     found = _find_state_dict(obj)
@@ -90,7 +77,6 @@ def _find_state_dict(obj: Any) -> tuple[dict, str | None] | None:
 
 
 def _describe(obj: Any) -> str:
-    """A short description of what a file held instead of a state dict."""
     if isinstance(obj, dict):
         if not obj:
             return "an empty dict"
@@ -107,18 +93,10 @@ def _strip_prefixes(state_dict: dict) -> dict:
     return state_dict
 
 
-# --- architecture inference ---------------------------------------------------------------------
-
-
 def infer_spec(state_dict: dict[str, Any]) -> dict:
-    """The architecture (a :func:`edsr_jax.models.model_spec` dict) of an official state dict.
+    """The architecture of an official state dict; UserError if it is not an EDSR/MDSR.
 
-    F and B come from ``head.0`` and the ``body.{i}`` blocks, each scale from its upsampler's
-    output channels (4F: x2, or x4 with a second stage; 9F: x3). ``res_scale`` is not in the weights:
-    0.1 for an EDSR with F >= 256 (the official full EDSR), else 1.0; override it if yours differs.
-
-    Raises:
-      UserError: the keys or shapes do not look like an official EDSR/MDSR.
+    ``res_scale`` is not in the weights: 0.1 for an EDSR with F >= 256 (the official full EDSR), else 1.0.
     """
     head = state_dict.get("head.0.weight")
     if head is None:
@@ -158,7 +136,7 @@ def other_architecture(state_dict: dict) -> str | None:
 
 
 def _upsampler_scale(state_dict: dict, prefix: str, features: int) -> int:
-    """Scale of the official Upsampler whose convs are ``{prefix}.0`` (and ``{prefix}.2`` for x4)."""
+    """Scale of the official Upsampler at ``prefix``: 9F outputs for x3, 4F for x2 (x4 with two stages)."""
     key = f"{prefix}.0.weight"
     if key not in state_dict:
         raise UserError(f"missing the upsampler weight {key} (cannot infer the scale)")
@@ -171,9 +149,6 @@ def _upsampler_scale(state_dict: dict, prefix: str, features: int) -> int:
         f"{key} has {outputs} output channels; expected {4 * features} (x2/x4) or {9 * features} (x3) "
         f"for F={features}"
     )
-
-
-# --- conversion ---------------------------------------------------------------------------------
 
 
 def torch_key(path: str, spec: dict) -> str:
@@ -205,12 +180,11 @@ def convert_state_dict(state_dict: dict[str, Any], spec: dict | None = None):
     """``(model, {"params": HWIO float32 arrays})`` of an official state dict (spec inferred if None).
 
     Raises:
-      UserError: unknown or missing keys, a shape mismatch, or mean-shift constants that no
-        edsr-jax model computes (:func:`read_mean_shift`).
+      UserError: unknown or missing keys, a shape mismatch, or a mean shift no edsr-jax model computes.
     """
     spec = infer_spec(state_dict) if spec is None else dict(spec)
     model = models.from_spec(spec)
-    expected = {  # official key -> (our path, torch-layout shape)
+    expected = {
         torch_key(path, spec): (path, _torch_layout(shape))
         for path, shape in models.param_shapes(model).items()
     }
@@ -257,12 +231,7 @@ def describe_spec(spec: dict) -> str:
 def read_mean_shift(state_dict: dict) -> tuple[float, dict[str, np.ndarray]]:
     """The ``rgb_range`` and weight diagonals (``1 / rgb_std``) of the ``sub_mean``/``add_mean`` convs.
 
-    The official ``MeanShift`` is a 1x1 conv: weight ``eye(3) / rgb_std``, bias ``sign * rgb_range *
-    mean / rgb_std``. Missing tensors count as the standard ones, ``(255.0, ones)``.
-
-    Raises:
-      UserError: shifts no edsr-jax model computes (not a positive diagonal, another mean, or two
-        different ``rgb_range``).
+    UserError for shifts that are not one ``rgb_range`` times the DIV2K mean.
     """
     mean = np.asarray(models.DIV2K_RGB_MEAN, np.float64)
     ranges, diagonals = {}, {}
@@ -279,7 +248,7 @@ def read_mean_shift(state_dict: dict) -> tuple[float, dict[str, np.ndarray]]:
                 f"{found}: not an official MeanShift (weight eye(3) / rgb_std); edsr-jax models shift by "
                 "the DIV2K mean only, so this model cannot be converted exactly"
             )
-        implied = sign * bias / (diagonal * mean)  # rgb_range, once per channel
+        implied = sign * bias / (diagonal * mean)
         if np.any(implied <= 0) or not np.allclose(implied, implied.mean(), rtol=MEAN_SHIFT_RTOL):
             raise UserError(
                 f"{found} imply rgb_range {_rounded(implied)} for R, G, B (rgb_std "
@@ -306,10 +275,8 @@ def _rounded(values: np.ndarray) -> list:
 def fold_mean_shift(params: dict, rgb_range: float, diagonals: dict[str, np.ndarray]) -> dict:
     """Parameters computing on [0, 255] what an official model with this mean shift computes.
 
-    With ``k = 255 / rgb_range`` and ``d``/``d'`` the sub/add weight diagonals, ``sub_mean`` is our
-    fixed shift times ``d / k`` (folded into the head's input channels: zero padding stays zero),
-    and ``k add_mean(t)`` is the tail scaled by ``k d'`` plus ``255 mean (d' - 1)``. The body sees
-    the values it saw in PyTorch, so this is exact up to float32 rounding.
+    ``sub_mean`` folds into the head's input channels (zero padding stays zero) and ``add_mean`` into the
+    tail, so the body sees what it saw in PyTorch: exact up to float32 rounding.
     """
     if rgb_range == models.RGB_RANGE and all(np.all(d == 1.0) for d in diagonals.values()):
         return params
@@ -327,8 +294,6 @@ def fold_mean_shift(params: dict, rgb_range: float, diagonals: dict[str, np.ndar
     }
 
 
-# --- BasicSR checkpoints ----------------------------------------------------------------------------
-
 # BasicSR's EDSR key prefixes -> the official ones (``body.{i}.conv1/2`` handled apart).
 _BASICSR_RENAMES = {"conv_first": "head.0", "conv_last": "tail.1"}
 # The value range BasicSR's EDSR multiplies its [0, 1] inputs by by default (``img_range``).
@@ -343,11 +308,7 @@ def is_basicsr(state_dict: dict) -> bool:
 def basicsr_to_official(state_dict: dict[str, Any], img_range: float = BASICSR_IMG_RANGE) -> dict[str, Any]:
     """A BasicSR EDSR state dict in the official layout, for inputs and outputs in [0, 255].
 
-    BasicSR computes ``net((x - mean) * img_range) / img_range + mean`` on [0, 1]; its layers are
-    affine or ReLU, so scaling every bias by ``255 / img_range`` makes it exact on [0, 255].
-
-    Raises:
-      UserError: a key this mapping does not know.
+    Every layer is affine or ReLU, so scaling the biases by ``255 / img_range`` is exact.
     """
     factor = 255.0 / float(img_range)
     blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"body\.(\d+)\.conv[12]\.", k))}
@@ -372,9 +333,6 @@ def basicsr_to_official(state_dict: dict[str, Any], img_range: float = BASICSR_I
         )
         out[f"{name}.{leaf}"] = scaled
     return out
-
-
-# --- edsr-jax -> the official layout -----------------------------------------------------------------
 
 
 def export_state_dict(model: models.SRModel, variables: dict) -> dict[str, np.ndarray]:

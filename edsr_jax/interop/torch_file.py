@@ -1,15 +1,6 @@
-"""A reader of ``torch.save`` files that needs no PyTorch and runs no code from the file.
+"""A reader of ``torch.save`` files (zip and legacy formats) that needs no PyTorch and runs no code.
 
-Both formats are read: the zip archive of PyTorch >= 1.6 (``<dir>/data.pkl`` and one record
-``<dir>/data/<key>`` per storage) and the legacy stream the 2018 official EDSR files use (pickles of
-a magic number, the protocol version and system information, then the object, then the list of
-storage keys, then each storage as an 8-byte element count and its bytes).
-
-Every pickle is checked opcode by opcode (:mod:`pickletools`) before it is unpickled, and the
-unpickler resolves only the names a state dict needs (``collections.OrderedDict``, the tensor
-rebuild functions, the ``torch.*Storage`` types): anything else is refused with the name it asked
-for. Tensors come back as numpy arrays of their own dtype (``bfloat16`` as ``ml_dtypes.bfloat16``),
-in the containers the file holds (dict, OrderedDict, list, tuple) with plain values beside them.
+Each pickle is checked opcode by opcode, and only the names a state dict needs are resolved.
 """
 
 from __future__ import annotations
@@ -46,9 +37,7 @@ STORAGE_DTYPES = {
     "ComplexFloatStorage": "complex64",
     "ComplexDoubleStorage": "complex128",
 }
-# Opcodes that only build plain data (numbers, strings, containers, memo access), plus the four a
-# state dict needs: GLOBAL/STACK_GLOBAL (names checked by the unpickler), REDUCE (calls only what
-# those names resolved to), BUILD (OrderedDict's attributes) and BINPERSID (storages).
+# Opcodes that build plain data, plus the globals, REDUCE, BUILD and BINPERSID a state dict needs.
 SAFE_OPCODES = frozenset(
     "PROTO FRAME STOP MARK POP POP_MARK DUP NONE NEWTRUE NEWFALSE INT BININT BININT1 BININT2 LONG LONG1 "
     "LONG4 FLOAT BINFLOAT STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE SHORT_BINUNICODE BINUNICODE8 "
@@ -63,7 +52,7 @@ LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
 
 
 class _Bad(Exception):
-    """A problem with the file, worded to follow ``{path} ``."""
+    """A problem with the file, worded to follow the path in a message."""
 
 
 class _StorageType:
@@ -220,9 +209,6 @@ def _storage_pid(pid, fields: int) -> tuple:
     return pid
 
 
-# --- the zip format -----------------------------------------------------------------------------
-
-
 def _read_zip(path: str) -> Any:
     try:
         with zipfile.ZipFile(path) as archive:
@@ -262,9 +248,6 @@ def _read_archive(archive: zipfile.ZipFile) -> Any:
 
     pickled = archive.read(pickles[0])
     return _load(io.BytesIO(pickled), pickled, load_storage)
-
-
-# --- the legacy format --------------------------------------------------------------------------
 
 
 def _read_legacy(data: bytes) -> Any:
@@ -313,9 +296,6 @@ def _read_legacy(data: bytes) -> Any:
     return obj
 
 
-# --- the public reader --------------------------------------------------------------------------
-
-
 _PLAIN = (str, bytes, int, float, bool, complex)
 
 
@@ -336,12 +316,7 @@ def _materialize(obj: Any) -> Any:
 
 
 def describe_other_file(head: bytes, size: int) -> str | None:
-    """What a file that is not a PyTorch file is, from its first bytes, or None if unrecognised.
-
-    Args:
-      head: the file's first :data:`SNIFF_BYTES` bytes.
-      size: the file's size in bytes.
-    """
+    """What a file that is not a PyTorch file is (empty, LFS pointer, HTML, text), or None."""
     if size == 0:
         return "is empty (0 bytes): an interrupted download or copy?"
     if head.startswith(LFS_POINTER_PREFIX):
@@ -369,20 +344,11 @@ def describe_other_file(head: bytes, size: int) -> str | None:
 
 
 def read(path: str | os.PathLike) -> Any:
-    """The object a ``torch.save`` file holds, with numpy arrays in place of its tensors.
-
-    Args:
-      path: a ``.pt``/``.pth`` file in the zip or the legacy format.
-
-    Returns:
-      The saved object: dicts (``OrderedDict`` where the file has one), lists, tuples, numbers and
-      strings, with each tensor as a numpy array of its dtype (copied: views saved with their
-      storage come back as separate arrays).
+    """The object a ``torch.save`` file holds, with numpy arrays (copies) in place of its tensors.
 
     Raises:
-      UserError: the file is missing, is not a PyTorch file (what it is instead, where that is
-        recognisable: empty, a Git LFS pointer, an HTML page, text), is truncated, or holds
-        anything but tensors and plain values (the name its pickle asked for).
+      UserError: the file is missing, not a PyTorch file (saying what it is instead), truncated, or
+        holds anything but tensors and plain values.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
