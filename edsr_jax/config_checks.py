@@ -28,8 +28,8 @@ _RULES = (
     ("model.num_features", lambda v: v >= 1, ">= 1"),
     ("model.res_scale", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
     ("learning_rate", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
-    ("lr_decay_steps", lambda v: v >= 1, ">= 1"),
-    ("lr_decay_factor", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    ("learning_rate_decay_steps", lambda v: v >= 1, ">= 1"),
+    ("learning_rate_decay_factor", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
     ("warmup_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("log_every_steps", lambda v: v >= 1, ">= 1"),
     ("checkpoint_every_steps", lambda v: v >= 0, ">= 0 (0: only at evaluations and the end)"),
@@ -51,7 +51,7 @@ _CHOICES = (
     ("model.arch", ("edsr", "mdsr", "srresnet")),
     ("loss", ("l1", "l2")),
     ("precision", ("auto", "fp32", "tf32", "bf16")),
-    ("lr_schedule", ("step", "cosine")),
+    ("learning_rate_schedule", ("step", "cosine")),
     ("data.source", SOURCES),
     ("data.skip_small", ("error", "skip")),
     ("eval.protocol", ("div2k", "benchmark")),
@@ -61,9 +61,12 @@ _CHOICES = (
 # Renamed fields: old dotted name -> (new dotted name, old value -> new value). Configs and
 # overrides may still use the old names (with a deprecation warning); old runs' model.json are
 # read through them. ``float32`` was JAX's default precision, which on the CPUs those runs used
-# computes what ``fp32`` does.
+# computes what ``fp32`` does. ``lr_*`` became ``learning_rate_*`` so that ``lr`` means no two things.
 RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "dtype": ("precision", lambda v: {"float32": "fp32", "bfloat16": "bf16"}.get(v, v)),
+    "lr_schedule": ("learning_rate_schedule", lambda v: v),
+    "lr_decay_steps": ("learning_rate_decay_steps", lambda v: v),
+    "lr_decay_factor": ("learning_rate_decay_factor", lambda v: v),
 }
 
 

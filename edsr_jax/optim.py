@@ -34,23 +34,29 @@ _SCALE_PARAM = re.compile(r"_x(\d+)(?:_|$)")
 def create_learning_rate_fn(config) -> optax.Schedule:
     """The learning rate as a function of the step.
 
-    ``config.lr_schedule == "step"``: the paper's ``learning_rate * lr_decay_factor ** (step //
-    lr_decay_steps)``; ``"cosine"``: cosine decay to 0 over ``num_train_steps``. Both start with a
-    linear warm-up over ``warmup_fraction * num_train_steps`` steps (0 in the paper's configs).
+    ``config.learning_rate_schedule == "step"``: the paper's ``learning_rate *
+    learning_rate_decay_factor ** (step // learning_rate_decay_steps)``; ``"cosine"``: cosine decay
+    to 0 over ``num_train_steps``. Both start with a linear warm-up over ``warmup_fraction *
+    num_train_steps`` steps (0 in the paper's configs).
 
     Raises:
       UserError: unknown schedule name.
     """
     peak, total = float(config.learning_rate), int(config.num_train_steps)
     warmup = int(round(float(config.warmup_fraction) * total))
-    if config.lr_schedule == "step":
+    if config.learning_rate_schedule == "step":
         main = optax.exponential_decay(
-            peak, int(config.lr_decay_steps), float(config.lr_decay_factor), staircase=True
+            peak,
+            int(config.learning_rate_decay_steps),
+            float(config.learning_rate_decay_factor),
+            staircase=True,
         )
-    elif config.lr_schedule == "cosine":
+    elif config.learning_rate_schedule == "cosine":
         main = optax.cosine_decay_schedule(peak, max(1, total - warmup))
     else:
-        raise UserError(f"config.lr_schedule must be 'step' or 'cosine', got {config.lr_schedule!r}")
+        raise UserError(
+            f"config.learning_rate_schedule must be 'step' or 'cosine', got {config.learning_rate_schedule!r}"
+        )
     if warmup <= 0:
         return main
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])

@@ -42,9 +42,10 @@ def test_train_and_evaluate_writes_checkpoints_events_and_a_loadable_model(tmp_p
 
 def test_resume_after_sigterm_is_bit_identical(tmp_path, cache_dir, monkeypatch, capsys):
     reference = train.train_and_evaluate(
-        tiny_config(cache_dir, lr_schedule="step", lr_decay_steps=2), str(tmp_path / "a")
+        tiny_config(cache_dir, learning_rate_schedule="step", learning_rate_decay_steps=2),
+        str(tmp_path / "a"),
     )
-    config = tiny_config(cache_dir, lr_schedule="step", lr_decay_steps=2)
+    config = tiny_config(cache_dir, learning_rate_schedule="step", learning_rate_decay_steps=2)
     workdir = str(tmp_path / "b")
     # SIGTERM arriving during step 3: the guard answers at the step boundary.
     should_stop = preemption.PreemptionGuard.should_stop
@@ -220,7 +221,9 @@ def test_init_from_a_workdir_takes_its_best_checkpoint_else_its_latest(tmp_path,
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_good_checkpoints(tmp_path, cache_dir):
-    config = tiny_config(cache_dir, learning_rate=1e30, lr_schedule="step", checkpoint_every_steps=1)
+    config = tiny_config(
+        cache_dir, learning_rate=1e30, learning_rate_schedule="step", checkpoint_every_steps=1
+    )
     workdir = str(tmp_path / "nan")
     with pytest.raises(UserError, match=r"non-finite training values at step (\d+): loss=") as info:
         train.train_and_evaluate(config, workdir)

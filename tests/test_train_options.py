@@ -97,7 +97,7 @@ def test_a_loss_spike_is_skipped_logged_and_leaves_the_state_as_it_was(
 
 
 def test_non_finite_losses_still_stop_a_run_that_skips_spikes(tmp_path, cache_dir):
-    config = tiny_config(cache_dir, learning_rate=1e30, lr_schedule="step", skip_loss_factor=2.0)
+    config = tiny_config(cache_dir, learning_rate=1e30, learning_rate_schedule="step", skip_loss_factor=2.0)
     with pytest.raises(UserError, match=r"non-finite training values at step \d+: loss="):
         train.train_and_evaluate(config, str(tmp_path / "nan"))
 

@@ -47,9 +47,9 @@ from edsr_jax.imaging import metrics  # noqa: E402
 # as values: that file needs ml_collections, which the GPU hosts lack. A test keeps them equal.
 RECIPE = {
     "learning_rate": 1e-4,
-    "lr_schedule": "step",
-    "lr_decay_steps": 200_000,
-    "lr_decay_factor": 0.5,
+    "learning_rate_schedule": "step",
+    "learning_rate_decay_steps": 200_000,
+    "learning_rate_decay_factor": 0.5,
     "warmup_fraction": 0.0,
     "num_train_steps": 300_000,
     "adam_b1": 0.9,
