@@ -143,7 +143,7 @@ def train_step(
 
     Args:
       state: the current state.
-      batch: ``{"lr": uint8 (b, p, p, 3), "hr": uint8 (b, p*scale, p*scale, 3)}``.
+      batch: ``{"low_res": uint8 (b, p, p, 3), "high_res": uint8 (b, p*scale, p*scale, 3)}``.
       model: the network.
       tx: from :func:`edsr_jax.optim.create_optimizer`.
       learning_rate_fn: from :func:`edsr_jax.optim.create_learning_rate_fn`; evaluated at
@@ -162,8 +162,8 @@ def train_step(
       ``(new_state, {"loss", "grad_norm" (before clipping), "learning_rate", "skipped" (0 or 1),
       "loss_mean" (the running mean the step was judged against)})``.
     """
-    lr_images = batch["lr"].astype(jnp.float32)
-    hr_images = batch["hr"].astype(jnp.float32)
+    lr_images = batch["low_res"].astype(jnp.float32)
+    hr_images = batch["high_res"].astype(jnp.float32)
     loss_of = {"l1": l1_loss, "l2": l2_loss}[loss]
     if skip_loss_factor > 0 and state.loss_stats is None:
         raise ValueError("skip_loss_factor needs state.loss_stats (create_train_state makes them)")
@@ -228,7 +228,7 @@ def compile_train_step(
     batch_sharding = sharding.batch_sharding(mesh)
     return jax.jit(
         step_fn,
-        in_shardings=(state_shardings, {"lr": batch_sharding, "hr": batch_sharding}),
+        in_shardings=(state_shardings, {"low_res": batch_sharding, "high_res": batch_sharding}),
         out_shardings=(state_shardings, sharding.replicated(mesh)),
         donate_argnums=0,
         compiler_options=dict(compiler_options),
@@ -251,7 +251,7 @@ def train_steps(
 
     Args:
       state: the current state.
-      batches: ``{"lr": (K, b, p, p, 3), "hr": (K, b, P, P, 3), "scale_index": (K,) int32}``, with
+      batches: ``{"low_res": (K, b, p, p, 3), "high_res": (K, b, P, P, 3), "scale_index": (K,) int32}``, with
         ``P = p * max(scales)`` (or ``p * scale`` for one scale); rows past ``count`` are ignored.
       count: how many steps to run (1..K).
       scales: the model's training scales (static); ``scale_index`` indexes them.
@@ -260,13 +260,13 @@ def train_steps(
     Returns:
       ``(new_state, metrics)``, each metric of shape (K,): step ``i``'s value at ``i < count``.
     """
-    steps = batches["lr"].shape[0]
-    patch = batches["lr"].shape[2]
+    steps = batches["low_res"].shape[0]
+    patch = batches["low_res"].shape[2]
 
     def at_scale(scale):
         def step(state, lr, hr):
             hr = hr[:, : patch * scale, : patch * scale]
-            return train_step(state, {"lr": lr, "hr": hr}, scale=scale, **options)
+            return train_step(state, {"low_res": lr, "high_res": hr}, scale=scale, **options)
 
         return step
 
@@ -274,8 +274,8 @@ def train_steps(
 
     def body(i, carry):
         state, metrics = carry
-        lr = jax.lax.dynamic_index_in_dim(batches["lr"], i, keepdims=False)
-        hr = jax.lax.dynamic_index_in_dim(batches["hr"], i, keepdims=False)
+        lr = jax.lax.dynamic_index_in_dim(batches["low_res"], i, keepdims=False)
+        hr = jax.lax.dynamic_index_in_dim(batches["high_res"], i, keepdims=False)
         if len(branches) == 1:
             state, step_metrics = branches[0](state, lr, hr)
         else:
@@ -284,7 +284,7 @@ def train_steps(
         return state, metrics
 
     shapes = jax.eval_shape(
-        lambda s, lr, hr: branches[0](s, lr, hr)[1], state, batches["lr"][0], batches["hr"][0]
+        lambda s, lr, hr: branches[0](s, lr, hr)[1], state, batches["low_res"][0], batches["high_res"][0]
     )
     metrics = {k: jnp.zeros((steps,), v.dtype) for k, v in shapes.items()}
     return jax.lax.fori_loop(0, count, body, (state, metrics))
@@ -321,7 +321,11 @@ def compile_train_steps(
     replicated = sharding.replicated(mesh)
     return jax.jit(
         fn,
-        in_shardings=(state_shardings, {"lr": stacked, "hr": stacked, "scale_index": replicated}, replicated),
+        in_shardings=(
+            state_shardings,
+            {"low_res": stacked, "high_res": stacked, "scale_index": replicated},
+            replicated,
+        ),
         out_shardings=(state_shardings, replicated),
         donate_argnums=0,
         compiler_options=dict(compiler_options),

@@ -128,21 +128,23 @@ def load_pairs(scale: int = SCALE, patch: int = 0) -> list[tuple[np.ndarray, np.
     return [pairs.pair(i, scale) for i in range(len(source))]
 
 
-def crop(lr: np.ndarray, hr: np.ndarray, y: int, x: int, patch: int, scale: int):
+def crop(low_res: np.ndarray, high_res: np.ndarray, y: int, x: int, patch: int, scale: int):
     """The LR patch with top-left (y, x) and its HR patch with top-left (scale*y, scale*x)."""
     hp = patch * scale
-    return lr[y : y + patch, x : x + patch], hr[scale * y : scale * y + hp, scale * x : scale * x + hp]
+    return low_res[y : y + patch, x : x + patch], high_res[
+        scale * y : scale * y + hp, scale * x : scale * x + hp
+    ]
 
 
-def augment(lr: np.ndarray, hr: np.ndarray, hflip: bool, vflip: bool, rot90: bool):
+def augment(low_res: np.ndarray, high_res: np.ndarray, hflip: bool, vflip: bool, rot90: bool):
     """The official augmentation: flip W, flip H, then transpose H/W, the same for both."""
     if hflip:
-        lr, hr = lr[:, ::-1], hr[:, ::-1]
+        low_res, high_res = low_res[:, ::-1], high_res[:, ::-1]
     if vflip:
-        lr, hr = lr[::-1], hr[::-1]
+        low_res, high_res = low_res[::-1], high_res[::-1]
     if rot90:
-        lr, hr = lr.transpose(1, 0, 2), hr.transpose(1, 0, 2)
-    return lr, hr
+        low_res, high_res = low_res.transpose(1, 0, 2), high_res.transpose(1, 0, 2)
+    return low_res, high_res
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -436,15 +436,17 @@ def make_lr(hr: np.ndarray, scale: int, name: str = "image") -> np.ndarray:
     return resize.downscale(hr, scale, boundary="replicate", name=name)
 
 
-def check_pair(name: str, hr: np.ndarray, lr: np.ndarray, scale: int, lr_file: str | None = None) -> None:
-    """Raises a UserError naming ``name`` (and ``lr_file``) when an LR image is larger than its HR
+def check_pair(
+    name: str, high_res: np.ndarray, low_res: np.ndarray, scale: int, low_res_file: str | None = None
+) -> None:
+    """Raises a UserError naming ``name`` (and ``low_res_file``) when an LR image is larger than its HR
     image / ``scale``."""
-    for a, what in ((hr, "HR"), (lr, "LR")):
+    for a, what in ((high_res, "HR"), (low_res, "LR")):
         if a.dtype != np.uint8 or a.ndim != 3 or a.shape[-1] != 3:
             raise UserError(f"{name}: {what} image must be uint8 (H, W, 3), got {a.dtype} {a.shape}")
-    if lr.shape[0] * scale > hr.shape[0] or lr.shape[1] * scale > hr.shape[1]:
-        what = f"LR image {lr_file}" if lr_file else "LR image"
+    if low_res.shape[0] * scale > high_res.shape[0] or low_res.shape[1] * scale > high_res.shape[1]:
+        what = f"LR image {low_res_file}" if low_res_file else "LR image"
         raise UserError(
-            f"{name}: {what} ({lr.shape[1]}x{lr.shape[0]}) times scale {scale} is larger than "
-            f"its HR image {hr.shape[1]}x{hr.shape[0]}"
+            f"{name}: {what} ({low_res.shape[1]}x{low_res.shape[0]}) times scale {scale} is larger than "
+            f"its HR image {high_res.shape[1]}x{high_res.shape[0]}"
         )

@@ -179,8 +179,8 @@ def stacked_batches(spec: dict, batch: int, patch: int, k: int, mesh, seed: int 
     for first in range(len(scales)):
         index = np.array([(first + i) % len(scales) for i in range(k)], np.int32)
         host = {
-            "lr": rng.integers(0, 256, (k, batch, patch, patch, 3), dtype=np.uint8),
-            "hr": rng.integers(0, 256, (k, batch, side, side, 3), dtype=np.uint8),
+            "low_res": rng.integers(0, 256, (k, batch, patch, patch, 3), dtype=np.uint8),
+            "high_res": rng.integers(0, 256, (k, batch, side, side, 3), dtype=np.uint8),
             "scale_index": index,
         }
         out.append(sharding.make_global_batch(host, mesh, stacked=True, replicated_keys=("scale_index",)))
