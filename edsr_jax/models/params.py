@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from edsr_jax.models.edsr import EDSR, MDSR
-from edsr_jax.models.srresnet import PRELU_INIT, SRModel, SRResNet
+from edsr_jax.models.sr_model import SRModel
+from edsr_jax.models.srresnet import PRELU_INIT, SRResNet
 
 # Side of the dummy LR input used to trace parameter shapes (any size works: convs are 3x3/5x5).
 TRACE_LR_SIZE = 8
