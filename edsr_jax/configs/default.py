@@ -45,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.workers = 0  # Grain worker processes (0: threads only; > 0 needs data.cache_dir)
     config.data.prefetch = 4  # batches prepared ahead of the training step
 
-    # Optimisation (paper: L1, Adam 0.9/0.999/1e-8, lr 1e-4 halved every 2e5 updates, batch 16).
+    # Optimisation (paper: L1, Adam 0.9/0.999/1e-8, learning rate 1e-4 halved every 2e5 updates, batch 16).
     config.num_train_steps = 300_000  # updates (EDSR 300k, MDSR 650k in the official runs)
     config.learning_rate = 1e-4  # peak learning rate
     config.learning_rate_schedule = "step"  # "step" (x ..._decay_factor every ..._decay_steps) or "cosine"

@@ -2,7 +2,7 @@
 
     edsr-jax train --config edsr_baseline_x2 --workdir runs/edsr_baseline_x2
 
-300k updates of batch 16 (48x48 LR patches), Adam lr 1e-4 halved at 200k, L1 loss; validation on
+300k updates of batch 16 (48x48 LR patches), Adam learning rate 1e-4 halved at 200k, L1 loss; validation on
 DIV2K 0801-0810 every 10k steps. Data: TFDS ``div2k/bicubic_x2`` (downloads about 4 GB on first use;
 offline, point ``--config.data.source=div2k_folder --config.data.data_dir=...`` at the official
 zips' contents). x3 and x4 start from this run (``edsr_baseline_x3.py``, ``edsr_baseline_x4.py``).

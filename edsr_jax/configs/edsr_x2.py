@@ -2,7 +2,7 @@
 
     edsr-jax train --config edsr_x2 --workdir runs/edsr_x2
 
-300k updates of batch 16 (48x48 LR patches), Adam lr 1e-4 halved at 200k, L1 loss. Precision:
+300k updates of batch 16 (48x48 LR patches), Adam learning rate 1e-4 halved at 200k, L1 loss. Precision:
 ``auto`` (bf16 on GPUs/TPUs, with float32 parameters, optimizer state and loss; its cost in PSNR on
 a small run: ``experiments/perf/RESULTS.md``, "Precision"); ``--config.precision=fp32`` computes as
 the paper did. x3 and x4 start from this run (``edsr_x3.py``, ``edsr_x4.py``).
