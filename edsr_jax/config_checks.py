@@ -27,8 +27,8 @@ _RULES = (
     ("model.num_features", lambda v: v >= 1, ">= 1"),
     ("model.res_scale", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
     ("learning_rate", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
-    ("lr_decay_steps", lambda v: v >= 1, ">= 1"),
-    ("lr_decay_factor", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    ("learning_rate_decay_steps", lambda v: v >= 1, ">= 1"),
+    ("learning_rate_decay_factor", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
     ("warmup_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("log_every_steps", lambda v: v >= 1, ">= 1"),
     ("checkpoint_every_steps", lambda v: v >= 0, ">= 0 (0: only at evaluations and the end)"),
@@ -50,9 +50,12 @@ _CADENCES = ("log_every_steps", "checkpoint_every_steps", "eval_every_steps")
 # Renamed fields: old dotted name -> (new dotted name, old value -> new value). Configs and
 # overrides may still use the old names (with a deprecation warning); old runs' model.json are
 # read through them. ``float32`` was JAX's default precision, which on the CPUs those runs used
-# computes what ``fp32`` does.
+# computes what ``fp32`` does. ``lr_*`` became ``learning_rate_*`` so that ``lr`` means no two things.
 RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "dtype": ("precision", lambda v: {"float32": "fp32", "bfloat16": "bf16"}.get(v, v)),
+    "lr_schedule": ("learning_rate_schedule", lambda v: v),
+    "lr_decay_steps": ("learning_rate_decay_steps", lambda v: v),
+    "lr_decay_factor": ("learning_rate_decay_factor", lambda v: v),
 }
 
 
@@ -123,7 +126,7 @@ def _choices() -> tuple[tuple[str, tuple[str, ...]], ...]:
         ("model.arch", models.ARCHS),
         ("loss", tuple(train_step.LOSS_FUNCTIONS)),
         ("precision", precision.NAMES),
-        ("lr_schedule", optim.SCHEDULES),
+        ("learning_rate_schedule", optim.SCHEDULES),
         ("data.source", sources.SOURCES),
         ("data.skip_small", pipeline.SKIP_SMALL),
         ("eval.protocol", tuple(metrics.PROTOCOLS)),

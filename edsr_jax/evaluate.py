@@ -22,7 +22,8 @@ from edsr_jax.data.benchmarks import Sample
 from edsr_jax.errors import UserError
 from edsr_jax.imaging import metrics, resize
 
-UpscaleFn = Callable[[np.ndarray], np.ndarray]
+# LR uint8 (H, W, 3) -> SR (H*s, W*s, 3): an inference.Upscaler, bicubic(s), or any such function.
+SuperResolve = Callable[[np.ndarray], np.ndarray]
 # Called with each sample and the quantised (uint8) output that was scored.
 OnOutput = Callable[[Sample, np.ndarray], None]
 # (sample, SR output, scale, protocol) -> (psnr, ssim).
@@ -61,7 +62,7 @@ class DeviceScorer:
         return float(p), float(s)
 
 
-def bicubic(scale: int, *, boundary: str = "replicate") -> UpscaleFn:
+def bicubic(scale: int, *, boundary: str = "replicate") -> SuperResolve:
     """The paper's Bicubic row: MATLAB bicubic upscaling of the LR, ``imresize(lr, scale)`` (uint8)."""
 
     def upscale(lr: np.ndarray) -> np.ndarray:
@@ -71,7 +72,7 @@ def bicubic(scale: int, *, boundary: str = "replicate") -> UpscaleFn:
 
 
 def evaluate_images(
-    upscale_fn: UpscaleFn,
+    upscale_fn: SuperResolve,
     samples: Sequence[Sample],
     *,
     scale: int,
@@ -134,7 +135,7 @@ def evaluate_images(
 
 
 def evaluate_sets(
-    upscaler_for_scale: Callable[[int], UpscaleFn],
+    super_resolve_for_scale: Callable[[int], SuperResolve],
     data_dir: str,
     datasets: Sequence[str],
     scales: Sequence[int],
@@ -152,7 +153,7 @@ def evaluate_sets(
     images are loaded one (dataset, scale) at a time.
 
     Args:
-      upscaler_for_scale: ``scale -> upscale_fn`` (called once per scale).
+      super_resolve_for_scale: ``scale -> upscale_fn`` (called once per scale).
       data_dir: the folder holding the sets.
       datasets: set names (folder names), e.g. ``["Set5", "Set14"]``.
       scales: upscaling factors.
@@ -176,7 +177,7 @@ def evaluate_sets(
     progress = progress_factory(sum(counts.values()) * len(scales)) if progress_factory else None
     results = []
     for s in scales:
-        upscale_fn = upscaler_for_scale(s)
+        upscale_fn = super_resolve_for_scale(s)
         for name in datasets:
             skipped = [] if skip_bad else None
             samples = benchmarks.load_benchmark(data_dir, name, s, boundary=boundary, skipped=skipped)

@@ -315,12 +315,12 @@ class Upscaler:
         self.variables = variables
         self._variables = [variables if d is None else jax.device_put(variables, d) for d in self.devices]
 
-    def on_device(self, lr):
-        """``self(lr)`` left on the device (a ``jax.Array``, float32 (H*s, W*s, 3)): for callers that
+    def on_device(self, low_res):
+        """``self(low_res)`` left on the device (a ``jax.Array``, float32 (H*s, W*s, 3)): for callers that
         score on the device. Whole images only (``tile`` None)."""
         if self.tile is not None:
             raise ValueError("on_device runs whole images; this upscaler tiles (tile is set)")
-        return self._whole(self._check(lr), 0)[0]
+        return self._whole(self._check(low_res), 0)[0]
 
     def _check(self, lr) -> np.ndarray:
         lr = np.asarray(lr)
@@ -342,10 +342,10 @@ class Upscaler:
             in_flight=len(self.devices),
         )
 
-    def tiles(self, lr: np.ndarray) -> bool:
-        """Whether ``lr`` is cut into tiles: a tile at least as large as the image is the image
+    def tiles(self, low_res: np.ndarray) -> bool:
+        """Whether ``low_res`` is cut into tiles: a tile at least as large as the image is the image
         (run whole, so a huge ``tile`` never pads a small image up to its size)."""
-        return self.tile is not None and self.tile < max(lr.shape[:2])
+        return self.tile is not None and self.tile < max(low_res.shape[:2])
 
     def map(self, images: Iterable) -> Iterator[np.ndarray]:
         """``self(lr)`` of each image, in order, with up to one image per device in flight (tiled
@@ -364,10 +364,10 @@ class Upscaler:
         while pending:
             yield np.asarray(pending.popleft(), np.float32)[0]
 
-    def __call__(self, lr) -> np.ndarray:
-        return next(iter(self.map([lr])))
+    def __call__(self, low_res) -> np.ndarray:
+        return next(iter(self.map([low_res])))
 
-    def upscale_uint8(self, lr, out: np.ndarray | None = None) -> np.ndarray:
+    def upscale_uint8(self, low_res, out: np.ndarray | None = None) -> np.ndarray:
         """The output quantised like a scored image (clip, round half away), as uint8 (H*s, W*s, 3).
 
         Tiled, each finished tile is quantised into ``out`` (default a new array; e.g. a
@@ -376,13 +376,13 @@ class Upscaler:
         """
         from edsr_jax.imaging import metrics
 
-        lr = self._check(lr)
+        low_res = self._check(low_res)
         if out is None:
-            out = np.empty((lr.shape[0] * self.scale, lr.shape[1] * self.scale, 3), np.uint8)
-        if not self.tiles(lr):
-            out[...] = metrics.quantize_uint8(self(lr))
+            out = np.empty((low_res.shape[0] * self.scale, low_res.shape[1] * self.scale, 3), np.uint8)
+        if not self.tiles(low_res):
+            out[...] = metrics.quantize_uint8(self(low_res))
             return out
-        self._tiled(lr, out=out[None], finish=metrics.quantize_uint8)
+        self._tiled(low_res, out=out[None], finish=metrics.quantize_uint8)
         return out
 
 

@@ -19,7 +19,7 @@ from edsr_jax.errors import UserError
 
 # Optimizer group of parameters every scale uses.
 SHARED_GROUP = "shared"
-# The learning-rate schedules ``config.lr_schedule`` may name.
+# The learning-rate schedules ``config.learning_rate_schedule`` may name.
 SCHEDULES = ("step", "cosine")
 # Top-level parameter names that belong to one MDSR scale (pre_process_x3_0, upsample_x3, ...).
 _SCALE_PARAM = re.compile(r"_x(\d+)(?:_|$)")
@@ -33,15 +33,19 @@ def create_learning_rate_fn(config) -> optax.Schedule:
     """
     peak, total = float(config.learning_rate), int(config.num_train_steps)
     warmup = int(round(float(config.warmup_fraction) * total))
-    if config.lr_schedule == "step":
+    if config.learning_rate_schedule == "step":
         main = optax.exponential_decay(
-            peak, int(config.lr_decay_steps), float(config.lr_decay_factor), staircase=True
+            peak,
+            int(config.learning_rate_decay_steps),
+            float(config.learning_rate_decay_factor),
+            staircase=True,
         )
-    elif config.lr_schedule == "cosine":
+    elif config.learning_rate_schedule == "cosine":
         main = optax.cosine_decay_schedule(peak, max(1, total - warmup))
     else:
         raise UserError(
-            f"config.lr_schedule must be {' or '.join(map(repr, SCHEDULES))}, got {config.lr_schedule!r}"
+            f"config.learning_rate_schedule must be {' or '.join(map(repr, SCHEDULES))}, "
+            f"got {config.learning_rate_schedule!r}"
         )
     if warmup <= 0:
         return main

@@ -192,12 +192,14 @@ def stack_calls(
     for size in sizes:
         group = [next(batches) for _ in range(size)]
         group += [group[-1]] * (per_call - size)
-        side = group[0]["lr"].shape[1] * max(scales) if len(scales) > 1 else group[0]["hr"].shape[1]
-        hr = np.zeros((per_call, *group[0]["hr"].shape[:1], side, side, 3), np.uint8)
+        side = (
+            group[0]["low_res"].shape[1] * max(scales) if len(scales) > 1 else group[0]["high_res"].shape[1]
+        )
+        hr = np.zeros((per_call, *group[0]["high_res"].shape[:1], side, side, 3), np.uint8)
         for i, b in enumerate(group):
-            hr[i, :, : b["hr"].shape[1], : b["hr"].shape[2]] = b["hr"]
+            hr[i, :, : b["high_res"].shape[1], : b["high_res"].shape[2]] = b["high_res"]
         index = np.array([list(scales).index(int(b["scale"])) for b in group], np.int32)
-        yield size, {"lr": np.stack([b["lr"] for b in group]), "hr": hr, "scale_index": index}
+        yield size, {"low_res": np.stack([b["low_res"] for b in group]), "high_res": hr, "scale_index": index}
 
 
 @dataclasses.dataclass
@@ -396,7 +398,7 @@ def _at_call_end(run: _Run, state, step: int, history, reported: int, timer, sto
         run.writer.write_scalars(step, {f"train/{k}": v for k, v in {**means, **speed}.items()})
         run.log(
             f"step {step}/{total}  loss {means['loss']:.4f}  grad_norm {means['grad_norm']:.4g}  "
-            f"lr {means['learning_rate']:.3g}  {speed['steps_per_second']:.2f} steps/s  "
+            f"learning_rate {means['learning_rate']:.3g}  {speed['steps_per_second']:.2f} steps/s  "
             f"data wait {100 * speed['data_wait']:.0f}%  eta {writers.format_duration(speed['eta_seconds'])}"
         )
     scores = None

@@ -125,12 +125,12 @@ def train_step(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One Adam step on the loss of a batch of one scale (static: one program per scale).
 
-    ``batch`` is ``{"lr", "hr"}`` uint8 patches; ``loss`` is ``"l1"`` or ``"l2"`` on [0, 255]; the
+    ``batch`` is ``{"low_res", "high_res"}`` uint8 patches; ``loss`` is ``"l1"`` or ``"l2"`` on [0, 255]; the
     guards are off at 0 (:mod:`edsr_jax.optim`). Returns ``(new_state, metrics)``: loss, grad_norm
     (before clipping), learning_rate, skipped, loss_mean.
     """
-    lr_images = batch["lr"].astype(jnp.float32)
-    hr_images = batch["hr"].astype(jnp.float32)
+    lr_images = batch["low_res"].astype(jnp.float32)
+    hr_images = batch["high_res"].astype(jnp.float32)
     loss_of = LOSS_FUNCTIONS[loss]
     if skip_loss_factor > 0 and state.loss_stats is None:
         raise ValueError("skip_loss_factor needs state.loss_stats (create_train_state makes them)")
@@ -190,7 +190,7 @@ def compile_train_step(
     batch_sharding = sharding.batch_sharding(mesh)
     return jax.jit(
         step_fn,
-        in_shardings=(state_shardings, {"lr": batch_sharding, "hr": batch_sharding}),
+        in_shardings=(state_shardings, {"low_res": batch_sharding, "high_res": batch_sharding}),
         out_shardings=(state_shardings, sharding.replicated(mesh)),
         donate_argnums=0,
         compiler_options=dict(compiler_options),
@@ -210,13 +210,13 @@ def train_steps(
     ``count`` is traced, so one program runs 1..K steps with the same bits as single steps, and small
     models are not bound by dispatch. HR patches arrive padded to the largest scale and are cropped.
     """
-    steps = batches["lr"].shape[0]
-    patch = batches["lr"].shape[2]
+    steps = batches["low_res"].shape[0]
+    patch = batches["low_res"].shape[2]
 
     def at_scale(scale):
         def step(state, lr, hr):
             hr = hr[:, : patch * scale, : patch * scale]
-            return train_step(state, {"lr": lr, "hr": hr}, scale=scale, **options)
+            return train_step(state, {"low_res": lr, "high_res": hr}, scale=scale, **options)
 
         return step
 
@@ -224,8 +224,8 @@ def train_steps(
 
     def body(i, carry):
         state, metrics = carry
-        lr = jax.lax.dynamic_index_in_dim(batches["lr"], i, keepdims=False)
-        hr = jax.lax.dynamic_index_in_dim(batches["hr"], i, keepdims=False)
+        lr = jax.lax.dynamic_index_in_dim(batches["low_res"], i, keepdims=False)
+        hr = jax.lax.dynamic_index_in_dim(batches["high_res"], i, keepdims=False)
         if len(branches) == 1:
             state, step_metrics = branches[0](state, lr, hr)
         else:
@@ -234,7 +234,7 @@ def train_steps(
         return state, metrics
 
     shapes = jax.eval_shape(
-        lambda s, lr, hr: branches[0](s, lr, hr)[1], state, batches["lr"][0], batches["hr"][0]
+        lambda s, lr, hr: branches[0](s, lr, hr)[1], state, batches["low_res"][0], batches["high_res"][0]
     )
     metrics = {k: jnp.zeros((steps,), v.dtype) for k, v in shapes.items()}
     return jax.lax.fori_loop(0, count, body, (state, metrics))
@@ -266,7 +266,11 @@ def compile_train_steps(
     replicated = sharding.replicated(mesh)
     return jax.jit(
         fn,
-        in_shardings=(state_shardings, {"lr": stacked, "hr": stacked, "scale_index": replicated}, replicated),
+        in_shardings=(
+            state_shardings,
+            {"low_res": stacked, "high_res": stacked, "scale_index": replicated},
+            replicated,
+        ),
         out_shardings=(state_shardings, replicated),
         donate_argnums=0,
         compiler_options=dict(compiler_options),

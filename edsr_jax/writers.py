@@ -190,16 +190,18 @@ def parameter_overview(params: Any) -> str:
     return "\n".join(lines + [f"Total: {total:,} -- {nbytes:,} bytes"])
 
 
-def summary_image(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, scale: int, crop: int) -> np.ndarray:
+def summary_image(
+    low_res: np.ndarray, sr: np.ndarray, high_res: np.ndarray, scale: int, crop: int
+) -> np.ndarray:
     """One image strip ``[LR (nearest) | bicubic | SR | HR]`` of a central LR crop, uint8."""
-    c = min(crop, *lr.shape[:2])
-    y, x = (lr.shape[0] - c) // 2, (lr.shape[1] - c) // 2
-    lr_c = lr[y : y + c, x : x + c]
+    c = min(crop, *low_res.shape[:2])
+    y, x = (low_res.shape[0] - c) // 2, (low_res.shape[1] - c) // 2
+    low_res_crop = low_res[y : y + c, x : x + c]
     hr_window = (slice(y * scale, (y + c) * scale), slice(x * scale, (x + c) * scale))
     tiles = [
-        np.repeat(np.repeat(lr_c, scale, 0), scale, 1),
-        resize.imresize(lr_c, scale),
+        np.repeat(np.repeat(low_res_crop, scale, 0), scale, 1),
+        resize.imresize(low_res_crop, scale),
         metrics.quantize_uint8(sr[hr_window]),
-        hr[hr_window],
+        high_res[hr_window],
     ]
     return np.concatenate(tiles, axis=1)

@@ -33,7 +33,7 @@ augmentation   hflip, vflip, transpose, p=0.5 each,    the same three coins, the
 values         float in [0, 255] (uint8 cast)          the same (cast on the device)
 loss           L1 (mean)                               L1 (mean)
 optimizer      Adam 0.9/0.999, eps 1e-8                the same (``optax.scale_by_adam``)
-schedule       5e-4 constant (or x factor every N)     ``lr_schedule=step`` with decay steps >
+schedule       5e-4 constant (or x factor every N)     ``learning_rate_schedule=step`` with decay steps >
                                                        steps (constant), or the same step decay
 init           PyTorch's default (what the official    edsr-jax's PyTorch-style default
                code gets)
@@ -128,21 +128,23 @@ def load_pairs(scale: int = SCALE, patch: int = 0) -> list[tuple[np.ndarray, np.
     return [pairs.pair(i, scale) for i in range(len(source))]
 
 
-def crop(lr: np.ndarray, hr: np.ndarray, y: int, x: int, patch: int, scale: int):
+def crop(low_res: np.ndarray, high_res: np.ndarray, y: int, x: int, patch: int, scale: int):
     """The LR patch with top-left (y, x) and its HR patch with top-left (scale*y, scale*x)."""
     hp = patch * scale
-    return lr[y : y + patch, x : x + patch], hr[scale * y : scale * y + hp, scale * x : scale * x + hp]
+    return low_res[y : y + patch, x : x + patch], high_res[
+        scale * y : scale * y + hp, scale * x : scale * x + hp
+    ]
 
 
-def augment(lr: np.ndarray, hr: np.ndarray, hflip: bool, vflip: bool, rot90: bool):
+def augment(low_res: np.ndarray, high_res: np.ndarray, hflip: bool, vflip: bool, rot90: bool):
     """The official augmentation: flip W, flip H, then transpose H/W, the same for both."""
     if hflip:
-        lr, hr = lr[:, ::-1], hr[:, ::-1]
+        low_res, high_res = low_res[:, ::-1], high_res[:, ::-1]
     if vflip:
-        lr, hr = lr[::-1], hr[::-1]
+        low_res, high_res = low_res[::-1], high_res[::-1]
     if rot90:
-        lr, hr = lr.transpose(1, 0, 2), hr.transpose(1, 0, 2)
-    return lr, hr
+        low_res, high_res = low_res.transpose(1, 0, 2), high_res.transpose(1, 0, 2)
+    return low_res, high_res
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -218,11 +220,11 @@ def endless(loader, steps: int):
 # --- the PyTorch trainer ---------------------------------------------------------------------------
 
 
-def lr_factor(step: int, args) -> float:
+def learning_rate_factor(step: int, args) -> float:
     """The learning-rate multiplier of update ``step`` (0-based), as edsr-jax's schedule."""
-    if args.lr_schedule == "constant":
+    if args.learning_rate_schedule == "constant":
         return 1.0
-    return float(args.lr_decay_factor) ** (step // int(args.lr_decay_steps))
+    return float(args.learning_rate_decay_factor) ** (step // int(args.learning_rate_decay_steps))
 
 
 def step_stats(t0: float, step_ends: list[float], end: float, skip: int) -> dict:
@@ -237,9 +239,9 @@ def train_torch(pairs, args, *, skip_steps: int = TIMED_AFTER) -> tuple[dict, di
 
     Args:
       pairs: ``[(hr, lr)]`` uint8 (H, W, 3) (:func:`load_pairs`).
-      args: ``blocks``, ``features``, ``patch``, ``batch``, ``steps``, ``lr``, ``lr_schedule``
-        (``"constant"`` or ``"step"``, with ``lr_decay_steps`` and ``lr_decay_factor``),
-        ``workers`` and ``seed``.
+      args: ``blocks``, ``features``, ``patch``, ``batch``, ``steps``, ``learning_rate``,
+        ``learning_rate_schedule`` (``"constant"`` or ``"step"``, with ``learning_rate_decay_steps``
+        and ``learning_rate_decay_factor``), ``workers`` and ``seed``.
       skip_steps: steps/s are measured after this many steps.
 
     Returns:
@@ -257,8 +259,8 @@ def train_torch(pairs, args, *, skip_steps: int = TIMED_AFTER) -> tuple[dict, di
         net = torch_reference.build_model("edsr", SCALE, num_blocks=args.blocks, num_features=args.features)
         net.train()
         trained = [p for p in net.parameters() if p.requires_grad]  # (not the fixed MeanShift)
-        optimizer = torch.optim.Adam(trained, lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: lr_factor(k, args))
+        optimizer = torch.optim.Adam(trained, lr=args.learning_rate, betas=(0.9, 0.999), eps=1e-8)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: learning_rate_factor(k, args))
         step_ends = []
         for step, (lr_batch, hr_batch) in enumerate(endless(make_loader(pairs, args), args.steps)):
             optimizer.zero_grad()
@@ -280,7 +282,9 @@ def train_torch(pairs, args, *, skip_steps: int = TIMED_AFTER) -> tuple[dict, di
 
 def jax_overrides(args, seed: int) -> list[str]:
     """``--config.K=V`` flags making ``--config demo`` the recipe of ``args`` (then ``--jax-override``)."""
-    decay_steps = args.steps + 1 if args.lr_schedule == "constant" else args.lr_decay_steps
+    decay_steps = (
+        args.steps + 1 if args.learning_rate_schedule == "constant" else args.learning_rate_decay_steps
+    )
     fields = {
         "model.num_blocks": args.blocks,
         "model.num_features": args.features,
@@ -290,10 +294,10 @@ def jax_overrides(args, seed: int) -> list[str]:
         "patch_size": args.patch,
         "data.source": "skimage",
         "data.flat_patch_threshold": 0,
-        "learning_rate": args.lr,
-        "lr_schedule": "step",
-        "lr_decay_steps": decay_steps,
-        "lr_decay_factor": args.lr_decay_factor,
+        "learning_rate": args.learning_rate,
+        "learning_rate_schedule": "step",
+        "learning_rate_decay_steps": decay_steps,
+        "learning_rate_decay_factor": args.learning_rate_decay_factor,
         "warmup_fraction": 0,
         "adam_b1": 0.9,
         "adam_b2": 0.999,
@@ -559,13 +563,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--features", type=int, default=48)
     p.add_argument("--patch", type=int, default=48, help="LR patch side")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--lr-schedule", choices=("constant", "step"), default="constant")
-    p.add_argument("--lr-decay-steps", type=int, default=200, help="step schedule: steps between decays")
-    p.add_argument("--lr-decay-factor", type=float, default=0.5, help="step schedule: multiplier")
+    p.add_argument("--learning-rate", type=float, default=5e-4)
+    p.add_argument("--learning-rate-schedule", choices=("constant", "step"), default="constant")
+    p.add_argument(
+        "--learning-rate-decay-steps", type=int, default=200, help="step schedule: steps between decays"
+    )
+    p.add_argument("--learning-rate-decay-factor", type=float, default=0.5, help="step schedule: multiplier")
     p.add_argument("--workers", type=int, default=2, help="PyTorch DataLoader worker processes")
     p.add_argument(
-        "--torch-threads", type=int, default=0, help="PyTorch's threads (0: one per core; 1 on a busy machine)"
+        "--torch-threads", type=int, default=0, help="PyTorch threads (0: one per core; 1 on a busy machine)"
     )
     p.add_argument("--benchmark-dir", default=DEFAULT_BENCHMARKS, help=f"folder holding {BENCHMARK_SET}")
     p.add_argument("--workdir", default="", help="where the edsr-jax runs go (default: a temp dir)")
@@ -599,8 +605,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.side_list.append(f"jax_{name}")
     if not args.seed_list:
         p.error(f"--seeds must list at least one seed, got {args.seeds!r}")
-    if args.lr_schedule == "step" and args.lr_decay_steps < 1:
-        p.error(f"--lr-decay-steps must be >= 1, got {args.lr_decay_steps}")
+    if args.learning_rate_schedule == "step" and args.learning_rate_decay_steps < 1:
+        p.error(f"--learning-rate-decay-steps must be >= 1, got {args.learning_rate_decay_steps}")
     return args
 
 

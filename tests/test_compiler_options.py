@@ -69,7 +69,7 @@ def test_the_library_programs_compile_with_their_routing_without_xla_flags():
     state, shardings = train_step.create_train_state(model, tx, mesh, jax.random.PRNGKey(0))
     step = train_step.compile_train_step(model, tx, optax.constant_schedule(1e-3), mesh, shardings, 2)
     batch = sharding.make_global_batch(
-        {"lr": np.zeros((2, 8, 8, 3), np.uint8), "hr": np.zeros((2, 16, 16, 3), np.uint8)}, mesh
+        {"low_res": np.zeros((2, 8, 8, 3), np.uint8), "high_res": np.zeros((2, 16, 16, 3), np.uint8)}, mesh
     )
     assert not _uses_ynnpack(step.lower(state, batch).compile())  # training: XLA's kernels
     up = inference.make_upscaler(model, {"params": state.params})

@@ -316,9 +316,21 @@ def test_device_train_reads_steps_data_wait_and_validation_from_the_trainers_log
     worker = load_script("experiments/perf/device_train.py")
     lines = [
         ("{'arch': 'edsr'}: 4,531 parameters", 3.0),
-        ("step 4/12  loss 67.47  grad_norm 27.18  lr 0.0001  1.01 steps/s  data wait 1%  eta 4s", 9.0),
-        ("step 8/12  loss 65.18  grad_norm 26.25  lr 0.0001  120.00 steps/s  data wait 10%  eta 0s", 9.5),
-        ("step 12/12  loss 65.00  grad_norm 26.00  lr 0.0001  100.00 steps/s  data wait 30%  eta 0s", 10.0),
+        (
+            "step 4/12  loss 67.47  grad_norm 27.18  learning_rate 0.0001  "
+            "1.01 steps/s  data wait 1%  eta 4s",
+            9.0,
+        ),
+        (
+            "step 8/12  loss 65.18  grad_norm 26.25  learning_rate 0.0001  "
+            "120.00 steps/s  data wait 10%  eta 0s",
+            9.5,
+        ),
+        (
+            "step 12/12  loss 65.00  grad_norm 26.00  learning_rate 0.0001  "
+            "100.00 steps/s  data wait 30%  eta 0s",
+            10.0,
+        ),
         ("step 12  val/psnr_x2 10.2662  val/ssim_x2 0.0526", 12.5),
     ]
     parsed = worker.parse_log(lines)

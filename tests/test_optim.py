@@ -17,9 +17,9 @@ def _config(**fields):
         learning_rate=1e-4,
         num_train_steps=100,
         warmup_fraction=0.0,
-        lr_schedule="step",
-        lr_decay_steps=20,
-        lr_decay_factor=0.5,
+        learning_rate_schedule="step",
+        learning_rate_decay_steps=20,
+        learning_rate_decay_factor=0.5,
         adam_b1=0.9,
         adam_b2=0.999,
         adam_eps=1e-8,
@@ -30,12 +30,14 @@ def _config(**fields):
 def test_step_schedule_halves_every_decay_steps_and_cosine_ends_at_zero():
     step = optim.create_learning_rate_fn(_config())
     assert [float(step(s)) for s in (0, 19, 20, 45)] == pytest.approx([1e-4, 1e-4, 5e-5, 2.5e-5])
-    cosine = optim.create_learning_rate_fn(_config(lr_schedule="cosine", warmup_fraction=0.1))
+    cosine = optim.create_learning_rate_fn(_config(learning_rate_schedule="cosine", warmup_fraction=0.1))
     assert float(cosine(0)) == 0.0 and float(cosine(5)) == pytest.approx(5e-5)  # linear warm-up
     assert float(cosine(10)) == pytest.approx(1e-4) and float(cosine(100)) == pytest.approx(0.0, abs=1e-12)
     assert float(cosine(55)) == pytest.approx(5e-5, rel=1e-4)  # half-way through the cosine
-    with pytest.raises(UserError, match=r"config\.lr_schedule must be 'step' or 'cosine', got 'linear'"):
-        optim.create_learning_rate_fn(_config(lr_schedule="linear"))
+    with pytest.raises(
+        UserError, match=r"config\.learning_rate_schedule must be 'step' or 'cosine', got 'linear'"
+    ):
+        optim.create_learning_rate_fn(_config(learning_rate_schedule="linear"))
 
 
 def test_parameter_groups_are_shared_and_one_per_mdsr_scale():

@@ -101,7 +101,9 @@ def test_jax_overrides_make_the_recipe_and_the_same_schedule(parity, schedule):
     from edsr_jax import optim
     from edsr_jax.cli import config_flags
 
-    args = parity.parse_args(["--steps", "50", "--lr-schedule", schedule, "--lr-decay-steps", "20"])
+    args = parity.parse_args(
+        ["--steps", "50", "--learning-rate-schedule", schedule, "--learning-rate-decay-steps", "20"]
+    )
     flags = parity.jax_overrides(args, seed=3)
     config = config_flags.apply_overrides(
         config_flags.load_config("demo"), config_flags.split_overrides(flags)
@@ -112,8 +114,8 @@ def test_jax_overrides_make_the_recipe_and_the_same_schedule(parity, schedule):
     assert config.data.flat_patch_threshold == 0 and config.warmup_fraction == 0
     schedule_fn = optim.create_learning_rate_fn(config)
     for step in (0, 19, 20, 49):
-        assert float(schedule_fn(step)) == pytest.approx(5e-4 * parity.lr_factor(step, args))
-    assert parity.lr_factor(49, args) == (1.0 if schedule == "constant" else 0.25)
+        assert float(schedule_fn(step)) == pytest.approx(5e-4 * parity.learning_rate_factor(step, args))
+    assert parity.learning_rate_factor(49, args) == (1.0 if schedule == "constant" else 0.25)
     args.ema_decay = 0.999
     assert "--config.ema_decay=0.999" in parity.jax_overrides(args, seed=0)
 

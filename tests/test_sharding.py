@@ -129,17 +129,26 @@ def test_make_global_batch_and_prefetch_to_device():
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
     n = len(jax.devices())
     batches = [
-        {"lr": np.full((n, 2, 2, 3), k, np.uint8), "hr": np.full((n, 4, 4, 3), k, np.uint8), "scale": 2}
+        {
+            "low_res": np.full((n, 2, 2, 3), k, np.uint8),
+            "high_res": np.full((n, 4, 4, 3), k, np.uint8),
+            "scale": 2,
+        }
         for k in range(4)
     ]
     out = list(sharding.prefetch_to_device(iter(batches), 2, mesh))
-    assert [int(b["lr"][0, 0, 0, 0]) for b in out] == [0, 1, 2, 3]
+    assert [int(b["low_res"][0, 0, 0, 0]) for b in out] == [0, 1, 2, 3]
     g = out[0]
-    assert g["scale"] == 2 and g["hr"].shape == (n, 4, 4, 3)
-    assert g["lr"].sharding.spec == jax.sharding.PartitionSpec("data")
-    assert len(g["lr"].addressable_shards) == n and g["lr"].addressable_shards[0].data.shape == (1, 2, 2, 3)
+    assert g["scale"] == 2 and g["high_res"].shape == (n, 4, 4, 3)
+    assert g["low_res"].sharding.spec == jax.sharding.PartitionSpec("data")
+    assert len(g["low_res"].addressable_shards) == n and g["low_res"].addressable_shards[0].data.shape == (
+        1,
+        2,
+        2,
+        3,
+    )
     direct = sharding.make_global_batch(batches[3], mesh)
-    np.testing.assert_array_equal(np.asarray(direct["hr"]), batches[3]["hr"])
+    np.testing.assert_array_equal(np.asarray(direct["high_res"]), batches[3]["high_res"])
     # A global batch of 3 on 8 devices is refused by the one check, before any batch is made.
     with pytest.raises(
         UserError, match=r"batch_size=3 must be a positive multiple of the number of devices \(8"

@@ -42,9 +42,10 @@ def test_train_and_evaluate_writes_checkpoints_events_and_a_loadable_model(tmp_p
 
 def test_resume_after_sigterm_is_bit_identical(tmp_path, cache_dir, monkeypatch, capsys):
     reference = train.train_and_evaluate(
-        tiny_config(cache_dir, lr_schedule="step", lr_decay_steps=2), str(tmp_path / "a")
+        tiny_config(cache_dir, learning_rate_schedule="step", learning_rate_decay_steps=2),
+        str(tmp_path / "a"),
     )
-    config = tiny_config(cache_dir, lr_schedule="step", lr_decay_steps=2)
+    config = tiny_config(cache_dir, learning_rate_schedule="step", learning_rate_decay_steps=2)
     workdir = str(tmp_path / "b")
     # SIGTERM arriving during step 3: the guard answers at the step boundary.
     should_stop = preemption.PreemptionGuard.should_stop
@@ -74,11 +75,11 @@ def test_one_step_on_8_devices_equals_one_device_and_the_schedule_reads_the_stat
     config = tiny_config("")
     model = train.create_model(config)
     tx = optim.create_optimizer(config, model)
-    lr_fn = optim.create_learning_rate_fn(config)
+    learning_rate_fn = optim.create_learning_rate_fn(config)
     rng = np.random.default_rng(0)
     batch = {
-        "lr": rng.integers(0, 256, (8, 6, 6, 3), np.uint8),
-        "hr": rng.integers(0, 256, (8, 12, 12, 3), np.uint8),
+        "low_res": rng.integers(0, 256, (8, 6, 6, 3), np.uint8),
+        "high_res": rng.integers(0, 256, (8, 12, 12, 3), np.uint8),
     }
     state8, _ = train_step.create_train_state(model, tx, sharding.create_mesh(), jax.random.PRNGKey(0))
     state8 = state8.replace(step=jnp.asarray(7, jnp.int32))  # as if resumed at step 7
@@ -87,14 +88,16 @@ def test_one_step_on_8_devices_equals_one_device_and_the_schedule_reads_the_stat
         mesh = sharding.create_mesh(jax.devices()[:n])
         shardings = jax.tree.map(lambda _, m=mesh: sharding.replicated(m), state8)
         state = jax.device_put(jax.device_get(state8), shardings)  # the same start on both meshes
-        step = train_step.compile_train_step(model, tx, lr_fn, mesh, shardings, scale=2)
+        step = train_step.compile_train_step(model, tx, learning_rate_fn, mesh, shardings, scale=2)
         placed = {k: jax.device_put(v, sharding.batch_sharding(mesh)) for k, v in batch.items()}
         state, first = step(state, placed)
         state, metrics = step(state, placed)
         assert len(state.params["head"]["kernel"].sharding.device_set) == n
         assert int(state.step) == 9
         assert (
-            float(first["learning_rate"]) == pytest.approx(float(lr_fn(7))) != pytest.approx(float(lr_fn(0)))
+            float(first["learning_rate"])
+            == pytest.approx(float(learning_rate_fn(7)))
+            != pytest.approx(float(learning_rate_fn(0)))
         )
         results.append((params_of(state), float(metrics["loss"])))
     (p1, loss1), (p8, loss8) = results
@@ -114,8 +117,8 @@ def test_bfloat16_computes_in_bf16_and_keeps_float32_state():
     step = train_step.compile_train_step(model, tx, optim.create_learning_rate_fn(config), mesh, shardings, 2)
     rng = np.random.default_rng(0)
     batch = {
-        "lr": rng.integers(0, 256, (8, 6, 6, 3), np.uint8),
-        "hr": rng.integers(0, 256, (8, 12, 12, 3), np.uint8),
+        "low_res": rng.integers(0, 256, (8, 6, 6, 3), np.uint8),
+        "high_res": rng.integers(0, 256, (8, 12, 12, 3), np.uint8),
     }
     hlo = step.lower(state, batch).as_text()
     assert "bf16" in hlo and "convolution" in hlo
@@ -130,7 +133,7 @@ def test_mdsr_step_leaves_other_scales_bit_identical():
     config = tiny_config("", model__arch="mdsr", scales="2,4")
     model = train.create_model(config)
     tx = optim.create_optimizer(config, model)
-    lr_fn = optim.create_learning_rate_fn(config)
+    learning_rate_fn = optim.create_learning_rate_fn(config)
     mesh = sharding.create_mesh(jax.devices()[:1])
     params = random_params(model, 0)
     state = train_step.TrainState(
@@ -141,9 +144,11 @@ def test_mdsr_step_leaves_other_scales_bit_identical():
     rng = np.random.default_rng(1)
 
     def step(state, scale):
-        batch = {"lr": rng.integers(0, 256, (2, 6, 6, 3), np.uint8)}
-        batch["hr"] = rng.integers(0, 256, (2, 6 * scale, 6 * scale, 3), np.uint8)
-        return train_step.compile_train_step(model, tx, lr_fn, mesh, shardings, scale)(state, batch)[0]
+        batch = {"low_res": rng.integers(0, 256, (2, 6, 6, 3), np.uint8)}
+        batch["high_res"] = rng.integers(0, 256, (2, 6 * scale, 6 * scale, 3), np.uint8)
+        return train_step.compile_train_step(model, tx, learning_rate_fn, mesh, shardings, scale)(
+            state, batch
+        )[0]
 
     state = step(step(state, 4), 4)  # x4's Adam moments are non-zero now
     before = jax.device_get(state)  # (a host copy: the step donates its input)
@@ -282,8 +287,8 @@ def tiny_step():
     n = mesh.devices.size
     batch = sharding.make_global_batch(
         {
-            "lr": rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
-            "hr": rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8),
+            "low_res": rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8),
+            "high_res": rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8),
         },
         mesh,
     )

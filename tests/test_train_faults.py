@@ -33,7 +33,12 @@ from edsr_jax.errors import UserError
 pytestmark = pytest.mark.usefixtures("compilation_cache")
 
 # 12 steps, a checkpoint every 4, a learning-rate decay every 2 (so the step counter matters).
-RUN = {"num_train_steps": 12, "checkpoint_every_steps": 4, "lr_schedule": "step", "lr_decay_steps": 2}
+RUN = {
+    "num_train_steps": 12,
+    "checkpoint_every_steps": 4,
+    "learning_rate_schedule": "step",
+    "learning_rate_decay_steps": 2,
+}
 # Where each killed process dies (point, step), and the step its rerun must resume from.
 KILLS = {
     "after_step_6": (("after_step", 6), 4),  # between checkpoints 4 and 8
@@ -210,7 +215,7 @@ def test_non_finite_loss_names_the_step_and_values_and_keeps_the_good_checkpoint
 ):
     # The spike guard skips large finite losses only: a non-finite one stops the run all the same.
     config = tiny_config(
-        cache_dir, learning_rate=1e30, lr_schedule="step", checkpoint_every_steps=1, **options
+        cache_dir, learning_rate=1e30, learning_rate_schedule="step", checkpoint_every_steps=1, **options
     )
     workdir = tmp_path / "nan"
     message = r"non-finite training values at step (\d+): loss=\S+, grad_norm=\S+;.*config\.learning_rate"
@@ -231,7 +236,9 @@ def test_non_finite_loss_names_the_step_and_values_and_keeps_the_good_checkpoint
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_the_workdir_as_it_found_it(
     before, cache_dir, tmp_path
 ):
-    config = tiny_config(cache_dir, learning_rate=1e30, lr_schedule="step", checkpoint_every_steps=100)
+    config = tiny_config(
+        cache_dir, learning_rate=1e30, learning_rate_schedule="step", checkpoint_every_steps=100
+    )
     workdir = tmp_path / "run"
     if before == "empty":
         workdir.mkdir()

@@ -69,7 +69,11 @@ def test_a_loss_spike_is_skipped_logged_and_leaves_the_state_as_it_was(
     def with_a_spike(config, *, start_step=0, rows=None):
         for step, batch in enumerate(real_iterator(config, start_step=start_step, rows=rows), start_step + 1):
             if step == spike_step:  # black inputs, white targets: a loss far above the running mean
-                batch = dict(batch, lr=np.zeros_like(batch["lr"]), hr=np.full_like(batch["hr"], 255))
+                batch = dict(
+                    batch,
+                    low_res=np.zeros_like(batch["low_res"]),
+                    high_res=np.full_like(batch["high_res"], 255),
+                )
             yield batch
 
     monkeypatch.setattr(pipeline, "create_train_iterator", with_a_spike)

@@ -80,8 +80,8 @@ def _lowered_step(model, matmul_precision):
         model, tx, optax.constant_schedule(1e-3), mesh, shardings, (2,), matmul_precision=matmul_precision
     )
     batches = {
-        "lr": jnp.zeros((2, 8, 6, 6, 3), jnp.uint8),
-        "hr": jnp.zeros((2, 8, 12, 12, 3), jnp.uint8),
+        "low_res": jnp.zeros((2, 8, 6, 6, 3), jnp.uint8),
+        "high_res": jnp.zeros((2, 8, 12, 12, 3), jnp.uint8),
         "scale_index": jnp.zeros((2,), jnp.int32),
     }
     return fn.lower(state, batches, np.int32(2)).as_text()

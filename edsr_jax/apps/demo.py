@@ -114,8 +114,8 @@ def measure_step_seconds(
     rng = np.random.default_rng(0)
     b, p = int(config.batch_size), int(config.patch_size)
     batch = {
-        "lr": rng.integers(0, 256, (b, p, p, 3), dtype=np.uint8),
-        "hr": rng.integers(0, 256, (b, p * SCALE, p * SCALE, 3), dtype=np.uint8),
+        "low_res": rng.integers(0, 256, (b, p, p, 3), dtype=np.uint8),
+        "high_res": rng.integers(0, 256, (b, p * SCALE, p * SCALE, 3), dtype=np.uint8),
     }
     batch = jax.device_put(batch, sharding.batch_sharding(mesh))
     state, metrics = step_fn(state, batch)

@@ -113,8 +113,9 @@ def recompose(sr_rgb: np.ndarray, parts: Decomposed, scale: int, keep_alpha: boo
     return np.concatenate([out.reshape(*out.shape[:2], -1), alpha[..., None]], axis=-1)
 
 
-class Upscalers:
-    """The model's upscale functions, created on first use: whole images, and tiled ones."""
+class UpscalerCache:
+    """The model's :class:`~edsr_jax.inference.Upscaler` per tile size, created on first use: whole
+    images, and tiled ones."""
 
     def __init__(
         self,
@@ -204,7 +205,7 @@ def upscale_file(
       src: the input image file.
       dst: the output file (checked by :func:`edsr_jax.imaging.files.plan_outputs`); its
         extension picks the format; its folder is created.
-      upscale_fn: ``(uint8 (H, W, 3), out=None) -> uint8 (H*s, W*s, 3)``, e.g. an :class:`Upscalers`.
+      upscale_fn: ``(uint8 (H, W, 3), out=None) -> uint8 (H*s, W*s, 3)``, e.g. an :class:`UpscalerCache`.
       scale: the upscaling factor.
       in_memory_bytes: the largest output held in memory.
 

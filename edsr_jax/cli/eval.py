@@ -130,7 +130,7 @@ def _model(checkpoint: str, which, scales, dtype: str, weights: str = "auto"):
     return model, variables, scales
 
 
-def _factory(model, variables, args):
+def _upscaler_per_scale(model, variables, args):
     from edsr_jax import inference
 
     return lambda s: inference.make_upscaler(
@@ -223,14 +223,14 @@ def run(args) -> int:
         bar = tqdm(total=total, unit="img", desc="eval", file=sys.stderr, dynamic_ncols=True)
         return bar.update
 
-    def score(factory, scales, outputs):
+    def score(super_resolve_for_scale, scales, outputs):
         def on_output(*a):
             for hook in outputs:
                 hook(*a)
 
         try:
             return evaluate.evaluate_sets(
-                factory,
+                super_resolve_for_scale,
                 args.data_dir,
                 datasets,
                 scales,
@@ -259,12 +259,12 @@ def run(args) -> int:
             )
             last = i == len(steps) - 1  # (images and the report: of the last step scored)
             outputs = [h for h in (saver, report) if h] if last else []
-            runs.append((step, score(_factory(model, variables, args), used, outputs)))
+            runs.append((step, score(_upscaler_per_scale(model, variables, args), used, outputs)))
             scales = used
     compared = None
     if args.compare:
         model, variables, used = _model(args.compare, "latest", scales, args.dtype, args.weights)
-        compared = score(_factory(model, variables, args), used, [])
+        compared = score(_upscaler_per_scale(model, variables, args), used, [])
     print(f"method: {method}; self-ensemble: {'yes' if args.self_ensemble else 'no'}; dtype {args.dtype}")
     for step, results in runs:
         if step is not None and len(runs) > 1:

@@ -84,12 +84,12 @@ def run(args) -> int:
     if args.max_memory_mb < 1:
         raise UserError(f"--max-memory-mb must be at least 1, got {args.max_memory_mb}")
     memory = args.max_memory_mb * 2**20
-    upscalers = upscale.Upscalers(
+    upscaler_cache = upscale.UpscalerCache(
         model, variables, scale, self_ensemble=args.self_ensemble, tile=args.tile, devices=jax.local_devices()
     )
     if len(jobs) == 1 and jobs[0][0] == args.input:
         src, dst = jobs[0]
-        shape = upscale.upscale_file(src, dst, upscalers, scale, in_memory_bytes=memory)
+        shape = upscale.upscale_file(src, dst, upscaler_cache, scale, in_memory_bytes=memory)
         print(f"wrote {dst} ({shape[1]}x{shape[0]}, x{scale})")
         return 0
 
@@ -100,7 +100,7 @@ def run(args) -> int:
         jobs, desc="upscaling", unit="img", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True
     ):
         try:
-            upscale.upscale_file(src, dst, upscalers, scale, in_memory_bytes=memory)
+            upscale.upscale_file(src, dst, upscaler_cache, scale, in_memory_bytes=memory)
         except Exception as e:  # a bad file is reported and the folder goes on; a bug stops it
             message = user_message(e)
             if message is None or args.debug:

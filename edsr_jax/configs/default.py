@@ -39,12 +39,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.workers = 0  # Grain worker processes (0: threads only; > 0 needs data.cache_dir)
     config.data.prefetch = 4  # batches prepared ahead of the training step
 
-    # Optimisation (paper: L1, Adam 0.9/0.999/1e-8, lr 1e-4 halved every 2e5 updates, batch 16).
+    # Optimisation (paper: L1, Adam 0.9/0.999/1e-8, learning rate 1e-4 halved every 2e5 updates, batch 16).
     config.num_train_steps = 300_000  # updates (EDSR 300k, MDSR 650k in the official runs)
     config.learning_rate = 1e-4  # peak learning rate
-    config.lr_schedule = "step"  # "step" (x lr_decay_factor every lr_decay_steps) or "cosine"
-    config.lr_decay_steps = 200_000  # steps between decays of the "step" schedule
-    config.lr_decay_factor = 0.5  # multiplier at each decay of the "step" schedule
+    config.learning_rate_schedule = "step"  # "step" (x ..._decay_factor every ..._decay_steps) or "cosine"
+    config.learning_rate_decay_steps = 200_000  # steps between decays of the "step" schedule
+    config.learning_rate_decay_factor = 0.5  # multiplier at each decay of the "step" schedule
     config.warmup_fraction = 0.0  # linear warm-up over this fraction of num_train_steps
     config.adam_b1 = 0.9  # Adam beta1
     config.adam_b2 = 0.999  # Adam beta2 (BasicSR uses 0.99; the paper 0.999)
@@ -89,6 +89,6 @@ def apply_cpu_recipe(config: ml_collections.ConfigDict) -> ml_collections.Config
     config.data.flat_patch_threshold = 4.0  # redraw LR patches with a std below 4 grey levels
     config.data.prefetch = 2  # few batches ahead: the CPU also runs the steps
     config.learning_rate = 1e-3  # peak; short runs need more than the paper's 1e-4
-    config.lr_schedule = "cosine"  # decays to 0 at num_train_steps
+    config.learning_rate_schedule = "cosine"  # decays to 0 at num_train_steps
     config.warmup_fraction = 0.05  # linear warm-up over the first 5 % of the steps
     return config

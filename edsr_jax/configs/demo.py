@@ -19,7 +19,7 @@ def get_config(num_train_steps: int = 800):
     config.scales = (SCALE,)
     config.batch_size = 16
     config.patch_size = 32  # LR pixels
-    default_lib.apply_cpu_recipe(config)  # skimage photos, lr 1e-3 warm-up + cosine, flat patches redrawn
+    default_lib.apply_cpu_recipe(config)  # skimage photos, peak 1e-3, warm-up + cosine, flat patches redrawn
     config.num_train_steps = int(num_train_steps)
     config.log_every_steps = 10**9  # the demo shows a progress bar instead of log lines
     config.checkpoint_every_steps = 0  # only at the end (and on a stop request)

@@ -16,7 +16,7 @@ def get_config():
     config.model.num_features = 16
     config.batch_size = 16
     config.patch_size = 24
-    default_lib.apply_cpu_recipe(config)  # skimage photos, lr 1e-3 warm-up + cosine, flat patches redrawn
+    default_lib.apply_cpu_recipe(config)  # skimage photos, peak 1e-3, warm-up + cosine, flat patches redrawn
     config.num_train_steps = 60
     config.log_every_steps = 10
     config.checkpoint_every_steps = 20

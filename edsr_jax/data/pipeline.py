@@ -1,6 +1,6 @@
 """Training batches as the paper draws them, the same on any topology, through Grain; eval samples.
 
-Batches are numpy dicts ``{"lr": uint8 (b, p, p, 3), "hr": uint8 (b, p*s, p*s, 3), "scale": int}``
+Batches are numpy dicts ``{"low_res": uint8 (b, p, p, 3), "high_res": uint8 (b, p*s, p*s, 3), "scale": int}``
 with values in [0, 255] (the models take float in [0, 255]: cast on the device).
 
 **The global batch of step k is a pure function of (config.seed, k).** For each of its
@@ -96,25 +96,27 @@ def image_schedule(seed: int, step: int, batch: int, n_images: int) -> np.ndarra
     return out
 
 
-def crop_pair(lr: np.ndarray, hr: np.ndarray, y: int, x: int, patch: int, scale: int):
+def crop_pair(low_res: np.ndarray, high_res: np.ndarray, y: int, x: int, patch: int, scale: int):
     """The aligned LR patch at (y, x) (LR pixels) and its HR window; both are views.
 
     Returns:
-        (lr[y:y+patch, x:x+patch], hr[y*s:(y+patch)*s, x*s:(x+patch)*s]).
+        (low_res[y:y+patch, x:x+patch], high_res[y*s:(y+patch)*s, x*s:(x+patch)*s]).
     """
     hp = patch * scale
-    return lr[y : y + patch, x : x + patch], hr[y * scale : y * scale + hp, x * scale : x * scale + hp]
+    return low_res[y : y + patch, x : x + patch], high_res[
+        y * scale : y * scale + hp, x * scale : x * scale + hp
+    ]
 
 
-def augment_pair(lr: np.ndarray, hr: np.ndarray, flip_w: bool, flip_h: bool, transpose: bool):
+def augment_pair(low_res: np.ndarray, high_res: np.ndarray, flip_w: bool, flip_h: bool, transpose: bool):
     """Applies flip W, then flip H, then the H/W transpose identically to both (views, no copy)."""
     if flip_w:
-        lr, hr = lr[:, ::-1], hr[:, ::-1]
+        low_res, high_res = low_res[:, ::-1], high_res[:, ::-1]
     if flip_h:
-        lr, hr = lr[::-1], hr[::-1]
+        low_res, high_res = low_res[::-1], high_res[::-1]
     if transpose:
-        lr, hr = lr.transpose(1, 0, 2), hr.transpose(1, 0, 2)
-    return lr, hr
+        low_res, high_res = low_res.transpose(1, 0, 2), high_res.transpose(1, 0, 2)
+    return low_res, high_res
 
 
 @functools.lru_cache(maxsize=64)
@@ -257,7 +259,7 @@ def create_train_iterator(
             a multi-process run takes it from :func:`edsr_jax.sharding.process_rows`).
 
     Returns:
-        Iterator of {"lr": uint8 (n, p, p, 3), "hr": uint8 (n, p*s, p*s, 3), "scale": int}, values
+        Iterator of {"low_res": uint8 (n, p, p, 3), "high_res": uint8 (n, p*s, p*s, 3), "scale": int}, values
         in [0, 255]; the batch at step k depends only on (config.seed, k) and ``rows``.
 
     Raises:
@@ -297,7 +299,7 @@ def create_train_iterator(
             flat_patch_threshold=threshold,
             images=images,
         )
-        return {"lr": lr, "hr": hr, "scale": scale}
+        return {"low_res": lr, "high_res": hr, "scale": scale}
 
     dataset = grain.MapDataset.range(int(start_step), MAX_STEPS).map(make_batch)
     options = grain.ReadOptions(

@@ -1,15 +1,15 @@
 """EDSR, MDSR and SRResNet as Flax modules, importable alone (this folder imports only jax, flax, numpy).
 
 ``edsr.py`` holds the layers, the two networks and the presets; ``srresnet.py`` SRResNet (its
-variables add ``batch_stats``), the ``SRModel`` type and ``receptive_radius``; ``conv.py`` the one
-convolution they use (a CPU-fast gradient); ``params.py`` initialisation, the architecture spec
-and parameter paths. ``edsr_jax.models`` is the package's public model API::
+variables add ``batch_stats``) and ``receptive_radius``; ``sr_model.py`` the ``SRModel`` type;
+``conv.py`` the one convolution they use (a CPU-fast gradient); ``params.py`` initialisation, the
+architecture spec and parameter paths. ``edsr_jax.models`` is the package's public model API::
 
     from edsr_jax import models
 
     model = models.edsr_baseline(scale=2)
     variables = models.init(model, jax.random.key(0))
-    sr = model.apply(variables, lr_images)          # NHWC float in [0, 255]
+    sr = model.apply(variables, low_res_images)     # NHWC float in [0, 255]
 """
 
 from edsr_jax.models.conv import Conv, conv2d, pytorch_bound
@@ -40,7 +40,8 @@ from edsr_jax.models.params import (
     param_shapes,
     path_key,
 )
-from edsr_jax.models.srresnet import SRModel, SRResNet, receptive_radius, srresnet
+from edsr_jax.models.sr_model import SRModel
+from edsr_jax.models.srresnet import SRResNet, receptive_radius, srresnet
 
 __all__ = [
     "ARCHS",

@@ -24,7 +24,8 @@ import numpy as np
 
 from edsr_jax.models.conv import pytorch_bound
 from edsr_jax.models.edsr import EDSR, MDSR
-from edsr_jax.models.srresnet import PRELU_INIT, SRModel, SRResNet
+from edsr_jax.models.sr_model import SRModel
+from edsr_jax.models.srresnet import PRELU_INIT, SRResNet
 
 # The architectures a model spec (and ``config.model.arch``) may name.
 ARCHS = ("edsr", "mdsr", "srresnet")

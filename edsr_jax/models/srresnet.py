@@ -169,15 +169,12 @@ class SRResNet(nn.Module):
         return (self.scale,)
 
 
-SRModel = EDSR | MDSR | SRResNet
-
-
 def srresnet(scale: int = 2, **kwargs) -> SRResNet:
     """SRResNet as Ledig et al. train it: B16, F64 (1.40M parameters at x2, 1.55M at x4)."""
     return SRResNet(scale=scale, num_blocks=16, num_features=64, **kwargs)
 
 
-def receptive_radius(model: SRModel) -> int:
+def receptive_radius(model: EDSR | MDSR | SRResNet) -> int:
     """How many LR pixels away an output pixel can see (eval mode), rounded up: an overlap this
     large makes tiling exact.
 

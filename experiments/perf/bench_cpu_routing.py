@@ -43,7 +43,7 @@ def train_fns(model, variables, batch: int, patch: int) -> dict:
     rng = np.random.default_rng(0)
     lr = rng.integers(0, 256, (batch, patch, patch, 3), dtype=np.uint8)
     hr = rng.integers(0, 256, (batch, patch * model.scale, patch * model.scale, 3), dtype=np.uint8)
-    data = sharding.make_global_batch({"lr": lr, "hr": hr}, mesh)
+    data = sharding.make_global_batch({"low_res": lr, "high_res": hr}, mesh)
     fns = {}
     for name, options in ROUTINGS.items():
         state, shardings = train_step.create_train_state(model, tx, mesh, jax.random.PRNGKey(0))

@@ -96,7 +96,7 @@ def throughput(root: str, args) -> list[tuple]:
             lr, hr = pipeline.sample_rows(
                 pairs, seed=0, step=step, batch=args.batch, rows=(0, args.batch), patch=args.patch, scale=s
             )
-            if not (np.array_equal(batch["lr"], lr) and np.array_equal(batch["hr"], hr)):
+            if not (np.array_equal(batch["low_res"], lr) and np.array_equal(batch["high_res"], hr)):
                 raise RuntimeError(f"the pipeline's batch of step {step} differs from sample_rows")
         for i in range(args.images):
             pairs.pair(i, s)

@@ -192,17 +192,17 @@ def train_workload(model, variables, net, batch: int, patch: int, dtype, variant
     scale = model.scale
     cfg = types.SimpleNamespace(adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8)
     tx = optim.create_optimizer(cfg, m)
-    lr_fn = optax.constant_schedule(1e-4)
+    learning_rate_fn = optax.constant_schedule(1e-4)
     mesh = sharding.create_mesh(jax.devices()[:1])
     state, shardings = train_step.create_train_state(m, tx, mesh, jax.random.PRNGKey(0))
     # A copy: the step donates (deletes) its input state, and ``variables`` is used again later.
     params = jax.tree.map(jnp.copy, variables["params"])
     state = state.replace(params=jax.device_put(params, sharding.replicated(mesh)))
     rng = np.random.default_rng(0)
-    lr_np = rng.integers(0, 256, (batch, patch, patch, 3), dtype=np.uint8)
+    low_res_np = rng.integers(0, 256, (batch, patch, patch, 3), dtype=np.uint8)
     hr_np = rng.integers(0, 256, (batch, patch * scale, patch * scale, 3), dtype=np.uint8)
-    data = sharding.make_global_batch({"lr": lr_np, "hr": hr_np}, mesh)
-    step = train_step.compile_train_step(m, tx, lr_fn, mesh, shardings, scale)
+    data = sharding.make_global_batch({"low_res": low_res_np, "high_res": hr_np}, mesh)
+    step = train_step.compile_train_step(m, tx, learning_rate_fn, mesh, shardings, scale)
     t0 = time.perf_counter()
     lowered = step.lower(state, data)
     t1 = time.perf_counter()
@@ -219,7 +219,7 @@ def train_workload(model, variables, net, batch: int, patch: int, dtype, variant
     compile_info = {"lower_s": t1 - t0, "compile_s": t2 - t1, "first_step_s": time.perf_counter() - t3}
     fns = {"jax": jax_run}
     if net is not None:
-        built = _torch_variants().train_variants(net, lr_np, hr_np, list(variants))
+        built = _torch_variants().train_variants(net, low_res_np, hr_np, list(variants))
         compile_info["torch_variants"] = _add_variants(fns, built)
     flops = 3 * batch * edsr_forward_flops(patch, patch, scale, model.num_blocks, model.num_features)
     return fns, batch * patch * patch, flops, compile_info

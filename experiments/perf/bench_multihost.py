@@ -48,8 +48,8 @@ def child(args) -> None:
     rng = np.random.default_rng(jax.process_index())
     p = args.patch
     batch = {
-        "lr": rng.integers(0, 256, (local, p, p, 3), np.uint8),
-        "hr": rng.integers(0, 256, (local, 2 * p, 2 * p, 3), np.uint8),
+        "low_res": rng.integers(0, 256, (local, p, p, 3), np.uint8),
+        "high_res": rng.integers(0, 256, (local, 2 * p, 2 * p, 3), np.uint8),
     }
     times = []
     for i in range(args.steps + 3):

@@ -41,11 +41,11 @@ def main() -> None:
     shape_lr = (args.k, args.batch, args.patch, args.patch, 3)
     shape_hr = (args.k, args.batch, 2 * args.patch, 2 * args.patch, 3)
     stacked = {
-        "lr": rng.uniform(0, 255, shape_lr).astype(np.float32),
-        "hr": rng.uniform(0, 255, shape_hr).astype(np.float32),
+        "low_res": rng.uniform(0, 255, shape_lr).astype(np.float32),
+        "high_res": rng.uniform(0, 255, shape_hr).astype(np.float32),
         "scale_index": np.zeros((args.k,), np.int32),
     }
-    single = {"lr": stacked["lr"][0], "hr": stacked["hr"][0]}
+    single = {"low_res": stacked["low_res"][0], "high_res": stacked["high_res"][0]}
 
     def fresh():
         return train_step.create_train_state(model, tx, mesh, jax.random.PRNGKey(0))
@@ -73,13 +73,16 @@ def main() -> None:
             jax.block_until_ready((states[name], metrics))
             per_step[name].append((time.perf_counter() - start) / (calls * k))
     base = per_step["single step"]
-    print(f"EDSR B{args.blocks} F{args.features} x2, batch {args.batch}, {args.patch}x{args.patch}; "
-          f"{jax.default_backend()}, {args.rounds} rounds")
+    print(
+        f"EDSR B{args.blocks} F{args.features} x2, batch {args.batch}, {args.patch}x{args.patch}; "
+        f"{jax.default_backend()}, {args.rounds} rounds"
+    )
     print("| variant | median s/step (min-max) | paired ratio to single step |")
     print("|---|---|---|")
     for name, times in per_step.items():
         ratio = statistics.median(t / b for t, b in zip(times, base, strict=True))
-        print(f"| {name} | {statistics.median(times):.4f} ({min(times):.4f}-{max(times):.4f}) | {ratio:.3f} |")
+        spread = f"{min(times):.4f}-{max(times):.4f}"
+        print(f"| {name} | {statistics.median(times):.4f} ({spread}) | {ratio:.3f} |")
 
 
 if __name__ == "__main__":

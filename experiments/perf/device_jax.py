@@ -47,9 +47,9 @@ from edsr_jax.imaging import metrics  # noqa: E402
 # as values: that file needs ml_collections, which the GPU hosts lack. A test keeps them equal.
 RECIPE = {
     "learning_rate": 1e-4,
-    "lr_schedule": "step",
-    "lr_decay_steps": 200_000,
-    "lr_decay_factor": 0.5,
+    "learning_rate_schedule": "step",
+    "learning_rate_decay_steps": 200_000,
+    "learning_rate_decay_factor": 0.5,
     "warmup_fraction": 0.0,
     "num_train_steps": 300_000,
     "adam_b1": 0.9,
@@ -179,8 +179,8 @@ def stacked_batches(spec: dict, batch: int, patch: int, k: int, mesh, seed: int 
     for first in range(len(scales)):
         index = np.array([(first + i) % len(scales) for i in range(k)], np.int32)
         host = {
-            "lr": rng.integers(0, 256, (k, batch, patch, patch, 3), dtype=np.uint8),
-            "hr": rng.integers(0, 256, (k, batch, side, side, 3), dtype=np.uint8),
+            "low_res": rng.integers(0, 256, (k, batch, patch, patch, 3), dtype=np.uint8),
+            "high_res": rng.integers(0, 256, (k, batch, side, side, 3), dtype=np.uint8),
             "scale_index": index,
         }
         out.append(sharding.make_global_batch(host, mesh, stacked=True, replicated_keys=("scale_index",)))

@@ -95,7 +95,9 @@ def inference_variants(net, x_nhwc: np.ndarray, ensemble: bool, names: list[str]
     return out
 
 
-def train_variants(net, lr_nhwc: np.ndarray, hr_nhwc: np.ndarray, names: list[str], lr: float = 1e-4):
+def train_variants(
+    net, low_res_nhwc: np.ndarray, hr_nhwc: np.ndarray, names: list[str], learning_rate: float = 1e-4
+):
     """An Adam (0.9, 0.999, 1e-8) step on the L1 loss of a uint8 NHWC batch, per variant."""
     import torch
 
@@ -105,14 +107,14 @@ def train_variants(net, lr_nhwc: np.ndarray, hr_nhwc: np.ndarray, names: list[st
         def make(name=name):
             layout = _layout(name)
             model = copy.deepcopy(net).train().to(memory_format=layout)
-            opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8)
-            lr_t = torch.from_numpy(lr_nhwc).permute(0, 3, 1, 2).contiguous(memory_format=layout)
+            opt = torch.optim.Adam(model.parameters(), lr=learning_rate, betas=(0.9, 0.999), eps=1e-8)
+            low_res_t = torch.from_numpy(low_res_nhwc).permute(0, 3, 1, 2).contiguous(memory_format=layout)
             hr_t = torch.from_numpy(hr_nhwc).permute(0, 3, 1, 2).contiguous(memory_format=layout)
             forward = torch.compile(model) if name == "compile" else model
 
             def run():
                 opt.zero_grad(set_to_none=True)
-                loss = torch.nn.functional.l1_loss(forward(lr_t.float()), hr_t.float())
+                loss = torch.nn.functional.l1_loss(forward(low_res_t.float()), hr_t.float())
                 loss.backward()
                 opt.step()
                 return loss.item()

@@ -50,6 +50,6 @@ echo "$GPUS GPUs, global batch $BATCH: learning_rate $LR, $STEPS steps, decay ev
 # JAX_COORDINATOR_PORT picks the coordinator's port on the first node (default: from the job id).
 srun --kill-on-bad-exit=1 edsr-jax train --config "$CONFIG" --workdir "$WORKDIR" \
   --config.batch_size="$BATCH" --config.learning_rate="$LR" --config.warmup_fraction=0.01 \
-  --config.num_train_steps="$STEPS" --config.lr_decay_steps="$DECAY" \
+  --config.num_train_steps="$STEPS" --config.learning_rate_decay_steps="$DECAY" \
   --config.data.data_dir="$DATA_DIR" --config.data.cache_dir="${TMPDIR:-/tmp}/edsr_cache" \
   --config.compilation_cache_dir="${TMPDIR:-/tmp}/edsr_xla_cache"

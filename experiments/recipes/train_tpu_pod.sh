@@ -58,6 +58,6 @@ fi
 
 ssh_all "cd $REPO && edsr-jax train --distributed --config $CONFIG --workdir $WORKDIR \
   --config.batch_size=$BATCH --config.learning_rate=$LR --config.warmup_fraction=0.01 \
-  --config.num_train_steps=$STEPS --config.lr_decay_steps=$DECAY \
+  --config.num_train_steps=$STEPS --config.learning_rate_decay_steps=$DECAY \
   --config.data.data_dir=$DATA_DIR --config.data.cache_dir=/tmp/edsr_cache \
   --config.precision=bf16 --config.compilation_cache_dir=/tmp/edsr_xla_cache"

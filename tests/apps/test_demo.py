@@ -118,7 +118,11 @@ def test_demo_config_is_the_measured_recipe():
     config = demo_config.get_config(100)
     assert (config.model.num_blocks, config.model.num_features, config.model.res_scale) == (4, 48, 1.0)
     assert config.scales == (demo_config.SCALE,) == (2,) and config.data.source == "skimage"
-    assert config.learning_rate == 1e-3 and config.lr_schedule == "cosine" and config.warmup_fraction == 0.05
+    assert (
+        config.learning_rate == 1e-3
+        and config.learning_rate_schedule == "cosine"
+        and config.warmup_fraction == 0.05
+    )
     assert config.data.flat_patch_threshold > 0 and config.num_train_steps == 100
     from_file = config_flags.load_config(os.path.join(ROOT, "configs", "demo.py"))
     assert from_file.to_dict() == demo_config.get_config(800).to_dict()

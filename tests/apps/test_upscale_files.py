@@ -89,20 +89,20 @@ def test_grayscale_alpha_and_16bit_are_carried_correctly(folder_run):
 
 def test_large_images_are_tiled_by_default_and_tiling_is_exact(checkpoint):
     model, variables = exported.load_model(checkpoint)
-    ups = upscale.Upscalers(model, variables, SCALE)
+    ups = upscale.UpscalerCache(model, variables, SCALE)
     assert ups.tile_for(10, 10) is None
     assert ups.tile_for(1000, 1000) == upscale.DEFAULT_TILE
     assert ups.tile_for(512, 512) is None and 512 * 512 == upscale.LARGE_IMAGE_PIXELS
-    assert upscale.Upscalers(model, variables, SCALE, tile=0).tile_for(4000, 4000) is None
-    assert upscale.Upscalers(model, variables, SCALE, tile=100_000).tile_for(40, 50) is None  # clamped
+    assert upscale.UpscalerCache(model, variables, SCALE, tile=0).tile_for(4000, 4000) is None
+    assert upscale.UpscalerCache(model, variables, SCALE, tile=100_000).tile_for(40, 50) is None  # clamped
     # A model whose whole-image pass would hold over WHOLE_IMAGE_BYTES is tiled sooner.
-    baseline_x4 = upscale.Upscalers(models.edsr_baseline(4), None, 4)
+    baseline_x4 = upscale.UpscalerCache(models.edsr_baseline(4), None, 4)
     assert upscale.whole_image_bytes(baseline_x4.model, 4, 300, 300) > upscale.WHOLE_IMAGE_BYTES
     assert baseline_x4.tile_for(300, 300) == upscale.DEFAULT_TILE and ups.tile_for(300, 300) is None
     assert baseline_x4.tile_for(200, 200) is None
     lr = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    tiled = upscale.Upscalers(model, variables, SCALE, tile=24)(lr)
-    whole = upscale.Upscalers(model, variables, SCALE, tile=0)(lr)
+    tiled = upscale.UpscalerCache(model, variables, SCALE, tile=24)(lr)
+    whole = upscale.UpscalerCache(model, variables, SCALE, tile=0)(lr)
     assert tiled.shape == (80, 100, 3)
     np.testing.assert_array_equal(tiled, whole)  # (uint8; float32 too: tests/test_inference.py)
 
@@ -247,9 +247,9 @@ def test_outputs_over_the_memory_limit_are_built_on_disk_and_written_the_same(ch
     src = tmp_path / "in.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(src)
     model, variables, scale = upscale.load_for_upscaling(checkpoint, None)
-    upscalers = upscale.Upscalers(model, variables, scale, tile=24)
-    upscale.upscale_file(str(src), str(tmp_path / "memory.png"), upscalers, scale)
-    upscale.upscale_file(str(src), str(tmp_path / "disk.png"), upscalers, scale, in_memory_bytes=100)
+    cache = upscale.UpscalerCache(model, variables, scale, tile=24)
+    upscale.upscale_file(str(src), str(tmp_path / "memory.png"), cache, scale)
+    upscale.upscale_file(str(src), str(tmp_path / "disk.png"), cache, scale, in_memory_bytes=100)
     np.testing.assert_array_equal(
         files.read_image(tmp_path / "disk.png"), files.read_image(tmp_path / "memory.png")
     )

@@ -80,6 +80,9 @@ def test_a_v0_1_workdir_resumes_training_from_its_last_step(tmp_path, expected, 
     out = capsys.readouterr().out
     assert "resumed from" in out and "at step 4" in out
     assert "batch_size 2 -> 8" in out and "num_train_steps 4 -> 6" in out  # read from its model.json
+    # its model.json names lr_schedule, lr_decay_*: the same fields as learning_rate_*, unchanged
+    (changed,) = [line for line in out.splitlines() if "config differs" in line]
+    assert "schedule" not in changed and "decay" not in changed
     assert "written with the per-process single-image (edsr-jax 0.1) batch sampler" in out
     assert "continues with the global-v1 one" in out
     assert int(state.step) == 6

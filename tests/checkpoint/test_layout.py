@@ -73,7 +73,7 @@ def test_only_a_writing_process_creates_model_json(tmp_path):
 
 
 def test_resuming_with_another_config_reports_every_difference(tmp_path):
-    first = {"seed": 0, "batch_size": 16, "data.scales": (2,), "lr": 1e-4, "log_every_steps": 10}
+    first = {"seed": 0, "batch_size": 16, "data.scales": (2,), "learning_rate": 1e-4, "log_every_steps": 10}
     assert layout.prepare_workdir(str(tmp_path), SPEC, first) == []
     assert layout.prepare_workdir(str(tmp_path), SPEC, dict(first)) == []  # tuples as stored
     second = {**first, "seed": 1, "batch_size": 32, "new_field": "x"}

@@ -97,7 +97,7 @@ def test_folder_source_and_disk_cache_give_the_same_batches(tmp_path):
     cfg.data.cache_dir = str(tmp_path / "cache")
     first = next(pipeline.create_train_iterator(cfg, start_step=0))
     again = next(pipeline.create_train_iterator(cfg, start_step=0))
-    for key in ("lr", "hr"):
+    for key in ("low_res", "high_res"):
         np.testing.assert_array_equal(first[key], plain[key])
         np.testing.assert_array_equal(again[key], plain[key])
 

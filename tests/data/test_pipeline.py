@@ -82,7 +82,7 @@ def test_the_old_single_image_batches_are_gone(tmp_path):
     cfg = pipeline_config(data_dir=root, train_range=(1, 20))
     cfg.batch_size = 16
     for batch in (next(it) for it in [pipeline.create_train_iterator(cfg)] for _ in range(3)):
-        ids = [int(np.unique(hr[..., 2])[0]) for hr in batch["hr"]]
+        ids = [int(np.unique(hr[..., 2])[0]) for hr in batch["high_res"]]
         assert len(set(ids)) == 16
 
 
@@ -156,12 +156,16 @@ def test_train_iterator_matches_the_sampler_and_is_aligned(tmp_path):
     pairs = _pairs(root, range(1, 5))
     for step in range(3):
         batch = next(it)
-        assert set(batch) == {"lr", "hr", "scale"} and batch["scale"] == 2 and type(batch["scale"]) is int
-        assert batch["lr"].dtype == np.uint8 and batch["lr"].shape == (8, 8, 8, 3)
+        assert (
+            set(batch) == {"low_res", "high_res", "scale"}
+            and batch["scale"] == 2
+            and type(batch["scale"]) is int
+        )
+        assert batch["low_res"].dtype == np.uint8 and batch["low_res"].shape == (8, 8, 8, 3)
         lr, hr = pipeline.sample_rows(pairs, seed=0, step=step, batch=8, rows=(0, 8), patch=8, scale=2)
-        np.testing.assert_array_equal(batch["lr"], lr)
-        np.testing.assert_array_equal(batch["hr"], hr)
-        np.testing.assert_array_equal(batch["hr"], nearest_up(batch["lr"], 2))
+        np.testing.assert_array_equal(batch["low_res"], lr)
+        np.testing.assert_array_equal(batch["high_res"], hr)
+        np.testing.assert_array_equal(batch["high_res"], nearest_up(batch["low_res"], 2))
 
 
 def test_restart_at_step_k_equals_uninterrupted_run_and_seed_matters(tmp_path):
@@ -172,11 +176,11 @@ def test_restart_at_step_k_equals_uninterrupted_run_and_seed_matters(tmp_path):
     resumed = pipeline.create_train_iterator(cfg, start_step=5)
     for k in (5, 6):
         b = next(resumed)
-        np.testing.assert_array_equal(b["lr"], uninterrupted[k]["lr"])
-        np.testing.assert_array_equal(b["hr"], uninterrupted[k]["hr"])
+        np.testing.assert_array_equal(b["low_res"], uninterrupted[k]["low_res"])
+        np.testing.assert_array_equal(b["high_res"], uninterrupted[k]["high_res"])
     cfg.seed = 1
     other = next(pipeline.create_train_iterator(cfg, start_step=0))
-    assert not np.array_equal(other["lr"], uninterrupted[0]["lr"])
+    assert not np.array_equal(other["low_res"], uninterrupted[0]["low_res"])
 
 
 def test_a_process_yields_its_rows_of_the_global_batch(tmp_path):
@@ -184,7 +188,7 @@ def test_a_process_yields_its_rows_of_the_global_batch(tmp_path):
     cfg = pipeline_config(data_dir=root, train_range=(1, 6))
     whole = next(pipeline.create_train_iterator(cfg))
     halves = [next(pipeline.create_train_iterator(cfg, rows=rows)) for rows in ((0, 4), (4, 8))]
-    for key in ("lr", "hr"):
+    for key in ("low_res", "high_res"):
         np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[key])
     for rows in ((0, 0), (4, 9), (-1, 2)):
         with pytest.raises(UserError, match=r"rows must be .*config\.batch_size=8"):
@@ -200,8 +204,12 @@ def test_mdsr_one_scale_per_batch_whoever_builds_the_rows(tmp_path):
     for _ in range(12):
         b0, b1 = next(its[0]), next(its[1])
         s = b0["scale"]
-        assert b1["scale"] == s and b0["lr"].shape == (2, 8, 8, 3) and b0["hr"].shape == (2, 8 * s, 8 * s, 3)
-        for lr, hr in zip(b0["lr"], b0["hr"], strict=True):
+        assert (
+            b1["scale"] == s
+            and b0["low_res"].shape == (2, 8, 8, 3)
+            and b0["high_res"].shape == (2, 8 * s, 8 * s, 3)
+        )
+        for lr, hr in zip(b0["low_res"], b0["high_res"], strict=True):
             np.testing.assert_array_equal(hr, nearest_up(lr, s))
         scales.append(s)
     assert set(scales) == {2, 3, 4}
@@ -220,5 +228,5 @@ def test_worker_processes_need_the_disk_cache_and_give_the_same_batches(tmp_path
     for want in (next(threads) for _ in range(3)):
         have = got.pop(0)
         assert have["scale"] == want["scale"]
-        np.testing.assert_array_equal(have["lr"], want["lr"])
-        np.testing.assert_array_equal(have["hr"], want["hr"])
+        np.testing.assert_array_equal(have["low_res"], want["low_res"])
+        np.testing.assert_array_equal(have["high_res"], want["high_res"])

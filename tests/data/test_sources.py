@@ -24,7 +24,7 @@ def test_set5_patches_downscale_to_their_matlab_lr_and_missing_lr_is_made(set5_d
     batch = next(pipeline.create_train_iterator(real, start_step=0))
     margin = 3  # LR pixels whose x2 bicubic taps reach outside the HR patch
     inner = lambda a: a[margin:-margin, margin:-margin]  # noqa: E731
-    for lr, hr in zip(batch["lr"], batch["hr"], strict=True):
+    for lr, hr in zip(batch["low_res"], batch["high_res"], strict=True):
         # MATLAB resizes H first, rounding in between: a transposed patch matches the resize of
         # the transposed HR patch, so either order may be the one that was used.
         down = imresize(hr, 0.5, boundary="replicate")
@@ -34,8 +34,8 @@ def test_set5_patches_downscale_to_their_matlab_lr_and_missing_lr_is_made(set5_d
     made = pipeline_config(data_dir=made_dir, train_range=(1, 5))
     made.patch_size = 24
     batch_made = next(pipeline.create_train_iterator(made, start_step=0))
-    np.testing.assert_array_equal(batch_made["lr"], batch["lr"])  # MATLAB-exact resize, bit for bit
-    np.testing.assert_array_equal(batch_made["hr"], batch["hr"])
+    np.testing.assert_array_equal(batch_made["low_res"], batch["low_res"])  # MATLAB-exact resize, bit for bit
+    np.testing.assert_array_equal(batch_made["high_res"], batch["high_res"])
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def test_tfds_source_reads_array_record_batches_and_eval_samples(tiny_tfds):
     source = sources.open_source(cfg.data, "train", (2,))
     assert source.names[0] == "div2k_tiny/bicubic_x2:train#2" and len(source) == 4
     batch = next(pipeline.create_train_iterator(cfg, start_step=0))
-    assert batch["lr"].shape == (8, 8, 8, 3)
-    for lr, hr in zip(batch["lr"], batch["hr"], strict=True):
+    assert batch["low_res"].shape == (8, 8, 8, 3)
+    for lr, hr in zip(batch["low_res"], batch["high_res"], strict=True):
         np.testing.assert_array_equal(hr, nearest_up(lr, 2))
     evals = pipeline.create_eval_samples(cfg)
     assert all(isinstance(s, Sample) for s in evals[2]) and len(evals[2]) == tiny.NUM_VALIDATION
@@ -134,7 +134,7 @@ def test_small_image_error_names_the_file_and_skip_warns(tmp_path):
     cfg.data.skip_small = "skip"
     with pytest.warns(UserWarning, match=r"skipped 1 images smaller .*0003\.png"):
         it = pipeline.create_train_iterator(cfg, start_step=0)
-    used = {int(np.unique(hr[..., 2])[0]) for b in (next(it) for _ in range(4)) for hr in b["hr"]}
+    used = {int(np.unique(hr[..., 2])[0]) for b in (next(it) for _ in range(4)) for hr in b["high_res"]}
     assert len(used) == 2  # the two large images only
 
 
@@ -201,7 +201,7 @@ def test_paired_folder_trains_on_the_lr_files_matched_by_name(tmp_path):
         for stem, (hr, lr) in lr_files.items()
     }
     batch = next(pipeline.create_train_iterator(cfg, start_step=0))
-    for lr_patch, hr_patch in zip(batch["lr"], batch["hr"], strict=True):
+    for lr_patch, hr_patch in zip(batch["low_res"], batch["high_res"], strict=True):
         # Each LR patch is a crop of one LR file (flipped or rotated), its HR patch a crop of that
         # image's HR file: the LR was read, not made by bicubic.
         owners = [stem for stem, (lr_w, hr_w) in windows.items() if lr_patch.tobytes() in lr_w]

@@ -761,7 +761,7 @@ CASES += (
         f"{_ONE_LINE} the step, loss, gradient norm and what to change; exit 2; the workdir is removed "
         "again (no checkpoint was saved)",
         None,
-        (*_T, "--config.learning_rate=1e30", "--config.lr_schedule=step"),
+        (*_T, "--config.learning_rate=1e30", "--config.learning_rate_schedule=step"),
         error=r"non-finite training values at step \d+: loss=nan.*config\.learning_rate",
     ),
     Case(

@@ -8,9 +8,9 @@ import numpy as np
 from PIL import Image
 
 
-def nearest_up(lr, s):
-    """HR whose s x s blocks repeat the LR pixel: every aligned transform keeps hr == nearest_up(lr)."""
-    return np.repeat(np.repeat(lr, s, axis=-3), s, axis=-2)
+def nearest_up(low_res, s):
+    """HR whose s x s blocks repeat the LR pixel: every aligned transform keeps hr == nearest_up(low_res)."""
+    return np.repeat(np.repeat(low_res, s, axis=-3), s, axis=-2)
 
 
 def write_png(path, image):

@@ -131,7 +131,7 @@ def main(argv=None) -> int:
                         for s in sorted(batches[key].addressable_shards, key=lambda s: s.index[1].start or 0)
                     ]
                 )
-                for key in ("lr", "hr")
+                for key in ("low_res", "high_res")
             ]
             state, metrics = steps_fn(state, batches, count)
             number = str(int(jax.device_get(state.step.addressable_data(0))))

@@ -157,9 +157,9 @@ def with_mean_shift(model: nn.Module, rgb_range: float, rgb_std: Sequence[float]
     return model
 
 
-def run(model: nn.Module, lr_nhwc, scale_index: int = 0):
+def run(model: nn.Module, low_res_nhwc, scale_index: int = 0):
     """Applies ``model`` to an NHWC numpy batch in [0, 255]; returns NHWC float32 numpy."""
-    x = torch.from_numpy(lr_nhwc).permute(0, 3, 1, 2).contiguous().float()
+    x = torch.from_numpy(low_res_nhwc).permute(0, 3, 1, 2).contiguous().float()
     with torch.no_grad():
         y = model(x, scale_index) if isinstance(model, MDSR) else model(x)
     return y.permute(0, 2, 3, 1).numpy()
