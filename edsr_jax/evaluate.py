@@ -76,13 +76,10 @@ def evaluate_images(
 ) -> dict:
     """Upscales every sample's LR and scores it against its HR.
 
-    ``upscale_fn`` maps LR uint8 (h, w, 3) to SR (h*s, w*s, 3) in [0, 255], quantised before scoring;
-    ``on_output`` gets each sample and the uint8 output that was scored; ``scorer`` is
-    :func:`host_scorer` or a :class:`DeviceScorer` for device outputs.
-
-    Returns:
-      ``{"psnr", "ssim"}`` means, ``"seconds"`` spent upscaling, and ``"images"``, one
-      ``{"name", "psnr", "ssim"}`` each.
+    ``upscale_fn`` maps LR uint8 (h, w, 3) to SR (h*s, w*s, 3) in [0, 255] (quantised before scoring);
+    ``on_output`` gets each sample and the uint8 output scored; ``scorer`` is :func:`host_scorer` or a
+    :class:`DeviceScorer` for device outputs. Returns the ``"psnr"`` and ``"ssim"`` means, the
+    ``"seconds"`` spent upscaling, and per image ``{"name", "psnr", "ssim"}`` in ``"images"``.
 
     Raises:
       UserError: no samples, or an SR output of the wrong shape.
@@ -131,18 +128,12 @@ def evaluate_sets(
     skip_bad: bool = False,
     on_output: Callable[[str, int, Sample, np.ndarray], None] | None = None,
 ) -> list[dict]:
-    """Evaluates every (dataset, scale) from local folders in the EDSR layout.
+    """One result dict per (dataset, scale) of sets in the EDSR layout, as :func:`evaluate_images` plus
+    ``dataset``, ``scale``, ``protocol`` and ``skipped``.
 
     Every set is checked before any computation. ``protocol`` None picks per set (DIV2K*: RGB, others
     Y); ``skip_bad`` scores the readable images and lists the others; ``on_output`` gets
-    ``(dataset, scale, sample, uint8 output)``.
-
-    Returns:
-      One dict per (dataset, scale): ``dataset``, ``scale``, ``protocol``, ``psnr``, ``ssim``,
-      ``seconds``, ``images``, ``skipped``.
-
-    Raises:
-      UserError: a missing or empty set, or (without ``skip_bad``) an unreadable image, named.
+    ``(dataset, scale, sample, uint8 output)``. UserError names a missing set or unreadable image.
     """
     counts = {name: len(benchmarks.hr_files(data_dir, name)) for name in datasets}  # fail fast
     progress = progress_factory(sum(counts.values()) * len(scales)) if progress_factory else None

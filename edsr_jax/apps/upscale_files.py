@@ -126,9 +126,7 @@ def whole_image_bytes(model, scale: int, h: int, w: int) -> int:
 
 @contextlib.contextmanager
 def output_buffer(dst: str, shape: tuple[int, ...], in_memory_bytes: int):
-    """A uint8 array of ``shape``: in memory, or above ``in_memory_bytes`` memory-mapped from a temporary
-    file beside ``dst``, so host memory stays bounded.
-    """
+    """A uint8 array of ``shape``, memory-mapped beside ``dst`` above ``in_memory_bytes`` (bounded memory)."""
     size = int(np.prod(shape))
     if size <= in_memory_bytes:
         yield np.empty(shape, np.uint8)
@@ -150,14 +148,11 @@ def upscale_file(
     *,
     in_memory_bytes: int = IN_MEMORY_BYTES,
 ) -> tuple:
-    """Reads ``src``, upscales it, writes ``dst`` atomically (its extension picks the format) and
-    returns the output's shape.
+    """Reads ``src``, upscales it, writes ``dst`` atomically (its extension picks the format), returns
+    the output's shape; host memory stays about the uint8 output plus a few tiles.
 
-    Host memory is about the uint8 output plus a few tiles (larger outputs go to a memory-mapped file).
     ``upscale_fn`` is ``(uint8 (H, W, 3), out=None) -> uint8 (H*s, W*s, 3)``, e.g. :class:`Upscalers`.
-
-    Raises:
-      UserError: an unreadable or too-large input, an unsupported mode or an unknown extension.
+    UserError for an unreadable or too-large input, an unsupported mode or an unknown extension.
     """
     fmt = files.output_format(dst)
     parts = decompose(files.load_raw(src))

@@ -1,9 +1,8 @@
 """Training batches as the paper draws them, the same on any topology, through Grain; eval samples.
 
-The global batch of step k is a pure function of ``(config.seed, k)``, drawn for all rows at once,
-so 1 x 4, 2 x 2 and 4 x 1 processes x devices see the same batches and resuming needs no iterator
-state (``start_step=k``). Batches are uint8 numpy; the caller puts them on the devices. How rows are
-drawn: ``docs/input_pipeline.md``.
+Step k's global batch is a pure function of ``(config.seed, k)``, drawn for all rows at once: any
+process x device split sees the same batches, and resuming is ``start_step=k`` (no iterator
+state). Batches are uint8 numpy; how rows are drawn: ``docs/input_pipeline.md``.
 """
 
 from __future__ import annotations
@@ -53,11 +52,7 @@ def _pass_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 def image_schedule(seed: int, step: int, batch: int, n_images: int) -> np.ndarray:
-    """Image index of each row of step ``step``: consecutive images of a per-pass permutation.
-
-    With at least ``batch`` images every batch holds different images and the ``n % batch`` left
-    over wait for the next pass (as ``DataLoader(shuffle=True, drop_last=True)``).
-    """
+    """Image of each row of step ``step``: consecutive images of a per-pass permutation (``drop_last``)."""
     if n_images >= batch:
         per_pass = n_images // batch
         epoch, k = divmod(step, per_pass)
@@ -118,10 +113,8 @@ def sample_rows(
     flat_patch_threshold: float = 0.0,
     images: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """LR and HR uint8 patches of rows ``[rows[0], rows[1])`` of step ``step``'s global batch.
-
-    A pure function of its arguments. ``images`` restricts the draw to those indices; a patch whose LR
-    standard deviation is below ``flat_patch_threshold`` is redrawn up to :data:`FLAT_PATCH_RETRIES` times.
+    """LR and HR uint8 patches of rows ``[rows[0], rows[1])`` of step ``step``'s global batch, drawn
+    from ``images``; patches flatter than ``flat_patch_threshold`` are redrawn a few times.
     """
     start, stop = rows
     usable = np.arange(len(pairs)) if images is None else np.asarray(images)
@@ -155,11 +148,8 @@ def usable_images(
 ) -> list[int] | None:
     """The images training may draw from: all (None), or those a patch large at every scale.
 
-    ``"skip"`` reads every LR size (headers, or the TFDS records) and warns once naming those left out;
-    ``"error"`` checks the sizes that are cheap now, the rest on first use.
-
-    Raises:
-        UserError: a small image with ``skip_small="error"``, or no image left.
+    ``"skip"`` reads every LR size and warns once naming those left out; ``"error"`` raises UserError
+    for the first small one (sizes that need a decode are checked on first use).
     """
     if skip_small not in SKIP_SMALL:
         raise UserError(f"config.data.skip_small must be one of {SKIP_SMALL}, got {skip_small!r}")
@@ -202,13 +192,10 @@ def host_threads(requested: int = 0) -> int:
 def create_train_iterator(
     config, *, start_step: int = 0, rows: tuple[int, int] | None = None
 ) -> Iterator[dict]:
-    """Endless iterator of training batches from ``start_step``: ``{"lr", "hr", "scale"}``, uint8.
+    """Endless iterator of uint8 ``{"lr", "hr", "scale"}`` batches from ``start_step``.
 
-    ``rows`` is the half-open range of each global batch this process builds (default: all;
-    multi-process runs take it from :func:`edsr_jax.sharding.process_rows`).
-
-    Raises:
-        UserError: bad rows, patch size or ranges; missing or too-small images.
+    ``rows`` is the half-open range of each global batch this process builds (default: all). Raises
+    UserError for bad rows, patch size or ranges, or missing or too-small images.
     """
     import grain
 

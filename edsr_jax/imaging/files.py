@@ -53,10 +53,8 @@ def pixel_limit() -> int | None:
 
 
 def _open_lazily(fp: BinaryIO, name: str):
-    """Pillow's image for ``fp``, header only, asking each plugin as ``Image.open`` does.
-
-    ``Image.open`` applies Pillow's global bomb limit; this leaves it unchanged and lets
-    :func:`pixel_limit` rule instead.
+    """Pillow's image for ``fp``, header only, asking each plugin as ``Image.open`` does but without
+    Pillow's global bomb limit (:func:`pixel_limit` rules instead, Pillow's global left unchanged).
     """
     from PIL import Image
 
@@ -115,11 +113,7 @@ def _check_file(path: str) -> str:
 
 
 def load_raw(path: str) -> RawImage:
-    """Opens and fully decodes an image file.
-
-    Raises:
-      UserError: missing, empty, truncated, over :func:`pixel_limit`, or not an image Pillow reads.
-    """
+    """Opens and fully decodes an image file; UserError if missing, empty, broken or too large."""
     path = _check_file(path)
     try:
         fp = open(path, "rb")
@@ -142,10 +136,8 @@ def image_size(source: str | bytes, what: str = "image bytes") -> tuple[int, int
 
 
 def to_rgb_uint8(raw: RawImage) -> np.ndarray:
-    """An (H, W, 3) uint8 RGB array from a :class:`RawImage`.
-
-    Gray is replicated, palettes expanded, alpha dropped (as the official EDSR code does), 16/32-bit
-    gray scaled to 8 bits with rounding. UserError for a mode it does not handle.
+    """(H, W, 3) uint8 RGB of a :class:`RawImage`: gray replicated, palettes expanded, alpha dropped (as
+    the official code does), 16/32-bit gray scaled to 8 bits with rounding.
     """
     a, mode = raw.array, raw.mode
     if mode == "RGB":
@@ -196,10 +188,8 @@ def output_format(path: str) -> str:
 
 
 def write_image(path: str, array: np.ndarray) -> None:
-    """Writes a uint8 HxW, HxWx2, HxWx3 or HxWx4 image atomically, in the extension's format.
-
-    Raises:
-      UserError: a bad array, an unknown extension, or a folder that does not exist.
+    """Writes a uint8 HxW, HxWx2, HxWx3 or HxWx4 image atomically in the extension's format; UserError
+    for a bad array or extension or a missing folder.
     """
     from PIL import Image
 
@@ -269,15 +259,11 @@ def list_images(folder: str) -> list[str]:
 
 
 def plan_outputs(src: str, dst: str, name: Callable[[str], str] = os.path.basename) -> list[tuple[str, str]]:
-    """``[(input file, output file)]`` for a file or folder ``src`` and an output ``dst``.
+    """``[(input file, output file)]`` for a file or folder ``src`` and an output ``dst``, all checked
+    before any work (a known extension, never the input).
 
-    A folder's images go into the folder ``dst`` as ``name(file)``; a file goes to ``dst``, or into it
-    when ``dst`` is a folder, ends with a separator or has no extension. All outputs are checked before
-    any work is done.
-
-    Raises:
-      UserError: a missing input, a folder to a file name, the same folder, an unknown output
-        extension, or an output that is the input.
+    A folder's images go into the folder ``dst`` as ``name(file)``; a file goes to ``dst``, or into
+    it when ``dst`` is a folder, ends with a separator or has no extension.
     """
     if not os.path.exists(src):
         raise UserError(f"input not found: {src}")

@@ -1,10 +1,7 @@
-"""PSNR and SSIM under the published super-resolution protocol (``docs/protocol.md``, "Evaluation protocol").
+"""PSNR and SSIM under the published protocol (``docs/protocol.md`` "Evaluation protocol").
 
-Both images are quantised (clip, round half away from zero), ``shave`` border pixels removed, and
-benchmarks scored on unrounded BT.601 luma, DIV2K on RGB. SSIM matches scikit-image's
-``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-data_range=255)``. Functions take ``(H, W, C)`` or ``(N, H, W, C)``; numpy computes in float64,
-JAX arrays in float32 or wider (jittable, ``scale``/``shave``/``y_only`` static).
+SSIM equals scikit-image's ``structural_similarity`` with Gaussian weights, sigma 1.5, no sample
+covariance. Inputs are ``(H, W, C)`` or ``(N, H, W, C)``; numpy in float64, JAX in float32+ (jittable).
 """
 
 from __future__ import annotations
@@ -122,13 +119,8 @@ def _prepare(sr, hr, scale: int, y_only: bool, shave: int | None, name: str):
 
 
 def psnr(sr, hr, *, scale: int, y_only: bool = True, shave: int | None = None):
-    """PSNR in dB per image (a scalar, or shape ``(N,)`` for a batch; ``inf`` when identical).
-
-    ``hr`` must already be cropped to the SR size; ``shave`` defaults to ``scale``; ``y_only``
-    scores luma (benchmarks) instead of RGB (DIV2K).
-
-    Raises:
-      UserError: mismatched shapes or a shave larger than the image.
+    """PSNR in dB per image (``inf`` when identical), after quantising, shaving (default ``scale``) and
+    (``y_only``) taking luma; ``hr`` already cropped to the SR size. UserError on a bad shape or shave.
     """
     xp, sr, hr = _prepare(sr, hr, scale, y_only, shave, "psnr")
     mse = xp.mean((sr - hr) ** 2, axis=(-3, -2, -1))
@@ -152,13 +144,7 @@ def _filter_valid(xp, x, g):
 
 
 def ssim(sr, hr, *, scale: int, y_only: bool = True, shave: int | None = None):
-    """SSIM per image (Wang et al.; Gaussian 11x11, sigma 1.5, mean over the valid region).
-
-    Arguments as :func:`psnr`; on RGB, the mean of the three channels.
-
-    Raises:
-      UserError: mismatched shapes, or too little image left for the window after the shave.
-    """
+    """SSIM per image (11x11 Gaussian, sigma 1.5, valid-region mean; RGB: channel mean), as :func:`psnr`."""
     xp, x, y = _prepare(sr, hr, scale, y_only, shave, "ssim")
     if min(x.shape[-3], x.shape[-2]) < SSIM_WINDOW:
         raise UserError(

@@ -137,8 +137,7 @@ def _run(layers: list[nn.Module], x: jax.Array) -> jax.Array:
 class EDSR(nn.Module):
     """EDSR: sub_mean, head, B ResBlocks + conv with a global skip, upsampler, conv to RGB, add_mean.
 
-    ``res_scale`` is 0.1 for the full EDSR, 1 otherwise; with a ``dtype`` (e.g. bfloat16) the mean
-    shift and output stay float32.
+    ``res_scale`` is 0.1 for the full EDSR, 1 otherwise; the mean shift and output stay float32.
     """
 
     scale: int = 2
@@ -170,11 +169,7 @@ class EDSR(nn.Module):
 
 
 class MDSR(nn.Module):
-    """MDSR: one shared trunk with per-scale pre-processing (2 ResBlocks, 5x5) and upsamplers.
-
-    ``model.apply(variables, lr, scale=s)``; ``init`` creates every scale's parameters. ``scales``
-    are in official index order (x2, x3, x4).
-    """
+    """MDSR: a shared trunk with per-scale 5x5 pre-processing and upsamplers; ``apply(..., scale=s)``."""
 
     scales: tuple[int, ...] = SUPPORTED_SCALES
     num_blocks: int = 16
