@@ -1,8 +1,5 @@
-"""Checks a training config's values before anything is created (no workdir, no compile), and
-flattens configs for ``model.json``, TensorBoard hparams and the resume warning.
-
-Without them a bad value fails late (after the workdir, the model and the input pipeline are set up), or
-not at all (``num_train_steps=-5`` "finishes" at step 0; ``log_every_steps=0`` divides by zero).
+"""Checks a training config's values before anything is created, so a bad value fails first, not
+late or never; and flattens configs for ``model.json``, hparams and the resume warning.
 """
 
 from __future__ import annotations
@@ -47,10 +44,9 @@ _RULES = (
 _CADENCES = ("log_every_steps", "checkpoint_every_steps", "eval_every_steps")
 
 
-# Renamed fields: old dotted name -> (new dotted name, old value -> new value). Configs and
-# overrides may still use the old names (with a deprecation warning); old runs' model.json are
-# read through them. ``float32`` was JAX's default precision, which on the CPUs those runs used
-# computes what ``fp32`` does. ``lr_*`` became ``learning_rate_*`` so that ``lr`` means no two things.
+# Renamed fields: old dotted name -> (new name, old value -> new value), still accepted with a
+# warning; ``float32`` (JAX's default precision) computed what ``fp32`` does on those runs' CPUs. ``lr_*`` became
+# ``learning_rate_*`` so that ``lr`` means one thing.
 RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "dtype": ("precision", lambda v: {"float32": "fp32", "bfloat16": "bf16"}.get(v, v)),
     "lr_schedule": ("learning_rate_schedule", lambda v: v),
@@ -66,8 +62,7 @@ def renamed_message(old: str, value: Any) -> str:
 
 
 def upgrade(config: Any) -> Any:
-    """``config`` with fields of old names moved to their new names (:data:`RENAMED`), each with a
-    ``DeprecationWarning``; a config without old names is returned as it is."""
+    """``config`` with old field names (:data:`RENAMED`) moved to the new ones, with a DeprecationWarning."""
     found = [old for old in RENAMED if _has(config, old)]
     if not found:
         return config
@@ -166,14 +161,7 @@ def problems(config: Any) -> list[str]:
 
 
 def check_config(config: Any) -> None:
-    """Raises if any value of a training config is invalid.
-
-    Args:
-      config: an ``ml_collections.ConfigDict`` with the fields of ``configs/default.py``.
-
-    Raises:
-      UserError: naming every invalid field, its value and the rule it breaks.
-    """
+    """Raises UserError naming every invalid field of a training config, its value and its rule."""
     found = problems(config)
     if found:
         raise UserError(f"invalid config: {'; '.join(found)}")
@@ -213,9 +201,7 @@ ADDED_FIELDS = {
 
 
 def changes_that_matter(changed: list[tuple[str, Any, Any]]) -> list[tuple[str, Any, Any]]:
-    """The config differences (``(field, old, new)``) that change what a resumed run computes:
-    not :data:`NO_EFFECT_FIELDS`, nor an :data:`ADDED_FIELDS` entry absent from an older run at the
-    value that keeps its behaviour."""
+    """The ``(field, old, new)`` differences that change what a resumed run computes."""
 
     def matters(key, old, new) -> bool:
         if key in NO_EFFECT_FIELDS:

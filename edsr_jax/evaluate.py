@@ -1,12 +1,8 @@
-"""The one scoring loop: samples -> per-image and mean PSNR/SSIM with the paper's protocol.
+"""The one scoring loop: samples -> per-image and mean PSNR/SSIM under the paper's protocol.
 
-:func:`evaluate_images` is the loop; ``edsr-jax eval`` (:func:`evaluate_sets`), validation during
-training (:class:`Validation`) and the demo all go through it. An "upscale function" maps an LR
-uint8 (h, w, 3) image to its (h * s, w * s, 3) super-resolution in [0, 255] (any float or uint8
-dtype; it is quantised before scoring, see :mod:`edsr_jax.imaging.metrics`); a model becomes one
-with :func:`edsr_jax.inference.make_upscaler`. Scores are computed on the host in float64 (the
-protocol of ``eval``), or on the device in float32 (:class:`DeviceScorer`: training's validation,
-which then never waits for the host; the difference: ``experiments/perf/RESULTS.md``, "Validation").
+``edsr-jax eval`` (:func:`evaluate_sets`), training's :class:`Validation` and the demo all run
+:func:`evaluate_images`. Scores are float64 on the host, or float32 on the device so validation
+never waits for the host (the difference: RESULTS.md "Validation off the critical path").
 """
 
 from __future__ import annotations
@@ -36,9 +32,7 @@ def host_scorer(sample: Sample, sr, scale: int, protocol: metrics.Protocol) -> t
 
 
 class DeviceScorer:
-    """The protocol in float32 on the device the SR output is on: each HR image is sent there once
-    and each (shape, scale, protocol) compiled once, so repeated validations only fetch two numbers
-    per image."""
+    """The protocol in float32 on the SR output's device; each HR sent once, each shape compiled once."""
 
     def __init__(self):
         import jax
@@ -63,7 +57,7 @@ class DeviceScorer:
 
 
 def bicubic(scale: int, *, boundary: str = "replicate") -> SuperResolve:
-    """The paper's Bicubic row: MATLAB bicubic upscaling of the LR, ``imresize(lr, scale)`` (uint8)."""
+    """The paper's Bicubic row: MATLAB ``imresize(lr, scale)`` as an upscale function."""
 
     def upscale(lr: np.ndarray) -> np.ndarray:
         return resize.imresize(lr, scale, boundary=boundary)
@@ -81,24 +75,12 @@ def evaluate_images(
     on_output: OnOutput | None = None,
     scorer: Scorer = host_scorer,
 ) -> dict:
-    """Upscale every sample's LR and score it against its HR.
+    """Upscales every sample's LR and scores it against its HR.
 
-    Args:
-      upscale_fn: LR uint8 (h, w, 3) -> SR (h * scale, w * scale, 3) in [0, 255].
-      samples: pairs from :func:`edsr_jax.data.benchmarks.load_benchmark` or
-        :func:`edsr_jax.data.pipeline.create_eval_samples`.
-      scale: the upscaling factor (sets the shave).
-      protocol: :data:`metrics.BENCHMARK` (Y, shave = scale) or :data:`metrics.DIV2K` (RGB,
-        shave = scale + 6).
-      progress: called once after each image (e.g. a progress bar's ``update``).
-      on_output: called with each sample and its quantised uint8 output (what was scored), e.g.
-        to save or show it.
-      scorer: :func:`host_scorer` (float64) or a :class:`DeviceScorer` (float32, for an
-        ``upscale_fn`` that returns device arrays).
-
-    Returns:
-      A dict with the means over images of ``"psnr"`` and ``"ssim"``, the ``"seconds"`` spent in
-      upscale_fn, and ``"images"``, one ``{"name", "psnr", "ssim"}`` per image.
+    ``upscale_fn`` maps LR uint8 (h, w, 3) to SR (h*s, w*s, 3) in [0, 255] (quantised before scoring);
+    ``on_output`` gets each sample and the uint8 output scored; ``scorer`` is :func:`host_scorer` or a
+    :class:`DeviceScorer` for device outputs. Returns the ``"psnr"`` and ``"ssim"`` means, the
+    ``"seconds"`` spent upscaling, and per image ``{"name", "psnr", "ssim"}`` in ``"images"``.
 
     Raises:
       UserError: no samples, or an SR output of the wrong shape.
@@ -147,31 +129,12 @@ def evaluate_sets(
     skip_bad: bool = False,
     on_output: Callable[[str, int, Sample, np.ndarray], None] | None = None,
 ) -> list[dict]:
-    """Evaluate every (dataset, scale) from local folders in the EDSR layout.
+    """One result dict per (dataset, scale) of sets in the EDSR layout, as :func:`evaluate_images` plus
+    ``dataset``, ``scale``, ``protocol`` and ``skipped``.
 
-    Every set's folder is checked first, so that a missing set fails before any computation; the
-    images are loaded one (dataset, scale) at a time.
-
-    Args:
-      super_resolve_for_scale: ``scale -> upscale_fn`` (called once per scale).
-      data_dir: the folder holding the sets.
-      datasets: set names (folder names), e.g. ``["Set5", "Set14"]``.
-      scales: upscaling factors.
-      protocol: one protocol for all sets; None picks per set (DIV2K* -> RGB, others -> Y).
-      boundary: how missing LR files are generated (see :func:`benchmarks.load_benchmark`).
-      progress_factory: given the total image count, returns a per-image callback.
-      on_result: called with each result dict as soon as it is complete.
-      skip_bad: score the readable images of a set and list the others (``"skipped"``) instead of
-        failing on the first unreadable file.
-      on_output: called with ``(dataset, scale, sample, uint8 output)`` for every image (saving
-        the results, building a report).
-
-    Returns:
-      One dict per (dataset, scale) in order: ``{"dataset", "scale", "protocol", "psnr", "ssim",
-      "seconds", "images", "skipped"}`` (``skipped``: ``[{"name", "error"}]``).
-
-    Raises:
-      UserError: a missing or empty set, or (without ``skip_bad``) an unreadable image, named.
+    Every set is checked before any computation. ``protocol`` None picks per set (DIV2K*: RGB, others
+    Y); ``skip_bad`` scores the readable images and lists the others; ``on_output`` gets
+    ``(dataset, scale, sample, uint8 output)``. UserError names a missing set or unreadable image.
     """
     counts = {name: len(benchmarks.hr_files(data_dir, name)) for name in datasets}  # fail fast
     progress = progress_factory(sum(counts.values()) * len(scales)) if progress_factory else None
@@ -199,12 +162,7 @@ def evaluate_sets(
 
 
 class Validation:
-    """Training's validation: fixed samples scored again and again, off the host's critical path.
-
-    Built once per run: the samples are decoded once (by the caller), one upscaler per scale is
-    compiled once and given new variables at each call, and PSNR/SSIM are computed on the device
-    (:class:`DeviceScorer`).
-    """
+    """Training's validation: fixed samples rescored with new variables, compiled once, scored on device."""
 
     def __init__(
         self,
@@ -213,7 +171,7 @@ class Validation:
         *,
         self_ensemble: bool = False,
     ):
-        """``sets``: ``{prefix: (protocol, {scale: samples})}``, e.g. ``{"val": (DIV2K, ...)}``."""
+        """``sets``: ``{prefix: (protocol, {scale: samples})}``."""
         self.model, self.sets, self.self_ensemble = model, sets, self_ensemble
         self._upscalers: dict[int, inference.Upscaler] = {}
         self._scorer = DeviceScorer()
@@ -228,12 +186,7 @@ class Validation:
         return self._upscalers[scale]
 
     def __call__(self, variables: dict) -> tuple[dict[str, float], dict[tuple[str, int], np.ndarray]]:
-        """Scores ``variables``.
-
-        Returns:
-          ``({f"{prefix}/psnr_x{s}": dB, f"{prefix}/ssim_x{s}": ...}, {(prefix, s): uint8 output of
-          the first sample})``: only the first output of each set and scale is fetched to the host.
-        """
+        """``({"<prefix>/psnr_x<s>": dB, ...}, {(prefix, s): uint8 first output})`` of ``variables``."""
         scalars, firsts = {}, {}
         for prefix, (protocol, by_scale) in self.sets.items():
             for scale, samples in by_scale.items():

@@ -1,11 +1,8 @@
 """Inference: :func:`make_upscaler` wraps a model into ``upscale(lr_uint8) -> sr_float``.
 
-Images are zero-padded to a size bucket, or cut into overlapping tiles, so that many sizes share
-a few compiled programs; every convolution's input is zeroed outside the image, which makes the
-padding exact (it is what SAME padding does at a real border; :mod:`edsr_jax.tiling`). Tiles of
-an EDSR or MDSR run the tail in strips (:meth:`Upscaler.split_tile`) to bound its scale^2-larger
-activations. Also the one scale check (:func:`check_scale`) and the one self-ensemble
-(:meth:`Upscaler._ensembled`: the 8 dihedral transforms, ``docs/protocol.md``).
+Images are zero-padded to a size bucket or cut into overlapping tiles, so many sizes share a few
+compiled programs; every conv input is zeroed outside the image, which makes that exact
+(:mod:`edsr_jax.tiling`). Also the one scale check and the one self-ensemble.
 """
 
 from __future__ import annotations
@@ -19,17 +16,12 @@ import numpy as np
 from edsr_jax import tiling
 from edsr_jax.errors import UserError
 
-# Whole-image inference pads H and W up to a multiple of this (LR pixels): a bounded number of
-# compiled shapes for a folder of differently sized images.
+# Whole images are padded to a multiple of this (LR pixels): few compiled shapes for many sizes.
 BUCKET = 16
 # Number of dihedral transforms used by the self-ensemble.
 NUM_TRANSFORMS = 8
-# Bytes the tail of a tile (upsampler and last conv) may hold in activations at once: it runs in
-# strips of rows that fit (Upscaler.split_tile).
+# Activation bytes a tile's tail (upsampler, last conv) may hold at once: it runs in strips.
 TAIL_STRIP_BYTES = 128 * 2**20
-
-
-# --- self-ensemble ------------------------------------------------------------------------------
 
 
 def dihedral(x, k: int):
@@ -54,23 +46,11 @@ def undo_dihedral(x, k: int):
     return x
 
 
-# --- scales -------------------------------------------------------------------------------------
-
-
 def check_scale(model, scale: int | None, what: str = "this model") -> int:
-    """The scale to run ``model`` at: ``scale`` if the model has it, its only scale if None.
-
-    Args:
-      model: an EDSR or MDSR.
-      scale: the requested upscaling factor, or None for the model's only one.
-      what: how messages name the model (e.g. ``"checkpoint runs/x2"``).
-
-    Returns:
-      The scale as an int.
+    """The scale to run ``model`` at: ``scale`` if it has it, or its only scale when ``scale`` is None.
 
     Raises:
-      UserError: the model lacks ``scale`` (the message names the scales it has), or ``scale``
-        is None for a model with several.
+      UserError: naming ``what`` and the scales the model has.
     """
     have = tuple(int(s) for s in model.scales)
     names = ", ".join(f"x{s}" for s in have)
@@ -83,12 +63,8 @@ def check_scale(model, scale: int | None, what: str = "this model") -> int:
     return int(scale)
 
 
-# --- tiles ----------------------------------------------------------------------------------------
-
-
 def dihedral_valid(valid, k: int, size: int) -> np.ndarray:
-    """Where the image lies in :func:`dihedral` ``k`` of a square ``size`` tile whose image part
-    is ``valid = [top, bottom, left, right]``."""
+    """``valid = [top, bottom, left, right]`` of a square ``size`` tile after :func:`dihedral` ``k``."""
     top, bottom, left, right = (int(v) for v in valid)
     if k & 1:
         left, right = size - right, size - left
@@ -99,16 +75,8 @@ def dihedral_valid(valid, k: int, size: int) -> np.ndarray:
     return np.array([top, bottom, left, right], np.int32)
 
 
-# --- model wrapper ------------------------------------------------------------------------------
-
-
 def _conv_input_mask(valid, lr_hw: tuple[int, int]):
-    """A flax method interceptor that zeroes every conv input (``models.Conv``, ``nn.Conv``) outside
-    ``valid``.
-
-    ``valid`` is ``[top, bottom, left, right]`` in LR pixels of an input of size ``lr_hw``; at a
-    conv working at r times the LR resolution the bounds are multiplied by r.
-    """
+    """A flax interceptor zeroing every conv input outside ``valid`` (LR pixels, scaled by r)."""
     import flax.linen as nn
     import jax.numpy as jnp
 
@@ -132,12 +100,10 @@ def _conv_input_mask(valid, lr_hw: tuple[int, int]):
 
 
 def masked_forward(model, scale: int, part: str = "all") -> Callable:
-    """``f(variables, x, valid)``: the model on NHWC ``x`` where only ``valid`` holds image pixels.
+    """``f(variables, x, valid)``: the model as if run on the ``valid`` crop of ``x`` alone (not jitted).
 
-    Equal to running the model on the ``valid`` crop alone, because each convolution sees zeros
-    outside it, exactly like the SAME zero padding at a real image border. ``part``: the whole
-    model, or (EDSR, MDSR) its ``"trunk"`` or ``"tail"`` (:data:`edsr_jax.models.edsr.PARTS`;
-    ``x`` is then the trunk's features). Not jitted (the caller jits).
+    Each conv sees zeros outside ``valid``, as SAME padding does at a real border. ``part`` selects
+    an EDSR/MDSR's ``"trunk"`` or ``"tail"`` (``x`` then the trunk's features).
     """
     import flax.linen as nn
 
@@ -151,11 +117,9 @@ def masked_forward(model, scale: int, part: str = "all") -> Callable:
 
 
 class Upscaler:
-    """``upscaler(lr) -> sr``: a model, its variables and the inference options, jit-cached.
+    """``upscaler(lr) -> sr``: float32 (H*s, W*s, 3), unquantised, of an (H, W, 3) image in [0, 255].
 
-    Call it on an (H, W, 3) image in [0, 255] (uint8 or float); it returns float32
-    (H * scale, W * scale, 3), not quantised. ``traces`` counts how many times the forward pass
-    was traced (compiled), which stays bounded over many image sizes.
+    ``traces`` counts compilations, which stay bounded over many image sizes.
     """
 
     def __init__(
@@ -209,7 +173,7 @@ class Upscaler:
         self._turn = itertools.cycle(range(len(self.devices)))
 
     def _run(self, x: np.ndarray, valid: np.ndarray, device: int):
-        """The forward pass on device number ``device``: a device array, not waited for."""
+        """The forward pass on device number ``device`` (not waited for)."""
         import jax
 
         target = self.devices[device]
@@ -218,7 +182,7 @@ class Upscaler:
         return self._forward(self._variables[device], x, valid)
 
     def _tail_of(self, rows: int, cols: int) -> Callable:
-        """The jitted tail of a ``rows x cols`` window of a tile's features (its corner an argument)."""
+        """The jitted tail of a ``rows x cols`` window of a tile's features."""
         import jax
 
         if (rows, cols) not in self._tails:
@@ -234,16 +198,15 @@ class Upscaler:
         return self._tails[rows, cols]
 
     def _strip_rows(self, cols: int) -> int:
-        """Rows of features per strip of a tail ``cols`` wide: its activations (two feature maps
-        at the output resolution, float32) within :data:`TAIL_STRIP_BYTES`, at least one kept row."""
+        """Feature rows per tail strip ``cols`` wide that fit :data:`TAIL_STRIP_BYTES`."""
         per_row = 2 * cols * self.scale**2 * int(self.model.num_features) * 4
         return max(2 * self.margin + 1, TAIL_STRIP_BYTES // per_row)
 
     def split_tile(self, x: np.ndarray, valid: np.ndarray, core: np.ndarray, device: int):
-        """The output of ``core`` (``[top, bottom, left, right]``) of one tile, on ``device``: the
-        trunk on the tile, the tail (scale^2 times larger activations) on the core and the tail's
-        radius around it only, in fixed-size strips of rows within :data:`TAIL_STRIP_BYTES`.
-        Exact as tiling is: each kept pixel lies at least that radius from every cut."""
+        """The output of ``core`` of one tile: the trunk on the tile, then the scale^2-larger tail in strips.
+
+        Exact as tiling is: each kept pixel lies at least the tail's radius from every cut.
+        """
         import jax
         import jax.numpy as jnp
 
@@ -271,15 +234,14 @@ class Upscaler:
         return out[:, (core[0] - top) * s : (core[1] - top) * s, (core[2] - left) * s : (core[3] - left) * s]
 
     def _kept(self, x: np.ndarray, valid: np.ndarray, core: np.ndarray, device: int):
-        """The output of the kept part ``core`` of one tile on ``device`` (a device array)."""
+        """The output of the kept part ``core`` of one tile on ``device``."""
         if self._split:
             return self.split_tile(x, valid, core, device)
         s = self.scale
         return self._run(x, valid, device)[:, core[0] * s : core[1] * s, core[2] * s : core[3] * s]
 
     def _ensembled(self, run: Callable, x: np.ndarray, *boxes: np.ndarray):
-        """``run(x, *boxes)``, averaged over the 8 dihedral transforms when ``self_ensemble`` is set:
-        the one self-ensemble (``boxes``: ``[top, bottom, left, right]`` in a square ``x``)."""
+        """``run(x, *boxes)``, averaged over the 8 dihedral transforms with ``self_ensemble``."""
         if not self.self_ensemble:
             return run(x, *boxes)
         size, total = x.shape[1], None
@@ -290,12 +252,12 @@ class Upscaler:
         return total / NUM_TRANSFORMS
 
     def _tile(self, patch: np.ndarray, valid: np.ndarray, core: np.ndarray):
-        """One tile's kept part on the next device (a tiled self-ensemble averages tile by tile)."""
+        """One tile's kept part on the next device (a tiled self-ensemble averages per tile)."""
         device = next(self._turn)
         return self._ensembled(lambda x, v, c: self._kept(x, v, c, device), patch, valid, core)
 
     def _padded(self, x: np.ndarray, device: int):
-        """The forward pass of an (1, H, W, 3) image zero-padded to the size bucket (exact: masked)."""
+        """The forward pass of a (1, H, W, 3) image zero-padded to the size bucket."""
         h, w = x.shape[1:3]
         hp, wp = -(-h // self.bucket) * self.bucket, -(-w // self.bucket) * self.bucket
         padded = np.pad(x, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)))
@@ -304,20 +266,18 @@ class Upscaler:
         ]
 
     def _whole(self, lr: np.ndarray, device: int):
-        """One whole image on ``device`` (a device array)."""
+        """One whole image on ``device``."""
         return self._ensembled(lambda x: self._padded(x, device), lr.astype(np.float32)[None])
 
     def set_variables(self, variables) -> None:
-        """Runs the same compiled programs with new ``variables`` (same shapes and dtypes), e.g. a
-        training run's parameters at each validation."""
+        """Runs the same compiled programs with new ``variables`` of the same shapes."""
         import jax
 
         self.variables = variables
         self._variables = [variables if d is None else jax.device_put(variables, d) for d in self.devices]
 
     def on_device(self, low_res):
-        """``self(low_res)`` left on the device (a ``jax.Array``, float32 (H*s, W*s, 3)): for callers that
-        score on the device. Whole images only (``tile`` None)."""
+        """``self(low_res)`` left on the device as a ``jax.Array``; whole images only."""
         if self.tile is not None:
             raise ValueError("on_device runs whole images; this upscaler tiles (tile is set)")
         return self._whole(self._check(low_res), 0)[0]
@@ -343,13 +303,11 @@ class Upscaler:
         )
 
     def tiles(self, low_res: np.ndarray) -> bool:
-        """Whether ``low_res`` is cut into tiles: a tile at least as large as the image is the image
-        (run whole, so a huge ``tile`` never pads a small image up to its size)."""
+        """Whether ``low_res`` is tiled (a tile as large as the image runs it whole, unpadded)."""
         return self.tile is not None and self.tile < max(low_res.shape[:2])
 
     def map(self, images: Iterable) -> Iterator[np.ndarray]:
-        """``self(lr)`` of each image, in order, with up to one image per device in flight (tiled
-        images spread their tiles over the devices instead)."""
+        """``self(lr)`` of each image, in order, one image per device in flight."""
         pending = collections.deque()
         for lr in images:
             lr = self._check(lr)
@@ -368,11 +326,10 @@ class Upscaler:
         return next(iter(self.map([low_res])))
 
     def upscale_uint8(self, low_res, out: np.ndarray | None = None) -> np.ndarray:
-        """The output quantised like a scored image (clip, round half away), as uint8 (H*s, W*s, 3).
+        """The output quantised as scored images are, uint8 (H*s, W*s, 3).
 
-        Tiled, each finished tile is quantised into ``out`` (default a new array; e.g. a
-        memory-mapped one for outputs too large for memory): host memory is then the uint8 output
-        plus a few tiles, whatever the self-ensemble.
+        Tiled, each tile is quantised into ``out`` (e.g. memory-mapped) as it finishes, so host memory
+        stays the output plus a few tiles.
         """
         from edsr_jax.imaging import metrics
 
@@ -398,25 +355,15 @@ def make_upscaler(
     devices: Sequence | None = None,
     compiler_options: dict | None = None,
 ) -> Upscaler:
-    """An :class:`Upscaler` for ``model`` at ``scale``.
+    """An :class:`Upscaler` for ``model`` at ``scale`` (None: its only scale).
 
     Args:
-      model: an EDSR or MDSR.
-      variables: its variables (``{"params": ...}``).
-      scale: the upscaling factor (one of the model's scales; None: its only one).
       self_ensemble: average over the 8 dihedral transforms (EDSR+/MDSR+).
-      tile: run on ``tile x tile`` LR tiles (bounded memory, one compile); None: whole images
-        padded to a multiple of ``BUCKET``.
-      overlap: context around each tile's interior; default the model's receptive radius
-        (:func:`edsr_jax.models.receptive_radius`: exact).
-      dtype: computation dtype, e.g. ``jnp.bfloat16`` (parameters stay as given; output float32).
-      devices: spread images (and tiles) over these devices (e.g. ``jax.local_devices()``), one
-        copy of the variables each; the outputs equal one device's. Default: the default device.
-      compiler_options: XLA options of the forward pass (default:
-        :func:`edsr_jax.compiler_options.for_program` of an inference program).
-
-    Returns:
-      The upscaler.
+      tile: run on ``tile x tile`` LR tiles (bounded memory); None: whole images padded to ``BUCKET``.
+      overlap: context around each tile; default the receptive radius, which makes tiling exact.
+      dtype: computation dtype, e.g. ``jnp.bfloat16`` (parameters as given; output float32).
+      devices: spread images and tiles over these devices; outputs equal one device's.
+      compiler_options: XLA options (default: :func:`edsr_jax.compiler_options.for_program`).
 
     Raises:
       UserError: a scale the model does not have, or a tile too small for the overlap.

@@ -1,2 +1,1 @@
-"""Features built on the core: the embedded demo and upscaling image files. Nothing in the core
-imports this folder."""
+"""Features built on the core (the demo, upscaling image files); nothing in the core imports them."""

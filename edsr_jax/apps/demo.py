@@ -1,29 +1,9 @@
 """The embedded demo: train a small EDSR x2 on CPU in minutes, beat bicubic, show it in a picture.
 
-No download: it trains on the photographs that scikit-image installs with its package data
-(:data:`edsr_jax.data.sources.SKIMAGE_TRAIN`) and scores on held-out ones
-(:data:`~edsr_jax.data.sources.SKIMAGE_VAL`), plus Set5 when a benchmark folder is given. What
-makes a few hundred CPU steps enough (``experiments/perf/RESULTS.md``, "Demo"): PyTorch-style
-initialisation, peak learning rate 1e-3 with 5 % warm-up and cosine decay, and no mostly-flat
-training patches.
-
-Reproducibility: the length of the run is a number of steps. With ``steps`` given the run is a
-pure function of the config (initialisation and every batch come from the seed). With a time
-budget instead (``seconds``: from the demo's start to the end of training), the demo times a few
-training steps first (:func:`measure_step_seconds`) and plans as many steps as fit in what is left
-of the budget (:func:`plan_steps`); the cosine schedule is defined over those planned steps, and
-the plan is printed and stored in ``WORKDIR/demo.json`` so that ``--steps N`` repeats the run
-exactly. When the steps turn out slower than measured (the machine got busier), :class:`Pacer`
-re-plans: it stops at a checkpoint and resumes with a shorter plan, so the cosine schedule still
-decays to 0 inside the budget (a run stopped in the middle of its schedule, at a high learning
-rate, ends below bicubic). The segments are recorded in ``demo.json``. As a last resort training
-stops at :data:`DEADLINE_FACTOR` times the budget; evaluation then takes about a minute, so the
-default budget keeps the whole command under 10 minutes on a 2-core CPU.
-
-Everything lands in the workdir, a training workdir like ``edsr-jax train`` writes (so
-``edsr-jax eval --checkpoint W`` and ``edsr-jax upscale --checkpoint W`` take it), plus
-``demo.json`` (plan and results) and ``demo_comparison.png`` (bicubic | EDSR | HR crops, made by
-:mod:`edsr_jax.apps.demo_report`). The config is :mod:`edsr_jax.configs.demo`.
+It trains on scikit-image's bundled photographs (no download) and scores held-out ones (and Set5
+if given); why a few hundred CPU steps suffice: RESULTS.md "Demo". A time budget is turned into a
+step count, re-planned if steps slow down so the cosine schedule still ends inside it (a run cut
+mid-schedule ends below bicubic); ``demo.json`` records the plan, and ``--steps N`` repeats it.
 """
 
 from __future__ import annotations
@@ -44,16 +24,13 @@ from edsr_jax.errors import UserError, listing
 
 # Default time budget (seconds from the demo's start to the end of training) without --steps.
 DEFAULT_SECONDS = 420.0
-# Allowance for train_and_evaluate's set-up before its first step (imports, decoding the
-# photographs, compiling), measured at 15-50 s on a busy 2-core machine.
+# Allowance for train_and_evaluate's set-up before its first step (imports, decoding, compiling).
 TRAINING_SETUP_SECONDS = 30.0
 # A budgeted run is stopped (and saved) once this many times the budget has passed.
 DEADLINE_FACTOR = 1.1
-# Re-plan when the projected end of training passes the budget by this factor...
+# Re-plan when the projected end passes the budget by this factor, judged after a segment's
+# first steps (dispatched ahead, they return early) over at least these steps and seconds.
 REPLAN_TOLERANCE = 1.05
-# ... judged on the step rate after a segment's first steps (JAX dispatches steps ahead of the
-# computation, so the first steps of a segment return faster than they run) over at least this
-# many steps and seconds.
 REPLAN_SKIP_STEPS = 5
 REPLAN_MIN_STEPS = 20
 REPLAN_MIN_SECONDS = 20.0
@@ -61,44 +38,29 @@ REPLAN_MIN_SECONDS = 20.0
 RESTART_SECONDS = 30.0
 # Fewest steps a re-planned segment keeps (its cosine tail).
 MIN_TAIL_STEPS = 10
-# A plan is lengthened (steps faster than measured) only by this factor or more, and only before
-# this fraction of it is done (later the learning rate is already low).
+# A plan is lengthened only by this factor or more, before this fraction is done (lr still high).
 EXTEND_FACTOR = 1.25
 EXTEND_BEFORE = 0.5
-# Re-plans per run at most (each costs a checkpoint round trip), and the most one re-plan may
-# multiply the plan by.
+# Re-plans per run at most (each a checkpoint round trip), and the most one may multiply the plan.
 MAX_REPLANS = 3
 MAX_EXTENSION = 2.0
 # Fewest steps a budgeted run plans (below this the model does not get past bicubic).
 MIN_STEPS = 20
 # Training steps timed by measure_step_seconds after one untimed step.
 CALIBRATION_STEPS = 5
-# The plan assumes steps this much slower than measured: the training loop also runs the input
-# pipeline on the same cores, and a shared machine's load drifts.
+# The plan assumes steps this much slower than measured (the input pipeline shares the cores).
 PLAN_MARGIN = 1.15
 # Files the demo writes into the workdir besides the training files.
 DEMO_JSON = "demo.json"
 FIGURE_PNG = "demo_comparison.png"
 
 
-# --- planning the run -----------------------------------------------------------------------------
-
-
 def measure_step_seconds(
     config, steps: int = CALIBRATION_STEPS, progress: Callable[[], None] | None = None
 ) -> float:
-    """Seconds per training step of ``config``'s model on this machine, now.
+    """Mean seconds per training step of ``config``'s model here and now, on a random batch.
 
-    Compiles the training step, runs it once untimed, then times ``steps`` more on a random batch
-    (the same shapes and work as real batches; the state is thrown away).
-
-    Args:
-      config: a training config.
-      steps: timed steps.
-      progress: called after the compile and after each timed step.
-
-    Returns:
-      The mean wall-clock seconds of one step.
+    One untimed step (the compile), then ``steps`` timed; ``progress`` is called after each.
     """
     import jax
 
@@ -132,19 +94,16 @@ def measure_step_seconds(
 
 
 def plan_steps(seconds: float, seconds_per_step: float) -> int:
-    """How many steps fit in ``seconds`` at ``PLAN_MARGIN`` times the measured step time (>= MIN_STEPS)."""
+    """Steps that fit in ``seconds`` at ``PLAN_MARGIN`` x the measured step time (>= MIN_STEPS)."""
     return max(MIN_STEPS, int(seconds / max(PLAN_MARGIN * seconds_per_step, 1e-9)))
 
 
 class Pacer:
-    """An ``on_step`` hook that keeps a budgeted run inside its time budget.
+    """An ``on_step`` hook keeping a budgeted run inside its budget.
 
-    After :data:`REPLAN_MIN_STEPS` steps of a segment it projects the end of training from the
-    segment's step rate; past ``REPLAN_TOLERANCE`` times the budget it asks to stop and sets
-    ``new_total``: the step count that fits what is left (the run then resumes with a cosine
-    schedule over ``new_total`` steps). When steps are so much faster that ``EXTEND_FACTOR`` times
-    the plan fits, early in the plan, it lengthens the plan the same way. Past ``DEADLINE_FACTOR``
-    times the budget it stops for good.
+    From a segment's step rate it projects the end of training; too late (or, early on, far too
+    soon) it stops with ``new_total``, the steps that fit, and the run resumes with that schedule.
+    Past ``DEADLINE_FACTOR`` x the budget it stops for good.
     """
 
     def __init__(
@@ -200,16 +159,8 @@ def _read_demo_json(workdir: str) -> dict:
         raise UserError(f"cannot read {path} ({e}); use another workdir") from None
 
 
-# --- the demo -------------------------------------------------------------------------------------
-
-
 def check_workdir(workdir: str) -> None:
-    """Refuses a demo ``workdir`` that is neither missing, empty (hidden files aside) nor a demo's
-    (one with ``demo.json``): the demo writes only into its own folders.
-
-    Raises:
-      UserError: naming what the folder holds.
-    """
+    """Refuses a ``workdir`` that is not missing, empty or a demo's: UserError naming what it holds."""
     from edsr_jax.checkpoint import layout
 
     layout.not_a_file(workdir)
@@ -244,24 +195,14 @@ def run_demo(
 ) -> dict:
     """Trains the demo model in ``workdir``, scores it against bicubic, writes the figure.
 
-    Rerunning on a finished workdir re-scores it without training; an interrupted run resumes
-    with the step count it planned (stored in ``demo.json``).
-
-    Args:
-      workdir: the run's folder (created).
-      data_dir: a benchmark folder holding ``Set5`` (EDSR layout) to score as well, or None.
-      steps: train exactly this many steps; None: as many as fit in ``seconds``.
-      seconds: when ``steps`` is None, the time budget from the start to the end of training.
-      progress: show progress bars (stderr).
-      log: where text lines go.
+    ``steps`` None trains as many steps as fit in ``seconds``; a finished workdir is re-scored, an
+    interrupted one resumes its plan; ``data_dir`` holding ``Set5`` adds it to the scores.
 
     Returns:
-      What ``demo.json`` holds: the plan, ``"results"`` (rows of
-      :func:`edsr_jax.apps.demo_report.score_sets`), ``"figure"`` and timings.
+      What ``demo.json`` holds: the plan, ``"results"``, ``"figure"`` and timings.
 
     Raises:
-      UserError: bad arguments, or a workdir of another run or holding other files
-        (:func:`check_workdir`).
+      UserError: bad arguments, or a workdir of another run (:func:`check_workdir`).
     """
     import edsr_jax
     from edsr_jax import inference, models, train

@@ -1,9 +1,4 @@
-"""The demo's scores and figure: bicubic vs the model on the held-out photographs (and Set5).
-
-:func:`score_sets` runs both through the one scoring loop (:func:`edsr_jax.evaluate.evaluate_images`,
-Y-PSNR/SSIM, shave = scale) and keeps the quantised outputs; :func:`comparison_figure` puts crops
-of them side by side (bicubic | EDSR | HR) where bicubic is furthest from HR.
-"""
+"""The demo's scores and figure: bicubic vs the model, through the one scoring loop, and crops of both."""
 
 from __future__ import annotations
 
@@ -27,11 +22,7 @@ HELD_OUT = "held-out"
 
 
 def evaluation_sets(config, data_dir: str | None) -> list[tuple[str, list]]:
-    """``[(name, samples)]``: the held-out photographs, then the benchmark sets in ``data_dir``.
-
-    Raises:
-      UserError: ``data_dir`` is given but holds none of :data:`BENCHMARK_SETS`.
-    """
+    """``[(name, samples)]``: the held-out photographs, then :data:`BENCHMARK_SETS` found in ``data_dir``."""
     sets = [(HELD_OUT, pipeline.create_eval_samples(config, "val")[SCALE])]
     if data_dir:
         if not os.path.isdir(data_dir):
@@ -49,12 +40,10 @@ def evaluation_sets(config, data_dir: str | None) -> list[tuple[str, list]]:
 def score_sets(
     sets: Sequence[tuple[str, list]], upscale_fn: Callable, progress: Callable[[], None] | None = None
 ) -> tuple[list[dict], dict]:
-    """Bicubic and the model on every set (Y-PSNR/SSIM, shave = scale).
+    """``(rows, outputs)``: bicubic and the model on every set (Y, shave = scale).
 
-    Returns:
-      ``(rows, outputs)``: one row per set ``{"dataset", "images", "bicubic": {psnr, ssim},
-      "edsr": {psnr, ssim}, "gain_db", "per_image": [...]}``, and ``{(set, image): (bicubic uint8,
-      sr uint8, hr uint8)}`` for the figure.
+    A row per set holds ``dataset``, ``images``, ``bicubic``, ``edsr``, ``gain_db`` and ``per_image``;
+    ``outputs[(set, image)]`` is ``(bicubic, sr, hr)`` uint8 for the figure.
     """
     outputs: dict = {}
     rows = []
@@ -120,19 +109,9 @@ def detail_window(reference: np.ndarray, size: int) -> tuple[int, int]:
 
 
 def comparison_figure(panels: Sequence[dict], crop: int = FIGURE_CROP, zoom: int = FIGURE_ZOOM) -> np.ndarray:
-    """One row per image: bicubic | EDSR | HR crops (enlarged), captions with PSNR.
+    """A uint8 figure, one row per panel: bicubic | EDSR | HR crops, enlarged, captioned with PSNR.
 
-    The crop is where bicubic is furthest from HR (hard regions: edges and texture), chosen without
-    looking at the model's output.
-
-    Args:
-      panels: ``{"title", "bicubic", "sr", "hr", "bicubic_psnr", "edsr_psnr"}`` per row (uint8
-        images of one size).
-      crop: HR crop side.
-      zoom: nearest-neighbour enlargement of the crops.
-
-    Returns:
-      The figure, uint8 (H, W, 3).
+    Each crop is where bicubic is furthest from HR, chosen without looking at the model's output.
     """
     from PIL import Image, ImageDraw
 

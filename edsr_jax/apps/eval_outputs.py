@@ -1,13 +1,7 @@
-"""What ``edsr-jax eval`` leaves besides its table: the SR images, per-image CSVs, an HTML report.
+"""What ``edsr-jax eval`` leaves besides its table: the scored SR images with CSVs, and an HTML report.
 
-* :class:`ResultSaver` (``--save-results DIR``) writes every scored output (the quantised uint8
-  image that was scored) as ``DIR/<set>/x<s>/<name>_x<s>_SR.png``, the official code's names, and
-  ``DIR/<set>_x<s>.csv`` with each image's PSNR and SSIM.
-* :class:`ReportCollector` keeps, per image, a crop of bicubic, the model and HR where the model
-  gains most over bicubic, and :func:`write_report` (``--report FILE.html``) writes one
-  self-contained page (images inlined): per set and scale the PSNR/SSIM table against bicubic (and
-  a second model), a sortable per-image table, and each image's crops side by side with a
-  before/after slider.
+The report is one self-contained page: tables against bicubic (and a second model), a sortable
+per-image table, and each image's crops where the model gains most, with a before/after slider.
 """
 
 from __future__ import annotations
@@ -35,18 +29,9 @@ ZOOM = 2
 def check_outputs(
     files_: Sequence[str], save_results: str | None, datasets: Sequence[str], *, force: bool, inputs=()
 ) -> None:
-    """Checks, before any scoring, every file an evaluation will write and the ``save_results``
-    folder (:mod:`edsr_jax.overwrite`): files that exist are replaced only with ``force``.
+    """Checks every file an evaluation will write, before any scoring (:mod:`edsr_jax.overwrite`).
 
-    Args:
-      files_: the JSON, report and curve files.
-      save_results: the :class:`ResultSaver` folder, or None.
-      datasets: the sets scored (their CSVs and image folders in ``save_results``).
-      force: replace what an earlier evaluation wrote.
-      inputs: what the evaluation reads (an existing output inside one is refused).
-
-    Raises:
-      UserError: an output that may not be written, naming it.
+    Existing outputs are replaced only with ``force``; one inside ``inputs`` is refused.
     """
     for path in files_:
         overwrite.check_file(path, force=force, inputs=inputs)
@@ -257,9 +242,9 @@ def _per_image(r: dict, images: dict, others: dict, compare_name: str) -> str:
 
 
 def script_json(payload) -> str:
-    """``payload`` as JSON that can sit inside a ``<script>`` element and parse back as it is: the
-    browser does not decode HTML entities there, so ``<``, ``>`` and ``&`` become JSON escapes
-    (no ``</script>`` can end the element early)."""
+    """``payload`` as JSON safe inside ``<script>``: ``<``, ``>``, ``&`` escaped, as browsers do not
+    decode entities there.
+    """
     text = json.dumps(atomic.finite_or_null(payload), allow_nan=False)
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
@@ -273,7 +258,7 @@ def write_report(
     compare: Sequence[dict] | None = None,
     compare_name: str = "",
 ) -> None:
-    """The self-contained HTML report of an evaluation (see the module docstring)."""
+    """The self-contained HTML report of an evaluation."""
     other = {(r["dataset"], r["scale"]): r for r in compare or ()}
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",

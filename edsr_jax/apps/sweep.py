@@ -1,10 +1,5 @@
-"""Checkpoint sweeps: score every kept step of a training run, and plot PSNR against the step.
-
-:func:`resolve_steps` turns ``all``, ``best``, ``latest`` or ``N,M,...`` into kept steps of a
-workdir, which ``edsr-jax eval`` scores one by one (:func:`curve_rows` collects them);
-:func:`curve_from_logs` reads training's own validation history
-from its TensorBoard events instead (no re-scoring). :func:`write_curve` writes the rows as JSON
-and CSV and a PNG plot (matplotlib): one line per set and scale, the best step of each marked.
+"""Checkpoint sweeps: score kept steps of a training run (or read training's own validation
+history), and write PSNR against step as JSON, CSV and a PNG plot.
 """
 
 from __future__ import annotations
@@ -50,19 +45,16 @@ def kept_steps(workdir: str) -> list[int]:
 
 
 def step_number(checkpoint: str, which: int | str) -> int | None:
-    """The step ``which`` (latest, best or a number) names in a training workdir; None for an
-    exported model. Resolved once, so that the step loaded is the step reported."""
+    """The step ``which`` names in a training workdir (None: an exported model), resolved once so the
+    step loaded is the step reported.
+    """
     from edsr_jax.checkpoint import manager
 
     return _with_manager(checkpoint, lambda ckpt: manager.resolve_step(ckpt, which))
 
 
 def resolve_steps(workdir: str, which: str) -> list[int | str]:
-    """``all`` -> every kept step; ``best`` / ``latest`` -> themselves; ``N,M`` -> those steps.
-
-    Raises:
-      UserError: no complete checkpoint, or a step that is not kept (the kept ones are named).
-    """
+    """``all``, ``best``, ``latest`` or ``N,M`` as kept steps; UserError naming the kept ones."""
     steps = kept_steps(workdir)
     if not steps:
         raise UserError(f"no complete checkpoint in {workdir} yet")
@@ -137,10 +129,8 @@ def best_steps(rows: Sequence[dict]) -> dict[tuple[str, int], dict]:
 
 
 def plot(rows: Sequence[dict], title: str) -> bytes:
-    """PNG bytes of PSNR against step: one line per set and scale, the best step of each marked.
-
-    Drawn on a ``Figure`` of its own with the Agg canvas: no pyplot, no change to matplotlib's
-    backend or figure registry.
+    """PNG bytes of PSNR against step, the best step marked; its own Agg ``Figure``, so no global
+    matplotlib state changes.
     """
     require("matplotlib", "the plot of a checkpoint sweep (--curve)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg

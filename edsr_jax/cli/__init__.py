@@ -1,18 +1,8 @@
-"""The ``edsr-jax`` command line: one module per subcommand in this folder; parse, call, print.
+"""The ``edsr-jax`` command line: one module per subcommand (``HELP``, ``add_arguments``, ``run``).
 
-Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``
-and keeps heavy imports (JAX, Orbax, Grain) inside ``run`` so that ``--help`` is instant. Flag
-spellings live only here; the library's messages name arguments and config fields.
-
-The command line is the one place that sets up its own process (the library never does):
-:func:`main` drops the reports of late Orbax results (:mod:`edsr_jax.checkpoint.late_results`),
-and ``train``, ``eval``, ``upscale`` and ``demo`` turn on the persistent compilation cache
-(:func:`edsr_jax.compile_cache.enable`) before their first compile.
-
-Exit status: 0 on success; 2 for a user's mistake (:class:`~edsr_jax.errors.UserError`, or an
-operating-system error about a path, such as a missing file or a full disk), printed as one line
-``edsr-jax COMMAND: error: ...`` (``--debug`` shows the traceback instead); 130 on Ctrl-C. Any
-other exception is a bug: it propagates with its traceback (exit status 1).
+Heavy imports stay inside ``run`` so ``--help`` is instant. The command line is the one place
+that sets up its process (late Orbax results, the compilation cache). Exit status: 0; 2 for a
+user's mistake, printed as one line (``--debug``: the traceback); 130 on Ctrl-C; a bug raises (1).
 """
 
 from __future__ import annotations
@@ -21,7 +11,6 @@ import argparse
 import importlib
 import sys
 
-# subcommand name -> module in this folder
 COMMANDS = {
     "info": "info",
     "eval": "eval",
@@ -39,11 +28,7 @@ EXIT_INTERRUPTED = 130
 
 
 def user_message(error: BaseException) -> str | None:
-    """The one-line message of a user's mistake, or None when ``error`` is a bug.
-
-    A user's mistake is a :class:`~edsr_jax.errors.UserError`, or an ``OSError`` that names a
-    path (a file that vanished, a folder that cannot be written, a full disk).
-    """
+    """The one-line message of a user's mistake (a UserError, or an OSError naming a path), else None."""
     from edsr_jax.errors import UserError
 
     if isinstance(error, UserError) or (isinstance(error, OSError) and error.filename is not None):

@@ -1,9 +1,7 @@
 """``--config FILE|NAME`` and ``--config.field=value`` overrides (the train command's config flags).
 
-``NAME`` is a module of ``edsr_jax.configs`` (``edsr_x2``, ``test``, ...), so a config works from
-any installation; ``FILE`` is a Python file defining ``get_config()``. Overrides are converted to
-the type of the field they replace (``--config.scales=2,3,4`` becomes ``(2, 3, 4)``); an unknown
-field is an error naming the closest fields.
+``NAME`` is a module of ``edsr_jax.configs``; overrides take the type of the field they replace
+(``--config.scales=2,3,4`` -> ``(2, 3, 4)``); an unknown field is an error naming the closest.
 """
 
 from __future__ import annotations
@@ -61,11 +59,7 @@ def config_names() -> list[str]:
 
 
 def load_config(name_or_path: str):
-    """``get_config()`` of a packaged config (by name) or of a Python file.
-
-    Raises:
-      UserError: neither a packaged config nor an existing file, or no ``get_config``.
-    """
+    """``get_config()`` of a packaged config (by name) or of a Python file; UserError otherwise."""
     if name_or_path in config_names():
         return importlib.import_module(f"edsr_jax.configs.{name_or_path}").get_config()
     if not os.path.isfile(name_or_path):
@@ -86,11 +80,7 @@ def load_config(name_or_path: str):
 
 
 def split_overrides(items: list[str]) -> list[tuple[str, str]]:
-    """``["--config.a=1", "--config.b", "2"]`` -> ``[("a", "1"), ("b", "2")]``.
-
-    Raises:
-      UserError: an item is not a ``--config.`` override or has no value.
-    """
+    """``["--config.a=1", "--config.b", "2"]`` -> ``[("a", "1"), ("b", "2")]``; UserError on others."""
     pairs, i = [], 0
     while i < len(items):
         item = items[i]
@@ -110,11 +100,7 @@ def split_overrides(items: list[str]) -> list[tuple[str, str]]:
 
 
 def convert_value(key: str, text: str, current):
-    """Parses ``text`` as the type of the field's ``current`` value.
-
-    Raises:
-      UserError: the text does not parse as that type.
-    """
+    """Parses ``text`` as the type of the field's ``current`` value; UserError if it does not parse."""
     try:
         if isinstance(current, bool):
             if text.lower() in _TRUE + _FALSE:
@@ -144,11 +130,7 @@ def convert_value(key: str, text: str, current):
 
 
 def apply_overrides(config, pairs: list[tuple[str, str]]):
-    """Sets each ``(dotted.key, text)`` on ``config``, converted to the field's type.
-
-    Raises:
-      UserError: an unknown field (with the closest known names) or an unparsable value.
-    """
+    """Sets each ``(dotted.key, text)`` on ``config`` as its field's type; UserError naming close fields."""
     from edsr_jax import config_checks
 
     for key, text in pairs:

@@ -1,15 +1,7 @@
-"""``edsr-jax downscale``: make LR images exactly like MATLAB's ``imresize(hr, 1/s, 'bicubic')``.
+"""``edsr-jax downscale``: LR images exactly as MATLAB's ``imresize(hr, 1/s, 'bicubic')`` makes them.
 
-A file or a folder of HR images in; EDSR names out (``<name>x<s>.png``). Images are first cropped
-to a multiple of the scale (modcrop, as for the benchmark sets) unless ``--no-modcrop``. Every file
-is written atomically, so an interrupted run leaves no partial images; files that exist are replaced
-only with ``--force``.
-
-Examples::
-
-    edsr-jax downscale --scale 4 photos/HR photos/LR_bicubic/X4
-    edsr-jax downscale --scale 2 img.png out/          # -> out/imgx2.png
-    edsr-jax downscale --scale 2 img.png small.png
+A file or folder in, EDSR names out (``<name>x<s>.png``), modcropped unless ``--no-modcrop``;
+e.g. ``edsr-jax downscale --scale 4 photos/HR photos/LR_bicubic/X4``.
 """
 
 from __future__ import annotations

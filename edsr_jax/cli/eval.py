@@ -1,14 +1,8 @@
 """``edsr-jax eval``: PSNR/SSIM on benchmark sets with the paper's protocol (``docs/protocol.md``).
 
-Examples::
-
-    edsr-jax eval --data-dir data/benchmarks --datasets Set5,Set14 --scales 2,3,4 --method bicubic
-    edsr-jax eval --data-dir data/benchmarks --datasets Set5 --scales 2 --checkpoint models/edsr_x2
-    edsr-jax eval --data-dir data/benchmarks --datasets Set5,Set14 --model edsr_baseline_x2
-    edsr-jax eval --data-dir data/benchmarks --datasets Set5 --checkpoint runs/x2 --steps all --curve x2_curve
-    edsr-jax eval --data-dir data/benchmarks --datasets Set5 --checkpoint runs/x2 --steps best \
-        --save-results sr/ --report report.html --compare models/edsr_baseline_x2
-    edsr-jax eval --checkpoint runs/x2 --from-logs --curve x2_val     # training's own validation history
+E.g. ``edsr-jax eval --data-dir data/benchmarks --datasets Set5 --scales 2 --checkpoint
+models/edsr_x2``; ``--method bicubic``, ``--steps all --curve F``, ``--report F.html`` and
+``--from-logs``: ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

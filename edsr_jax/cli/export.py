@@ -1,12 +1,7 @@
 """``edsr-jax export --checkpoint DIR --format F OUT``: a model in a deployment format.
 
-Examples::
-
-    edsr-jax export --checkpoint models/edsr_x2 --format onnx edsr_x2.onnx
-    edsr-jax export --checkpoint runs/mdsr --format stablehlo mdsr      # mdsr_x2/_x3/_x4.stablehlo
-    edsr-jax export --checkpoint runs/x2 --which best --format torch edsr_x2.pt
-
-Formats and their inputs/outputs: :mod:`edsr_jax.interop.export`.
+E.g. ``--format onnx edsr_x2.onnx``. Formats and their inputs and outputs:
+:mod:`edsr_jax.interop.export`.
 """
 
 from __future__ import annotations

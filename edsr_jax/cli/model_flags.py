@@ -1,6 +1,4 @@
-"""Model-loading flags of ``eval``, ``upscale`` and ``export``: ``--model NAME`` (a published model,
-the other way to name what ``--checkpoint`` names), ``--dtype`` (the computation dtype; the
-parameters stay float32) and ``--weights`` (a training run's EMA or raw weights)."""
+"""Model-loading flags of ``eval``, ``upscale`` and ``export``: ``--model``, ``--dtype``, ``--weights``."""
 
 from __future__ import annotations
 
@@ -43,8 +41,7 @@ def add_model_flag(group) -> None:
 
 
 def checkpoint_path(args) -> str:
-    """The model folder a command reads: ``--checkpoint``, or ``--model``'s cached folder (fetched
-    on first use; the download's progress bar and source go to the terminal)."""
+    """The model folder a command reads: ``--checkpoint``, or ``--model``'s (fetched on first use)."""
     if not getattr(args, "model", None):
         return args.checkpoint
     from edsr_jax.interop import pretrained

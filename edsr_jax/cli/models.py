@@ -1,10 +1,4 @@
-"""``edsr-jax models``: the published models ``--model NAME`` takes, and fetching them ahead of time.
-
-Examples::
-
-    edsr-jax models                          # name, network, parameters, size, sources, PSNR, cached
-    edsr-jax models --fetch edsr_x2 mdsr     # download, verify and convert into the cache now
-    EDSR_JAX_CACHE=/shared/models edsr-jax models --fetch edsr_x4   # for offline jobs later
+"""``edsr-jax models``: the published models ``--model NAME`` takes; ``--fetch NAME ...`` caches them now.
 
 Environment: ``EDSR_JAX_CACHE``, ``EDSR_JAX_OFFLINE``, ``EDSR_JAX_WEIGHTS_MIRROR``
 (:mod:`edsr_jax.interop.pretrained`).

@@ -1,8 +1,7 @@
 """``edsr-jax train --config NAME|FILE --workdir W [--config.field=value ...]``.
 
-Rerunning the same command on the same workdir resumes from its latest complete checkpoint. A
-folder that holds an exported model, or other files (without ``--allow-other-files``), is refused.
-Config flags: :mod:`edsr_jax.cli.config_flags`.
+Rerunning on the same workdir resumes from its latest complete checkpoint; a folder holding an
+exported model or other files (without ``--allow-other-files``) is refused.
 """
 
 from __future__ import annotations
@@ -49,11 +48,7 @@ def add_arguments(parser) -> None:
 
 
 def parse_device_ids(text: str | None) -> list[int] | None:
-    """``"0,1"`` -> ``[0, 1]``; None stays None.
-
-    Raises:
-      UserError: not a comma-separated list of non-negative integers.
-    """
+    """``"0,1"`` -> ``[0, 1]``; None stays None; UserError for anything else."""
     if text is None:
         return None
     try:

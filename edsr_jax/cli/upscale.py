@@ -1,16 +1,8 @@
 """``edsr-jax upscale``: super-resolve your own image files or folders with a trained model.
 
-Examples::
-
-    edsr-jax upscale --checkpoint models/edsr_x2 photo.jpg photo_x2.png
-    edsr-jax upscale --model edsr_baseline_x4 photo.jpg photo_x4.png   # a published model
-    edsr-jax upscale --checkpoint runs/mdsr --scale 4 --self-ensemble photos/ photos_x4/
-
-A folder run upscales every image in it (not recursive) into the output folder under the same
-names; an image that fails is reported and skipped, the others are still written, and the exit
-status is 2 if any failed. Output files that exist are replaced only with ``--force``
-(:mod:`edsr_jax.overwrite`), all of them checked before the model is loaded. Modes (grayscale,
-alpha, palette, 16-bit) are described in ``edsr_jax.apps.upscale_files``.
+E.g. ``edsr-jax upscale --model edsr_baseline_x4 photo.jpg photo_x4.png``. A folder run reports a
+failing image and goes on (exit status 2); existing outputs are replaced only with ``--force``,
+all checked before the model loads. Modes: :mod:`edsr_jax.apps.upscale_files`.
 """
 
 from __future__ import annotations

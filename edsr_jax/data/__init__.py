@@ -1,6 +1,1 @@
-"""Images -> pairs -> numpy batches; no JAX, no devices.
-
-``sources.py`` decodes every source into ``ImagePairs`` (``cache.py`` keeps them on disk),
-``benchmarks.py`` loads the benchmark sets as :class:`~edsr_jax.data.benchmarks.Sample` lists, and
-``pipeline.py`` draws the training batches.
-"""
+"""Images -> pairs -> numpy batches (sources, cache, benchmarks, pipeline); no JAX, no devices."""

@@ -1,18 +1,8 @@
 """Benchmark sets (Set5, Set14, B100, Urban100, DIV2K valid, your own) from local folders.
 
-The layout is EDSR's::
-
-    <root>/<Set>/HR/<name>.png
-    <root>/<Set>/LR_bicubic/X<s>/<name>x<s>.png
-
-HR images are cropped top-left to the LR size times the scale. When an LR file (or the whole
-``LR_bicubic`` folder) is absent, the LR image is made from the HR with the MATLAB-exact
-``imresize(modcrop(hr, s), 1/s)`` (:func:`edsr_jax.imaging.resize.downscale`). Grayscale images are
-replicated to three channels.
-
-A **paired** set (your own degradation: real, JPEG, blurred LR images) has an ``LR/`` folder
-instead: ``<root>/<Set>/LR/<name>x<s>.png`` or ``<name>.png`` (also under ``LR/X<s>/``), matched
-to ``HR/<name>.*`` by file name; a missing LR file is an error naming it, never made here.
+EDSR's layout, ``<root>/<Set>/HR/<name>.png`` and ``<root>/<Set>/LR_bicubic/X<s>/<name>x<s>.png``;
+a missing LR is made with the MATLAB-exact :func:`~edsr_jax.imaging.resize.downscale`. A paired set
+(your own degradation) has ``LR/`` instead, and a missing LR file there is an error.
 """
 
 from __future__ import annotations
@@ -34,13 +24,9 @@ PAIRED_LR_DIR = "LR"
 
 @dataclasses.dataclass(frozen=True)
 class Sample:
-    """One evaluation pair: the one sample type of evaluation, validation and the demo.
+    """One evaluation pair, uint8 (h, w, 3) LR and its HR cropped to LR size x scale.
 
-    Attributes:
-      name: the HR file name without extension (or the image's name in its source).
-      lr: uint8 (h, w, 3) low-resolution image.
-      hr: uint8 (h * scale, w * scale, 3) ground truth.
-      lr_generated: True when the LR was made here from the HR (no LR file found).
+    ``lr_generated`` says the LR was made here from the HR (no LR file).
     """
 
     name: str
@@ -62,19 +48,14 @@ def _find_image(folder: str, bases: tuple[str, ...]) -> str | None:
 
 
 def paired_lr_file(lr_root: str, stem: str, scale: int) -> str | None:
-    """The LR file paired with HR ``stem`` under ``lr_root``: ``X<s>/`` or the folder itself,
-    named ``<stem>x<s>`` or ``<stem>``, any image extension; None when there is none."""
+    """The LR file of HR ``stem`` in a paired set: ``[X<s>/]<stem>[x<s>].*``, or None."""
     bases = (f"{stem}x{scale}", stem)
     return _find_image(os.path.join(lr_root, f"X{scale}"), bases) or _find_image(lr_root, bases)
 
 
 def lr_path(root: str, name: str, scale: int, stem: str) -> str | None:
-    """The LR file of ``stem`` at ``scale``: ``LR_bicubic/X<s>/<stem>x<s>.*`` (EDSR layout; None
-    when absent: it is made by MATLAB bicubic), or in a paired set (an ``LR/`` folder: real or
-    other degradations) the file :func:`paired_lr_file` finds.
-
-    Raises:
-      UserError: a paired set lacks the LR file of ``stem`` (it cannot be made).
+    """The LR file of ``stem``: ``LR_bicubic/X<s>/<stem>x<s>.*`` (None when absent: it is made), or the
+    paired set's file; UserError when a paired set lacks it.
     """
     paired = os.path.join(root, name, PAIRED_LR_DIR)
     if os.path.isdir(paired):
@@ -89,11 +70,7 @@ def lr_path(root: str, name: str, scale: int, stem: str) -> str | None:
 
 
 def hr_files(root: str, name: str) -> list[str]:
-    """The HR image files of set ``name`` under ``root``, sorted by name.
-
-    Raises:
-      UserError: the set or its HR folder is missing or holds no images.
-    """
+    """The HR image files of set ``name``, sorted; UserError if the set or its HR folder is missing."""
     set_dir = os.path.join(root, name)
     if not os.path.isdir(set_dir):
         available = (
@@ -110,11 +87,7 @@ def hr_files(root: str, name: str) -> list[str]:
 
 
 def check_pair(name: str, hr: np.ndarray, lr: np.ndarray, scale: int, lr_file: str | None = None) -> None:
-    """The one pair check: uint8 RGB images, the LR no larger than its HR / ``scale``.
-
-    Raises:
-      UserError: naming ``name`` (and ``lr_file``), sizes as width x height.
-    """
+    """The one pair check: uint8 RGB, LR x ``scale`` within the HR; sizes in errors as WxH."""
     for a, what in ((hr, "HR"), (lr, "LR")):
         if a.dtype != np.uint8 or a.ndim != 3 or a.shape[-1] != 3:
             raise UserError(f"{name}: {what} image must be uint8 (H, W, 3), got {a.dtype} {a.shape}")
@@ -137,11 +110,7 @@ def make_sample(
 
 
 def load_pair(hr_file: str, lr_file: str | None, scale: int, *, boundary: str = "replicate") -> Sample:
-    """One :class:`Sample`: reads (or makes) the LR and crops the HR to LR size x scale.
-
-    Raises:
-      UserError: an unreadable file, or an LR image too large for its HR at this scale.
-    """
+    """One :class:`Sample`: reads (or makes) the LR and crops the HR; UserError naming a bad file."""
     stem = os.path.splitext(os.path.basename(hr_file))[0]
     hr = files.read_image(hr_file)
     if lr_file is None:
@@ -157,21 +126,11 @@ def load_benchmark(
 ) -> list[Sample]:
     """All pairs of benchmark set ``name`` at ``scale``, sorted by image name.
 
-    Args:
-      root: the folder holding the sets (``<root>/<name>/HR`` ...).
-      name: the set's folder name, e.g. ``"Set5"``.
-      scale: integer upscaling factor.
-      boundary: how missing LR files are made (``"replicate"``: MATLAB; ``"mirror"``: the EDSR
-        benchmark package).
-      skipped: if given, an image whose files cannot be read (truncated, not an image, an LR too
-        large for its HR) is left out and ``{"name", "error"}`` appended here, instead of failing.
-
-    Returns:
-      A list of :class:`Sample`.
+    ``boundary`` is how missing LR files are made (``"mirror"``: the EDSR benchmark package). With
+    ``skipped`` a list, an unreadable image is left out and ``{"name", "error"}`` appended to it.
 
     Raises:
-      UserError: the set or its HR folder is missing or empty, or (without ``skipped``) a file
-        cannot be read; the message names the file.
+      UserError: the set is missing or empty, or (without ``skipped``) a file cannot be read.
     """
     if int(scale) != scale or scale < 1:
         raise UserError(f"scale must be a positive integer, got {scale!r}")

@@ -1,18 +1,8 @@
-"""Decoded training images, decoded once, on first use: in memory or in memory-mapped ``.npy`` files.
+"""Training images decoded once, on first use, and kept: in memory or as memory-mapped ``.npy`` files.
 
-Decoding a DIV2K pair takes ~80 ms, a training step needs 16 of them, so every image is decoded
-once and kept. :class:`PairCache` decodes image ``i`` the first time a batch asks for it (only the
-images this process's rows need) and keeps it:
-
-* in memory (``config.data.cache_dir = ""``): the arrays of this process;
-* on disk (``config.data.cache_dir``): one ``.npy`` file per image and kind, written atomically by
-  whichever process decodes it first, then memory-mapped: no copy, the pages are shared by every
-  process (and Grain worker) on the host, and later runs start with everything decoded.
-
-Disk layout: ``cache_dir/pairs-<hash>/hr/<i>.npy`` and ``lr_x<s>/<i>.npy``, where the hash covers
-everything that changes the pixels (:attr:`~edsr_jax.data.sources.PairSource.description` and
-:data:`CACHE_VERSION`). Several threads may ask for the same image at once: one decodes, the others
-wait for it.
+Decoding is far slower than a step needs, so :class:`PairCache` keeps each image. With
+``config.data.cache_dir`` each array is one ``.npy`` under ``pairs-<hash>/`` (the hash covers
+everything that changes the pixels), written atomically and shared by every process on the host.
 """
 
 from __future__ import annotations
@@ -53,11 +43,9 @@ _NPY_HEADER = re.compile(
 
 
 def _open_npy(path: str) -> np.ndarray:
-    """``np.load(path, mmap_mode="r")`` for the arrays :func:`_save_npy` writes, without ``ast``.
+    """``np.load(path, mmap_mode="r")`` for :func:`_save_npy`'s files, without ``ast``.
 
-    NumPy parses the header with ``ast.literal_eval``, which CPython 3.11 breaks when threads call
-    it at once ("AST constructor recursion depth mismatch"); the pipeline's threads open files
-    concurrently, so the header (a fixed dict) is read here.
+    NumPy's ``ast.literal_eval`` of the header fails under concurrent threads on CPython 3.11.
     """
     with open(path, "rb") as f:
         start = f.read(12)
@@ -76,11 +64,7 @@ def _open_npy(path: str) -> np.ndarray:
 
 
 class PairCache:
-    """``cache.pair(i, scale) -> (hr, lr)`` over a :class:`~edsr_jax.data.sources.PairSource`.
-
-    Thread-safe; HR images are shared by every scale of a source. Arrays are read-only views
-    (memory-mapped from disk with a ``cache_dir``).
-    """
+    """``cache.pair(i, scale) -> (hr, lr)``, read-only arrays, thread-safe (one thread decodes each image)."""
 
     def __init__(self, source: sources.PairSource, cache_dir: str = ""):
         self.__setstate__(
@@ -106,8 +90,7 @@ class PairCache:
             return sum(a.nbytes for a in self._arrays.values())
 
     def pair(self, i: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image ``i``'s HR image and its LR image at ``scale`` (LR pixel (y, x) covers HR pixels
-        (y*s .. y*s+s-1, x*s .. x*s+s-1); the HR may be larger than LR size x scale).
+        """Image ``i``'s HR and its LR at ``scale`` (the HR may exceed LR size x scale).
 
         Raises:
             UserError: an unreadable file, or an LR image larger than its HR image / scale.

@@ -1,35 +1,8 @@
 """Training batches as the paper draws them, the same on any topology, through Grain; eval samples.
 
-Batches are numpy dicts ``{"low_res": uint8 (b, p, p, 3), "high_res": uint8 (b, p*s, p*s, 3), "scale": int}``
-with values in [0, 255] (the models take float in [0, 255]: cast on the device).
-
-**The global batch of step k is a pure function of (config.seed, k).** For each of its
-``batch_size`` rows:
-
-1. the image: a fresh permutation of all training images per pass (keyed by ``(seed, pass)``),
-   consecutive rows taking consecutive images of it, ``batch_size`` images per step, so every
-   batch holds ``batch_size`` different images (as ``DataLoader(shuffle=True, drop_last=True)``:
-   with ``N`` images a pass is ``N // batch_size`` steps and the ``N % batch_size`` images left
-   over wait for the next pass; with fewer images than the batch, the rows run through
-   consecutive permutations and every image appears once per pass);
-2. a uniformly random LR position (LR pixel (y, x) covers HR pixels from (y*s, x*s)) and the three
-   independent coin flips of the paper (flip W, flip H, transpose), applied identically to LR and
-   HR; with ``flat_patch_threshold > 0`` a position whose LR patch has a standard deviation below
-   the threshold (grey levels) is redrawn, up to :data:`FLAT_PATCH_RETRIES` times;
-3. MDSR: the step's scale, drawn from ``(seed, k)``.
-
-All randomness of step k comes from ``(seed, k)``, drawn for every row at once, so a row does not
-depend on who builds it: process ``i`` of ``P`` builds rows ``[i*b/P, (i+1)*b/P)`` (``rows``,
-from :func:`edsr_jax.sharding.process_rows`), and 1 process x 4 devices, 2 x 2 or 4 x 1 train on
-the same global batches; a run preempted on 8 hosts resumes on 4 with the batches it would have
-seen. There is no iterator state to save: resuming at step k is ``start_step=k``.
-
-Every process can reach every image (:class:`edsr_jax.data.cache.PairCache`: decoded on first
-use and kept, in memory or memory-mapped from ``config.data.cache_dir``). The host pipeline is
-Grain: ``MapDataset`` over step numbers, a map to the numpy batch, ``to_iter_dataset`` with
-``config.data.threads`` threads and ``config.data.prefetch`` batches ahead, in step order (and
-Grain worker processes with ``config.data.workers``). This module uses no JAX: the caller
-(``edsr_jax.train``) puts the batches on the devices (:func:`edsr_jax.sharding.prefetch_to_device`).
+Step k's global batch is a pure function of ``(config.seed, k)``, drawn for all rows at once: any
+process x device split sees the same batches, and resuming is ``start_step=k`` (no iterator
+state). Batches are uint8 numpy; how rows are drawn: ``docs/input_pipeline.md``.
 """
 
 from __future__ import annotations
@@ -79,12 +52,7 @@ def _pass_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 def image_schedule(seed: int, step: int, batch: int, n_images: int) -> np.ndarray:
-    """Image index of each of the ``batch`` rows of global step ``step`` (int64, (batch,)).
-
-    With at least ``batch`` images, step ``k`` takes ``batch`` consecutive images of pass
-    ``k // (n_images // batch)``'s permutation: all different. With fewer, the rows walk through
-    the permutations of consecutive passes.
-    """
+    """Image of each row of step ``step``: consecutive images of a per-pass permutation (``drop_last``)."""
     if n_images >= batch:
         per_pass = n_images // batch
         epoch, k = divmod(step, per_pass)
@@ -97,11 +65,7 @@ def image_schedule(seed: int, step: int, batch: int, n_images: int) -> np.ndarra
 
 
 def crop_pair(low_res: np.ndarray, high_res: np.ndarray, y: int, x: int, patch: int, scale: int):
-    """The aligned LR patch at (y, x) (LR pixels) and its HR window; both are views.
-
-    Returns:
-        (low_res[y:y+patch, x:x+patch], high_res[y*s:(y+patch)*s, x*s:(x+patch)*s]).
-    """
+    """Views of the LR patch at LR pixel (y, x) and its aligned HR window."""
     hp = patch * scale
     return low_res[y : y + patch, x : x + patch], high_res[
         y * scale : y * scale + hp, x * scale : x * scale + hp
@@ -129,9 +93,8 @@ def _gather_index(size: int, flip_w: bool, flip_h: bool, transpose: bool) -> np.
 def write_augmented(out: np.ndarray, patch: np.ndarray, flip_w: bool, flip_h: bool, transpose: bool) -> None:
     """``out[...] = augment_pair(patch, ...)`` for a square patch, fast.
 
-    numpy copies a W-flipped or transposed (H, W, 3) uint8 view pixel by pixel, much slower than
-    one ``np.take`` with a precomputed index (RESULTS.md, "Input pipeline"); a plain or H-flipped
-    view copies whole rows.
+    numpy copies W-flipped or transposed uint8 views pixel by pixel; one ``np.take`` with a cached
+    index is much faster (RESULTS.md "Input pipeline").
     """
     if not (flip_w or transpose):
         out[...] = patch[::-1] if flip_h else patch
@@ -152,21 +115,8 @@ def sample_rows(
     flat_patch_threshold: float = 0.0,
     images: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``[rows[0], rows[1])`` of the global batch of step ``step`` (a pure function of its args).
-
-    Args:
-        pairs: the training images (every process can reach every one).
-        seed: the run's seed.
-        step: global step.
-        batch: the global batch size.
-        rows: the half-open range of rows to build (this process's share).
-        patch: LR patch side; the HR patch side is ``patch * scale``.
-        scale: this step's scale.
-        flat_patch_threshold: redraw patches whose LR standard deviation is below it (0: never).
-        images: the indices (into ``pairs``) training draws from (default: all of them).
-
-    Returns:
-        lr uint8 (n, patch, patch, 3) and hr uint8 (n, patch*scale, patch*scale, 3), n = rows.
+    """LR and HR uint8 patches of rows ``[rows[0], rows[1])`` of step ``step``'s global batch, drawn
+    from ``images``; patches flatter than ``flat_patch_threshold`` are redrawn a few times.
     """
     start, stop = rows
     usable = np.arange(len(pairs)) if images is None else np.asarray(images)
@@ -198,14 +148,10 @@ def sample_rows(
 def usable_images(
     source: sources.PairSource, scales: Sequence[int], patch: int, skip_small: str
 ) -> list[int] | None:
-    """The images training may draw from: all (None), or those at least a patch large at every scale.
+    """The images training may draw from: all (None), or those a patch large at every scale.
 
-    With ``skip_small="skip"`` every image's LR size is read (from file headers; for TFDS from the
-    records) and the small ones are left out with one warning naming them. With ``"error"`` the
-    sizes that are cheap to read are checked now; the others when the image is first used.
-
-    Raises:
-        UserError: a small image with ``skip_small="error"``, or no image left.
+    ``"skip"`` reads every LR size and warns once naming those left out; ``"error"`` raises UserError
+    for the first small one (sizes that need a decode are checked on first use).
     """
     if skip_small not in SKIP_SMALL:
         raise UserError(f"config.data.skip_small must be one of {SKIP_SMALL}, got {skip_small!r}")
@@ -248,22 +194,10 @@ def host_threads(requested: int = 0) -> int:
 def create_train_iterator(
     config, *, start_step: int = 0, rows: tuple[int, int] | None = None
 ) -> Iterator[dict]:
-    """Endless iterator of training batches (rows ``rows`` of each global batch), from ``start_step``.
+    """Endless iterator of uint8 ``{"lr", "hr", "scale"}`` batches from ``start_step``.
 
-    Args:
-        config: ConfigDict with seed, batch_size (global), patch_size (LR), scales and data.*
-            (source, tfds_name, data_dir, degradation, train_range, cache_dir, skip_small,
-            flat_patch_threshold, threads, workers, prefetch).
-        start_step: global step of the first batch (resume: the step to continue from).
-        rows: the half-open range of rows of the global batch this process builds (default: all;
-            a multi-process run takes it from :func:`edsr_jax.sharding.process_rows`).
-
-    Returns:
-        Iterator of {"low_res": uint8 (n, p, p, 3), "high_res": uint8 (n, p*s, p*s, 3), "scale": int}, values
-        in [0, 255]; the batch at step k depends only on (config.seed, k) and ``rows``.
-
-    Raises:
-        UserError: bad rows, patch size or ranges; missing or too-small images.
+    ``rows`` is the half-open range of each global batch this process builds (default: all). Raises
+    UserError for bad rows, patch size or ranges, or missing or too-small images.
     """
     import grain
 
@@ -316,18 +250,9 @@ def create_train_iterator(
 
 
 def create_eval_samples(config, split: str = "val", num_images: int = 0) -> dict[int, list[Sample]]:
-    """Whole evaluation images per scale: DIV2K validation images, or the held-out photographs.
+    """Whole evaluation images per scale (DIV2K validation or held-out photographs), as ``Sample`` lists.
 
-    HR images are cropped (top-left) to LR size times the scale. Only the images asked for are
-    decoded.
-
-    Args:
-        config: ConfigDict with scales and data.* (source, data_dir, val_range, ...).
-        split: "val" (config.data.val_range, or :data:`sources.SKIMAGE_VAL`) or "train".
-        num_images: the first this many images (0: all).
-
-    Returns:
-        scale -> list of :class:`~edsr_jax.data.benchmarks.Sample`.
+    Only the first ``num_images`` (0: all) of ``split`` are decoded; HR is cropped to LR x scale.
     """
     scales = tuple(int(s) for s in config.scales)
     source = sources.open_source(config.data, split, scales)

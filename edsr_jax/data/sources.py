@@ -1,32 +1,8 @@
 """Image sources: random access to the (HR, LR) pairs of a split, decoded only when asked for.
 
-A :class:`PairSource` knows how many images a split has, their names, and how to decode image
-``i``'s HR image and its LR image at a scale (``None``: made from the HR with the MATLAB-exact
-resize). It decodes nothing up front; :class:`edsr_jax.data.cache.PairCache` decodes each image
-the first time a batch needs it and keeps it (in memory, or in memory-mapped ``.npy`` files under
-``config.data.cache_dir``).
-
-Sources (``config.data.source``):
-
-* ``"tfds"``: TensorFlow Datasets ``div2k/{degradation}_x{s}`` (one builder per scale), read
-  through ``builder.as_data_source`` (ArrayRecord files, random access, no TensorFlow at training
-  time; the PNG bytes are decoded with Pillow). Image numbers are positions in the ``train``
-  split (1..800) and the ``validation`` split (801..900) in the first scale's builder order
-  (TFDS's fixed, hashed order: a partial range is not the same files as in the folder sources;
-  the full splits are the same images); the other scales' LR images are found by the bytes of
-  their HR image, once, when the source is opened.
-* ``"div2k_folder"``: the official DIV2K layout under ``data_dir``
-  (``DIV2K_train_HR/0001.png``, ``DIV2K_train_LR_bicubic/X2/0001x2.png``, ``DIV2K_valid_*`` for
-  801..900, ``_LR_unknown`` for ``degradation="unknown"``); missing bicubic LR images are made
-  with the MATLAB-exact resize.
-* ``"folder"``: any folder of HR images (numbered from 1 by sorted file name); LR made as above.
-* ``"paired_folder"``: ``data_dir/HR`` numbered so, each with its LR file in ``data_dir/LR`` (your
-  degradation), matched by name: :func:`edsr_jax.data.benchmarks.paired_lr_file`.
-* ``"skimage"``: the photographs bundled with scikit-image (no download), split by the fixed name
-  lists :data:`SKIMAGE_TRAIN` and :data:`SKIMAGE_VAL`.
-
-TensorFlow Datasets is imported only by the TFDS source (and TensorFlow only to prepare a
-dataset, never here).
+``config.data.source`` picks TFDS's ``div2k`` (ArrayRecord, no TensorFlow at training time), the
+official DIV2K folders, a folder of HR images, a paired HR/LR folder, or scikit-image's photographs;
+``docs/input_pipeline.md`` gives each layout. A missing bicubic LR is made from the HR.
 """
 
 from __future__ import annotations
@@ -87,10 +63,8 @@ SKIMAGE_VAL: tuple[str, ...] = ("astronaut", "chelsea", "coffee")
 class PairSource:
     """Random access to the images of one split; subclasses decode.
 
-    Attributes:
-      names: one name per image (its file, DIV2K number or photo name), for messages.
-      scales: the scales whose LR images can be read.
-      description: everything that determines the pixels (the key of the disk cache).
+    ``names`` label images in messages; ``description`` is everything that fixes the pixels (the
+    disk cache's key).
     """
 
     def __init__(self, names: Sequence[str], scales: Sequence[int], description: dict):
@@ -110,7 +84,7 @@ class PairSource:
         raise NotImplementedError
 
     def lr_shape(self, i: int, scale: int) -> tuple[int, int] | None:
-        """``(h, w)`` of image ``i``'s LR image without decoding it, or None if that needs a decode."""
+        """``(h, w)`` of image ``i``'s LR without decoding it, or None if that needs a decode."""
         return None
 
     def lr_file(self, i: int, scale: int) -> str | None:
@@ -159,11 +133,7 @@ def image_numbers(image_range: Sequence[int]) -> list[int]:
 def div2k_folder_source(
     data_dir: str, numbers: Sequence[int], scales: Sequence[int], degradation: str
 ) -> FileSource:
-    """DIV2K image numbers in the official folder layout under ``data_dir``.
-
-    Raises:
-        UserError: a missing HR file, or a missing LR file for ``degradation="unknown"``.
-    """
+    """DIV2K image numbers in the official folder layout under ``data_dir``; UserError for a missing file."""
     hr_paths, lr_paths = [], {int(s): [] for s in scales}
     for n in numbers:
         if not 1 <= n <= DIV2K_NUM_TOTAL:
@@ -197,18 +167,14 @@ def _numbered(folder: str, numbers: Sequence[int]) -> list[str]:
 
 
 def folder_source(data_dir: str, numbers: Sequence[int], scales: Sequence[int]) -> FileSource:
-    """Images ``numbers`` (1-based, sorted by name) of a folder of HR images; LR made by MATLAB bicubic."""
+    """Images ``numbers`` (1-based, by name) of a folder of HR images; LR made by MATLAB bicubic."""
     paths = _numbered(data_dir, numbers)
     description = {"source": "folder", "data_dir": os.path.abspath(data_dir)}
     return FileSource(paths, paths, {int(s): [None] * len(paths) for s in scales}, description)
 
 
 def paired_folder_source(data_dir: str, numbers: Sequence[int], scales: Sequence[int]) -> FileSource:
-    """Images ``numbers`` (1-based, sorted by name) of ``data_dir/HR``, each with its file in ``data_dir/LR``.
-
-    Raises:
-        UserError: a missing folder, or an HR image without its LR file (named).
-    """
+    """Images ``numbers`` of ``data_dir/HR``, each with its file in ``data_dir/LR``."""
     from edsr_jax.data import benchmarks
 
     hr_paths = _numbered(os.path.join(data_dir, benchmarks.HR_DIR), numbers)
@@ -243,10 +209,7 @@ def skimage_source(names: Sequence[str], scales: Sequence[int]) -> FileSource:
 
 
 def tfds_name_for_scale(tfds_name: str, degradation: str, scale: int) -> str:
-    """``div2k/bicubic_x2`` style name for ``scale`` (the ``_x{n}`` suffix of ``tfds_name`` replaced).
-
-    A bare builder name (``"div2k"``, the default) gets ``/{degradation}_x{scale}``.
-    """
+    """``div2k/bicubic_x2``-style builder name for ``scale``; a bare ``div2k`` gets the degradation."""
     name = tfds_name or "div2k"
     if "/" not in name:
         name = f"{name}/{degradation}_x{scale}"
@@ -258,12 +221,7 @@ def tfds_name_for_scale(tfds_name: str, degradation: str, scale: int) -> str:
 
 
 def tfds_split(numbers: Sequence[int]) -> tuple[str, int]:
-    """``(split, offset)``: the TFDS split holding the DIV2K numbers, and the position of the first.
-
-    Raises:
-        UserError: numbers that are not one contiguous range inside train (1..800) or
-          validation (801..900).
-    """
+    """``(split, offset)`` of a contiguous DIV2K range inside train (1..800) or validation (801..900)."""
     first, last = min(numbers), max(numbers)
     if last - first + 1 != len(numbers):
         raise UserError(f"TFDS images must be a contiguous range, got {len(numbers)} in {first}..{last}")
@@ -285,7 +243,7 @@ PREPARE_HINT = (
 
 
 def _open_tfds(name: str, data_dir: str | None, split: str):
-    """The ``as_data_source`` of one split, as raw records (serialised ``tf.train.Example``s)."""
+    """The ``as_data_source`` of one split, as raw records (serialised ``tf.train.Example``)."""
     import tensorflow_datasets as tfds
 
     where = data_dir or "the default data_dir"
@@ -308,15 +266,18 @@ def _open_tfds(name: str, data_dir: str | None, split: str):
 
 
 def _raw(record: bytes, key: str) -> bytes:
-    """The encoded image ``key`` of a raw TFDS record, parsed with TFDS's own (TensorFlow-free)
-    copy of the ``tf.train.Example`` proto."""
+    """The encoded image ``key`` of a raw TFDS record (TFDS's TensorFlow-free proto)."""
     from tensorflow_datasets.proto import tf_example_pb2
 
     return tf_example_pb2.Example.FromString(record).features.feature[key].bytes_list.value[0]
 
 
 class TfdsSource(PairSource):
-    """DIV2K pairs from TFDS ArrayRecord data sources, one builder per scale, aligned by HR image."""
+    """DIV2K pairs from TFDS ArrayRecord sources, one builder per scale.
+
+    Images are positions in the first scale's (hashed, fixed) order; the other scales are aligned to
+    it by the bytes of the HR image, once, when opened.
+    """
 
     def __init__(
         self, tfds_name: str, data_dir: str | None, numbers: Sequence[int], scales, degradation: str
@@ -375,11 +336,7 @@ class TfdsSource(PairSource):
 
 
 def open_source(data_config, split: str, scales: Sequence[int]) -> PairSource:
-    """The :class:`PairSource` of ``split`` (``"train"`` or ``"val"``) of ``config.data``.
-
-    Raises:
-        UserError: an unknown source, split or degradation, or missing files.
-    """
+    """The :class:`PairSource` of ``split`` ("train" or "val") of ``config.data``."""
     source, degradation = data_config.source, data_config.degradation
     if source not in SOURCES:
         raise UserError(f"config.data.source must be one of {SOURCES}, got {source!r}")

@@ -1,11 +1,7 @@
-"""Image files: the one reader, the one writer, the one extension list and folder lister.
+"""Image files: the one reader and writer, extension list, folder lister and output planner.
 
-Reading is two steps so that callers can choose what to do with unusual modes:
-:func:`load_raw` opens and fully decodes a file and reports its Pillow mode; :func:`to_rgb_uint8`
-turns that into the RGB uint8 array that training, evaluation and downscaling work on.
-:func:`read_image` does both. :func:`write_image` encodes in memory and writes atomically
-(:mod:`edsr_jax.atomic`), so an interrupted run never leaves a half-written image under the final
-name. :func:`plan_outputs` maps a file or folder argument to ``(input, output)`` file pairs.
+Reading is :func:`load_raw` (decode, report Pillow's mode) then :func:`to_rgb_uint8`, so callers
+can handle unusual modes; writes are atomic (:mod:`edsr_jax.atomic`): never a half-written image.
 """
 
 from __future__ import annotations
@@ -33,14 +29,8 @@ IMAGE_EXTENSIONS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", "
 
 @dataclasses.dataclass(frozen=True)
 class RawImage:
-    """A decoded image as Pillow gave it.
-
-    Attributes:
-      array: the pixels, HxW or HxWxC, in the mode's natural dtype (uint8, uint16, int32, float32);
-        palette images keep their indices (see ``palette``).
-      mode: Pillow's mode string (``"RGB"``, ``"L"``, ``"RGBA"``, ``"P"``, ``"I;16"``, ...).
-      path: the file it came from.
-      palette: for mode ``"P"``, the palette as a (256, 3) uint8 array; otherwise None.
+    """A decoded image as Pillow gave it: pixels in the mode's dtype, the mode, the path, and for mode
+    ``"P"`` the (256, 3) uint8 palette that ``array`` indexes.
     """
 
     array: np.ndarray
@@ -50,8 +40,7 @@ class RawImage:
 
 
 def pixel_limit() -> int | None:
-    """The largest image edsr-jax decodes, in pixels: :data:`MAX_PIXELS_ENV` if set, else Pillow's
-    ``Image.MAX_IMAGE_PIXELS`` (read, never changed; None: no limit)."""
+    """Pixels edsr-jax decodes at most: :data:`MAX_PIXELS_ENV`, else Pillow's limit (None: none)."""
     from PIL import Image
 
     value = os.environ.get(MAX_PIXELS_ENV, "").strip()
@@ -64,14 +53,8 @@ def pixel_limit() -> int | None:
 
 
 def _open_lazily(fp: BinaryIO, name: str):
-    """Pillow's image object for ``fp``, header read and pixels not yet decoded.
-
-    Pillow's ``Image.open`` refuses (or warns about) large images by its global limit; edsr-jax
-    applies its own limit (:func:`pixel_limit`) instead, without changing Pillow's global, so it
-    asks each registered format plugin in turn, as ``Image.open`` does.
-
-    Raises:
-      UserError: no plugin recognises the file.
+    """Pillow's image for ``fp``, header only, asking each plugin as ``Image.open`` does but without
+    Pillow's global bomb limit (:func:`pixel_limit` rules instead, Pillow's global left unchanged).
     """
     from PIL import Image
 
@@ -91,7 +74,7 @@ def _open_lazily(fp: BinaryIO, name: str):
 
 
 def _decode(fp: BinaryIO, name: str) -> RawImage:
-    """Decodes an open image file after the decompression-bomb guard (:func:`pixel_limit`)."""
+    """Decodes an open image file after the decompression-bomb guard."""
     limit = pixel_limit()
     try:
         with _open_lazily(fp, name) as img:
@@ -130,12 +113,7 @@ def _check_file(path: str) -> str:
 
 
 def load_raw(path: str) -> RawImage:
-    """Opens and fully decodes an image file.
-
-    Raises:
-      UserError: the file is missing, empty, truncated, larger than :func:`pixel_limit`, or not
-        an image Pillow can read.
-    """
+    """Opens and fully decodes an image file; UserError if missing, empty, broken or too large."""
     path = _check_file(path)
     try:
         fp = open(path, "rb")
@@ -146,11 +124,7 @@ def load_raw(path: str) -> RawImage:
 
 
 def image_size(source: str | bytes, what: str = "image bytes") -> tuple[int, int]:
-    """``(h, w)`` of an image file or of encoded bytes (named ``what``) from its header alone.
-
-    Raises:
-      UserError: a missing or empty file, or data that is not an image Pillow can read.
-    """
+    """``(h, w)`` of an image file or of encoded bytes (named ``what``), from the header."""
     name = what if isinstance(source, bytes) else _check_file(source)
     try:
         fp = io.BytesIO(source) if isinstance(source, bytes) else open(name, "rb")
@@ -162,19 +136,8 @@ def image_size(source: str | bytes, what: str = "image bytes") -> tuple[int, int
 
 
 def to_rgb_uint8(raw: RawImage) -> np.ndarray:
-    """An HxWx3 uint8 RGB array from a :class:`RawImage`.
-
-    Grayscale is replicated to 3 channels; palette images are expanded; alpha is dropped (as the
-    official EDSR code does); 16-bit and 32-bit grayscale are scaled to 8 bits with rounding.
-
-    Args:
-      raw: output of :func:`load_raw`.
-
-    Returns:
-      uint8 array of shape (H, W, 3).
-
-    Raises:
-      UserError: a mode this conversion does not handle.
+    """(H, W, 3) uint8 RGB of a :class:`RawImage`: gray replicated, palettes expanded, alpha dropped (as
+    the official code does), 16/32-bit gray scaled to 8 bits with rounding.
     """
     a, mode = raw.array, raw.mode
     if mode == "RGB":
@@ -200,22 +163,17 @@ def to_rgb_uint8(raw: RawImage) -> np.ndarray:
 
 
 def read_image(path: str) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3) (:func:`load_raw`, then :func:`to_rgb_uint8`)."""
+    """An image file as RGB uint8 (H, W, 3)."""
     return to_rgb_uint8(load_raw(path))
 
 
 def decode_image(data: bytes, what: str) -> np.ndarray:
-    """Encoded image bytes (any format) as RGB uint8 (H, W, 3): the file reader's decoder, guard
-    and 16-bit rule, for images that are not files (TFDS records). ``what`` names it in messages."""
+    """Encoded image bytes (e.g. TFDS records) as RGB uint8, with the file reader's guard and 16-bit rule."""
     return to_rgb_uint8(_decode(io.BytesIO(data), what))
 
 
 def output_format(path: str) -> str:
-    """Pillow's format name for an output path's extension.
-
-    Raises:
-      UserError: an extension Pillow cannot write.
-    """
+    """Pillow's format name for an output path's extension; UserError if Pillow cannot write it."""
     from PIL import Image
 
     Image.init()
@@ -230,15 +188,8 @@ def output_format(path: str) -> str:
 
 
 def write_image(path: str, array: np.ndarray) -> None:
-    """Writes a uint8 image atomically (encoded in memory, then :func:`edsr_jax.atomic.write_bytes`).
-
-    Args:
-      path: destination; the format comes from the extension (``.png`` recommended: lossless).
-      array: uint8, HxW (gray), HxWx2 (gray + alpha), HxWx3 (RGB) or HxWx4 (RGBA).
-
-    Raises:
-      UserError: a bad array, an unknown extension, or a folder that does not exist.
-      OSError: the write itself failed (no partial file is left).
+    """Writes a uint8 HxW, HxWx2, HxWx3 or HxWx4 image atomically in the extension's format; UserError
+    for a bad array or extension or a missing folder.
     """
     from PIL import Image
 
@@ -271,10 +222,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def _write_png_streaming(path: str, array: np.ndarray) -> None:
-    """A PNG written in blocks of rows (``array`` may be memory-mapped): memory stays a few rows.
-
-    8 bits per channel, the "Sub" filter on every row, zlib at level 6, written atomically.
-    """
+    """An 8-bit PNG ("Sub" filter, zlib 6) written in row blocks: a memory-mapped array stays on disk."""
     h, w = array.shape[:2]
     channels = 1 if array.ndim == 2 else array.shape[2]
     color = {1: 0, 2: 4, 3: 2, 4: 6}[channels]  # gray, gray + alpha, RGB, RGBA
@@ -294,16 +242,12 @@ def _write_png_streaming(path: str, array: np.ndarray) -> None:
 
 
 def is_image_name(name: str) -> bool:
-    """Whether a file name has one of :data:`IMAGE_EXTENSIONS` (any case) and is not hidden."""
+    """Whether a file name has an image extension and is not hidden."""
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def list_images(folder: str) -> list[str]:
-    """Image files (by extension) directly in ``folder``, sorted by name; hidden files skipped.
-
-    Raises:
-      UserError: ``folder`` does not exist, is not a folder, or holds no image files.
-    """
+    """Image files directly in ``folder``, sorted, hidden skipped; UserError if there are none."""
     if not os.path.isdir(folder):
         what = "is a file, not a folder" if os.path.isfile(folder) else "does not exist"
         raise UserError(f"image folder {folder} {what}")
@@ -315,22 +259,11 @@ def list_images(folder: str) -> list[str]:
 
 
 def plan_outputs(src: str, dst: str, name: Callable[[str], str] = os.path.basename) -> list[tuple[str, str]]:
-    """``[(input file, output file)]`` for a file or folder ``src`` and an output ``dst``.
+    """``[(input file, output file)]`` for a file or folder ``src`` and an output ``dst``, all checked
+    before any work (a known extension, never the input).
 
-    A folder's images (by extension, not recursive) go into the folder ``dst`` as ``name(file)``.
-    A file goes to ``dst``, or into it as ``name(file)`` when ``dst`` is a folder, ends with a path
-    separator or has no extension. Outputs are checked before any work: a known image extension,
-    and never the input itself.
-
-    Args:
-      src: an image file or a folder of images.
-      dst: the output file or folder.
-      name: the output file name of an input path (default: the same name).
-
-    Raises:
-      UserError: a missing input, a folder without images, a folder written to a file name, an
-        output folder equal to the input folder, an unknown output extension, or an output that
-        is the input file.
+    A folder's images go into the folder ``dst`` as ``name(file)``; a file goes to ``dst``, or into
+    it when ``dst`` is a folder, ends with a separator or has no extension.
     """
     if not os.path.exists(src):
         raise UserError(f"input not found: {src}")

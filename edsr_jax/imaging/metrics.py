@@ -1,27 +1,7 @@
-"""PSNR and SSIM with the published super-resolution protocol (``docs/protocol.md``).
+"""PSNR and SSIM under the published protocol (``docs/protocol.md`` "Evaluation protocol").
 
-Conventions (the ``BENCHMARK`` and ``DIV2K`` protocols below):
-
-* Both images are quantised first: clipped to [0, 255] and rounded half away from zero (MATLAB's
-  conversion to uint8). The HR image must already be cropped to the SR size.
-* ``shave`` pixels are removed at each border: ``scale`` on the benchmarks, ``scale + 6`` on
-  DIV2K validation (what the official code and the NTIRE MATLAB evaluator do).
-* Benchmarks (Set5, Set14, B100, Urban100) are scored on the luma channel only:
-  ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255`` (MATLAB ``rgb2ycbcr``, BT.601), computed
-  in float from the quantised RGB and **not rounded** to uint8 (the official PyTorch code's
-  choice; rounding Y, as the MATLAB evaluator does, moves Set5 Bicubic by -0.01 to -0.03 dB). DIV2K is
-  scored on RGB.
-* PSNR = ``10 log10(255^2 / MSE)``, MSE over the shaved image (and channels); identical images
-  give ``inf``.
-* SSIM (Wang et al. 2004): 11x11 Gaussian window with sigma 1.5, ``C1 = (0.01 * 255)^2``,
-  ``C2 = (0.03 * 255)^2``, statistics without sample-size correction, averaged over the positions
-  where the window fits inside the shaved image ("valid"); on RGB, the mean of the three
-  channels. This is scikit-image's ``structural_similarity(..., gaussian_weights=True,
-  sigma=1.5, use_sample_covariance=False, data_range=255)`` and MATLAB's ``ssim_index``.
-
-Every function takes one image ``(H, W, C)`` or a batch ``(N, H, W, C)`` (metrics per image). On
-numpy input it computes in float64; on JAX arrays in float32 (never lower) and is jittable
-(``scale``/``shave``/``y_only`` static).
+SSIM equals scikit-image's ``structural_similarity`` with Gaussian weights, sigma 1.5, no sample
+covariance. Inputs are ``(H, W, C)`` or ``(N, H, W, C)``; numpy in float64, JAX in float32+ (jittable).
 """
 
 from __future__ import annotations
@@ -47,13 +27,7 @@ _SSIM_CENTER = 128.0
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-    """How a dataset is scored.
-
-    Attributes:
-      name: ``"benchmark"`` or ``"div2k"``.
-      y_only: score the luma channel (True) or RGB (False).
-      extra_shave: border removed is ``scale + extra_shave`` pixels.
-    """
+    """How a dataset is scored: luma or RGB, and ``scale + extra_shave`` border pixels removed."""
 
     name: str
     y_only: bool
@@ -80,11 +54,7 @@ PROTOCOLS = {p.name: p for p in (BENCHMARK, DIV2K)}
 
 
 def get_protocol(name: str) -> Protocol:
-    """The protocol called ``name`` (``"benchmark"`` or ``"div2k"``).
-
-    Raises:
-      UserError: an unknown name.
-    """
+    """The protocol called ``name`` (``"benchmark"`` or ``"div2k"``); UserError for any other."""
     try:
         return PROTOCOLS[name]
     except KeyError:
@@ -149,20 +119,8 @@ def _prepare(sr, hr, scale: int, y_only: bool, shave: int | None, name: str):
 
 
 def psnr(sr, hr, *, scale: int, y_only: bool = True, shave: int | None = None):
-    """Peak signal-to-noise ratio in dB after quantisation, shave and (optionally) Y conversion.
-
-    Args:
-      sr: super-resolved image(s), (H, W, 3) or (N, H, W, 3), values in [0, 255] (any dtype).
-      hr: ground truth of the same shape (crop it to the SR size first).
-      scale: the upscaling factor (default shave).
-      y_only: score BT.601 luma (benchmarks) instead of RGB (DIV2K).
-      shave: border pixels removed on each side; default ``scale``.
-
-    Returns:
-      PSNR per image: a scalar for one image, shape (N,) for a batch; ``inf`` if identical.
-
-    Raises:
-      UserError: mismatched shapes or a shave larger than the image.
+    """PSNR in dB per image (``inf`` when identical), after quantising, shaving (default ``scale``) and
+    (``y_only``) taking luma; ``hr`` already cropped to the SR size. UserError on a bad shape or shave.
     """
     xp, sr, hr = _prepare(sr, hr, scale, y_only, shave, "psnr")
     mse = xp.mean((sr - hr) ** 2, axis=(-3, -2, -1))
@@ -186,22 +144,7 @@ def _filter_valid(xp, x, g):
 
 
 def ssim(sr, hr, *, scale: int, y_only: bool = True, shave: int | None = None):
-    """Structural similarity (Wang et al.), Gaussian 11x11 window, sigma 1.5, valid-region mean.
-
-    Args:
-      sr: super-resolved image(s), (H, W, 3) or (N, H, W, 3), values in [0, 255].
-      hr: ground truth of the same shape.
-      scale: the upscaling factor (default shave).
-      y_only: luma only (benchmarks); otherwise the mean over the RGB channels.
-      shave: border pixels removed on each side; default ``scale``.
-
-    Returns:
-      SSIM per image: a scalar for one image, shape (N,) for a batch.
-
-    Raises:
-      UserError: mismatched shapes, a shave larger than the image, or an image smaller than the
-        window after the shave.
-    """
+    """SSIM per image (11x11 Gaussian, sigma 1.5, valid-region mean; RGB: channel mean), as :func:`psnr`."""
     xp, x, y = _prepare(sr, hr, scale, y_only, shave, "ssim")
     if min(x.shape[-3], x.shape[-2]) < SSIM_WINDOW:
         raise UserError(

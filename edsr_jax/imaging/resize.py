@@ -1,22 +1,7 @@
-"""MATLAB-exact bicubic resizing (``imresize(img, scale, 'bicubic')``) in numpy.
+"""MATLAB-exact bicubic ``imresize`` in numpy: DIV2K's and the benchmarks' LR images were made with it.
 
-Every DIV2K and benchmark LR image was made with MATLAB's ``imresize``; train and test
-degradations must match it, and PIL's or ``jax.image.resize``'s bicubic do not. What MATLAB does
-(and what this module reproduces; ``docs/protocol.md``):
-
-* Keys cubic kernel with a = -0.5. When shrinking (scale < 1) the kernel is stretched by
-  ``1/scale`` and its values multiplied by ``scale`` (antialiasing); each output's weights are
-  normalised to sum to 1.
-* Output size ``ceil(in * scale)``; output pixel ``x`` (1-based) samples the input at
-  ``u = x / scale + 0.5 * (1 - 1 / scale)``.
-* Out-of-range taps are clamped (``boundary="replicate"``, MATLAB). The EDSR benchmark package's
-  LR copies were made with a symmetric mirror instead (``boundary="mirror"``); only the outer 1-2
-  rows and columns differ.
-* One 1-D pass per dimension, the dimension with the smaller scale first (height first when they
-  are equal). On uint8 input each pass is rounded half away from zero and clipped to [0, 255]
-  before the next one: without that only ~85-90 % of pixels match MATLAB.
-
-Weights are computed and applied in float64 (bit-exact with MATLAB on uint8).
+PIL's and ``jax.image.resize``'s bicubic differ; the kernel, grid, boundary and pass order are in
+``docs/protocol.md`` ("MATLAB bicubic"). Float64 throughout, bit-exact on uint8.
 """
 
 from __future__ import annotations
@@ -46,19 +31,7 @@ def cubic(x: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=256)
 def contributions(in_len: int, out_len: int, scale: float, boundary: str) -> tuple[np.ndarray, np.ndarray]:
-    """Tap indices and weights of one 1-D MATLAB bicubic pass.
-
-    Args:
-      in_len: input length along the resized dimension.
-      out_len: output length.
-      scale: the scale factor MATLAB uses for this dimension (output/input).
-      boundary: ``"replicate"`` (MATLAB's clamping) or ``"mirror"`` (symmetric, EDSR package).
-
-    Returns:
-      ``(indices, weights)``: int64 ``(out_len, taps)`` 0-based input indices and float64
-      weights (each row sums to 1); output ``i`` is ``sum_t weights[i, t] * x[indices[i, t]]``.
-      The arrays are cached and read-only.
-    """
+    """Read-only ``(indices, weights)``, each ``(out_len, taps)``, of one 1-D pass (rows sum to 1)."""
     if boundary not in BOUNDARIES:
         raise UserError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
     antialias = scale < 1
@@ -87,19 +60,7 @@ def contributions(in_len: int, out_len: int, scale: float, boundary: str) -> tup
 def output_size(
     shape: tuple[int, int], scale: float | tuple[float, float] | None, output_shape: tuple[int, int] | None
 ) -> tuple[tuple[int, int], tuple[float, float]]:
-    """MATLAB's output size and per-dimension scales for an ``(H, W)`` input.
-
-    Args:
-      shape: input ``(H, W)``.
-      scale: one factor, or ``(scale_h, scale_w)``; ignored when ``output_shape`` is given.
-      output_shape: ``(H_out, W_out)``; the scales are then ``out / in`` per dimension.
-
-    Returns:
-      ``((H_out, W_out), (scale_h, scale_w))``.
-
-    Raises:
-      UserError: neither or a non-positive scale/size was given.
-    """
+    """MATLAB's ``((H_out, W_out), (scale_h, scale_w))``; ``output_shape`` wins over ``scale``."""
     if output_shape is not None:
         out = tuple(int(s) for s in output_shape)
         if len(out) != 2 or min(out) < 1:
@@ -138,17 +99,10 @@ def imresize(
     boundary: str = "replicate",
     output_shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """MATLAB ``imresize(image, scale, 'bicubic')``, bit-exact on uint8.
+    """MATLAB ``imresize(image, scale, 'bicubic')`` of an HxW or HxWxC image, in its dtype.
 
-    Args:
-      image: HxW or HxWxC array, uint8 (result rounded and clipped after each pass, like MATLAB)
-        or float (no rounding or clipping; computed in float64, returned in the input dtype).
-      scale: factor, e.g. ``1/4`` to shrink or ``4`` to enlarge, or ``(scale_h, scale_w)``.
-      boundary: ``"replicate"`` (MATLAB) or ``"mirror"`` (the EDSR benchmark package's LR).
-      output_shape: ``(H, W)`` instead of a scale.
-
-    Returns:
-      The resized image, ``ceil(H * scale) x ceil(W * scale)`` (or ``output_shape``), same dtype.
+    uint8 is rounded and clipped after each pass, as MATLAB does; float is not. ``scale`` is one
+    factor or ``(scale_h, scale_w)``; ``boundary="mirror"`` reproduces the EDSR benchmark package's LR.
 
     Raises:
       UserError: a bad shape, scale or boundary, or an integer dtype other than uint8.
@@ -188,18 +142,7 @@ def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
 def downscale(
     image: np.ndarray, scale: int, *, boundary: str = "replicate", crop: bool = True, name: str = "image"
 ) -> np.ndarray:
-    """The benchmark LR of an HR image: ``imresize(modcrop(hr, s), 1/s)`` (MATLAB, uint8-exact).
-
-    Args:
-      image: HR image (uint8 or float).
-      scale: integer downscaling factor.
-      boundary: ``"replicate"`` or ``"mirror"``.
-      crop: modcrop first (EDSR/benchmark convention; LR size is ``floor(H/s) x floor(W/s)``).
-        Without it MATLAB gives ``ceil(H/s) x ceil(W/s)``.
-      name: what the image is (e.g. its file), for the error message.
-
-    Returns:
-      The LR image.
+    """The benchmark LR of an HR image: ``imresize(modcrop(hr, s), 1/s)`` (``crop=False`` skips the modcrop).
 
     Raises:
       UserError: a scale that is not a positive integer, or an image smaller than the scale.

@@ -1,15 +1,7 @@
-"""EDSR, MDSR and SRResNet as Flax modules, importable alone (this folder imports only jax, flax, numpy).
+"""EDSR, MDSR and SRResNet as Flax modules, importing only jax, flax and numpy: the public model API.
 
-``edsr.py`` holds the layers, the two networks and the presets; ``srresnet.py`` SRResNet (its
-variables add ``batch_stats``) and ``receptive_radius``; ``sr_model.py`` the ``SRModel`` type;
-``conv.py`` the one convolution they use (a CPU-fast gradient); ``params.py`` initialisation, the
-architecture spec and parameter paths. ``edsr_jax.models`` is the package's public model API::
-
-    from edsr_jax import models
-
-    model = models.edsr_baseline(scale=2)
-    variables = models.init(model, jax.random.key(0))
-    sr = model.apply(variables, low_res_images)     # NHWC float in [0, 255]
+``model = models.edsr_baseline(scale=2)``; ``variables = models.init(model, jax.random.key(0))``;
+``sr = model.apply(variables, low_res_images)`` (NHWC float in [0, 255]).
 """
 
 from edsr_jax.models.conv import Conv, conv2d, pytorch_bound

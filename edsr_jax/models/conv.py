@@ -1,13 +1,8 @@
-"""The one convolution every EDSR/MDSR layer uses: the :class:`Conv` module and ``conv2d``.
+"""The one convolution every model layer uses: :class:`Conv` and its function ``conv2d``.
 
-:class:`Conv` has the parameters and output of ``flax.linen.Conv`` (HWIO kernel, bias),
-initialised like PyTorch's ``nn.Conv2d``. The forward pass is the plain XLA convolution; on CPU
-the backward pass computes the same gradients in forms XLA's CPU backend runs faster (timings:
-RESULTS.md, "Model speed"): the bias gradient as a matrix-vector product, the kernel gradient of
-a conv with few output channels (the RGB tail) as one GEMM over shifted copies of ``g``, and the
-other kernel gradients on images cut into strips so that the batch is a multiple of 8. GPUs and
-TPUs take the standard backward pass (``jax.lax.platform_dependent``). The custom VJP allows
-reverse-mode differentiation only (no ``jax.jvp``).
+Parameters and output are ``flax.linen.Conv``'s (HWIO kernel, bias), initialised like PyTorch's
+``nn.Conv2d``. On CPU the backward pass computes the same gradients in forms XLA's CPU backend runs
+faster (RESULTS.md "Model speed"); other platforms take the standard one. Reverse mode only.
 """
 
 from __future__ import annotations
@@ -28,17 +23,14 @@ SMALL_OUT_CHANNELS = 8
 
 
 def _plain_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Stride-1 SAME convolution (odd kernel sizes, as in every EDSR/MDSR layer)."""
+    """Stride-1 SAME convolution (odd kernel sizes)."""
     p = kernel.shape[0] // 2
     return lax.conv_general_dilated(x, kernel, (1, 1), ((p, p), (p, p)), dimension_numbers=_DIMENSION_NUMBERS)
 
 
 @jax.custom_vjp
 def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
-    """``conv(x, kernel) + bias``: NHWC input, HWIO kernel (odd, square), stride 1, SAME padding.
-
-    All three arguments must have the same dtype (the Flax module promotes them first).
-    """
+    """``conv(x, kernel) + bias``: NHWC, HWIO (odd, square), stride 1, SAME; one dtype for all three."""
     return _plain_conv(x, kernel) + bias
 
 
@@ -64,7 +56,7 @@ def _rows(a: jax.Array) -> jax.Array:
 
 
 def _bias_grad_cpu(g):
-    """Sum over N, H, W as ``ones @ g``: a memory-bound GEMV instead of XLA CPU's reduce-window."""
+    """Sum over N, H, W as ``ones @ g``: a GEMV instead of XLA CPU's slower reduce-window."""
     ones = jnp.ones((g.shape[0] * g.shape[1] * g.shape[2],), g.dtype)
     return lax.dot_general(
         ones, _rows(g), (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32
@@ -72,11 +64,7 @@ def _bias_grad_cpu(g):
 
 
 def _kernel_grad_shifted_g(x, kernel, g):
-    """dW[i, j, c, o] = sum_{n,h,w} x[n,h,w,c] * gpad[n, h+2p-i, w+2p-j, o], as one GEMM.
-
-    The k*k shifted copies of ``g`` (cheap when ``g`` has few channels) are concatenated on the
-    channel axis; ``x`` is contracted over its rows without being transposed or copied.
-    """
+    """The kernel gradient as one GEMM of ``x``'s rows with the k*k shifted copies of ``g`` (few channels)."""
     k = kernel.shape[0]
     p = k // 2
     _, h, w, cin = x.shape
@@ -98,14 +86,10 @@ def kernel_grad_strips(batch: int) -> int:
 
 
 def _kernel_grad_in_strips(x, kernel, g, strips: int):
-    """The standard kernel gradient, with each image cut into ``strips`` horizontal strips.
+    """The standard kernel gradient with each image cut into ``strips`` horizontal strips (with halo).
 
-    XLA CPU's backward-filter convolution contracts over the batch as its innermost dimension,
-    and is slower when the batch is not a multiple of the 8-float vector width (RESULTS.md,
-    "Model speed"). The sum over (image, row, column) is the same sum over
-    (image, strip, row in strip, column), so each strip of ``g`` becomes an image of its own
-    (a free reshape) and each strip of the padded ``x`` one with a ``k - 1`` row halo (a small
-    copy); rows added to make the height divisible are zero in ``g`` and add nothing.
+    XLA CPU's backward-filter conv is slower when the batch is not a multiple of 8 (RESULTS.md
+    "Model speed"); strips turn the batch into one.
     """
     k = kernel.shape[0]
     p = k // 2
@@ -153,8 +137,7 @@ conv2d.defvjp(_fwd, _bwd)
 
 
 def pytorch_bound(fan_in: int) -> float:
-    """PyTorch's ``nn.Conv2d`` init draws kernel and bias from U(+-bound), bound 1/sqrt(fan_in):
-    the one rule, used here and by :func:`edsr_jax.models.params.init`."""
+    """PyTorch's ``nn.Conv2d`` init bound, 1/sqrt(fan_in): kernel and bias ~ U(+-bound)."""
     return 1.0 / math.sqrt(fan_in)
 
 
@@ -168,12 +151,7 @@ def _pytorch_uniform(fan_in: int):
 
 
 class Conv(nn.Module):
-    """A stride-1, SAME-padded conv with bias: the parameters and output of ``nn.Conv``.
-
-    Parameters are ``kernel`` (HWIO) and ``bias``, initialised like PyTorch's ``nn.Conv2d``
-    (U(+-1/sqrt(fan_in)) for both). It runs :func:`conv2d`, whose backward pass is faster on CPU
-    (reverse-mode differentiation only).
-    """
+    """A stride-1, SAME-padded conv with bias: ``kernel`` (HWIO), ``bias``, PyTorch init, :func:`conv2d`."""
 
     features: int
     kernel_size: int

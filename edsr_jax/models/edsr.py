@@ -1,16 +1,9 @@
-"""EDSR and MDSR (Lim et al., CVPR-W 2017) in Flax linen, exactly as the official code builds them.
+"""EDSR and MDSR (Lim et al., CVPR-W 2017) in Flax linen, as the official code builds them.
 
-Inputs and outputs are NHWC float images in [0, 255]. The DIV2K mean shift is a constant (not a
-parameter), there is no batch norm, residual blocks are ``x + res_scale * conv2(relu(conv1(x)))``,
-upsamplers use PyTorch's (channel-major) pixel-shuffle order so the official weights load by a
-plain OIHW -> HWIO transpose, and parameters are initialised like PyTorch's ``nn.Conv2d``.
-
-Parameter names follow the model's structure and are what ``edsr_jax.interop.torch`` maps the
-official ``state_dict`` keys to:
-
-* EDSR: ``head``, ``block_{i}/{conv1,conv2}``, ``body_end``, ``upsample/conv_{k}``, ``tail``.
-* MDSR: ``head``, ``pre_process_x{s}_{0,1}/{conv1,conv2}`` (5x5), ``block_{i}/...``, ``body_end``,
-  ``upsample_x{s}/conv_{k}``, ``tail``. Every per-scale module has ``_x{s}`` in its name.
+Architecture, mean shift and init: ``docs/protocol.md`` "Architecture". Pixel shuffle is PyTorch's
+channel-major order, so official weights load by an OIHW -> HWIO transpose. Keys (mapped by
+``edsr_jax.interop.torch``): EDSR ``head``, ``block_{i}/{conv1,conv2}``, ``body_end``,
+``upsample/conv_{k}``, ``tail``; MDSR adds ``pre_process_x{s}_{0,1}`` and ``upsample_x{s}``.
 """
 
 from __future__ import annotations
@@ -35,9 +28,8 @@ KERNEL_SIZE = 3
 PRE_PROCESS_KERNEL_SIZE = 5
 # Residual blocks in each of MDSR's per-scale pre-processing modules.
 PRE_PROCESS_BLOCKS = 2
-# What one call computes: the whole network; its trunk (image -> the features after the global
-# skip, at LR resolution); or its tail (those features -> image: upsampler, last conv, mean).
-# Inference runs the tail, whose activations are scale^2 times larger, in pieces.
+# What one call computes: all, the trunk (to the features after the global skip) or the tail
+# (upsampler to image); inference runs the tail, scale^2 times larger, in pieces.
 PARTS = ("all", "trunk", "tail")
 
 Dtype = Any
@@ -75,11 +67,7 @@ class ResBlock(nn.Module):
 
 
 def upsample_factors(scale: int) -> tuple[int, ...]:
-    """The pixel-shuffle factors of a sub-pixel upsampler: x2 (2,), x3 (3,), x4 (2, 2).
-
-    Raises:
-      ValueError: a scale outside :data:`SUPPORTED_SCALES`.
-    """
+    """The pixel-shuffle factors of a sub-pixel upsampler: x2 (2,), x3 (3,), x4 (2, 2)."""
     if scale not in SUPPORTED_SCALES:
         raise ValueError(f"scale must be one of {SUPPORTED_SCALES}, got {scale}")
     return (2, 2) if scale == 4 else (scale,)
@@ -149,13 +137,7 @@ def _run(layers: list[nn.Module], x: jax.Array) -> jax.Array:
 class EDSR(nn.Module):
     """EDSR: sub_mean, head, B ResBlocks + conv with a global skip, upsampler, conv to RGB, add_mean.
 
-    Attributes:
-      scale: upscaling factor (2, 3 or 4).
-      num_blocks: number of residual blocks B.
-      num_features: number of feature maps F.
-      res_scale: residual scaling (0.1 for the full EDSR, 1 otherwise).
-      dtype: computation dtype (e.g. ``jnp.bfloat16``); mean shift and output stay float32.
-      param_dtype: parameter dtype.
+    ``res_scale`` is 0.1 for the full EDSR, 1 otherwise; the mean shift and output stay float32.
     """
 
     scale: int = 2
@@ -187,19 +169,7 @@ class EDSR(nn.Module):
 
 
 class MDSR(nn.Module):
-    """MDSR: one shared trunk with per-scale pre-processing (2 ResBlocks, 5x5) and upsamplers.
-
-    Called as ``model.apply(variables, lr, scale=s)``; ``model.init`` creates every scale's
-    parameters whatever ``scale`` it is given.
-
-    Attributes:
-      scales: the scales the model serves, in official index order (x2, x3, x4).
-      num_blocks: number of shared residual blocks B.
-      num_features: number of feature maps F.
-      res_scale: residual scaling of the shared blocks (1 in the paper).
-      dtype: computation dtype.
-      param_dtype: parameter dtype.
-    """
+    """MDSR: a shared trunk with per-scale 5x5 pre-processing and upsamplers; ``apply(..., scale=s)``."""
 
     scales: tuple[int, ...] = SUPPORTED_SCALES
     num_blocks: int = 16
@@ -273,9 +243,7 @@ def mdsr(**kwargs) -> MDSR:
 
 
 def tail_radius(model: EDSR | MDSR) -> int:
-    """How many LR pixels away an output pixel of the tail (``part="tail"``) can see in its input
-    features (rounded up): the first upsampler conv 1, a x4 upsampler's second conv 1/2, the tail
-    conv 1/s."""
+    """LR pixels an output of ``part="tail"`` can see in its input features, rounded up."""
     extra = 0.0
     for s in model.scales:
         up = 0.5 if s == 4 else 0.0  # second x2 stage

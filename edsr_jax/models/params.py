@@ -1,15 +1,4 @@
-"""Parameters of EDSR/MDSR/SRResNet: initialisation, the architecture spec, shapes, path keys, copying.
-
-* :func:`init` draws every conv parameter like PyTorch's ``nn.Conv2d`` (the official init); the
-  other variables of an SRResNet (batch norm, PReLU) start at their constant PyTorch defaults.
-* :func:`model_spec` / :func:`from_spec`: a JSON-able description of an architecture and back
-  (what ``model.json`` stores).
-* :func:`path_key` / :func:`flat_params`: parameters keyed by ``/``-joined paths such as
-  ``block_0/conv1/kernel`` (the names messages, converters and ``copy_matching`` use).
-* :func:`param_shapes`: those paths and shapes for a model, computed without running it.
-* :func:`copy_matching`: start one model from another (x3/x4 from x2: every tensor whose path and
-  shape match is copied).
-"""
+"""Model parameters: PyTorch-like init, the JSON architecture spec, path keys and shapes, copying."""
 
 from __future__ import annotations
 
@@ -43,7 +32,7 @@ CONSTANT_INITS = {
 
 
 def abstract_variables(model: SRModel) -> dict:
-    """``model``'s variables as ``jax.ShapeDtypeStruct`` (shapes and dtypes, nothing computed)."""
+    """``model``'s variables as ``jax.ShapeDtypeStruct`` (nothing computed)."""
     x = jax.ShapeDtypeStruct((1, TRACE_LR_SIZE, TRACE_LR_SIZE, 3), jnp.float32)
     return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, scale=model.scales[0]), x)
 
@@ -55,21 +44,10 @@ def _is_conv_leaf(flat: dict, path: tuple) -> bool:
 
 
 def init(model: SRModel, rng: jax.Array) -> dict:
-    """Initialises every variable of ``model`` like PyTorch does (the official init).
+    """``model``'s variables initialised as PyTorch does (batch norm and PReLU: ``CONSTANT_INITS``).
 
-    Equal in distribution to ``model.init`` (:func:`~edsr_jax.models.conv.pytorch_bound`), but
-    one uniform draw scaled per tensor: XLA compiles one random-number kernel instead of one per
-    parameter shape, so a jitted initialiser compiles much faster (RESULTS.md, "Model speed").
-    SRResNet's batch norms and
-    PReLUs take ``CONSTANT_INITS``.
-
-    Args:
-      model: an EDSR, MDSR or SRResNet.
-      rng: a JAX PRNG key.
-
-    Returns:
-      ``{"params": ...}`` in ``model.param_dtype``; an SRResNet's also has ``"batch_stats"``
-      (float32 running means and variances).
+    Equal in distribution to ``model.init``, but one uniform draw scaled per tensor, which compiles
+    much faster (RESULTS.md "Model speed").
     """
     flat = flax.traverse_util.flatten_dict(abstract_variables(model))
     bounds = {}
@@ -153,18 +131,13 @@ def param_shapes(model: SRModel) -> dict[str, tuple[int, ...]]:
 
 @functools.lru_cache(maxsize=32)
 def _param_shapes_of_spec(spec_json: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """Cached by spec: tracing a deep model (MDSR B80: three branches) takes seconds."""
+    """Cached by spec: tracing a deep model (MDSR B80) is slow."""
     abstract = abstract_variables(from_spec(json.loads(spec_json)))["params"]
     return tuple((k, tuple(int(d) for d in v.shape)) for k, v in flat_params(abstract).items())
 
 
 def copy_matching(target: Any, source: Any) -> tuple[Any, list[str], list[str]]:
-    """Copies every ``source`` tensor whose path and shape match one in ``target``.
-
-    Returns:
-      ``(params, copied, not_copied)``: ``target`` with the matching tensors replaced (float32),
-      and the ``/``-joined paths that were and were not copied.
-    """
+    """``(target with every same-path, same-shape source tensor copied in, copied paths, other paths)``."""
     flat_source = flat_params(source)
     copied, not_copied = [], []
 
@@ -181,16 +154,9 @@ def copy_matching(target: Any, source: Any) -> tuple[Any, list[str], list[str]]:
 
 
 def fold_residual_scaling(model: SRModel, variables: dict) -> tuple[SRModel, dict]:
-    """Folds the constant residual scale into each block's second conv (the paper's test-time trick).
+    """``(model with res_scale 1, variables)`` with the residual scale folded into each ``conv2``.
 
-    ``res_scale * conv2(y) == conv2'(y)`` with conv2's kernel and bias multiplied by ``res_scale``.
-
-    Args:
-      model: an EDSR or MDSR (an SRResNet has no residual scale and is returned as it is).
-      variables: its variables (``{"params": ...}``).
-
-    Returns:
-      ``(model_with_res_scale_1, folded_variables)``, equal in output up to float rounding.
+    The paper's test-time trick; equal in output up to float rounding (SRResNet: returned as is).
     """
     rs = float(getattr(model, "res_scale", 1.0))
     if rs == 1.0:

@@ -1,21 +1,9 @@
-"""SRResNet (Ledig et al., CVPR 2017), the network EDSR (Lim et al. 2017, Sec. 3.1) ablates against.
+"""SRResNet (Ledig et al. 2017), the batch-norm network EDSR (Lim et al. 2017, Sec. 3.1) ablates against.
 
-The generator of SRGAN trained alone (with an L2 loss): a 9x9 head conv + PReLU, B residual blocks
-``x + bn2(conv2(relu(bn1(conv1(x)))))``, a conv + batch norm closing the body with a long skip
-from the head, sub-pixel upsampling stages (conv, pixel shuffle, PReLU) and a 9x9 conv to RGB.
-EDSR's residual block is this block without its two batch norms.
-
-Inputs and outputs are NHWC float images in [0, 255] with the DIV2K mean subtracted on input and
-added on output, exactly like :class:`edsr_jax.models.EDSR`, so the same trainer, upscaler and
-evaluator run it. Unlike EDSR it has a second variable collection, ``batch_stats``::
-
-    model = models.srresnet(scale=4)
-    variables = models.init(model, rng)                 # {"params": ..., "batch_stats": ...}
-    sr = model.apply(variables, lr)                     # eval: running averages
-    sr, updates = model.apply(variables, lr, train=True, mutable=["batch_stats"])
-
+Same interface as :class:`~edsr_jax.models.EDSR` (NHWC [0, 255], mean shift), plus a
+``batch_stats`` collection: ``model.apply(variables, lr, train=True, mutable=["batch_stats"])``.
 Parameter names: ``head``, ``head_act``, ``block_{i}/{conv1,bn1,conv2,bn2}``, ``body_end``,
-``body_end_bn``, ``upsample/{conv_k,act_k}``, ``tail``. This module imports only jax, flax, numpy.
+``body_end_bn``, ``upsample/{conv_k,act_k}``, ``tail``.
 """
 
 from __future__ import annotations
@@ -71,7 +59,7 @@ def _batch_norm(module, train: bool, name: str) -> nn.BatchNorm:
 
 
 class BNResBlock(nn.Module):
-    """``x + bn2(conv2(relu(bn1(conv1(x)))))``: SRResNet's block, EDSR's block plus two batch norms."""
+    """``x + bn2(conv2(relu(bn1(conv1(x)))))``: EDSR's block plus two batch norms."""
 
     num_features: int
     dtype: Dtype | None = None
@@ -103,30 +91,12 @@ class PReLUUpsampler(nn.Module):
 
 
 class SRResNet(nn.Module):
-    """SRResNet: head 9x9 + PReLU, B BN residual blocks, conv + BN with a long skip, upsampler, 9x9 tail.
+    """9x9 head + PReLU, B BN residual blocks, conv + BN with a long skip, PReLU upsampler, 9x9 tail.
 
-    The residual block uses ReLU, as EDSR's Fig. 2 draws SRResNet's block, not Ledig et al.'s
-    PReLU: this model is here as EDSR's ablation baseline, and with ReLU the two residual blocks
-    differ only by the batch norms the paper removes. The head and every upsampling stage keep
-    Ledig's PReLU (one slope per layer, PyTorch's ``nn.PReLU()``, initialised to 0.25); the x3
-    upsampler (not in Ledig et al.) is one stage conv F->9F, pixel shuffle 3, PReLU.
-
-    Batch norm follows PyTorch's ``nn.BatchNorm2d`` defaults: eps 1e-5, running averages updated
-    as ``0.9 * running + 0.1 * batch`` (flax momentum 0.9). One difference: Flax keeps the biased
-    batch variance in the running average where PyTorch keeps the unbiased one (a factor
-    n/(n-1), 1 + 2.7e-5 for a batch of 16 48x48 patches). Under ``jit`` with a batch sharded over
-    devices the statistics are those of the global batch (PyTorch's DDP uses each GPU's own).
-
-    Exact parameter counts at B16, F64 (mean shift excluded; batch-norm running averages are not
-    parameters): x2 1,401,733; x3 1,586,373; x4 1,549,446.
-
-    Attributes:
-      scale: upscaling factor (2, 3 or 4).
-      num_blocks: number of residual blocks B.
-      num_features: number of feature maps F.
-      dtype: computation dtype (e.g. ``jnp.bfloat16``); mean shift, batch statistics and output
-        stay float32.
-      param_dtype: parameter dtype.
+    The block uses ReLU, as EDSR's Fig. 2 draws it, so it differs from EDSR's only by the batch norms
+    the paper removes. Batch norm is PyTorch's defaults, except that Flax keeps the biased variance in
+    the running average, and under ``jit`` the statistics are the global batch's (DDP: per GPU).
+    Parameters at B16, F64: x2 1,401,733; x3 1,586,373; x4 1,549,446.
     """
 
     scale: int = 2
@@ -137,16 +107,9 @@ class SRResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, scale: int | None = None, train: bool = False) -> jax.Array:
-        """Upscales ``x`` (NHWC, [0, 255]); ``train`` normalises with batch statistics.
+        """SR images (N, H*scale, W*scale, 3), float32, of NHWC [0, 255] ``x``.
 
-        Args:
-          x: LR images (N, H, W, 3).
-          scale: None or ``self.scale`` (the argument EDSR and MDSR take).
-          train: use and update batch statistics (call ``apply`` with ``mutable=["batch_stats"]``);
-            otherwise normalise with the running averages.
-
-        Returns:
-          SR images (N, H*scale, W*scale, 3), float32.
+        ``train`` normalises with (and updates) batch statistics; ``scale`` is None or ``self.scale``.
         """
         if scale is not None and scale != self.scale:
             raise ValueError(f"this SRResNet upscales x{self.scale}, got scale={scale}")
@@ -170,19 +133,14 @@ class SRResNet(nn.Module):
 
 
 def srresnet(scale: int = 2, **kwargs) -> SRResNet:
-    """SRResNet as Ledig et al. train it: B16, F64 (1.40M parameters at x2, 1.55M at x4)."""
+    """SRResNet as Ledig et al. train it: B16, F64."""
     return SRResNet(scale=scale, num_blocks=16, num_features=64, **kwargs)
 
 
 def receptive_radius(model: EDSR | MDSR | SRResNet) -> int:
-    """How many LR pixels away an output pixel can see (eval mode), rounded up: an overlap this
-    large makes tiling exact.
+    """How many LR pixels away an output pixel can see (eval mode), rounded up: the overlap for exact tiling.
 
-    Each KxK conv adds K//2 pixels at its resolution (1/r LR pixel at r times the LR size). EDSR
-    and MDSR: head, 2 per block, body end, then :func:`~edsr_jax.models.edsr.tail_radius`; MDSR's
-    5x5 pre-processing blocks add 8. SRResNet (batch norm with running averages is per pixel; in
-    train mode batch statistics couple every pixel): the 9x9 head 4, 2 per block, body end and
-    first upsampler conv 1 each, a x4 upsampler's second conv 1/2, the 9x9 tail 4/s.
+    Each KxK conv adds K//2 pixels at its resolution (1/r LR pixel at r times the LR size).
     """
     inner = KERNEL_SIZE // 2
     if not isinstance(model, SRResNet):
