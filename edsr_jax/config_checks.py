@@ -45,8 +45,8 @@ _CADENCES = ("log_every_steps", "checkpoint_every_steps", "eval_every_steps")
 
 
 # Renamed fields: old dotted name -> (new name, old value -> new value), still accepted with a
-# warning; ``float32`` (JAX's default precision) computed what ``fp32`` does on those runs' CPUs. ``lr_*`` became
-# ``learning_rate_*`` so that ``lr`` means one thing.
+# warning; ``float32`` (JAX's default precision) computed what ``fp32`` does on those runs' CPUs;
+# ``lr_*`` became ``learning_rate_*`` so that ``lr`` means one thing.
 RENAMED: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "dtype": ("precision", lambda v: {"float32": "fp32", "bfloat16": "bf16"}.get(v, v)),
     "lr_schedule": ("learning_rate_schedule", lambda v: v),
