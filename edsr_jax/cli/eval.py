@@ -168,7 +168,10 @@ def _check(args):
     if args.curve:  # (before any scoring: the plot is drawn last)
         require("matplotlib", "--curve's plot")
     if args.compare and not os.path.exists(args.compare):  # (read after the first model is scored)
-        raise UserError(f"no model at --compare {args.compare}: the path does not exist")
+        from edsr_jax.interop import pretrained
+
+        if not pretrained.is_model_name(args.compare):
+            raise UserError(f"no model at --compare {args.compare}: the path does not exist")
     return datasets
 
 
