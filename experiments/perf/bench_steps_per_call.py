@@ -18,9 +18,8 @@ import time
 
 import jax
 import numpy as np
-import optax
-
-from edsr_jax import models, sharding, train_step
+from edsr_jax import models, optim, sharding, train_step
+from edsr_jax.configs import default
 
 
 def main() -> None:
@@ -34,8 +33,9 @@ def main() -> None:
     args = parser.parse_args()
 
     model = models.EDSR(scale=2, num_blocks=args.blocks, num_features=args.features)
-    schedule = optax.constant_schedule(1e-4)
-    tx = optax.adam(schedule)
+    config = default.get_config()
+    schedule = optim.create_learning_rate_fn(config)
+    tx = optim.create_optimizer(config, model)
     mesh = sharding.create_mesh()
     rng = np.random.default_rng(0)
     shape_lr = (args.k, args.batch, args.patch, args.patch, 3)
