@@ -261,14 +261,29 @@ def test_unwritable_outputs_are_named_as_given_before_anything_is_converted(fmt,
 def test_a_write_that_fails_half_way_names_the_output_not_a_temporary_file(
     tiny_models, tmp_path, monkeypatch
 ):
-    from etils import epath
+    from edsr_jax import atomic
 
     model, variables = tiny_models["edsr_x2"]
+    real_fdopen = os.fdopen
 
-    def disk_full(self, data):
-        raise OSError(28, "No space left on device", str(self))
+    class DiskFull:  # a file whose writes fail, as on a full disk
+        def __init__(self, f):
+            self.f = f
 
-    monkeypatch.setattr(type(epath.Path(tmp_path)), "write_bytes", disk_full)
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        f = real_fdopen(fd, mode, *args, **kwargs)
+        return DiskFull(f) if "w" in mode else f
+
+    monkeypatch.setattr(atomic.os, "fdopen", fdopen)
     for fmt in ("onnx", "torch"):
         out = tmp_path / f"m{export.EXTENSIONS[fmt]}"
         with pytest.raises(OSError, match="No space left") as raised:
