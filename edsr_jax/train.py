@@ -290,6 +290,11 @@ def _set_up(config, workdir: str, devices, stack: contextlib.ExitStack, allow_ot
         if start == 0:
             writer.write_hparams(summary)
     per_call = int(config.steps_per_call)
+    if per_call > 1 and platform == "cpu":
+        log(
+            f"warning: steps_per_call={per_call} runs its steps in a loop, which XLA:CPU runs several "
+            'times slower than one step per call (RESULTS.md "Steps per call on CPU"); use 1 on CPUs'
+        )
     step_fn = steps.compile_train_steps(
         model,
         tx,

@@ -240,6 +240,54 @@ def train_steps(
     return jax.lax.fori_loop(0, count, body, (state, metrics))
 
 
+def one_train_step(
+    state: TrainState, batches: Mapping[str, jax.Array], *, scale: int, **options
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """:func:`train_steps` for a stack of one batch at a known scale, as straight-line code.
+
+    XLA:CPU runs loop and switch bodies several times slower than straight-line code (RESULTS.md
+    "Steps per call on CPU"), so one step per call compiles this rather than the loop.
+    """
+    patch = batches["low_res"].shape[2]
+    batch = {
+        "low_res": batches["low_res"][0],
+        "high_res": batches["high_res"][0, :, : patch * scale, : patch * scale],
+    }
+    state, metrics = train_step(state, batch, scale=scale, **options)
+    return state, {k: jnp.asarray(v)[None] for k, v in metrics.items()}
+
+
+class TrainSteps:
+    """``fn(state, batches, count) -> (state, metrics)``: a model's training programs.
+
+    Stacks of one batch run :func:`one_train_step` of the batch's scale (picked on the host);
+    longer stacks run the :func:`train_steps` loop. Both do the same math, but XLA compiles a loop
+    body differently: on CPU, K > 1 agrees with K = 1 to float rounding, and any K > 1 with any
+    other K > 1 to the bit.
+    """
+
+    def __init__(self, loop: Callable, single: Callable[[int], Callable], scales: Sequence[int]):
+        self.loop, self._single, self.scales = loop, single, tuple(scales)
+        self._singles: dict[int, Callable] = {}
+
+    def _pick(self, batches, count):
+        if batches["low_res"].shape[0] > 1:
+            return self.loop, (batches, count)
+        index = 0 if len(self.scales) == 1 else int(np.asarray(batches["scale_index"])[0])
+        scale = self.scales[index]
+        if scale not in self._singles:
+            self._singles[scale] = self._single(scale)
+        return self._singles[scale], ({"low_res": batches["low_res"], "high_res": batches["high_res"]},)
+
+    def __call__(self, state, batches, count):
+        fn, args = self._pick(batches, count)
+        return fn(state, *args)
+
+    def lower(self, state, batches, count):
+        fn, args = self._pick(batches, count)
+        return fn.lower(state, *args)
+
+
 def compile_train_steps(
     model,
     tx,
@@ -250,31 +298,36 @@ def compile_train_steps(
     *,
     compiler_options: Mapping[str, str] | None = None,
     **options,
-) -> Callable:
-    """``jit`` of :func:`train_steps`, batches split along their second (example) axis."""
+) -> TrainSteps:
+    """The jitted training programs (:class:`TrainSteps`), batches split along their example axis."""
     if compiler_options is None:
         compiler_options = xla_options.for_program(xla_options.TRAIN, xla_options.platform_of(mesh.devices))
-    fn = functools.partial(
-        train_steps,
-        scales=tuple(int(s) for s in scales),
-        model=model,
-        tx=tx,
-        learning_rate_fn=learning_rate_fn,
-        **options,
-    )
+    scales = tuple(int(s) for s in scales)
+    step_args = dict(model=model, tx=tx, learning_rate_fn=learning_rate_fn, **options)
     stacked = sharding.stacked_batch_sharding(mesh)
     replicated = sharding.replicated(mesh)
-    return jax.jit(
-        fn,
+    jit = functools.partial(
+        jax.jit,
+        out_shardings=(state_shardings, replicated),
+        donate_argnums=0,
+        compiler_options=dict(compiler_options),
+    )
+    loop = jit(
+        functools.partial(train_steps, scales=scales, **step_args),
         in_shardings=(
             state_shardings,
             {"low_res": stacked, "high_res": stacked, "scale_index": replicated},
             replicated,
         ),
-        out_shardings=(state_shardings, replicated),
-        donate_argnums=0,
-        compiler_options=dict(compiler_options),
     )
+
+    def single(scale: int) -> Callable:
+        return jit(
+            functools.partial(one_train_step, scale=scale, **step_args),
+            in_shardings=(state_shardings, {"low_res": stacked, "high_res": stacked}),
+        )
+
+    return TrainSteps(loop, single, scales)
 
 
 def check_finite(

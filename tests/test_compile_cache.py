@@ -114,7 +114,7 @@ def test_a_second_training_process_loads_what_the_first_compiled(tmp_path):
     first = _train(str(tmp_path / "run1"), cache)
     written = _programs(cache)
     # The initialiser, the step and validation's programs all compile in under JAX's default 1 s.
-    assert {"jit_init", "jit_train_steps"} < written, written
+    assert "jit_init" in written and "jit_one_train_step" in written, written
     assert "Persistent compilation cache hit" not in first
     second = _train(str(tmp_path / "run2"), cache)
     hits = {line.split("'")[1] for line in second.splitlines() if "Persistent compilation cache hit" in line}
@@ -144,7 +144,7 @@ def test_training_with_a_cache_folder_in_its_config_fills_it_and_restores_jax(
     folder = tmp_path / "xla"
     config = tiny_config(cache_dir, num_train_steps=2, compilation_cache_dir=str(folder))
     train.train_and_evaluate(config, str(tmp_path / "w"))
-    assert {"jit_init", "jit_train_steps"} <= _programs(folder)
+    assert {"jit_init", "jit_one_train_step"} <= _programs(folder)
     assert {name: getattr(jax.config, name) for name in OPTIONS} == before
     train.train_and_evaluate(tiny_config(cache_dir, num_train_steps=4), str(tmp_path / "w"))  # "auto"
     assert {name: getattr(jax.config, name) for name in OPTIONS} == before  # (the CLI turns "auto" on)

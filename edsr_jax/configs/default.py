@@ -70,7 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.benchmarks = ("Set5", "Set14", "B100", "Urban100")  # sets scored when it is set
     config.eval.image_crop = 48  # LR side of the crops written as TensorBoard images
     config.distributed = False  # call jax.distributed.initialize() (multi-host; also via env)
-    config.steps_per_call = 1  # steps per dispatch (same bits); the cadences must be multiples of it
+    config.steps_per_call = 1  # steps per dispatch (accelerators; the loop is slow on CPUs)
     config.compilation_cache_dir = "auto"  # XLA cache: "auto" (per-user), a folder, or "" (off)
     return config
 

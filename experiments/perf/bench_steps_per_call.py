@@ -18,6 +18,7 @@ import time
 
 import jax
 import numpy as np
+
 from edsr_jax import models, optim, sharding, train_step
 from edsr_jax.configs import default
 
