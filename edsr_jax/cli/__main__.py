@@ -4,4 +4,5 @@ import sys
 
 from edsr_jax.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # (the docs build imports every module)
+    sys.exit(main())
