@@ -257,6 +257,13 @@ def one_train_step(
     return state, {k: jnp.asarray(v)[None] for k, v in metrics.items()}
 
 
+def _first_host_value(values) -> int:
+    """``values[0]`` on the host; a replicated global array is read from this process's copy."""
+    if isinstance(values, jax.Array):
+        values = values.addressable_data(0)
+    return int(np.asarray(values)[0])
+
+
 class TrainSteps:
     """``fn(state, batches, count) -> (state, metrics)``: a model's training programs.
 
@@ -273,7 +280,7 @@ class TrainSteps:
     def _pick(self, batches, count):
         if batches["low_res"].shape[0] > 1:
             return self.loop, (batches, count)
-        index = 0 if len(self.scales) == 1 else int(np.asarray(batches["scale_index"])[0])
+        index = 0 if len(self.scales) == 1 else _first_host_value(batches["scale_index"])
         scale = self.scales[index]
         if scale not in self._singles:
             self._singles[scale] = self._single(scale)
