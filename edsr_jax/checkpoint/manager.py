@@ -33,6 +33,11 @@ ITEMS = (PARAMS_ITEM, TRAIN_ITEM, META_ITEM, *OPTIONAL_ITEMS)
 WEIGHTS = ("auto", "ema", "raw")
 
 
+# How often a reader lists or resolves again when a running trainer deleted a step meanwhile.
+READ_ATTEMPTS = 5
+READ_RETRY_PAUSE_S = 0.2
+
+
 def create_manager(
     directory: str | os.PathLike,
     *,
@@ -43,7 +48,8 @@ def create_manager(
 ) -> ocp.CheckpointManager:
     """A ``CheckpointManager`` keeping the last ``keep`` steps and the best by ``val_psnr``.
 
-    ``read_only`` creates and removes nothing. Close it before the process exits.
+    ``read_only`` creates and removes nothing, and lists again when a running trainer deletes a step
+    while it is listed. Close it before the process exits.
     """
     if keep < 1:
         raise UserError(f"config.keep_checkpoints must be at least 1, got {keep}")
@@ -60,7 +66,16 @@ def create_manager(
         best_mode="max",
         cleanup_tmp_directories=not read_only,
     )
-    return ocp.CheckpointManager(os.fspath(directory), item_names=ITEMS, options=options)
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return ocp.CheckpointManager(os.fspath(directory), item_names=ITEMS, options=options)
+        except FileNotFoundError:
+            # A running trainer deleted a step between Orbax's listing of the folder and its reading
+            # of that step's metadata: list again.
+            if not read_only or attempt == READ_ATTEMPTS - 1:
+                raise
+            time.sleep(READ_RETRY_PAUSE_S)
+    raise AssertionError("unreachable")
 
 
 def _best_metric(metrics: Any) -> float:
@@ -251,11 +266,6 @@ def describe_restored(directory: str | os.PathLike, step: int, which: str | int)
         manager.close()
 
 
-# How often a reader resolves a step again when the step it was reading was deleted meanwhile.
-READ_ATTEMPTS = 5
-READ_RETRY_PAUSE_S = 0.2
-
-
 def restore_params(directory: str | os.PathLike, abstract_params: Any, which: str | int = "latest"):
     """``(params, step)``: :func:`restore_variables` with ``weights="raw"``, parameters only."""
     variables, step, _ = restore_variables(directory, {"params": abstract_params}, which, weights="raw")
@@ -284,6 +294,7 @@ def restore_variables(
     """
     failed: set[int] = set()
     for attempt in range(READ_ATTEMPTS):
+        last, step = attempt == READ_ATTEMPTS - 1, None
         manager = create_manager(directory, read_only=True, async_save=False)
         try:
             step = resolve_step(manager, which)
@@ -292,16 +303,19 @@ def restore_variables(
             if "batch_stats" in abstract_variables:
                 wanted[STATS_ITEM] = abstract_variables["batch_stats"]
             args = ocp.args.Composite(**{i: ocp.args.StandardRestore(t) for i, t in wanted.items()})
-            try:
-                restored = manager.restore(step, args=args)
-                variables = {"params": restored[item]}
-                if STATS_ITEM in wanted:
-                    variables["batch_stats"] = restored[STATS_ITEM]
-                return variables, step, item
-            except Exception:
-                # Deleted by a running trainer: resolve `which` again; failing twice is damage.
-                if step in failed or attempt == READ_ATTEMPTS - 1:
-                    raise
+            restored = manager.restore(step, args=args)
+            variables = {"params": restored[item]}
+            if STATS_ITEM in wanted:
+                variables["batch_stats"] = restored[STATS_ITEM]
+            return variables, step, item
+        except UserError:
+            raise
+        except Exception as e:
+            # A running trainer deleted the step while it was resolved (a vanished file) or read (its
+            # retention empties files first): resolve `which` again. Failing twice on one step is damage.
+            if last or (step in failed if step is not None else not isinstance(e, FileNotFoundError)):
+                raise
+            if step is not None:
                 failed.add(step)
         finally:
             manager.close()

@@ -7,6 +7,7 @@ import signal
 
 import numpy as np
 import pytest
+from etils import epath
 from support.checkpoints import abstract, assert_states_equal, make_state, save_steps
 
 from edsr_jax.checkpoint import manager as checkpoint_manager
@@ -75,6 +76,26 @@ def test_a_step_deleted_while_it_is_read_resolves_again_and_a_damaged_one_raises
                 open(os.path.join(root, name), "wb").close()
     with pytest.raises(Exception, match="(?i)truncat|corrupt|invalid|error"):
         checkpoint_manager.restore_params(tmp_path, target, "latest")
+
+
+def test_a_step_deleted_while_a_reader_lists_the_folder_is_listed_again(tmp_path, monkeypatch):
+    # Seen in CI: a reader opened the folder while the trainer's retention removed the oldest step
+    # between Orbax's listing and its reading of that step's commit time.
+    save_steps(tmp_path, [1, 2], keep=5).close()
+    path_type, deleted = type(epath.Path(tmp_path)), []
+    original = path_type.exists
+
+    def exists_while_a_trainer_deletes(self):
+        # The step's folder goes just as Orbax looks for its commit record.
+        if self.parent.name == "2" and self.name.startswith("_CHECKPOINT_METADATA") and not deleted:
+            shutil.rmtree(tmp_path / "2")
+            deleted.append(self.parent.name)
+        return original(self)
+
+    monkeypatch.setattr(path_type, "exists", exists_while_a_trainer_deletes)
+    params, step = checkpoint_manager.restore_params(tmp_path, abstract(make_state(0)).params, "latest")
+    assert (step, deleted) == (1, ["2"])
+    np.testing.assert_array_equal(params["head"]["kernel"], make_state(1).params["head"]["kernel"])
 
 
 def test_partial_checkpoints_are_never_restored(tmp_path):
