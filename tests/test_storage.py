@@ -103,7 +103,9 @@ def gs_runs(tmp_path_factory):
         for steps in (4, 6):
             command = [sys.executable, "-m", "edsr_jax.cli", *GS_TRAIN, f"--config.num_train_steps={steps}"]
             run = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-            assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+            # Both ends of stderr: a failure's own traceback comes before what threads print at exit.
+            ends = run.stderr[:6000] + "\n...\n" + run.stderr[-3000:]
+            assert run.returncode == 0, run.stdout[-2000:] + ends
             outputs.append(run.stdout)
         yield port, outputs, cwd
     finally:

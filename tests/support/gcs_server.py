@@ -13,6 +13,7 @@ Served: bucket metadata; object metadata, download (``alt=media``, ``Range``), u
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.parser
 import email.policy
@@ -125,7 +126,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """The store's lock. A response made while it is held is sent after it is released, so one
+        slow client does not hold up every other request."""
+        self._held = []
+        try:
+            with self.store.lock:
+                yield
+        finally:
+            held, self._held = self._held, None
+        for response in held:
+            self._write(*response)
+
     def _send(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+        if getattr(self, "_held", None) is not None:
+            self._held.append((status, body, headers))
+        else:
+            self._write(status, body, headers)
+
+    def _write(self, status: int, body: bytes, headers: dict | None) -> None:
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -160,7 +180,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         path, query = self._route()
-        with self.store.lock:
+        with self._locked():
             if m := _BUCKET.fullmatch(path):
                 return self._json(200, {"kind": "storage#bucket", "name": m["bucket"], "id": m["bucket"]})
             if m := _LIST.fullmatch(path):
@@ -213,7 +233,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_DELETE(self):
         path, query = self._route()
-        with self.store.lock:
+        with self._locked():
             m = _ONE.fullmatch(path)
             name = urllib.parse.unquote(m["name"]) if m else None
             if name not in self.store.objects:
@@ -226,7 +246,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         path, query = self._route()
         body = self._body()
-        with self.store.lock:
+        with self._locked():
             if _UPLOAD.fullmatch(path):
                 return self._chunk(query, body) if "upload_id" in query else self._upload(query, body)
             if m := _COPY.fullmatch(path):
@@ -273,7 +293,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_PUT(self):
         path, query = self._route()
         body = self._body()
-        with self.store.lock:
+        with self._locked():
             if _UPLOAD.fullmatch(path) and "upload_id" in query:
                 return self._chunk(query, body)
         self._error(404, f"no route for PUT {path}")
@@ -301,6 +321,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 def main() -> int:
     Handler.store = Store()
+    # A deep listen queue: TensorStore and gcsfs open many connections at once.
+    http.server.ThreadingHTTPServer.request_queue_size = 128
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()
