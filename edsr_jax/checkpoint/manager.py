@@ -313,7 +313,7 @@ def restore_variables(
         except Exception as e:
             # A running trainer deleted the step while it was resolved (a vanished file) or read (its
             # retention empties files first): resolve `which` again. Failing twice on one step is damage.
-            if last or (step in failed if step is not None else not isinstance(e, FileNotFoundError)):
+            if last or step in failed or (step is None and not isinstance(e, FileNotFoundError)):
                 raise
             if step is not None:
                 failed.add(step)

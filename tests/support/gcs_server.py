@@ -116,6 +116,7 @@ class Store:
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     store: Store
+    _held: list | None = None  # responses waiting for the store's lock to be released
 
     def log_message(self, format, *args):  # quiet
         pass
@@ -140,7 +141,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._write(*response)
 
     def _send(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
-        if getattr(self, "_held", None) is not None:
+        if self._held is not None:
             self._held.append((status, body, headers))
         else:
             self._write(status, body, headers)
@@ -319,11 +320,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._json(200, self.store.put(name, bytes(data)))
 
 
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 128  # TensorStore and gcsfs open many connections at once
+
+
 def main() -> int:
     Handler.store = Store()
-    # A deep listen queue: TensorStore and gcsfs open many connections at once.
-    http.server.ThreadingHTTPServer.request_queue_size = 128
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()
     return 0
